@@ -1,0 +1,63 @@
+/**
+ * Errors raised by the FFI layer. Every error of the package derives from
+ * {@link GpuGroupError}, which carries a stable `code` a caller can branch on
+ * (STYLE.md: undici-style error classes).
+ */
+
+/** Base class of every gpugroup error. `code` is stable across versions. */
+export class GpuGroupError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** A shared library (libnccl, libcudart) could not be found or loaded. */
+export class LibraryNotFoundError extends GpuGroupError {
+  readonly library: string;
+  readonly tried: string[];
+  readonly envVar: string;
+  constructor(library: string, tried: string[], envVar: string, detail: string) {
+    super(
+      'GPUGROUP_LIBRARY_NOT_FOUND',
+      `${library} could not be loaded. Tried:\n  ${tried.join('\n  ')}\n` +
+        `${detail}\nSet ${envVar} to the full path of the library to use.`,
+    );
+    this.library = library;
+    this.tried = tried;
+    this.envVar = envVar;
+  }
+}
+
+/** A NCCL call returned a result other than ncclSuccess. */
+export class NcclError extends GpuGroupError {
+  /** ncclResult_t value. */
+  readonly result: number;
+  /** Symbolic name of the result, e.g. `ncclInvalidArgument`. */
+  readonly resultName: string;
+  /** The C function that failed. */
+  readonly call: string;
+  constructor(result: number, resultName: string, call: string, libraryMessage: string) {
+    super('GPUGROUP_NCCL_ERROR', `${call} failed: ${resultName} (${result}): ${libraryMessage}`);
+    this.result = result;
+    this.resultName = resultName;
+    this.call = call;
+  }
+}
+
+/** A CUDA runtime call returned a cudaError_t other than cudaSuccess. */
+export class CudaError extends GpuGroupError {
+  /** cudaError_t value. */
+  readonly result: number;
+  /** Symbolic name from cudaGetErrorName, e.g. `cudaErrorInsufficientDriver`. */
+  readonly resultName: string;
+  readonly call: string;
+  constructor(result: number, resultName: string, call: string, libraryMessage: string) {
+    super('GPUGROUP_CUDA_ERROR', `${call} failed: ${resultName} (${result}): ${libraryMessage}`);
+    this.result = result;
+    this.resultName = resultName;
+    this.call = call;
+  }
+}

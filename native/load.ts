@@ -1,0 +1,110 @@
+/**
+ * Library discovery and loading (vllm-spec §8.1, with the order this project fixes):
+ * an explicit path from the environment, the dynamic loader's names, CUDA_HOME and
+ * /usr/local/cuda, then the NVIDIA wheels of the `python3` on PATH.
+ *
+ * Loaded libraries are pinned with dlopen(RTLD_NODELETE) and their koffi handles kept
+ * at module scope: koffi 3 dlclose()s a library when a worker thread that loaded it
+ * exits, and libnccl/libcudart run threads of their own, so an unload segfaults the
+ * process (notes/node-stack §0 item 3).
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import koffi, { type LibraryHandle, type TypeObject } from 'koffi';
+import { LibraryNotFoundError } from './errors.ts';
+
+const RTLD_NOW = 0x2;
+const RTLD_NODELETE = 0x1000;
+
+const libc = koffi.load('libc.so.6');
+const dlopen = libc.func('void *dlopen(const char *path, int flags)');
+const dlerror = libc.func('const char *dlerror()');
+
+/** Handles that must outlive every caller in this thread. */
+const pinned = new Map<string, LibraryHandle>();
+
+/** What a successful load returns: the handle and the path that worked. */
+export interface LoadedLibrary {
+  lib: LibraryHandle;
+  path: string;
+}
+
+/** One library's search recipe. */
+export interface LibrarySpec {
+  /** Human name, e.g. `libnccl`. */
+  name: string;
+  /** Environment variable that forces a path. */
+  envVar: string;
+  /** Names the dynamic loader resolves by itself (ld.so.cache, LD_LIBRARY_PATH). */
+  sonames: string[];
+  /** Paths relative to a Python site-packages folder. */
+  pythonRelative: string[];
+}
+
+let pythonSiteDirs: string[] | undefined;
+
+/** site-packages folders of the `python3` on PATH; empty when there is none. Cached. */
+function pythonSitePackages(): string[] {
+  if (pythonSiteDirs) return pythonSiteDirs;
+  const script =
+    "import site, sysconfig; print('\\n'.join(site.getsitepackages() + [sysconfig.get_paths()['purelib']]))";
+  try {
+    const out = execFileSync('python3', ['-c', script], { encoding: 'utf8', timeout: 10_000, stdio: ['ignore', 'pipe', 'ignore'] });
+    pythonSiteDirs = [...new Set(out.split('\n').map((s) => s.trim()).filter(Boolean))];
+  } catch {
+    pythonSiteDirs = [];
+  }
+  return pythonSiteDirs;
+}
+
+/** The candidate paths for `spec` in search order, computed lazily (python is asked last). */
+function* candidates(spec: LibrarySpec): Generator<string> {
+  const forced = process.env[spec.envVar];
+  if (forced) {
+    // An explicit path is the user's decision: try it alone so a typo is not masked.
+    yield forced;
+    return;
+  }
+  yield* spec.sonames;
+  const roots = [process.env.CUDA_HOME, '/usr/local/cuda'].filter((r): r is string => !!r);
+  for (const root of roots) for (const so of spec.sonames) yield join(root, 'lib64', so);
+  for (const site of pythonSitePackages()) for (const rel of spec.pythonRelative) yield join(site, rel);
+}
+
+/**
+ * Loads the first candidate that opens, pins it, and returns it. Throws
+ * {@link LibraryNotFoundError} listing every path tried and the variable to set.
+ */
+export function loadLibrary(spec: LibrarySpec): LoadedLibrary {
+  const tried: string[] = [];
+  let lastError = '';
+  for (const path of candidates(spec)) {
+    const cached = pinned.get(path);
+    if (cached) return { lib: cached, path };
+    const absolute = path.includes('/');
+    if (absolute && !existsSync(path)) {
+      tried.push(`${path} (no such file)`);
+      continue;
+    }
+    const handle = dlopen(path, RTLD_NOW | RTLD_NODELETE);
+    if (!handle) {
+      lastError = (dlerror() as string | null) ?? 'dlopen failed';
+      tried.push(`${path} (${lastError})`);
+      continue;
+    }
+    const lib = koffi.load(path);
+    pinned.set(path, lib);
+    return { lib, path };
+  }
+  throw new LibraryNotFoundError(spec.name, tried, spec.envVar, lastError ? `Last error: ${lastError}` : '');
+}
+
+/** Named koffi types are per thread and may not be defined twice (notes §1.4). */
+export function namedStruct(name: string, def: Record<string, string | TypeObject>): TypeObject {
+  try {
+    return koffi.type(name);
+  } catch {
+    return koffi.struct(name, def);
+  }
+}

@@ -1,0 +1,184 @@
+/**
+ * Every error class of gpugroup above the FFI layer, built in one place
+ * (STYLE.md: piscina/undici). Each carries a stable `code` and the fields a caller
+ * branches on. Errors cross actor boundaries through {@link errorToWire} /
+ * {@link errorFromWire}, which rebuild the same class on the other side.
+ */
+import { CudaError, GpuGroupError, LibraryNotFoundError, NcclError } from '../native/errors.ts';
+
+export { CudaError, GpuGroupError, LibraryNotFoundError, NcclError };
+
+/** An argument was rejected before any native call. `argument` names it. */
+export class InvalidArgumentError extends GpuGroupError {
+  readonly argument: string;
+  constructor(argument: string, message: string) {
+    super('GPUGROUP_INVALID_ARGUMENT', `${argument}: ${message}`);
+    this.argument = argument;
+  }
+}
+
+/** A store operation did not complete before its deadline. */
+export class StoreTimeoutError extends GpuGroupError {
+  readonly key: string;
+  readonly timeoutMs: number;
+  constructor(key: string, timeoutMs: number, op = 'get') {
+    super('GPUGROUP_STORE_TIMEOUT', `store ${op} of key '${key}' timed out after ${timeoutMs} ms`);
+    this.key = key;
+    this.timeoutMs = timeoutMs;
+  }
+}
+
+/** The store connection failed, or the server answered with an error. */
+export class StoreError extends GpuGroupError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('GPUGROUP_STORE_ERROR', message, options);
+  }
+}
+
+/** A rank actor died (exit, uncaught error, signal). */
+export class RankFailedError extends GpuGroupError {
+  readonly rank: number;
+  readonly exitCode: number | null;
+  readonly signal: string | null;
+  constructor(rank: number, exitCode: number | null, signal: string | null, detail = '') {
+    const how = signal ? `signal ${signal}` : `exit code ${exitCode}`;
+    super('GPUGROUP_RANK_FAILED', `rank ${rank} failed (${how})${detail ? `: ${detail}` : ''}`);
+    this.rank = rank;
+    this.exitCode = exitCode;
+    this.signal = signal;
+  }
+}
+
+/** A call to a rank actor did not answer before its deadline. */
+export class CallTimeoutError extends GpuGroupError {
+  readonly rank: number;
+  readonly fn: string;
+  readonly timeoutMs: number;
+  constructor(rank: number, fn: string, timeoutMs: number) {
+    super('GPUGROUP_CALL_TIMEOUT', `call '${fn}' on rank ${rank} did not finish within ${timeoutMs} ms`);
+    this.rank = rank;
+    this.fn = fn;
+    this.timeoutMs = timeoutMs;
+  }
+}
+
+/** One entry of a communicator's flight recorder. */
+export interface FlightRecord {
+  op: string;
+  seq: number;
+  dtype: string;
+  count: number;
+  peer: number | null;
+  startMs: number;
+  endMs: number | null;
+}
+
+/** A collective did not complete before its deadline; the communicator was aborted. */
+export class CollectiveTimeoutError extends GpuGroupError {
+  readonly group: string;
+  readonly op: string;
+  readonly seq: number;
+  readonly recent: FlightRecord[];
+  constructor(group: string, op: string, seq: number, timeoutMs: number, recent: FlightRecord[]) {
+    super(
+      'GPUGROUP_COLLECTIVE_TIMEOUT',
+      `${op} #${seq} in group '${group}' did not complete within ${timeoutMs} ms; ` +
+        `the communicator was aborted. Last ops:\n${formatFlightRecords(recent)}`,
+    );
+    this.group = group;
+    this.op = op;
+    this.seq = seq;
+    this.recent = recent;
+  }
+}
+
+/** The KV pipe is broken: a failed send, a dead peer or a closed pipe. */
+export class BrokenPipeError extends GpuGroupError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('GPUGROUP_BROKEN_PIPE', message, options);
+  }
+}
+
+/** The group (or an actor) was shut down while the operation was pending. */
+export class GroupClosedError extends GpuGroupError {
+  constructor(message: string) {
+    super('GPUGROUP_CLOSED', message);
+  }
+}
+
+/** A user function inside a rank threw a non-gpugroup error. */
+export class RemoteError extends GpuGroupError {
+  readonly rank: number;
+  readonly remoteName: string;
+  constructor(rank: number, remoteName: string, message: string) {
+    super('GPUGROUP_REMOTE_ERROR', message);
+    this.rank = rank;
+    this.remoteName = remoteName;
+  }
+}
+
+/** Renders flight records as an aligned table for error messages. */
+export function formatFlightRecords(recent: FlightRecord[]): string {
+  if (recent.length === 0) return '  (none)';
+  return recent
+    .map((r) => {
+      const took = r.endMs === null ? 'pending' : `${(r.endMs - r.startMs).toFixed(1)} ms`;
+      const peer = r.peer === null ? '' : ` peer=${r.peer}`;
+      return `  #${r.seq} ${r.op} ${r.dtype}×${r.count}${peer} ${took}`;
+    })
+    .join('\n');
+}
+
+/** Plain-data form of an error, safe for structured clone and v8 serialization. */
+export interface WireError {
+  name: string;
+  message: string;
+  stack?: string;
+  code?: string;
+  rank?: number;
+  fields: Record<string, unknown>;
+}
+
+const classes: Record<string, new (...args: never[]) => GpuGroupError> = {
+  GpuGroupError, LibraryNotFoundError, NcclError, CudaError, InvalidArgumentError,
+  StoreTimeoutError, StoreError, RankFailedError, CallTimeoutError, CollectiveTimeoutError,
+  BrokenPipeError, GroupClosedError, RemoteError,
+};
+
+/** Converts any thrown value to its wire form, keeping own enumerable fields. */
+export function errorToWire(err: unknown, rank?: number): WireError {
+  if (!(err instanceof Error)) {
+    return { name: 'Error', message: String(err), rank, fields: {} };
+  }
+  const fields: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(err)) {
+    if (k === 'cause') continue;
+    try {
+      structuredClone(v);
+      fields[k] = v;
+    } catch {
+      fields[k] = String(v);
+    }
+  }
+  return { name: err.name, message: err.message, stack: err.stack, code: (err as GpuGroupError).code, rank, fields };
+}
+
+/**
+ * Rebuilds an error from its wire form. gpugroup classes come back as the same class
+ * with the same fields; any other error becomes a {@link RemoteError} that keeps the
+ * original name, message and stack.
+ */
+export function errorFromWire(wire: WireError): Error {
+  const cls = classes[wire.name];
+  let err: Error;
+  if (cls) {
+    err = Object.create(cls.prototype) as Error;
+    Object.assign(err, wire.fields);
+    Object.defineProperty(err, 'message', { value: wire.message, writable: true, configurable: true });
+    Object.defineProperty(err, 'name', { value: wire.name, writable: true, configurable: true });
+  } else {
+    err = new RemoteError(wire.rank ?? -1, wire.name, `${wire.name}: ${wire.message}`);
+  }
+  if (wire.stack) Object.defineProperty(err, 'stack', { value: wire.stack, writable: true, configurable: true });
+  return err;
+}
