@@ -18,6 +18,8 @@ export const MemcpyKind = { HostToHost: 0, HostToDevice: 1, DeviceToHost: 2, Dev
 export const CaptureMode = { Global: 0, ThreadLocal: 1, Relaxed: 2 } as const;
 /** cudaStreamCaptureStatus values. */
 export const CaptureStatus = { None: 0, Active: 1, Invalidated: 2 } as const;
+/** cudaMemPoolAttr values. */
+export const MemPoolAttr = { releaseThreshold: 4 } as const;
 /** Flags for cudaStreamCreateWithFlags / cudaEventCreateWithFlags / cudaIpcOpenMemHandle. */
 export const Flags = {
   streamNonBlocking: 1,
@@ -54,6 +56,8 @@ const table: readonly ProtoRow[] = [
   { proto: 'int cudaFreeAsync(void *devPtr, void *stream)' },
   { proto: 'int cudaMallocHost(void *ptrOut, size_t size)' },
   { proto: 'int cudaFreeHost(void *ptr)' },
+  { proto: 'int cudaDeviceGetDefaultMemPool(void *memPoolOut, int device)' },
+  { proto: 'int cudaMemPoolSetAttribute(void *memPool, int attr, void *value)' },
   { proto: 'int cudaMemcpy(void *dst, const void *src, size_t count, int kind)' },
   { proto: 'int cudaMemcpyAsync(void *dst, const void *src, size_t count, int kind, void *stream)' },
   {
@@ -113,6 +117,9 @@ export interface CudaRuntime {
   cudaFreeAsync(ptr: Ptr, stream: Ptr): number;
   cudaMallocHost(out: Out64, bytes: number | bigint): number;
   cudaFreeHost(ptr: Ptr): number;
+  cudaDeviceGetDefaultMemPool(out: Out64, device: number): number;
+  /** `value` points at the attribute's value, e.g. a BigUint64Array(1) for the release threshold. */
+  cudaMemPoolSetAttribute(pool: Ptr, attr: number, value: ArrayBufferView): number;
   cudaMemcpy(dst: Ptr | ArrayBufferView, src: Ptr | ArrayBufferView, bytes: number | bigint, kind: number): number;
   cudaMemcpyAsync(dst: Ptr | ArrayBufferView, src: Ptr | ArrayBufferView, bytes: number | bigint, kind: number, stream: Ptr): number;
   cudaMemcpy2DAsync(
