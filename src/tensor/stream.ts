@@ -1,0 +1,174 @@
+/**
+ * Devices, streams and events of this thread (one rank actor owns one device, and
+ * CUDA's current device is per host thread). The current stream is where every
+ * tensor operation and collective is enqueued. Host waits poll with a deadline and
+ * never block the event loop, so an abort can still get through.
+ */
+import { Flags, MemPoolAttr, cuda, cudaErrorNotReady } from '../../native/index.ts';
+import { CollectiveTimeoutError, InvalidArgumentError } from '../errors.ts';
+
+let deviceOrdinal = -1;
+const poolsConfigured = new Set<number>();
+
+/**
+ * Makes `ordinal` this thread's current device. The first time for a device, its
+ * stream-ordered memory pool is told to keep freed memory (release threshold = max),
+ * so that a freed buffer comes back from the pool instead of from the driver.
+ */
+export function setDevice(ordinal: number): void {
+  if (!Number.isInteger(ordinal) || ordinal < 0) throw new InvalidArgumentError('device', `invalid CUDA ordinal ${ordinal}`);
+  const rt = cuda();
+  rt.cudaSetDevice(ordinal);
+  deviceOrdinal = ordinal;
+  if (!poolsConfigured.has(ordinal)) {
+    const pool = new BigUint64Array(1);
+    rt.cudaDeviceGetDefaultMemPool(pool, ordinal);
+    rt.cudaMemPoolSetAttribute(pool[0], MemPoolAttr.releaseThreshold, new BigUint64Array([0xffffffffffffffffn]));
+    poolsConfigured.add(ordinal);
+  }
+}
+
+/** This thread's current CUDA device ordinal. */
+export function currentDevice(): number {
+  if (deviceOrdinal < 0) {
+    const out = new Int32Array(1);
+    cuda().cudaGetDevice(out);
+    deviceOrdinal = out[0];
+  }
+  return deviceOrdinal;
+}
+
+/**
+ * Polls `done()` until it returns true: a short spin, then the event loop (immediate,
+ * then timers backing off to 1 ms). Rejects with `onTimeout()` past the deadline.
+ */
+export function pollUntil(done: () => boolean, timeoutMs: number, onTimeout: () => Error): Promise<void> {
+  const spinUntil = performance.now() + 0.02;
+  do {
+    if (done()) return Promise.resolve();
+  } while (performance.now() < spinUntil);
+  const deadline = performance.now() + timeoutMs;
+  return new Promise((resolve, reject) => {
+    let rounds = 0;
+    const step = (): void => {
+      try {
+        if (done()) return resolve();
+      } catch (err) {
+        return reject(err);
+      }
+      if (performance.now() > deadline) return reject(onTimeout());
+      rounds++;
+      if (rounds < 64) setImmediate(step);
+      else setTimeout(step, rounds < 256 ? 0 : 1);
+    };
+    setImmediate(step);
+  });
+}
+
+/** A CUDA stream (non-blocking with respect to the legacy default stream). */
+export class Stream {
+  /** The cudaStream_t. */
+  readonly handle: bigint;
+  readonly device: number;
+  private disposed = false;
+
+  constructor(handle?: bigint) {
+    this.device = currentDevice();
+    if (handle !== undefined) {
+      this.handle = handle;
+      return;
+    }
+    const out = new BigUint64Array(1);
+    cuda().cudaStreamCreateWithFlags(out, Flags.streamNonBlocking);
+    this.handle = out[0];
+  }
+
+  /** True when all work enqueued so far has finished. */
+  query(): boolean {
+    return cuda().cudaStreamQuery(this.handle) !== cudaErrorNotReady;
+  }
+
+  /** Resolves when the stream drains, without blocking the event loop. */
+  synchronize(timeoutMs = 120_000): Promise<void> {
+    return pollUntil(() => this.query(), timeoutMs, () => new CollectiveTimeoutError('stream', 'synchronize', 0, timeoutMs, []));
+  }
+
+  /** Makes this stream wait for everything enqueued on `other` so far. */
+  waitStream(other: Stream): void {
+    const ev = new CudaEvent();
+    ev.record(other);
+    cuda().cudaStreamWaitEvent(this.handle, ev.handle, 0);
+    ev.dispose();
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    if (current === this) current = null;
+    cuda().cudaStreamDestroy(this.handle);
+  }
+}
+
+/** A CUDA event, with timing unless `timing` is false. */
+export class CudaEvent {
+  readonly handle: bigint;
+  private disposed = false;
+
+  constructor(timing = false) {
+    const out = new BigUint64Array(1);
+    cuda().cudaEventCreateWithFlags(out, timing ? 0 : Flags.eventDisableTiming);
+    this.handle = out[0];
+  }
+
+  record(stream: Stream = currentStream()): this {
+    cuda().cudaEventRecord(this.handle, stream.handle);
+    return this;
+  }
+
+  query(): boolean {
+    return cuda().cudaEventQuery(this.handle) !== cudaErrorNotReady;
+  }
+
+  /** Resolves once the recorded work completed, polling with a deadline. */
+  wait(timeoutMs = 120_000): Promise<void> {
+    return pollUntil(() => this.query(), timeoutMs, () => new CollectiveTimeoutError('event', 'wait', 0, timeoutMs, []));
+  }
+
+  /** Milliseconds between `start` (recorded earlier) and this event; both need timing. */
+  elapsedMsSince(start: CudaEvent): number {
+    const out = new Float32Array(1);
+    cuda().cudaEventElapsedTime(out, start.handle, this.handle);
+    return out[0];
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    cuda().cudaEventDestroy(this.handle);
+  }
+}
+
+let current: Stream | null = null;
+
+/** The stream work is enqueued on; created on first use for the current device. */
+export function currentStream(): Stream {
+  if (current === null || current.device !== currentDevice()) current = new Stream();
+  return current;
+}
+
+/** Replaces the current stream; returns the previous one. */
+export function setCurrentStream(stream: Stream): Stream | null {
+  const previous = current;
+  current = stream;
+  return previous;
+}
+
+/** Runs `fn` with `stream` current, restoring the previous stream afterwards (also for async fn). */
+export async function withStream<T>(stream: Stream, fn: () => T | Promise<T>): Promise<T> {
+  const previous = setCurrentStream(stream);
+  try {
+    return await fn();
+  } finally {
+    current = previous;
+  }
+}

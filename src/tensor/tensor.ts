@@ -1,0 +1,337 @@
+/**
+ * `Tensor` (DESIGN.md): dtype, shape, strides and a storage on the host or on one
+ * CUDA device. Views (reshape of contiguous data, narrow, movedim) share storage;
+ * `contiguous`, `clone` and `to` copy. Device work is enqueued on the current stream.
+ */
+import { MemcpyKind, cuda } from '../../native/index.ts';
+import { InvalidArgumentError } from '../errors.ts';
+import { copyDeviceStrided, copyHostStrided, contiguousStrides, type Layout } from './copy.ts';
+import { decodeValues, dtypeInfo, encodeValues, type DType, type DTypeInfo, type StorageArray } from './dtype.ts';
+import { DeviceStorage, HostStorage, type Storage } from './storage.ts';
+import { CudaEvent, currentStream } from './stream.ts';
+
+/** Options of the factory functions. */
+export interface TensorOptions {
+  dtype?: DType;
+  /** `cpu` (default) or `cuda:N`. */
+  device?: string;
+}
+
+/** Values a user sees: float16/bfloat16/fp8 as Float32Array, int64 as BigInt64Array. */
+export type ValueArray = Float32Array | Float64Array | Int8Array | Uint8Array | Int32Array | BigInt64Array;
+
+type NestedNumbers = number | bigint | NestedNumbers[];
+
+/** Parses `cpu` / `cuda:N`; anything else is an InvalidArgumentError naming `device`. */
+export function parseDevice(device: string): number | null {
+  if (device === 'cpu') return null;
+  const m = /^cuda:(\d+)$/.exec(device);
+  if (!m) throw new InvalidArgumentError('device', `expected 'cpu' or 'cuda:N', got '${device}'`);
+  return Number(m[1]);
+}
+
+function checkShape(shape: readonly number[], argument = 'shape'): number {
+  if (!Array.isArray(shape)) throw new InvalidArgumentError(argument, `expected an array of dims, got ${typeof shape}`);
+  let n = 1;
+  for (const d of shape) {
+    if (!Number.isInteger(d) || d < 0) throw new InvalidArgumentError(argument, `dims must be non-negative integers, got [${shape.join(', ')}]`);
+    n *= d;
+  }
+  return n;
+}
+
+function normDim(dim: number, ndim: number, argument = 'dim'): number {
+  if (!Number.isInteger(dim) || dim < -ndim || dim >= ndim) {
+    throw new InvalidArgumentError(argument, `dim ${dim} is out of range for a tensor of ${ndim} dims`);
+  }
+  return dim < 0 ? dim + ndim : dim;
+}
+
+/** An n-dimensional array on the host or on a CUDA device. */
+export class Tensor {
+  readonly dtype: DType;
+  readonly shape: readonly number[];
+  /** Strides in elements. */
+  readonly strides: readonly number[];
+  /** Offset of the first element in the storage, in elements. */
+  readonly offset: number;
+  readonly storage: Storage;
+  readonly numel: number;
+  private readonly info: DTypeInfo;
+
+  /** Low-level constructor; prefer the factory functions. */
+  constructor(storage: Storage, dtype: DType, shape: readonly number[], strides?: readonly number[], offset = 0) {
+    this.info = dtypeInfo(dtype);
+    this.storage = storage;
+    this.dtype = dtype;
+    this.shape = shape;
+    this.strides = strides ?? contiguousStrides(shape);
+    this.offset = offset;
+    let n = 1;
+    for (const d of shape) n *= d;
+    this.numel = n;
+  }
+
+  /** `cpu` or `cuda:N`. */
+  get device(): string {
+    return this.storage.device;
+  }
+
+  get isCuda(): boolean {
+    return this.storage.kind === 'device';
+  }
+
+  get itemsize(): number {
+    return this.info.bytes;
+  }
+
+  get nbytes(): number {
+    return this.numel * this.info.bytes;
+  }
+
+  get isContiguous(): boolean {
+    let expected = 1;
+    for (let i = this.shape.length - 1; i >= 0; i--) {
+      if (this.shape[i] !== 1 && this.strides[i] !== expected) return false;
+      expected *= this.shape[i];
+    }
+    return true;
+  }
+
+  /** Device pointer of the first element (device tensors only). */
+  get dataPtr(): bigint {
+    if (this.storage.kind !== 'device') throw new InvalidArgumentError('tensor', 'dataPtr is for device tensors; this one is on cpu');
+    return this.storage.ptr + BigInt(this.offset * this.info.bytes);
+  }
+
+  /** Zero-copy typed array (storage type) over a contiguous host tensor's elements. */
+  hostView(): StorageArray {
+    if (this.storage.kind !== 'host') throw new InvalidArgumentError('tensor', `hostView is for host tensors; this one is on ${this.device}`);
+    if (!this.isContiguous) throw new InvalidArgumentError('tensor', 'hostView needs a contiguous tensor; call contiguous() first');
+    const s = this.storage;
+    return new this.info.storage(s.buffer, s.byteOffset + this.offset * this.info.bytes, this.numel);
+  }
+
+  /** An uninitialized (host: zeroed) tensor. */
+  static empty(shape: readonly number[], opts: TensorOptions = {}): Tensor {
+    const dtype = opts.dtype ?? 'float32';
+    const info = dtypeInfo(dtype);
+    const n = checkShape(shape);
+    const ordinal = parseDevice(opts.device ?? 'cpu');
+    const bytes = n * info.bytes;
+    const storage = ordinal === null ? HostStorage.allocate(bytes) : DeviceStorage.allocate(ordinal, bytes);
+    return new Tensor(storage, dtype, [...shape]);
+  }
+
+  static zeros(shape: readonly number[], opts: TensorOptions = {}): Tensor {
+    const t = Tensor.empty(shape, opts);
+    if (t.isCuda && t.nbytes > 0) cuda().cudaMemsetAsync(t.dataPtr, 0, t.nbytes, currentStream().handle);
+    return t;
+  }
+
+  static full(shape: readonly number[], value: number | bigint, opts: TensorOptions = {}): Tensor {
+    const n = checkShape(shape);
+    const dtype = opts.dtype ?? 'float32';
+    return Tensor.fromArray(new Array(n).fill(value), { dtype, device: opts.device, shape });
+  }
+
+  /** `arange(end)` or `arange(start, end, step?)`, like torch (default dtype int64 for integers, else float32). */
+  static arange(start: number, end?: number, step = 1, opts: TensorOptions = {}): Tensor {
+    const [a, b] = end === undefined ? [0, start] : [start, end];
+    if (!Number.isFinite(step) || step === 0) throw new InvalidArgumentError('step', `must be a non-zero number, got ${step}`);
+    const n = Math.max(0, Math.ceil((b - a) / step));
+    const values = Array.from({ length: n }, (_, i) => a + i * step);
+    const integral = [a, b, step].every(Number.isInteger);
+    return Tensor.fromArray(values, { dtype: opts.dtype ?? (integral ? 'int64' : 'float32'), device: opts.device });
+  }
+
+  /** A host tensor over existing shared memory (the communicators use it). */
+  static fromShared(buffer: SharedArrayBuffer, byteOffset: number, shape: readonly number[], dtype: DType): Tensor {
+    const n = checkShape(shape);
+    const bytes = n * dtypeInfo(dtype).bytes;
+    if (byteOffset < 0 || byteOffset + bytes > buffer.byteLength) throw new InvalidArgumentError('byteOffset', `${bytes} bytes at ${byteOffset} overrun a ${buffer.byteLength}-byte buffer`);
+    return new Tensor(new HostStorage(buffer, byteOffset, bytes), dtype, [...shape]);
+  }
+
+  /**
+   * From numbers (nested arrays: shape inferred), bigints or a typed array (dtype
+   * inferred: Float32Array → float32, Float64Array → float64, Int32Array → int32,
+   * BigInt64Array → int64, Int8Array → int8, Uint8Array → uint8; numbers → float32).
+   */
+  static fromArray(data: ArrayLike<number | bigint> | NestedNumbers[], opts: TensorOptions & { shape?: readonly number[] } = {}): Tensor {
+    const { flat, shape: inferred } = flatten(data);
+    const dtype = opts.dtype ?? inferDtype(data);
+    const info = dtypeInfo(dtype);
+    const shape = opts.shape ? [...opts.shape] : inferred;
+    const n = checkShape(shape);
+    if (n !== flat.length) throw new InvalidArgumentError('shape', `shape [${shape.join(', ')}] holds ${n} elements but the data has ${flat.length}`);
+    const host = HostStorage.allocate(n * info.bytes);
+    const view = new info.storage(host.buffer, 0, n);
+    if (info.encoded) encodeValues(dtype, flat as ArrayLike<number>, view as Uint16Array | Uint8Array);
+    else if (view instanceof BigInt64Array) for (let i = 0; i < n; i++) view[i] = BigInt(flat[i]);
+    else for (let i = 0; i < n; i++) (view as Float64Array)[i] = Number(flat[i]);
+    const t = new Tensor(host, dtype, shape);
+    return opts.device && opts.device !== 'cpu' ? t.to(opts.device) : t;
+  }
+
+  /** Host copy of the values in row-major order (float16/bfloat16/fp8 as Float32Array). */
+  async toArray(timeoutMs = 120_000): Promise<ValueArray> {
+    let bits: StorageArray;
+    if (this.storage.kind === 'host') {
+      bits = this.isContiguous ? this.hostView().slice() : (this.contiguous().hostView() as StorageArray);
+    } else {
+      const src = this.contiguous();
+      bits = new this.info.storage(this.numel);
+      if (this.numel > 0) {
+        // Wait for the stream without blocking the event loop, then copy (the copy waits only for itself).
+        const stream = currentStream();
+        const done = new CudaEvent().record(stream);
+        try {
+          await done.wait(timeoutMs);
+        } finally {
+          done.dispose();
+        }
+        cuda().cudaMemcpyAsync(bits, src.dataPtr, this.nbytes, MemcpyKind.DeviceToHost, stream.handle);
+        cuda().cudaStreamSynchronize(stream.handle);
+      }
+      if (src !== this) src.dispose();
+    }
+    return this.info.encoded ? decodeValues(this.dtype, bits as Uint16Array | Uint8Array) : (bits as ValueArray);
+  }
+
+  /** Same data, new shape (one dim may be -1); a view when contiguous, else a copy (like torch). */
+  reshape(shape: readonly number[]): Tensor {
+    if (!Array.isArray(shape)) throw new InvalidArgumentError('shape', `expected an array of dims, got ${typeof shape}`);
+    const inferredAt = shape.indexOf(-1);
+    if (shape.filter((d) => d === -1).length > 1) throw new InvalidArgumentError('shape', 'only one dim can be -1');
+    const known = shape.reduce((a, d) => (d === -1 ? a : a * d), 1);
+    const resolved = [...shape];
+    if (inferredAt >= 0) {
+      if (known === 0 || this.numel % known !== 0) throw new InvalidArgumentError('shape', `cannot infer -1 in [${shape.join(', ')}] for ${this.numel} elements`);
+      resolved[inferredAt] = this.numel / known;
+    }
+    const n = checkShape(resolved);
+    if (n !== this.numel) throw new InvalidArgumentError('shape', `shape [${shape.join(', ')}] is invalid for ${this.numel} elements`);
+    const base = this.isContiguous ? this : this.contiguous();
+    return new Tensor(base.storage, this.dtype, resolved, undefined, base.offset);
+  }
+
+  /** A view of `length` slices of `dim` from `start`. */
+  narrow(dim: number, start: number, length: number): Tensor {
+    const d = normDim(dim, this.shape.length);
+    if (!Number.isInteger(start) || !Number.isInteger(length) || start < 0 || length < 0 || start + length > this.shape[d]) {
+      throw new InvalidArgumentError('narrow', `start ${start} + length ${length} exceeds dim ${d} of size ${this.shape[d]}`);
+    }
+    const shape = [...this.shape];
+    shape[d] = length;
+    return new Tensor(this.storage, this.dtype, shape, this.strides, this.offset + start * this.strides[d]);
+  }
+
+  /** A view with dims `source` moved to positions `destination` (ints or arrays, like torch). */
+  movedim(source: number | number[], destination: number | number[]): Tensor {
+    const n = this.shape.length;
+    const src = (Array.isArray(source) ? source : [source]).map((d) => normDim(d, n, 'source'));
+    const dst = (Array.isArray(destination) ? destination : [destination]).map((d) => normDim(d, n, 'destination'));
+    if (src.length !== dst.length) throw new InvalidArgumentError('destination', `needs as many dims as source (${src.length}), got ${dst.length}`);
+    if (new Set(src).size !== src.length || new Set(dst).size !== dst.length) throw new InvalidArgumentError('source', 'repeated dim');
+    const order = new Array<number>(n).fill(-1);
+    src.forEach((s, i) => (order[dst[i]] = s));
+    const rest = Array.from({ length: n }, (_, i) => i).filter((i) => !src.includes(i));
+    for (let i = 0, r = 0; i < n; i++) if (order[i] < 0) order[i] = rest[r++];
+    return new Tensor(this.storage, this.dtype, order.map((i) => this.shape[i]), order.map((i) => this.strides[i]), this.offset);
+  }
+
+  /** This tensor when contiguous, else a contiguous copy on the same device. */
+  contiguous(): Tensor {
+    if (this.isContiguous) return this;
+    const out = Tensor.empty(this.shape, { dtype: this.dtype, device: this.device });
+    this.copyInto(out);
+    return out;
+  }
+
+  /** A contiguous copy with its own storage. */
+  clone(): Tensor {
+    const out = Tensor.empty(this.shape, { dtype: this.dtype, device: this.device });
+    this.copyInto(out);
+    return out;
+  }
+
+  /** A copy on `device` (`cpu` or `cuda:N`); the same device gives a clone. */
+  to(device: string): Tensor {
+    const ordinal = parseDevice(device);
+    if (device === this.device) return this.clone();
+    const src = this.contiguous();
+    const out = Tensor.empty(this.shape, { dtype: this.dtype, device });
+    if (this.numel > 0) {
+      const rt = cuda();
+      const stream = currentStream().handle;
+      if (ordinal !== null && src.storage.kind === 'host') {
+        rt.cudaMemcpyAsync(out.dataPtr, src.hostView(), src.nbytes, MemcpyKind.HostToDevice, stream);
+        // Pageable source: the copy is staged before the call returns, but make it certain.
+        rt.cudaStreamSynchronize(stream);
+      } else if (ordinal === null) {
+        rt.cudaStreamSynchronize(stream);
+        rt.cudaMemcpyAsync(out.hostView(), src.dataPtr, src.nbytes, MemcpyKind.DeviceToHost, stream);
+        rt.cudaStreamSynchronize(stream);
+      } else {
+        throw new InvalidArgumentError('device', `cannot copy ${this.device} → ${device} here: one rank owns one device`);
+      }
+    }
+    if (src !== this) src.dispose();
+    return out;
+  }
+
+  /** Frees device memory now (stream-ordered); idempotent. Views of the same storage become invalid. */
+  dispose(): void {
+    if (this.storage.kind === 'device') this.storage.dispose();
+  }
+
+  toString(): string {
+    return `Tensor(${this.dtype}, [${this.shape.join(', ')}], ${this.device})`;
+  }
+
+  private layout(): Layout {
+    return { shape: this.shape, strides: this.strides, offset: this.offset };
+  }
+
+  /** Copies the values of this view into the contiguous `out` (same device, shape, dtype). */
+  private copyInto(out: Tensor): void {
+    if (this.numel === 0) return;
+    if (this.storage.kind === 'host') {
+      const s = this.storage;
+      const all = new this.info.storage(s.buffer, s.byteOffset, s.bytes / this.info.bytes);
+      copyHostStrided(all, this.layout(), out.hostView());
+    } else {
+      copyDeviceStrided(this.storage.ptr, this.layout(), out.dataPtr, this.info.bytes, currentStream().handle);
+    }
+  }
+}
+
+function inferDtype(data: unknown): DType {
+  if (data instanceof Float32Array) return 'float32';
+  if (data instanceof Float64Array) return 'float64';
+  if (data instanceof Int32Array) return 'int32';
+  if (data instanceof BigInt64Array) return 'int64';
+  if (data instanceof Int8Array) return 'int8';
+  if (data instanceof Uint8Array) return 'uint8';
+  let first: unknown = data;
+  while (Array.isArray(first)) first = first[0];
+  return typeof first === 'bigint' ? 'int64' : 'float32';
+}
+
+function flatten(data: unknown): { flat: ArrayLike<number | bigint>; shape: number[] } {
+  if (ArrayBuffer.isView(data)) return { flat: data as unknown as ArrayLike<number>, shape: [(data as unknown as ArrayLike<number>).length] };
+  if (!Array.isArray(data)) {
+    if (typeof data === 'number' || typeof data === 'bigint') return { flat: [data], shape: [] };
+    throw new InvalidArgumentError('data', `expected numbers, nested arrays or a typed array, got ${typeof data}`);
+  }
+  const shape: number[] = [];
+  let probe: unknown = data;
+  while (Array.isArray(probe)) {
+    shape.push(probe.length);
+    probe = probe[0];
+  }
+  const flat = (data as unknown[]).flat(Infinity) as (number | bigint)[];
+  if (flat.length !== shape.reduce((a, b) => a * b, 1)) throw new InvalidArgumentError('data', 'nested arrays are ragged');
+  return { flat, shape };
+}
