@@ -96,12 +96,12 @@ export class StatelessProcessGroup {
   }
 
   /** Broadcasts from `src`; the source gets its original object back (vllm-spec §14 item 12). */
-  async broadcastObj<T>(obj: T, src: number): Promise<T> {
+  async broadcastObj<T>(obj: T | null | undefined, src: number): Promise<T> {
     this.checkRank('src', src);
     if (this.rank === src) {
       const key = `broadcast_from/${src}/${this.broadcastSendCounter++}`;
       if (this.worldSize > 1) await this.write(key, obj);
-      return obj;
+      return obj as T;
     }
     const key = `broadcast_from/${src}/${this.broadcastRecvCounters[src]++}`;
     const value = await this.store.get(key, this.storeTimeoutMs);
@@ -112,7 +112,7 @@ export class StatelessProcessGroup {
   /** Every rank's `obj`, in rank order. */
   async allGatherObj<T>(obj: T): Promise<T[]> {
     const out: T[] = [];
-    for (let i = 0; i < this.worldSize; i++) out.push(await this.broadcastObj(i === this.rank ? obj : (null as T), i));
+    for (let i = 0; i < this.worldSize; i++) out.push(await this.broadcastObj<T>(i === this.rank ? obj : null, i));
     return out;
   }
 

@@ -174,7 +174,8 @@ let bf16Table: Float32Array | undefined;
 const e4m3Table = Float32Array.from({ length: 256 }, (_, i) => e4m3ToFloat(i));
 const e5m2Table = Float32Array.from({ length: 256 }, (_, i) => e5m2ToFloat(i));
 
-function decodeTable(dtype: DType): Float32Array {
+/** float32 value of every stored bit pattern of an encoded dtype (a lookup table). */
+export function decodeTable(dtype: DType): Float32Array {
   switch (dtype) {
     case 'float16':
       return (halfTable ??= Float32Array.from({ length: 65536 }, (_, i) => halfToFloat(i)));

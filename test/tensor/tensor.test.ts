@@ -12,7 +12,7 @@ describe('Tensor on the host', () => {
     expect(t.numel).toBe(6);
     expect(t.nbytes).toBe(24);
     expect(t.device).toBe('cpu');
-    expect(Array.from(await t.toArray())).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(Array.from((await t.toArray()) as ArrayLike<number>)).toEqual([1, 2, 3, 4, 5, 6]);
     expect(Tensor.fromArray(new Int32Array([1, 2])).dtype).toBe('int32');
     expect(Tensor.fromArray(new BigInt64Array([1n])).dtype).toBe('int64');
     expect(Tensor.fromArray([1n, 2n]).dtype).toBe('int64');
@@ -34,10 +34,10 @@ describe('Tensor on the host', () => {
   });
 
   it('full, zeros, arange', async () => {
-    expect(Array.from(await Tensor.full([2, 2], 7, { dtype: 'int32' }).toArray())).toEqual([7, 7, 7, 7]);
-    expect(Array.from(await Tensor.zeros([3]).toArray())).toEqual([0, 0, 0]);
-    expect(Array.from(await Tensor.arange(5).toArray())).toEqual([0n, 1n, 2n, 3n, 4n]);
-    expect(Array.from(await Tensor.arange(1, 2, 0.25).toArray())).toEqual([1, 1.25, 1.5, 1.75]);
+    expect(Array.from((await Tensor.full([2, 2], 7, { dtype: 'int32' }).toArray()) as ArrayLike<number>)).toEqual([7, 7, 7, 7]);
+    expect(Array.from((await Tensor.zeros([3]).toArray()) as ArrayLike<number>)).toEqual([0, 0, 0]);
+    expect(Array.from((await Tensor.arange(5).toArray()) as ArrayLike<number>)).toEqual([0n, 1n, 2n, 3n, 4n]);
+    expect(Array.from((await Tensor.arange(1, 2, 0.25).toArray()) as ArrayLike<number>)).toEqual([1, 1.25, 1.5, 1.75]);
   });
 
   it('reshape is a view when contiguous and supports -1', async () => {
@@ -53,8 +53,8 @@ describe('Tensor on the host', () => {
     expect(n.shape).toEqual([2, 2, 4]);
     expect(n.storage).toBe(t.storage);
     expect(n.isContiguous).toBe(false);
-    expect(Array.from(await n.toArray())).toEqual([4, 5, 6, 7, 8, 9, 10, 11, 16, 17, 18, 19, 20, 21, 22, 23]);
-    expect(Array.from(await t.narrow(-1, 3, 1).toArray())).toEqual([3, 7, 11, 15, 19, 23]);
+    expect(Array.from((await n.toArray()) as ArrayLike<number>)).toEqual([4, 5, 6, 7, 8, 9, 10, 11, 16, 17, 18, 19, 20, 21, 22, 23]);
+    expect(Array.from((await t.narrow(-1, 3, 1).toArray()) as ArrayLike<number>)).toEqual([3, 7, 11, 15, 19, 23]);
   });
 
   it('movedim(0, 2) of a (2,3,4) tensor made contiguous equals the hand-computed permutation', async () => {
@@ -66,10 +66,10 @@ describe('Tensor on the host', () => {
     for (let j = 0; j < 3; j++) for (let k = 0; k < 4; k++) for (let i = 0; i < 2; i++) expected.push(i * 12 + j * 4 + k);
     const c = m.contiguous();
     expect(c.isContiguous).toBe(true);
-    expect(Array.from(await c.toArray())).toEqual(expected);
-    expect(Array.from(await m.toArray())).toEqual(expected);
+    expect(Array.from((await c.toArray()) as ArrayLike<number>)).toEqual(expected);
+    expect(Array.from((await m.toArray()) as ArrayLike<number>)).toEqual(expected);
     // A non-contiguous reshape copies.
-    expect(Array.from(await m.reshape([-1]).toArray())).toEqual(expected);
+    expect(Array.from((await m.reshape([-1]).toArray()) as ArrayLike<number>)).toEqual(expected);
   });
 
   it('movedim with arrays, like torch', () => {
@@ -82,7 +82,7 @@ describe('Tensor on the host', () => {
     const t = Tensor.fromArray([1, 2, 3], { dtype: 'bfloat16' });
     const c = t.clone();
     expect(c.storage).not.toBe(t.storage);
-    expect(Array.from(await c.toArray())).toEqual([1, 2, 3]);
+    expect(Array.from((await c.toArray()) as ArrayLike<number>)).toEqual([1, 2, 3]);
     expect(t.contiguous()).toBe(t);
     expect(t.to('cpu').storage).not.toBe(t.storage);
   });

@@ -1,0 +1,232 @@
+/**
+ * The semantics every communicator shares (vllm-spec §6.1): dims, permutations,
+ * default peers, world-size-1 short cuts and argument checks. A backend implements
+ * only flat, contiguous primitives along dim 0 (the `_` methods); this class turns
+ * them into vLLM's operations. Validation happens here, before any native call.
+ */
+import { InvalidArgumentError } from '../errors.ts';
+import { Tensor } from '../tensor/index.ts';
+import type { DType } from '../tensor/index.ts';
+import { FlightRecorder } from './flight-recorder.ts';
+
+/** Reduction operators, as NCCL names them (vllm-spec §8.5). */
+export type ReduceOp = 'sum' | 'prod' | 'max' | 'min' | 'avg';
+const reduceOps: readonly ReduceOp[] = ['sum', 'prod', 'max', 'min', 'avg'];
+
+/** dtypes no backend reduces; they still move as bytes (gather, broadcast, send/recv). */
+const unreducible: ReadonlySet<DType> = new Set(['float8_e4m3fn', 'float8_e5m2']);
+
+/** Identity of a communicator inside its group. */
+export interface CommunicatorInfo {
+  /** This rank's index in the group, 0..worldSize-1. */
+  rankInGroup: number;
+  worldSize: number;
+  /** `cpu` or `cuda:N`: the only device whose tensors this communicator accepts. */
+  device: string;
+  /** Group name used in errors, e.g. `tp:0`. */
+  groupName: string;
+}
+
+/**
+ * Base class of {@link NcclCommunicator} and {@link CpuCommunicator}. Every public
+ * operation is out of place (except `broadcast`, which fills its argument like torch),
+ * returns a Promise, and on device is stream-ordered: the promise resolves once the
+ * work is enqueued on the current stream.
+ */
+export abstract class DeviceCommunicator {
+  readonly rankInGroup: number;
+  readonly worldSize: number;
+  readonly device: string;
+  readonly groupName: string;
+  /**
+   * The last operations of this communicator. Backends call `recorder.start(...)` in
+   * each primitive and `finishThrough(seq)` when work completes; timeout and failure
+   * errors carry `recorder.recent()` (CollectiveTimeoutError.recent).
+   */
+  protected readonly recorder = new FlightRecorder();
+
+  constructor(info: CommunicatorInfo) {
+    this.rankInGroup = info.rankInGroup;
+    this.worldSize = info.worldSize;
+    this.device = info.device;
+    this.groupName = info.groupName;
+  }
+
+  // ---- primitives: contiguous tensors on this.device, dim 0, same dtype ----
+  /** output[i] = op over ranks of input[i]; shapes equal. */
+  protected abstract _allReduce(input: Tensor, output: Tensor, op: ReduceOp): Promise<void> | void;
+  /** output = concat over ranks (rank order) of input; output.numel = world × input.numel. */
+  protected abstract _allGather(input: Tensor, output: Tensor): Promise<void> | void;
+  /** Rank r gets rows [sum(sizes[<r]), +sizes[r]) of the concatenation; input is this rank's rows. */
+  protected abstract _allGatherv(input: Tensor, output: Tensor, sizes: readonly number[]): Promise<void> | void;
+  /** output = chunk `rankInGroup` of the reduction of input (input = world × output). */
+  protected abstract _reduceScatter(input: Tensor, output: Tensor, op: ReduceOp): Promise<void> | void;
+  /** output = rows of chunk `rankInGroup` (chunks of `sizes[r]` rows) of the reduction of input. */
+  protected abstract _reduceScatterv(input: Tensor, output: Tensor, sizes: readonly number[], op: ReduceOp): Promise<void> | void;
+  /** At `dst`, output = concat over ranks of input; elsewhere output is null. */
+  protected abstract _gather(input: Tensor, output: Tensor | null, dst: number): Promise<void> | void;
+  /** Fills `tensor` everywhere with its value at `src`. */
+  protected abstract _broadcast(tensor: Tensor, src: number): Promise<void> | void;
+  protected abstract _send(tensor: Tensor, dst: number): Promise<void> | void;
+  protected abstract _recv(tensor: Tensor, src: number): Promise<void> | void;
+
+  /** Releases the backend's resources; idempotent. */
+  abstract destroy(): Promise<void> | void;
+
+  /** Out-of-place all-reduce; world size 1 returns `input` itself (vllm-spec §14 item 1). */
+  async allReduce(input: Tensor, op: ReduceOp = 'sum'): Promise<Tensor> {
+    this.checkTensor('input', input);
+    this.checkReduce(input, op);
+    if (this.worldSize === 1) return input;
+    const src = input.contiguous();
+    const output = Tensor.empty(input.shape, { dtype: input.dtype, device: input.device });
+    await this._allReduce(src, output, op);
+    return output;
+  }
+
+  /** Concatenation of every rank's `input` along `dim` (any dim, negative allowed). */
+  async allGather(input: Tensor, dim = -1): Promise<Tensor> {
+    this.checkTensor('input', input);
+    const d = normalizeDim(dim, input.shape.length);
+    if (this.worldSize === 1) return input;
+    const moved = input.movedim(d, 0).contiguous();
+    const output = Tensor.empty([this.worldSize * moved.shape[0], ...moved.shape.slice(1)], { dtype: input.dtype, device: input.device });
+    await this._allGather(moved, output);
+    return output.movedim(0, d).contiguous();
+  }
+
+  /**
+   * Uneven all-gather: rank r contributes `sizes[r]` slices along `dim`; the result
+   * has `sum(sizes)` there. Unlike vLLM (dim 0 only) any dim works.
+   */
+  async allGatherv(input: Tensor, sizes: readonly number[], dim = 0): Promise<Tensor> {
+    this.checkTensor('input', input);
+    const d = normalizeDim(dim, input.shape.length);
+    this.checkSizes(sizes);
+    if (input.shape[d] !== sizes[this.rankInGroup]) {
+      throw new InvalidArgumentError('sizes', `input has ${input.shape[d]} slices along dim ${d} but sizes[${this.rankInGroup}] is ${sizes[this.rankInGroup]}`);
+    }
+    const moved = input.movedim(d, 0).contiguous();
+    const total = sizes.reduce((a, b) => a + b, 0);
+    const output = Tensor.empty([total, ...moved.shape.slice(1)], { dtype: input.dtype, device: input.device });
+    await this._allGatherv(moved, output, sizes);
+    return output.movedim(0, d).contiguous();
+  }
+
+  /**
+   * Reduces across ranks, then keeps this rank's chunk along `dim`. The intended
+   * semantics for any rank of tensor: vLLM moves `movedim(0, dim)`, which permutes
+   * 3-D inputs wrongly when 0 < dim (vllm-spec §14 item 17); we move `dim` to 0.
+   */
+  async reduceScatter(input: Tensor, dim = -1, op: ReduceOp = 'sum'): Promise<Tensor> {
+    this.checkTensor('input', input);
+    this.checkReduce(input, op);
+    const d = normalizeDim(dim, input.shape.length);
+    if (this.worldSize === 1) return input;
+    if (input.shape[d] % this.worldSize !== 0) {
+      throw new InvalidArgumentError('input', `size ${input.shape[d]} of dim ${d} is not divisible by world size ${this.worldSize}`);
+    }
+    const moved = input.movedim(d, 0).contiguous();
+    const output = Tensor.empty([moved.shape[0] / this.worldSize, ...moved.shape.slice(1)], { dtype: input.dtype, device: input.device });
+    await this._reduceScatter(moved, output, op);
+    return output.movedim(0, d).contiguous();
+  }
+
+  /** Uneven reduce-scatter: this rank keeps `sizes[rankInGroup]` slices along `dim`. */
+  async reduceScatterv(input: Tensor, sizes: readonly number[], dim = 0, op: ReduceOp = 'sum'): Promise<Tensor> {
+    this.checkTensor('input', input);
+    this.checkReduce(input, op);
+    const d = normalizeDim(dim, input.shape.length);
+    this.checkSizes(sizes);
+    const total = sizes.reduce((a, b) => a + b, 0);
+    if (input.shape[d] !== total) {
+      throw new InvalidArgumentError('sizes', `sum(sizes) = ${total} but input has ${input.shape[d]} slices along dim ${d}`);
+    }
+    const moved = input.movedim(d, 0).contiguous();
+    const output = Tensor.empty([sizes[this.rankInGroup], ...moved.shape.slice(1)], { dtype: input.dtype, device: input.device });
+    await this._reduceScatterv(moved, output, sizes, op);
+    return output.movedim(0, d).contiguous();
+  }
+
+  /** Concatenation along `dim` at group rank `dst`; `null` on the other ranks. */
+  async gather(input: Tensor, dst = 0, dim = -1): Promise<Tensor | null> {
+    this.checkTensor('input', input);
+    this.checkPeer('dst', dst, true);
+    const d = normalizeDim(dim, input.shape.length);
+    if (this.worldSize === 1) return input;
+    const moved = input.movedim(d, 0).contiguous();
+    const output = this.rankInGroup === dst
+      ? Tensor.empty([this.worldSize * moved.shape[0], ...moved.shape.slice(1)], { dtype: input.dtype, device: input.device })
+      : null;
+    await this._gather(moved, output, dst);
+    return output === null ? null : output.movedim(0, d).contiguous();
+  }
+
+  /** Fills `tensor` on every rank with its value at group rank `src`; returns `tensor`. */
+  async broadcast(tensor: Tensor, src = 0): Promise<Tensor> {
+    this.checkTensor('tensor', tensor);
+    this.checkPeer('src', src, true);
+    if (this.worldSize === 1) return tensor;
+    if (!tensor.isContiguous) throw new InvalidArgumentError('tensor', 'broadcast needs a contiguous tensor (it is filled in place)');
+    await this._broadcast(tensor, src);
+    return tensor;
+  }
+
+  /** Sends `tensor` to group rank `dst` (default: the next rank). */
+  async send(tensor: Tensor, dst = (this.rankInGroup + 1) % this.worldSize): Promise<void> {
+    this.checkTensor('tensor', tensor);
+    this.checkPeer('dst', dst, false);
+    await this._send(tensor.contiguous(), dst);
+  }
+
+  /** Receives a tensor of `shape` and `dtype` from group rank `src` (default: the previous rank). */
+  async recv(shape: readonly number[], dtype: DType, src = (this.rankInGroup - 1 + this.worldSize) % this.worldSize): Promise<Tensor> {
+    this.checkPeer('src', src, false);
+    const out = Tensor.empty(shape, { dtype, device: this.device });
+    await this._recv(out, src);
+    return out;
+  }
+
+  protected checkTensor(argument: string, t: Tensor): void {
+    if (!(t instanceof Tensor)) throw new InvalidArgumentError(argument, `expected a Tensor, got ${typeof t}`);
+    if (t.device !== this.device) {
+      throw new InvalidArgumentError(
+        argument,
+        `this communicator of group '${this.groupName}' works on ${this.device}, but the tensor is on ${t.device}`,
+      );
+    }
+  }
+
+  protected checkReduce(t: Tensor, op: ReduceOp): void {
+    if (!reduceOps.includes(op)) throw new InvalidArgumentError('op', `unknown reduce op '${op}'; use one of ${reduceOps.join(', ')}`);
+    if (unreducible.has(t.dtype)) {
+      throw new InvalidArgumentError('dtype', `${t.dtype} cannot be reduced (NCCL has no fp8 reductions); it can be gathered, broadcast or sent`);
+    }
+  }
+
+  protected checkPeer(argument: string, peer: number, selfAllowed: boolean): void {
+    if (!Number.isInteger(peer) || peer < 0 || peer >= this.worldSize) {
+      throw new InvalidArgumentError(argument, `group rank ${peer} is out of range [0, ${this.worldSize})`);
+    }
+    if (!selfAllowed && peer === this.rankInGroup) {
+      throw new InvalidArgumentError(argument, `rank ${peer} cannot send to or receive from itself`);
+    }
+  }
+
+  protected checkSizes(sizes: readonly number[]): void {
+    if (!Array.isArray(sizes) || sizes.length !== this.worldSize) {
+      throw new InvalidArgumentError('sizes', `expected ${this.worldSize} sizes (one per rank), got ${Array.isArray(sizes) ? sizes.length : typeof sizes}`);
+    }
+    if (!sizes.every((s) => Number.isInteger(s) && s >= 0)) {
+      throw new InvalidArgumentError('sizes', `sizes must be non-negative integers, got [${sizes.join(', ')}]`);
+    }
+  }
+}
+
+/** Normalizes a possibly negative `dim` for a tensor of `ndim` dims, or throws. */
+export function normalizeDim(dim: number, ndim: number): number {
+  if (!Number.isInteger(dim) || dim < -ndim || dim >= ndim || ndim === 0) {
+    throw new InvalidArgumentError('dim', `dim ${dim} is out of range for a tensor of ${ndim} dims`);
+  }
+  return dim < 0 ? dim + ndim : dim;
+}

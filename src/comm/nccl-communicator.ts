@@ -1,0 +1,287 @@
+/**
+ * vLLM's PyNcclCommunicator (vllm-spec §7) on real libnccl: the unique id made by
+ * group rank 0 and shared through the group's store, a non-blocking init
+ * (`blocking = 0`) so that init itself has a deadline and can be aborted, and every
+ * operation enqueued on the actor's current stream, returning at once.
+ *
+ * A watchdog (see {@link NcclWatchdog}) aborts the communicator when work stalls past
+ * the deadline, when NCCL reports an asynchronous error, or when the orchestrator says
+ * a peer died; every waiter then gets a typed error carrying the flight recorder.
+ */
+import {
+  MemcpyKind, NcclDataType, NcclRedOp, NcclResult, cuda, nccl, ncclConfig, uniqueIdFromBytes, type NcclLibrary,
+} from '../../native/index.ts';
+import { CollectiveTimeoutError, GroupClosedError, InvalidArgumentError, NcclError, RankFailedError } from '../errors.ts';
+import { log } from '../log.ts';
+import type { StatelessProcessGroup } from '../store/index.ts';
+import { Tensor, currentStream, type DType } from '../tensor/index.ts';
+import { DeviceCommunicator, type ReduceOp } from './device-communicator.ts';
+import { NcclWatchdog } from './nccl-watchdog.ts';
+
+/** Options of {@link NcclCommunicator.create}. */
+export interface NcclCommunicatorOptions {
+  /** Control plane of the group: its rank, world size and store. */
+  group: StatelessProcessGroup;
+  /** `cuda:N`; must be this thread's current device. */
+  device: string;
+  /** Name used in errors and logs, e.g. `world` or `tp:0`. */
+  groupName: string;
+  /** Deadline of init and of every collective, in ms. Default 120 000. */
+  timeoutMs?: number;
+  /** Fired by the orchestrator when a peer died: the communicator aborts. */
+  abortSignal?: AbortSignal;
+}
+
+// ncclDataType_t per dtype. fp8 has no NCCL reduction in the versions vLLM targets:
+// the base class refuses fp8 reductions, and byte movement sends fp8 as uint8
+// (vllm-spec §7.2: send/recv of fp8 as ncclUint8 with the same element count).
+const ncclTypes: Record<DType, number> = {
+  float32: NcclDataType.ncclFloat32, float16: NcclDataType.ncclFloat16, bfloat16: NcclDataType.ncclBfloat16,
+  float64: NcclDataType.ncclFloat64, int8: NcclDataType.ncclInt8, uint8: NcclDataType.ncclUint8,
+  int32: NcclDataType.ncclInt32, int64: NcclDataType.ncclInt64,
+  float8_e4m3fn: NcclDataType.ncclUint8, float8_e5m2: NcclDataType.ncclUint8,
+};
+
+/** Communicator over libnccl for the tensors of one CUDA device. */
+export class NcclCommunicator extends DeviceCommunicator {
+  /** NCCL version in use, e.g. `2.28.9`. */
+  readonly ncclVersion: string;
+  /** The ncclComm_t handle; 0n once destroyed. */
+  comm: bigint;
+  private readonly lib: NcclLibrary;
+  private readonly watchdog: NcclWatchdog;
+  private readonly i32 = new Int32Array(1);
+
+  private constructor(opts: NcclCommunicatorOptions, lib: NcclLibrary, comm: bigint, timeoutMs: number) {
+    super({ rankInGroup: opts.group.rank, worldSize: opts.group.worldSize, device: opts.device, groupName: opts.groupName });
+    this.lib = lib;
+    this.comm = comm;
+    this.ncclVersion = lib.version;
+    this.watchdog = new NcclWatchdog({
+      lib, comm, groupName: opts.groupName, timeoutMs, recorder: this.recorder, abortSignal: opts.abortSignal,
+    });
+  }
+
+  /**
+   * Creates the communicator collectively: every rank of `group` must call it. Group
+   * rank 0 makes the unique id; init runs non-blocking and is aborted at the deadline.
+   */
+  static async create(opts: NcclCommunicatorOptions): Promise<NcclCommunicator> {
+    const timeoutMs = opts.timeoutMs ?? 120_000;
+    const ordinal = parseCudaDevice(opts.device);
+    const rt = cuda();
+    const current = new Int32Array(1);
+    rt.cudaGetDevice(current);
+    if (current[0] !== ordinal) {
+      throw new InvalidArgumentError('device', `${opts.device} is not this thread's current device (cuda:${current[0]})`);
+    }
+    const lib = nccl();
+    const { group } = opts;
+    let idBytes: Uint8Array;
+    if (group.rank === 0) {
+      const id: { internal?: Uint8Array } = {};
+      lib.ncclGetUniqueId(id);
+      idBytes = new Uint8Array(id.internal!);
+      await group.broadcastObj(idBytes, 0);
+    } else {
+      idBytes = await group.broadcastObj<Uint8Array>(null, 0);
+    }
+    const out = new BigUint64Array(1);
+    lib.ncclCommInitRankConfig(out, group.worldSize, uniqueIdFromBytes(idBytes), group.rank, ncclConfig({ blocking: 0 }));
+    const comm = out[0];
+    await waitInitialized(lib, comm, opts.groupName, timeoutMs, opts.abortSignal);
+    const self = new NcclCommunicator(opts, lib, comm, timeoutMs);
+    log('info', 'nccl', `group ${opts.groupName}: rank ${group.rank}/${group.worldSize} on ${opts.device}, NCCL ${lib.version}`);
+    // Warm-up (vllm-spec §7.1 step 8): the first collective sets up connections.
+    const one = Tensor.zeros([1], { dtype: 'float32', device: opts.device });
+    const sum = await self.allReduce(one);
+    await self.synchronize();
+    one.dispose();
+    sum.dispose();
+    return self;
+  }
+
+  /**
+   * Waits until every operation enqueued so far on the current stream has finished,
+   * without blocking the event loop. Rejects with the watchdog's typed error when the
+   * communicator was aborted (deadline, NCCL error or a dead peer).
+   */
+  synchronize(timeoutMs?: number): Promise<void> {
+    return this.watchdog.waitIdle(currentStream().handle, timeoutMs);
+  }
+
+  /** ncclGroupStart: fuse the following calls (until {@link groupEnd}) into one launch. */
+  groupStart(): void {
+    this.watchdog.throwIfFailed();
+    this.lib.ncclGroupStart();
+  }
+
+  /** ncclGroupEnd; completes the enqueue of a non-blocking group. */
+  groupEnd(): void {
+    this.settle(this.lib.ncclGroupEnd());
+  }
+
+  /** Aborts the communicator (idempotent). Pending and later operations fail. */
+  override destroy(): void {
+    if (this.comm === 0n) return;
+    this.watchdog.close(new GroupClosedError(`NCCL communicator of group '${this.groupName}' was destroyed`));
+    this.comm = 0n;
+  }
+
+  protected override _allReduce(input: Tensor, output: Tensor, op: ReduceOp): void {
+    const seq = this.begin('all_reduce', input, null);
+    this.settle(this.lib.ncclAllReduce(input.dataPtr, output.dataPtr, input.numel, ncclTypes[input.dtype], NcclRedOp[op], this.comm, currentStream().handle));
+    this.watchdog.issued(seq, currentStream().handle);
+  }
+
+  protected override _allGather(input: Tensor, output: Tensor): void {
+    const seq = this.begin('all_gather', input, null);
+    this.settle(this.lib.ncclAllGather(input.dataPtr, output.dataPtr, input.numel, ncclTypes[input.dtype], this.comm, currentStream().handle));
+    this.watchdog.issued(seq, currentStream().handle);
+  }
+
+  protected override _reduceScatter(input: Tensor, output: Tensor, op: ReduceOp): void {
+    const seq = this.begin('reduce_scatter', input, null);
+    this.settle(this.lib.ncclReduceScatter(input.dataPtr, output.dataPtr, output.numel, ncclTypes[input.dtype], NcclRedOp[op], this.comm, currentStream().handle));
+    this.watchdog.issued(seq, currentStream().handle);
+  }
+
+  // vllm-spec §7.2: all_gatherv as grouped broadcasts, one per root, slicing dim 0.
+  protected override _allGatherv(input: Tensor, output: Tensor, sizes: readonly number[]): void {
+    const seq = this.begin('all_gatherv', input, null);
+    const row = rowNumel(output);
+    const stream = currentStream().handle;
+    const type = ncclTypes[input.dtype];
+    this.lib.ncclGroupStart();
+    let offset = 0;
+    for (let root = 0; root < this.worldSize; root++) {
+      const dst = output.dataPtr + BigInt(offset * row * output.itemsize);
+      this.lib.ncclBroadcast(input.dataPtr, dst, sizes[root] * row, type, root, this.comm, stream);
+      offset += sizes[root];
+    }
+    this.settle(this.lib.ncclGroupEnd());
+    this.watchdog.issued(seq, currentStream().handle);
+  }
+
+  // vllm-spec §7.2: reduce_scatterv as grouped reduces; only root r keeps chunk r.
+  protected override _reduceScatterv(input: Tensor, output: Tensor, sizes: readonly number[], op: ReduceOp): void {
+    const seq = this.begin('reduce_scatterv', input, null);
+    const row = rowNumel(input);
+    const stream = currentStream().handle;
+    const type = ncclTypes[input.dtype];
+    this.lib.ncclGroupStart();
+    let offset = 0;
+    for (let root = 0; root < this.worldSize; root++) {
+      const src = input.dataPtr + BigInt(offset * row * input.itemsize);
+      this.lib.ncclReduce(src, output.dataPtr, sizes[root] * row, type, NcclRedOp[op], root, this.comm, stream);
+      offset += sizes[root];
+    }
+    this.settle(this.lib.ncclGroupEnd());
+    this.watchdog.issued(seq, currentStream().handle);
+  }
+
+  protected override _gather(input: Tensor, output: Tensor | null, dst: number): void {
+    const seq = this.begin('gather', input, dst);
+    const stream = currentStream().handle;
+    const type = ncclTypes[input.dtype];
+    this.lib.ncclGroupStart();
+    if (output === null) {
+      this.lib.ncclSend(input.dataPtr, input.numel, type, dst, this.comm, stream);
+    } else {
+      for (let r = 0; r < this.worldSize; r++) {
+        const slot = output.dataPtr + BigInt(r * input.nbytes);
+        if (r === this.rankInGroup) cuda().cudaMemcpyAsync(slot, input.dataPtr, input.nbytes, MemcpyKind.DeviceToDevice, stream);
+        else this.lib.ncclRecv(slot, input.numel, type, r, this.comm, stream);
+      }
+    }
+    this.settle(this.lib.ncclGroupEnd());
+    this.watchdog.issued(seq, currentStream().handle);
+  }
+
+  // vllm-spec §7.2 / §14 item 16: sendbuff = recvbuff on the root, NULL elsewhere.
+  protected override _broadcast(tensor: Tensor, src: number): void {
+    const seq = this.begin('broadcast', tensor, src);
+    const send = this.rankInGroup === src ? tensor.dataPtr : null;
+    this.settle(this.lib.ncclBroadcast(send, tensor.dataPtr, tensor.numel, ncclTypes[tensor.dtype], src, this.comm, currentStream().handle));
+    this.watchdog.issued(seq, currentStream().handle);
+  }
+
+  protected override _send(tensor: Tensor, dst: number): void {
+    const seq = this.begin('send', tensor, dst);
+    this.settle(this.lib.ncclSend(tensor.dataPtr, tensor.numel, ncclTypes[tensor.dtype], dst, this.comm, currentStream().handle));
+    this.watchdog.issued(seq, currentStream().handle);
+  }
+
+  protected override _recv(tensor: Tensor, src: number): void {
+    const seq = this.begin('recv', tensor, src);
+    this.settle(this.lib.ncclRecv(tensor.dataPtr, tensor.numel, ncclTypes[tensor.dtype], src, this.comm, currentStream().handle));
+    this.watchdog.issued(seq, currentStream().handle);
+  }
+
+  private begin(op: string, t: Tensor, peer: number | null): number {
+    this.watchdog.throwIfFailed();
+    return this.recorder.start(op, t.dtype, t.numel, peer);
+  }
+
+  /**
+   * A non-blocking communicator may answer ncclInProgress while it finishes enqueuing
+   * (e.g. the first use of a peer connection); wait for that before going on, as NCCL
+   * requires, with the communicator's deadline.
+   */
+  private settle(result: number): void {
+    if (result !== NcclResult.ncclInProgress) return;
+    const deadline = performance.now() + this.watchdog.timeoutMs;
+    for (;;) {
+      this.lib.ncclCommGetAsyncError(this.comm, this.i32);
+      const state = this.i32[0];
+      if (state === NcclResult.ncclSuccess) return;
+      if (state !== NcclResult.ncclInProgress) {
+        throw this.watchdog.fail(new NcclError(state, 'async', 'ncclCommGetAsyncError', this.lib.ncclGetErrorString(state)));
+      }
+      if (performance.now() > deadline) {
+        throw this.watchdog.fail(
+          new CollectiveTimeoutError(this.groupName, 'enqueue', this.recorder.nextSeq - 1, this.watchdog.timeoutMs, this.recorder.recent()),
+        );
+      }
+    }
+  }
+}
+
+/** Polls a non-blocking init to completion; aborts the communicator at the deadline. */
+async function waitInitialized(lib: NcclLibrary, comm: bigint, groupName: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+  const state = new Int32Array(1);
+  const deadline = performance.now() + timeoutMs;
+  let delayMs = 0;
+  for (;;) {
+    lib.ncclCommGetAsyncError(comm, state);
+    if (state[0] === NcclResult.ncclSuccess) return;
+    let failure: Error | undefined;
+    if (state[0] !== NcclResult.ncclInProgress) {
+      failure = new NcclError(state[0], 'init', 'ncclCommInitRankConfig', lib.ncclGetErrorString(state[0]));
+    } else if (signal?.aborted) {
+      failure = signal.reason instanceof RankFailedError ? signal.reason : new GroupClosedError(`init of group '${groupName}' aborted`);
+    } else if (performance.now() > deadline) {
+      failure = new CollectiveTimeoutError(groupName, 'init', 0, timeoutMs, []);
+    }
+    if (failure) {
+      lib.ncclCommAbort(comm);
+      throw failure;
+    }
+    await new Promise((resolve) => setTimeout(resolve, delayMs));
+    delayMs = Math.min(10, delayMs + 1);
+  }
+}
+
+/** Elements in one slice along dim 0. */
+function rowNumel(t: Tensor): number {
+  let n = 1;
+  for (let i = 1; i < t.shape.length; i++) n *= t.shape[i];
+  return n;
+}
+
+/** `cuda:N` → N, or an InvalidArgumentError naming `device`. */
+export function parseCudaDevice(device: string): number {
+  const m = /^cuda:(\d+)$/.exec(device);
+  if (!m) throw new InvalidArgumentError('device', `expected 'cuda:N', got '${device}'`);
+  return Number(m[1]);
+}

@@ -1,0 +1,181 @@
+/**
+ * The per-communicator watchdog. Issuing an operation costs one field write; a timer
+ * that runs only while work is outstanding records a CUDA event behind the last
+ * operation, polls it and `ncclCommGetAsyncError`, and aborts the communicator with
+ * `ncclCommAbort` when NCCL reports an error, when the oldest unfinished operation is
+ * older than the deadline, or when the orchestrator signals that a peer died. After
+ * that, every waiter and every later operation gets the same typed error.
+ */
+import { Flags, NcclError, NcclResult, cuda, cudaErrorNotReady, type NcclLibrary } from '../../native/index.ts';
+import { CollectiveTimeoutError, GroupClosedError, RankFailedError } from '../errors.ts';
+import { log } from '../log.ts';
+import type { FlightRecorder } from './flight-recorder.ts';
+
+interface WatchdogOptions {
+  lib: NcclLibrary;
+  comm: bigint;
+  groupName: string;
+  timeoutMs: number;
+  recorder: FlightRecorder;
+  abortSignal?: AbortSignal;
+}
+
+interface Waiter {
+  stream: bigint;
+  deadline: number;
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
+
+export class NcclWatchdog {
+  readonly timeoutMs: number;
+  private readonly opts: WatchdogOptions;
+  private failure: Error | null = null;
+  private lastIssuedSeq = -1;
+  private lastStream: bigint = 0n;
+  private finishedSeq = -1;
+  private event = 0n;
+  private eventSeq = -1;
+  private timer: NodeJS.Timeout | null = null;
+  private readonly waiters = new Set<Waiter>();
+  private readonly i32 = new Int32Array(1);
+  private readonly onAbort = (): void => {
+    const reason = this.opts.abortSignal?.reason;
+    this.fail(reason instanceof RankFailedError ? reason : new GroupClosedError(`group '${this.opts.groupName}' was aborted: ${String(reason)}`));
+  };
+
+  constructor(opts: WatchdogOptions) {
+    this.opts = opts;
+    this.timeoutMs = opts.timeoutMs;
+    opts.abortSignal?.addEventListener('abort', this.onAbort, { once: true });
+    if (opts.abortSignal?.aborted) this.onAbort();
+  }
+
+  /** Throws the stored failure, if any. Called before every operation. */
+  throwIfFailed(): void {
+    if (this.failure) throw this.failure;
+  }
+
+  /** Notes that operation `seq` was enqueued on the current stream. */
+  issued(seq: number, stream?: bigint): void {
+    this.lastIssuedSeq = seq;
+    if (stream !== undefined) this.lastStream = stream;
+    if (this.timer === null && !this.failure) this.schedule();
+  }
+
+  /**
+   * Resolves when `stream` has drained, polling without blocking the event loop.
+   * Rejects with the watchdog's failure, or at the deadline with a CollectiveTimeoutError
+   * (and the communicator aborted).
+   */
+  waitIdle(stream: bigint, timeoutMs = this.timeoutMs): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
+    const rt = cuda();
+    // Fast path: already drained, or drains within a short spin.
+    const spinUntil = performance.now() + 0.05;
+    do {
+      if (rt.cudaStreamQuery(stream) === 0) return this.afterDrain();
+    } while (performance.now() < spinUntil);
+    return new Promise<void>((resolve, reject) => {
+      this.waiters.add({ stream, deadline: performance.now() + timeoutMs, resolve, reject });
+      if (this.timer === null) this.schedule(0);
+    });
+  }
+
+  /** Aborts the communicator with `err` unless it already failed; returns the stored failure. */
+  fail(err: Error): Error {
+    if (this.failure) return this.failure;
+    this.failure = err;
+    log('warn', 'nccl', `aborting communicator of group '${this.opts.groupName}': ${err.message}`);
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    try {
+      this.opts.lib.ncclCommAbort(this.opts.comm);
+    } catch (abortErr) {
+      log('error', 'nccl', `ncclCommAbort failed: ${(abortErr as Error).message}`);
+    }
+    this.releaseEvent();
+    for (const w of this.waiters) w.reject(err);
+    this.waiters.clear();
+    this.opts.abortSignal?.removeEventListener('abort', this.onAbort);
+    return err;
+  }
+
+  /** Ends the watchdog and aborts the communicator with `reason` (idempotent). */
+  close(reason: Error): void {
+    this.fail(reason);
+  }
+
+  private afterDrain(): Promise<void> {
+    this.finishedSeq = this.lastIssuedSeq;
+    this.opts.recorder.finishThrough(this.finishedSeq);
+    return this.failure ? Promise.reject(this.failure) : Promise.resolve();
+  }
+
+  private schedule(delayMs = Math.min(50, Math.max(1, this.timeoutMs / 8))): void {
+    this.timer = setTimeout(() => this.tick(), delayMs);
+    this.timer.unref();
+  }
+
+  private tick(): void {
+    this.timer = null;
+    if (this.failure) return;
+    const rt = cuda();
+    const now = performance.now();
+    // Completed work: an event recorded behind the last issued op tells how far the stream got.
+    if (this.event !== 0n && this.eventSeq > this.finishedSeq && rt.cudaEventQuery(this.event) !== cudaErrorNotReady) {
+      this.finishedSeq = this.eventSeq;
+      this.opts.recorder.finishThrough(this.finishedSeq);
+    }
+    if (this.lastIssuedSeq > this.finishedSeq && this.eventSeq < this.lastIssuedSeq && !this.capturing()) {
+      if (this.event === 0n) {
+        const out = new BigUint64Array(1);
+        rt.cudaEventCreateWithFlags(out, Flags.eventDisableTiming);
+        this.event = out[0];
+      }
+      rt.cudaEventRecord(this.event, this.lastStream);
+      this.eventSeq = this.lastIssuedSeq;
+    }
+    this.opts.lib.ncclCommGetAsyncError(this.opts.comm, this.i32);
+    const state = this.i32[0];
+    if (state !== NcclResult.ncclSuccess && state !== NcclResult.ncclInProgress) {
+      this.fail(new NcclError(state, 'async', 'ncclCommGetAsyncError', this.opts.lib.ncclGetErrorString(state)));
+      return;
+    }
+    const oldest = this.opts.recorder.oldestPendingStartMs();
+    if (this.lastIssuedSeq > this.finishedSeq && oldest !== null && now - oldest > this.timeoutMs) {
+      const stuck = this.opts.recorder.recent().find((r) => r.endMs === null);
+      this.fail(new CollectiveTimeoutError(this.opts.groupName, stuck?.op ?? 'unknown', stuck?.seq ?? this.finishedSeq + 1, this.timeoutMs, this.opts.recorder.recent()));
+      return;
+    }
+    for (const w of this.waiters) {
+      if (rt.cudaStreamQuery(w.stream) === 0) {
+        this.waiters.delete(w);
+        this.finishedSeq = Math.max(this.finishedSeq, this.lastIssuedSeq);
+        this.opts.recorder.finishThrough(this.finishedSeq);
+        w.resolve();
+      } else if (now > w.deadline) {
+        const stuck = this.opts.recorder.recent().find((r) => r.endMs === null);
+        this.fail(new CollectiveTimeoutError(this.opts.groupName, stuck?.op ?? 'synchronize', stuck?.seq ?? this.finishedSeq + 1, this.timeoutMs, this.opts.recorder.recent()));
+        return;
+      }
+    }
+    if (this.waiters.size > 0) this.schedule(this.waiters.size > 0 ? 0 : undefined);
+    else if (this.lastIssuedSeq > this.finishedSeq) this.schedule();
+  }
+
+  private capturing(): boolean {
+    cuda().cudaStreamIsCapturing(this.lastStream, this.i32);
+    return this.i32[0] !== 0;
+  }
+
+  private releaseEvent(): void {
+    if (this.event === 0n) return;
+    try {
+      cuda().cudaEventDestroy(this.event);
+    } catch {
+      // The context may already be torn down after an abort; nothing more to free.
+    }
+    this.event = 0n;
+  }
+}

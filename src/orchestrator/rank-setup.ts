@@ -1,0 +1,45 @@
+/**
+ * Builds a rank's context before it reports ready: the store connection, this
+ * rank's device, the world group with its communicator, and the TP/PP/DP/EP groups
+ * (vLLM's layout). This is the one place startup work is added.
+ */
+import { getDpGroup, getEpGroup, getPpGroup, getTpGroup, initDistributedEnvironment, initializeModelParallel } from '../parallel/index.ts';
+import { TcpStoreClient } from '../store/index.ts';
+import { currentStream } from '../tensor/index.ts';
+import type { RankContext } from './context.ts';
+import type { RankInit } from './protocol.ts';
+
+export async function setupRank(init: RankInit, abortSignal: AbortSignal): Promise<RankContext> {
+  const store = await TcpStoreClient.connect({ host: init.storeHost, port: init.storePort, timeoutMs: init.timeoutMs });
+  const world = await initDistributedEnvironment({
+    rank: init.rank,
+    worldSize: init.worldSize,
+    localRank: init.localRank,
+    backend: init.backend,
+    deviceOrdinal: init.device === 'cpu' ? undefined : Number(init.device.slice(5)),
+    timeoutMs: init.timeoutMs,
+    store,
+    abortSignal,
+  });
+  await initializeModelParallel({ tensorParallelSize: init.tensorParallelSize, pipelineParallelSize: init.pipelineParallelSize });
+  const communicator = world.deviceCommunicator;
+  return {
+    rank: init.rank,
+    worldSize: init.worldSize,
+    localRank: init.localRank,
+    nodeRank: init.nodeRank,
+    device: init.device,
+    backend: init.backend,
+    timeoutMs: init.timeoutMs,
+    store,
+    processGroup: world.cpuGroup,
+    communicator,
+    world,
+    tp: getTpGroup(),
+    pp: getPpGroup(),
+    dp: getDpGroup(),
+    ep: getEpGroup(),
+    abortSignal,
+    synchronize: () => (init.backend === 'nccl' ? currentStream().synchronize(init.timeoutMs) : Promise.resolve()),
+  };
+}

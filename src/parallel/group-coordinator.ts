@@ -1,0 +1,309 @@
+/**
+ * vLLM's GroupCoordinator (vllm-spec §3): one logical group of ranks with a control
+ * plane (a StatelessProcessGroup over the shared store: objects, metadata, barriers)
+ * and a data plane (a DeviceCommunicator: NCCL on GPUs, the CPU communicator
+ * otherwise). `src`/`dst` are group-local everywhere (§14 item 3); any `src` works.
+ */
+import { InvalidArgumentError } from '../errors.ts';
+import { CpuCommunicator, NcclCommunicator, type DeviceCommunicator } from '../comm/index.ts';
+import { StatelessProcessGroup, type Store } from '../store/index.ts';
+import { Tensor, type DType } from '../tensor/index.ts';
+import { isTensorMetadata, splitTensorDict, type MetadataEntry, type TensorDict } from './tensor-dict.ts';
+
+/** Options of {@link GroupCoordinator.create}. */
+export interface GroupCoordinatorOptions {
+  /** Every group of this kind, as lists of global ranks; the caller is in exactly one. */
+  groupRanks: number[][];
+  /** The caller's global rank. */
+  rank: number;
+  localRank: number;
+  /** The job's store; each group works under its own prefix. */
+  store: Store;
+  backend: 'nccl' | 'cpu';
+  /** `cuda:N` or `cpu`. */
+  device: string;
+  /** Base name: `world`, `tp`, `pp`, `dp`, `ep`, … (vllm-spec §2.4). */
+  groupName: string;
+  timeoutMs: number;
+  abortSignal?: AbortSignal;
+  /** False for the world group, as in vLLM: it has no device communicator. */
+  useDeviceCommunicator?: boolean;
+}
+
+const nameCounters = new Map<string, number>();
+
+/** vLLM's `_get_unique_name`: `tp:0`, `tp:1`, … per process. */
+function uniqueNameFor(base: string): string {
+  const n = nameCounters.get(base) ?? 0;
+  nameCounters.set(base, n + 1);
+  return `${base}:${n}`;
+}
+
+const NO_COMMUNICATOR = 'No device communicator found';
+
+/** A group of ranks with vLLM's collective, object and tensor-dict operations. */
+export class GroupCoordinator {
+  readonly uniqueName: string;
+  /** Global rank of this process. */
+  readonly rank: number;
+  /** Global ranks of the group, in group order. */
+  readonly ranks: readonly number[];
+  readonly worldSize: number;
+  readonly rankInGroup: number;
+  readonly localRank: number;
+  readonly device: string;
+  readonly backend: 'nccl' | 'cpu';
+  /** Control plane: objects, tensor-dict metadata, barriers, CPU tensors. */
+  readonly cpuGroup: StatelessProcessGroup;
+  /** Data plane; null for world size 1 and for groups built without one. */
+  readonly deviceCommunicator: DeviceCommunicator | null;
+  private cpuCommunicator: Promise<DeviceCommunicator> | null = null;
+  private readonly opts: GroupCoordinatorOptions;
+
+  private constructor(opts: GroupCoordinatorOptions, ranks: number[], uniqueName: string, cpuGroup: StatelessProcessGroup, comm: DeviceCommunicator | null) {
+    this.opts = opts;
+    this.uniqueName = uniqueName;
+    this.rank = opts.rank;
+    this.ranks = ranks;
+    this.worldSize = ranks.length;
+    this.rankInGroup = ranks.indexOf(opts.rank);
+    this.localRank = opts.localRank;
+    this.device = opts.device;
+    this.backend = opts.backend;
+    this.cpuGroup = cpuGroup;
+    this.deviceCommunicator = comm;
+  }
+
+  /** Builds the caller's group of this kind; every member must call it. */
+  static async create(opts: GroupCoordinatorOptions): Promise<GroupCoordinator> {
+    const index = opts.groupRanks.findIndex((g) => g.includes(opts.rank));
+    if (index < 0) throw new InvalidArgumentError('groupRanks', `rank ${opts.rank} is in none of the ${opts.groupName} groups`);
+    const ranks = opts.groupRanks[index];
+    const uniqueName = uniqueNameFor(opts.groupName);
+    // Different groups of one kind share the base name: the list index keeps their keys apart.
+    const prefix = `group/${opts.groupName}/${index}`;
+    const cpuGroup = StatelessProcessGroup.fromStore(opts.store.withPrefix(prefix), ranks.indexOf(opts.rank), ranks.length, {
+      storeTimeoutMs: opts.timeoutMs,
+    });
+    let comm: DeviceCommunicator | null = null;
+    if ((opts.useDeviceCommunicator ?? true) && ranks.length > 1) {
+      const common = { group: cpuGroup, groupName: `${uniqueName}/${index}`, timeoutMs: opts.timeoutMs, abortSignal: opts.abortSignal };
+      comm = opts.backend === 'nccl'
+        ? await NcclCommunicator.create({ ...common, device: opts.device })
+        : await CpuCommunicator.create(common);
+    }
+    return new GroupCoordinator(opts, ranks, uniqueName, cpuGroup, comm);
+  }
+
+  get firstRank(): number { return this.ranks[0]; }
+  get lastRank(): number { return this.ranks[this.worldSize - 1]; }
+  get isFirstRank(): boolean { return this.rank === this.firstRank; }
+  get isLastRank(): boolean { return this.rank === this.lastRank; }
+  /** Global rank of the next member (wrapping). */
+  get nextRank(): number { return this.ranks[(this.rankInGroup + 1) % this.worldSize]; }
+  /** Global rank of the previous member (wrapping; non-negative modulo, §14 item 4). */
+  get prevRank(): number { return this.ranks[(((this.rankInGroup - 1) % this.worldSize) + this.worldSize) % this.worldSize]; }
+
+  /** Out-of-place all-reduce; world size 1 returns `t` itself. */
+  allReduce(t: Tensor): Promise<Tensor> {
+    if (this.worldSize === 1) return Promise.resolve(t);
+    return this.comm().allReduce(t);
+  }
+
+  allGather(t: Tensor, dim = -1): Promise<Tensor> {
+    this.checkDim(t, dim);
+    if (this.worldSize === 1) return Promise.resolve(t);
+    return this.comm().allGather(t, dim);
+  }
+
+  /** No world-size-1 short cut: raises without a communicator, as vLLM does (§14 item 2). */
+  allGatherv(t: Tensor, sizes: readonly number[], dim = 0): Promise<Tensor> {
+    return this.comm().allGatherv(t, sizes, dim);
+  }
+
+  reduceScatter(t: Tensor, dim = -1): Promise<Tensor> {
+    this.checkDim(t, dim);
+    if (this.worldSize === 1) return Promise.resolve(t);
+    return this.comm().reduceScatter(t, dim);
+  }
+
+  reduceScatterv(t: Tensor, sizes: readonly number[], dim = 0): Promise<Tensor> {
+    return this.comm().reduceScatterv(t, sizes, dim);
+  }
+
+  gather(t: Tensor, dst = 0, dim = -1): Promise<Tensor | null> {
+    this.checkPeer('dst', dst);
+    if (this.worldSize === 1) return Promise.resolve(t);
+    return this.comm().gather(t, dst, dim);
+  }
+
+  broadcast(t: Tensor, src = 0): Promise<Tensor> {
+    this.checkPeer('src', src);
+    if (this.worldSize === 1) return Promise.resolve(t);
+    return this.dataPlaneFor(t).then((c) => c.broadcast(t, src));
+  }
+
+  send(t: Tensor, dst?: number): Promise<void> {
+    return this.comm().send(t, dst ?? (this.rankInGroup + 1) % this.worldSize);
+  }
+
+  recv(shape: readonly number[], dtype: DType, src?: number): Promise<Tensor> {
+    return this.comm().recv(shape, dtype, src ?? (this.rankInGroup - 1 + this.worldSize) % this.worldSize);
+  }
+
+  /** Broadcasts a structured-cloneable object from group rank `src`; the source gets its own object back. */
+  async broadcastObject<T>(obj?: T, src = 0): Promise<T> {
+    this.checkPeer('src', src);
+    if (this.worldSize === 1) return obj as T;
+    return this.cpuGroup.broadcastObj<T>(this.rankInGroup === src ? obj : null, src);
+  }
+
+  sendObject(obj: unknown, dst: number): Promise<void> {
+    this.checkPeer('dst', dst);
+    if (dst === this.rankInGroup) throw new InvalidArgumentError('dst', 'Invalid destination rank. Destination rank is the same as the current rank.');
+    return this.cpuGroup.sendObj(obj, dst);
+  }
+
+  recvObject<T = unknown>(src: number): Promise<T> {
+    this.checkPeer('src', src);
+    if (src === this.rankInGroup) throw new InvalidArgumentError('src', 'Invalid source rank. Source rank is the same as the current rank.');
+    return this.cpuGroup.recvObj(src) as Promise<T>;
+  }
+
+  /** Barrier on the control plane only (an NCCL barrier would touch the device, §3.4). */
+  barrier(): Promise<void> {
+    return this.cpuGroup.barrier(this.opts.timeoutMs);
+  }
+
+  /**
+   * Broadcasts a dict of tensors and plain values from `src` (any group rank). The
+   * metadata goes over the control plane; non-empty tensors follow in dict order, CPU
+   * tensors over the CPU data plane and device tensors over the device communicator.
+   * Returns the original dict at the source and a new dict elsewhere.
+   */
+  async broadcastTensorDict(tensorDict?: TensorDict | null, src = 0): Promise<TensorDict | null | undefined> {
+    this.checkPeer('src', src);
+    if (this.worldSize === 1) return tensorDict;
+    if (this.rankInGroup === src) {
+      const { metadata, tensors } = splitTensorDict(tensorDict as TensorDict);
+      await this.cpuGroup.broadcastObj(metadata, src);
+      await this.broadcastTensors(tensors, src);
+      return tensorDict;
+    }
+    const metadata = await this.cpuGroup.broadcastObj<MetadataEntry[]>(null, src);
+    const { dict, slots } = this.unpackMetadata(metadata);
+    const tensors = slots.map(([key, dtype, shape, onCpu]) => {
+      const t = Tensor.empty(shape, { dtype, device: onCpu ? 'cpu' : this.device });
+      dict[key] = t;
+      return t;
+    });
+    await this.broadcastTensors(tensors, src);
+    return dict;
+  }
+
+  /** Sends a tensor dict to group rank `dst` (default: the next rank). Returns null. */
+  async sendTensorDict(tensorDict: TensorDict, dst?: number): Promise<TensorDict | null> {
+    if (this.worldSize === 1) return tensorDict;
+    const peer = dst ?? (this.rankInGroup + 1) % this.worldSize;
+    this.checkPeer('dst', peer);
+    const { metadata, tensors } = splitTensorDict(tensorDict);
+    await this.sendObject(metadata, peer);
+    for (const t of tensors) {
+      if (t.numel === 0) continue;
+      await (await this.dataPlaneFor(t)).send(t, peer);
+    }
+    return null;
+  }
+
+  /** Receives a tensor dict from group rank `src` (default: the previous rank); null at world size 1. */
+  async recvTensorDict(src?: number): Promise<TensorDict | null> {
+    if (this.worldSize === 1) return null;
+    const peer = src ?? (this.rankInGroup - 1 + this.worldSize) % this.worldSize;
+    this.checkPeer('src', peer);
+    const metadata = await this.recvObject<MetadataEntry[]>(peer);
+    const { dict, slots } = this.unpackMetadata(metadata);
+    for (const [key, dtype, shape, onCpu] of slots) {
+      const device = onCpu ? 'cpu' : this.device;
+      // Empty tensors are never sent (vllm-spec §14 item 6): allocate them here.
+      dict[key] = shape.includes(0)
+        ? Tensor.empty(shape, { dtype, device })
+        : await (await this.dataPlaneForDevice(device)).recv(shape, dtype, peer);
+    }
+    return dict;
+  }
+
+  /** Releases the communicators and the control plane; idempotent. */
+  async destroy(): Promise<void> {
+    await this.deviceCommunicator?.destroy();
+    if (this.cpuCommunicator) await (await this.cpuCommunicator).destroy();
+    await this.cpuGroup.close();
+  }
+
+  private async broadcastTensors(tensors: Tensor[], src: number): Promise<void> {
+    const device = tensors.filter((t) => t.numel > 0 && t.device !== 'cpu');
+    const host = tensors.filter((t) => t.numel > 0 && t.device === 'cpu');
+    const comm = this.comm();
+    // Device tensors go out as one NCCL group: one launch for the whole dict.
+    if (device.length > 0) {
+      if (comm instanceof NcclCommunicator && device.length > 1) {
+        comm.groupStart();
+        try {
+          for (const t of device) await comm.broadcast(t, src);
+        } finally {
+          comm.groupEnd();
+        }
+      } else {
+        for (const t of device) await comm.broadcast(t, src);
+      }
+    }
+    for (const t of host) await (await this.dataPlaneFor(t)).broadcast(t, src);
+  }
+
+  /**
+   * The receiver's dict with plain values in place, and one slot per tensor (key,
+   * dtype, shape, on CPU) in dict order, for the caller to allocate or receive.
+   */
+  private unpackMetadata(metadata: MetadataEntry[]): { dict: TensorDict; slots: [string, DType, number[], boolean][] } {
+    const dict: TensorDict = {};
+    const slots: [string, DType, number[], boolean][] = [];
+    for (const [key, value] of metadata) {
+      dict[key] = value;
+      if (isTensorMetadata(value)) slots.push([key, value.__tensor[1], value.__tensor[2], value.__tensor[0] === 'cpu']);
+    }
+    return { dict, slots };
+  }
+
+  /** The communicator that moves `t`: the device one, or a CPU one for host tensors on a GPU group. */
+  private dataPlaneFor(t: Tensor): Promise<DeviceCommunicator> {
+    return this.dataPlaneForDevice(t.device);
+  }
+
+  private async dataPlaneForDevice(device: string): Promise<DeviceCommunicator> {
+    if (device !== 'cpu' || this.backend === 'cpu') return this.comm();
+    this.cpuCommunicator ??= CpuCommunicator.create({
+      group: StatelessProcessGroup.fromStore(this.opts.store.withPrefix(`group/${this.opts.groupName}/cpu/${this.ranks.join(',')}`), this.rankInGroup, this.worldSize, { storeTimeoutMs: this.opts.timeoutMs }),
+      groupName: `${this.uniqueName}/cpu`,
+      timeoutMs: this.opts.timeoutMs,
+      abortSignal: this.opts.abortSignal,
+    });
+    return this.cpuCommunicator;
+  }
+
+  private comm(): DeviceCommunicator {
+    if (!this.deviceCommunicator) throw new InvalidArgumentError('group', `${NO_COMMUNICATOR} (group '${this.uniqueName}' of world size ${this.worldSize})`);
+    return this.deviceCommunicator;
+  }
+
+  private checkDim(t: Tensor, dim: number): void {
+    const n = t.shape.length;
+    if (!Number.isInteger(dim) || dim < -n || dim >= n) {
+      throw new InvalidArgumentError('dim', `Invalid dim (${dim}) for input tensor with shape [${t.shape.join(', ')}]`);
+    }
+  }
+
+  private checkPeer(argument: string, peer: number): void {
+    if (!Number.isInteger(peer) || peer < 0 || peer >= this.worldSize) {
+      throw new InvalidArgumentError(argument, `Invalid ${argument} rank (${peer}) for group '${this.uniqueName}' of size ${this.worldSize}`);
+    }
+  }
+}

@@ -1,0 +1,13 @@
+/** src/parallel/: GroupCoordinator, parallel state, layout and pipeline helpers (vllm-spec §1–4). */
+export { GroupCoordinator } from './group-coordinator.ts';
+export type { GroupCoordinatorOptions } from './group-coordinator.ts';
+export type { TensorDict } from './tensor-dict.ts';
+export { groupLayout, getPpIndices, divide, ensureDivisibility } from './layout.ts';
+export type { ParallelSizes, GroupLayout } from './layout.ts';
+export {
+  initDistributedEnvironment, initializeModelParallel, ensureModelParallelInitialized, modelParallelIsInitialized,
+  getWorldGroup, getTpGroup, getPpGroup, getDpGroup, getEpGroup, getTensorModelParallelWorldSize, getTensorModelParallelRank,
+  getPipelineModelParallelWorldSize, getPipelineModelParallelRank, getDistributedEnvironment, patchTensorParallelGroup,
+  destroyModelParallel, destroyDistributedEnvironment, inTheSameNodeAs,
+} from './state.ts';
+export type { DistributedEnvironment, InitOptions } from './state.ts';

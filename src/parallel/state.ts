@@ -1,0 +1,204 @@
+/**
+ * Parallel state (vllm-spec §4): the module-level groups of this rank and the functions
+ * that build, check and tear them down. One rank actor holds one state (a worker thread
+ * has its own module instances, a child process too).
+ */
+import { cudaDeviceCount, ncclAvailable } from '../../native/index.ts';
+import { GroupClosedError, InvalidArgumentError } from '../errors.ts';
+import { StatelessProcessGroup, TcpStoreClient, TcpStoreServer, type Store } from '../store/index.ts';
+import { setDevice } from '../tensor/index.ts';
+import { GroupCoordinator } from './group-coordinator.ts';
+import { groupLayout, type ParallelSizes } from './layout.ts';
+
+/** What initDistributedEnvironment establishes. */
+export interface DistributedEnvironment {
+  rank: number;
+  worldSize: number;
+  localRank: number;
+  backend: 'nccl' | 'cpu';
+  device: string;
+  store: Store;
+  timeoutMs: number;
+  abortSignal?: AbortSignal;
+}
+
+/** Options of {@link initDistributedEnvironment}; unset fields come from torchrun's variables. */
+export interface InitOptions {
+  worldSize?: number;
+  rank?: number;
+  localRank?: number;
+  masterAddr?: string;
+  masterPort?: number;
+  backend?: 'nccl' | 'cpu' | 'auto';
+  /** CUDA ordinal of this rank (default: localRank). */
+  deviceOrdinal?: number;
+  timeoutMs?: number;
+  /** An existing store connection (launchGroup passes its own). */
+  store?: Store;
+  abortSignal?: AbortSignal;
+}
+
+let env: DistributedEnvironment | null = null;
+let ownedStore: { client?: TcpStoreClient; server?: TcpStoreServer } = {};
+const groups: { world: GroupCoordinator | null; tp: GroupCoordinator | null; pp: GroupCoordinator | null; dp: GroupCoordinator | null; ep: GroupCoordinator | null } = {
+  world: null, tp: null, pp: null, dp: null, ep: null,
+};
+let tpPatched = false;
+
+function envInt(name: string): number | undefined {
+  const v = process.env[name];
+  if (v === undefined || v === '') return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(name, `expected a non-negative integer, got '${v}'`);
+  return n;
+}
+
+/**
+ * Joins the job: connects to (rank 0: serves) the store at MASTER_ADDR:MASTER_PORT,
+ * sets this rank's device, and builds the world group. Arguments override torchrun's
+ * RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT.
+ */
+export async function initDistributedEnvironment(opts: InitOptions = {}): Promise<GroupCoordinator> {
+  const rank = opts.rank ?? envInt('RANK') ?? 0;
+  const worldSize = opts.worldSize ?? envInt('WORLD_SIZE') ?? 1;
+  const localRank = opts.localRank ?? envInt('LOCAL_RANK') ?? rank;
+  const timeoutMs = opts.timeoutMs ?? 300_000;
+  if (env) {
+    if (env.worldSize !== worldSize) throw new InvalidArgumentError('worldSize', `world group already initialized with a different world size (${env.worldSize} vs ${worldSize})`);
+    return groups.world!;
+  }
+  if (rank >= worldSize) throw new InvalidArgumentError('rank', `${rank} is out of range for world size ${worldSize}`);
+  let store = opts.store;
+  if (!store) {
+    const host = opts.masterAddr ?? process.env.MASTER_ADDR ?? '127.0.0.1';
+    const port = opts.masterPort ?? envInt('MASTER_PORT') ?? 29500;
+    const server = rank === 0 ? await TcpStoreServer.listen({ host, port }) : undefined;
+    const client = await TcpStoreClient.connect({ host, port, timeoutMs });
+    ownedStore = { client, server };
+    store = client;
+  }
+  const wanted = opts.backend ?? 'auto';
+  const backend = wanted === 'auto' ? (cudaDeviceCount() > 0 && ncclAvailable() ? 'nccl' : 'cpu') : wanted;
+  const ordinal = opts.deviceOrdinal ?? localRank;
+  if (backend === 'nccl') setDevice(ordinal);
+  env = { rank, worldSize, localRank, backend, device: backend === 'nccl' ? `cuda:${ordinal}` : 'cpu', store, timeoutMs, abortSignal: opts.abortSignal };
+  // Unlike vLLM (world group without a device communicator, §4.1), ours has one:
+  // world-wide collectives are what users of a launched group reach for first.
+  groups.world = await buildGroup('world', [Array.from({ length: worldSize }, (_, i) => i)]);
+  return groups.world;
+}
+
+async function buildGroup(name: string, groupRanks: number[][]): Promise<GroupCoordinator> {
+  const e = requireEnv();
+  return GroupCoordinator.create({
+    groupRanks, rank: e.rank, localRank: e.localRank, store: e.store, backend: e.backend, device: e.device,
+    groupName: name, timeoutMs: e.timeoutMs, abortSignal: e.abortSignal,
+  });
+}
+
+function requireEnv(): DistributedEnvironment {
+  if (!env) throw new GroupClosedError('distributed environment is not initialized; call initDistributedEnvironment() first');
+  return env;
+}
+
+/**
+ * Builds the TP, PP, DP and EP groups with vLLM's layout (vllm-spec §4.2). DP defaults
+ * to world / (TP × PP), so that the replicas form the DP groups (vLLM leaves that
+ * remainder to an "external DP" axis without a group).
+ */
+export async function initializeModelParallel(sizes: ParallelSizes = {}): Promise<void> {
+  const e = requireEnv();
+  const tp = sizes.tensorParallelSize ?? 1;
+  const pp = sizes.pipelineParallelSize ?? 1;
+  if (groups.tp) throw new InvalidArgumentError('tensorParallelSize', 'tensor model parallel group is already initialized');
+  const dp = sizes.dataParallelSize ?? e.worldSize / (tp * pp);
+  const layout = groupLayout(e.worldSize, { tensorParallelSize: tp, pipelineParallelSize: pp, dataParallelSize: Number.isInteger(dp) ? dp : 1 });
+  // Same order on every rank (vllm-spec §14 item 18).
+  groups.tp = await buildGroup('tp', layout.tp);
+  groups.pp = await buildGroup('pp', layout.pp);
+  groups.dp = await buildGroup('dp', layout.dp);
+  groups.ep = await buildGroup('ep', layout.ep);
+}
+
+/** Initializes the groups, or checks that the existing ones have these sizes. */
+export async function ensureModelParallelInitialized(tensorParallelSize: number, pipelineParallelSize: number): Promise<void> {
+  if (!modelParallelIsInitialized()) return initializeModelParallel({ tensorParallelSize, pipelineParallelSize });
+  if (groups.tp!.worldSize !== tensorParallelSize) {
+    throw new InvalidArgumentError('tensorParallelSize', `tensor parallel group already initialized, but of unexpected size. got: ${groups.tp!.worldSize} vs. wanted: ${tensorParallelSize}`);
+  }
+  if (groups.pp!.worldSize !== pipelineParallelSize) {
+    throw new InvalidArgumentError('pipelineParallelSize', `pipeline parallel group already initialized, but of unexpected size. got: ${groups.pp!.worldSize} vs. wanted: ${pipelineParallelSize}`);
+  }
+}
+
+export function modelParallelIsInitialized(): boolean {
+  return groups.tp !== null && groups.pp !== null;
+}
+
+function getter(kind: keyof typeof groups, message: string): () => GroupCoordinator {
+  return () => {
+    const g = groups[kind];
+    if (!g) throw new GroupClosedError(message);
+    return g;
+  };
+}
+
+/** The world group. */
+export const getWorldGroup = getter('world', 'world group is not initialized');
+/** The tensor-parallel group. */
+export const getTpGroup = getter('tp', 'tensor model parallel group is not initialized');
+/** The pipeline-parallel group. */
+export const getPpGroup = getter('pp', 'pipeline model parallel group is not initialized');
+/** The data-parallel group. */
+export const getDpGroup = getter('dp', 'data parallel group is not initialized');
+/** The expert-parallel group. */
+export const getEpGroup = getter('ep', 'expert parallel group is not initialized');
+export const getTensorModelParallelWorldSize = (): number => getTpGroup().worldSize;
+export const getTensorModelParallelRank = (): number => getTpGroup().rankInGroup;
+export const getPipelineModelParallelWorldSize = (): number => getPpGroup().worldSize;
+export const getPipelineModelParallelRank = (): number => getPpGroup().rankInGroup;
+
+/** The environment established by initDistributedEnvironment. */
+export function getDistributedEnvironment(): DistributedEnvironment {
+  return requireEnv();
+}
+
+/** Runs `fn` with the TP group replaced by `tpGroup` (vllm-spec §4.6). */
+export async function patchTensorParallelGroup<T>(tpGroup: GroupCoordinator, fn: () => Promise<T> | T): Promise<T> {
+  if (tpPatched) throw new InvalidArgumentError('tpGroup', "Should not call when it's already patched");
+  const previous = groups.tp;
+  tpPatched = true;
+  groups.tp = tpGroup;
+  try {
+    return await fn();
+  } finally {
+    groups.tp = previous;
+    tpPatched = false;
+  }
+}
+
+/** Destroys TP, PP, DP and EP (the world group stays). */
+export async function destroyModelParallel(): Promise<void> {
+  for (const kind of ['tp', 'pp', 'dp', 'ep'] as const) {
+    await groups[kind]?.destroy();
+    groups[kind] = null;
+  }
+}
+
+/** Destroys the world group and closes the store this rank opened. */
+export async function destroyDistributedEnvironment(): Promise<void> {
+  await destroyModelParallel();
+  await groups.world?.destroy();
+  groups.world = null;
+  env = null;
+  ownedStore.client?.close();
+  await ownedStore.server?.close();
+  ownedStore = {};
+}
+
+/** Same-node test of vLLM (§4.7) for a launched group: every rank of a node shares its host name. */
+export async function inTheSameNodeAs(group: StatelessProcessGroup, sourceRank = 0): Promise<boolean[]> {
+  const { hostname } = await import('node:os');
+  const hosts = await group.allGatherObj(`${hostname()}/${process.env.GPUGROUP_NODE_ID ?? ''}`);
+  return hosts.map((h) => h === hosts[sourceRank]);
+}

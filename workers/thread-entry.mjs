@@ -1,0 +1,13 @@
+// Entry of a rank actor in a worker thread. On Node 20, tsx's hooks must be registered
+// inside the thread itself before any .ts module is imported (notes/node-stack §6).
+import { parentPort } from 'node:worker_threads';
+import { register } from 'tsx/esm/api';
+
+register();
+const { runRank } = await import('../src/orchestrator/rank-runtime.ts');
+runRank({
+  send: (msg) => parentPort.postMessage(msg),
+  onMessage: (fn) => parentPort.on('message', fn),
+  // process.exit() in a worker ends only this thread, with that exit code.
+  exit: (code) => process.exit(code),
+});
