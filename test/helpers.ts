@@ -1,0 +1,54 @@
+// Shared test helpers: launching groups that are always shut down, and leak checks.
+import { readdirSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { afterEach } from 'vitest';
+import { launchGroup, type Group, type LaunchOptions } from '../src/orchestrator/index.ts';
+
+export const basicWorker = new URL('./fixtures/basic-worker.ts', import.meta.url);
+export const MODES = ['thread', 'process'] as const;
+
+const open: Group[] = [];
+afterEach(async () => {
+  await Promise.all(open.splice(0).map((g) => g.shutdown()));
+});
+
+/** launchGroup on the CPU backend, shut down after the test. */
+export async function launch(opts: Partial<LaunchOptions> & { mode: 'thread' | 'process' }): Promise<Group> {
+  const group = await launchGroup({ worldSize: 4, worker: basicWorker, backend: 'cpu', timeoutMs: 20_000, ...opts });
+  open.push(group);
+  return group;
+}
+
+/** True while a process with this pid exists. */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Resolves once `cond()` holds, or rejects after `ms`. */
+export async function eventually(cond: () => boolean, ms: number, what: string): Promise<number> {
+  const t0 = performance.now();
+  while (!cond()) {
+    if (performance.now() - t0 > ms) throw new Error(`${what}: not within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return performance.now() - t0;
+}
+
+/** True when nothing listens on `port` (we can bind it). */
+export function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
+}
+
+/** gpugroup segments in /dev/shm. */
+export function shmLeftovers(): string[] {
+  return readdirSync('/dev/shm').filter((f) => f.startsWith('gpugroup-'));
+}
