@@ -1,0 +1,45 @@
+/**
+ * `npm run bench -- collectives`: the NCCL sweep (all_reduce, broadcast, all_gather,
+ * reduce_scatter, send_recv; 8 B × 4^k up to --max-bytes) through gpugroup in one
+ * launchGroup of --world ranks (default: every visible GPU), plus the host cost of one
+ * allReduce call beside the raw koffi call. Compare with nccl-tests from the same run:
+ * node ../shared/baselines/compare.mjs baselines.jsonl ours.jsonl
+ */
+import { cudaDeviceCount, nccl } from '../native/index.ts';
+import { launchGroup } from '../src/orchestrator/index.ts';
+import type { BenchOptions } from './index.ts';
+import type { SweepOp } from './workers/collectives.ts';
+
+const OPS: SweepOp[] = ['all_reduce', 'broadcast', 'all_gather', 'reduce_scatter', 'send_recv'];
+
+export async function run(opts: BenchOptions): Promise<void> {
+  const world = opts.world ?? cudaDeviceCount();
+  if (world < 1 || cudaDeviceCount() < world) {
+    opts.log(`collectives: needs ${world} GPUs, ${cudaDeviceCount()} visible; skipped`);
+    return;
+  }
+  opts.log(`collectives: NCCL ${nccl().version} from ${nccl().path}, world ${world}`);
+  const group = await launchGroup({
+    worldSize: world,
+    worker: new URL('./workers/collectives.ts', import.meta.url),
+    backend: 'nccl',
+    mode: 'process',
+    timeoutMs: 300_000,
+  });
+  try {
+    const results = await group.callAll('sweep', { ops: OPS, minBytes: opts.minBytes ?? 8, maxBytes: opts.maxBytes ?? 1 << 30 });
+    opts.log('#       size         op      time(us)   busbw(GB/s)');
+    for (const rec of (results as Record<string, unknown>[][]).flat()) {
+      opts.log(`${String(rec.bytes).padStart(12)} ${String(rec.op).padStart(14)} ${String(rec.us).padStart(12)} ${String(rec.busbw).padStart(12)}`);
+      opts.json(rec);
+    }
+    const [cost] = (await group.callAll('hostCost', { iters: 2000 })) as ({ raw: number; gpugroup: number } | null)[];
+    if (cost) {
+      opts.log(`host cost per allReduce call: gpugroup ${cost.gpugroup.toFixed(2)} us, raw koffi ncclAllReduce ${cost.raw.toFixed(2)} us`);
+      opts.json({ impl: 'gpugroup', op: 'all_reduce_host_cost', world, us: +cost.gpugroup.toFixed(3) });
+      opts.json({ impl: 'raw-koffi', op: 'all_reduce_host_cost', world, us: +cost.raw.toFixed(3) });
+    }
+  } finally {
+    await group.shutdown();
+  }
+}

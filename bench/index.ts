@@ -1,0 +1,67 @@
+/**
+ * `npm run bench -- <suite> [options]`: one entry for every benchmark suite. Prints
+ * readable tables and writes JSON lines (the fields ../shared/baselines/compare.mjs
+ * joins on: impl, op, world, bytes, graph, tensors, us, busbw, p50_us, s).
+ *
+ *   --json FILE       also append every record to FILE (JSON lines)
+ *   --world N         ranks (suites that launch groups)
+ *   --backend B       nccl | cpu
+ *   --min-bytes N     smallest message of a sweep
+ *   --max-bytes N     largest message of a sweep
+ */
+import { appendFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+
+/** What every suite module exports. */
+export interface BenchOptions {
+  json: (record: Record<string, unknown>) => void;
+  log: (line: string) => void;
+  world?: number;
+  backend?: 'nccl' | 'cpu';
+  minBytes?: number;
+  maxBytes?: number;
+}
+
+const suites: Record<string, () => Promise<{ run: (opts: BenchOptions) => Promise<void> }>> = {
+  store: () => import('./store.ts'),
+  orchestrator: () => import('./orchestrator.ts'),
+  collectives: () => import('./collectives.ts'),
+};
+
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: {
+    json: { type: 'string' },
+    world: { type: 'string' },
+    backend: { type: 'string' },
+    'min-bytes': { type: 'string' },
+    'max-bytes': { type: 'string' },
+  },
+});
+
+const names = positionals.length > 0 ? positionals : Object.keys(suites);
+for (const name of names) {
+  if (!suites[name]) {
+    process.stderr.write(`unknown suite '${name}'; suites: ${Object.keys(suites).join(', ')}\n`);
+    process.exit(2);
+  }
+}
+
+const opts: BenchOptions = {
+  json: (record) => {
+    const line = JSON.stringify(record);
+    process.stdout.write(`${line}\n`);
+    if (values.json) appendFileSync(values.json, `${line}\n`);
+  },
+  log: (line) => process.stderr.write(`${line}\n`),
+  world: values.world ? Number(values.world) : undefined,
+  backend: values.backend as BenchOptions['backend'],
+  minBytes: values['min-bytes'] ? Number(values['min-bytes']) : undefined,
+  maxBytes: values['max-bytes'] ? Number(values['max-bytes']) : undefined,
+};
+
+for (const name of names) {
+  opts.log(`# suite ${name}`);
+  const suite = await suites[name]();
+  await suite.run(opts);
+}

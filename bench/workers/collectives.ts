@@ -1,0 +1,104 @@
+// Rank side of the NCCL collectives sweep: nccl-tests' method (warm-up, barrier, then
+// CUDA events around `iters` back-to-back operations on the current stream), through
+// gpugroup's public, out-of-place operations, so the host cost of each call is in it.
+import { NcclDataType, NcclRedOp, cuda, nccl } from '../../native/index.ts';
+import type { NcclCommunicator } from '../../src/comm/index.ts';
+import type { RankContext } from '../../src/orchestrator/index.ts';
+import { Tensor, currentStream } from '../../src/tensor/index.ts';
+
+export type SweepOp = 'all_reduce' | 'broadcast' | 'all_gather' | 'reduce_scatter' | 'send_recv';
+
+/** busbw factor per op (nccl-tests' PERFORMANCE.md). */
+export function busFactor(op: SweepOp, n: number): number {
+  if (op === 'all_reduce') return (2 * (n - 1)) / n;
+  if (op === 'all_gather' || op === 'reduce_scatter') return (n - 1) / n;
+  return 1;
+}
+
+/**
+ * One op at one size. `bytes` follows nccl-tests: the whole buffer (all-gather: the
+ * output; reduce-scatter: the input). Returns microseconds per op on this rank.
+ */
+async function measure(ctx: RankContext, comm: NcclCommunicator, op: SweepOp, bytes: number): Promise<number> {
+  const n = ctx.worldSize;
+  const count = Math.max(1, Math.floor(bytes / 4));
+  const perRank = Math.max(1, Math.floor(count / n));
+  const big = Tensor.full([op === 'all_gather' ? perRank : count], 1, { dtype: 'float32', device: ctx.device });
+  const iters = bytes >= 1 << 26 ? 20 : 100;
+  let run: () => unknown;
+  // Outputs are disposed at once: freed stream-ordered, they come back from the pool.
+  if (op === 'all_reduce') run = () => comm.allReduce(big).then((o) => o.dispose());
+  else if (op === 'broadcast') run = () => comm.broadcast(big, 0);
+  else if (op === 'all_gather') run = () => comm.allGather(big, 0).then((o) => o.dispose());
+  else if (op === 'reduce_scatter') run = () => comm.reduceScatter(big.narrow(0, 0, perRank * n), 0).then((o) => o.dispose());
+  else run = () => (ctx.rank === 0 ? comm.send(big, 1) : ctx.rank === 1 ? comm.recv(big.shape, 'float32', 0).then((o) => o.dispose()) : undefined);
+  // The public calls are async (they validate, then enqueue synchronously and resolve):
+  // await each one so that outputs are disposed in order.
+  const loop = async (k: number) => {
+    for (let i = 0; i < k; i++) await run();
+  };
+  await loop(5);
+  await comm.synchronize();
+  await ctx.processGroup.barrier();
+  const rt = cuda();
+  const ev = new BigUint64Array(2);
+  rt.cudaEventCreateWithFlags(ev.subarray(0, 1), 0);
+  rt.cudaEventCreateWithFlags(ev.subarray(1, 2), 0);
+  const stream = currentStream().handle;
+  rt.cudaEventRecord(ev[0], stream);
+  await loop(iters);
+  rt.cudaEventRecord(ev[1], stream);
+  await comm.synchronize();
+  const ms = new Float32Array(1);
+  rt.cudaEventElapsedTime(ms, ev[0], ev[1]);
+  rt.cudaEventDestroy(ev[0]);
+  rt.cudaEventDestroy(ev[1]);
+  big.dispose();
+  return (ms[0] * 1000) / iters;
+}
+
+/** The sweep of nccl-tests sizes (8 B × 4^k) for `ops`; records come from rank 0 (send_recv: rank 1). */
+export async function sweep(ctx: RankContext, args: { ops: SweepOp[]; minBytes: number; maxBytes: number }) {
+  const comm = ctx.communicator as NcclCommunicator;
+  const records: Record<string, unknown>[] = [];
+  for (const op of args.ops) {
+    if (op === 'send_recv' && ctx.worldSize < 2) continue;
+    for (let bytes = args.minBytes; bytes <= args.maxBytes; bytes *= 4) {
+      const us = await measure(ctx, comm, op, bytes);
+      const reporter = op === 'send_recv' ? 1 : 0;
+      if (ctx.rank === reporter) {
+        records.push({ impl: 'gpugroup', op, world: ctx.worldSize, graph: false, bytes, us: +us.toFixed(2), busbw: +((bytes / us / 1e3) * busFactor(op, ctx.worldSize)).toFixed(2), nccl: comm.ncclVersion });
+      }
+    }
+  }
+  return records;
+}
+
+/**
+ * Host cost of one call: `iters` all-reduces of 8 bytes enqueued back to back, timed on
+ * the host, through gpugroup's allReduce and through the raw koffi ncclAllReduce with
+ * preallocated buffers. Both include NCCL's own enqueue work.
+ */
+export async function hostCost(ctx: RankContext, args: { iters: number }) {
+  const comm = ctx.communicator as NcclCommunicator;
+  const x = Tensor.full([2], 1, { dtype: 'float32', device: ctx.device });
+  const out = Tensor.empty([2], { dtype: 'float32', device: ctx.device });
+  const lib = nccl();
+  const stream = currentStream().handle;
+  const results: Record<string, number> = {};
+  for (let round = 0; round < 3; round++) {
+    await ctx.processGroup.barrier();
+    let t0 = performance.now();
+    for (let i = 0; i < args.iters; i++) lib.ncclAllReduce(x.dataPtr, out.dataPtr, 2, NcclDataType.ncclFloat32, NcclRedOp.sum, comm.comm, stream);
+    results.raw = Math.min(results.raw ?? Infinity, ((performance.now() - t0) * 1000) / args.iters);
+    await comm.synchronize();
+    await ctx.processGroup.barrier();
+    t0 = performance.now();
+    for (let i = 0; i < args.iters; i++) (await comm.allReduce(x)).dispose();
+    results.gpugroup = Math.min(results.gpugroup ?? Infinity, ((performance.now() - t0) * 1000) / args.iters);
+    await comm.synchronize();
+  }
+  x.dispose();
+  out.dispose();
+  return ctx.rank === 0 ? results : null;
+}
