@@ -26,7 +26,7 @@ describe.each(MODES)('launchGroup in %s mode', (mode) => {
 
   it('a rank that throws rejects that call only, with the error rebuilt', async () => {
     const group = await launch({ mode });
-    const err = await group.call(1, 'throwTyped', 'bad value').catch((e) => e);
+    const err = (await group.call(1, 'throwTyped', 'bad value').catch((e) => e)) as RemoteError;
     expect(err).toBeInstanceOf(RemoteError);
     expect(err.rank).toBe(1);
     expect(err.remoteName).toBe('RangeError');
@@ -37,7 +37,7 @@ describe.each(MODES)('launchGroup in %s mode', (mode) => {
 
   it('an unknown function is a clear error listing the exports', async () => {
     const group = await launch({ mode, worldSize: 1 });
-    const err = await group.call(0, 'nope').catch((e) => e);
+    const err = (await group.call(0, 'nope').catch((e) => e)) as InvalidArgumentError;
     expect(err).toBeInstanceOf(InvalidArgumentError);
     expect(err.message).toMatch(/no function 'nope'.*whoami/);
   });
