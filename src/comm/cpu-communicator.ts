@@ -47,6 +47,12 @@ export class CpuCommunicator extends DeviceCommunicator {
     return new CpuCommunicator(opts, boxes);
   }
 
+  /** Resolves when every operation issued so far has finished (they run in order). */
+  override async synchronize(): Promise<void> {
+    await this.tail;
+    this.check();
+  }
+
   /** Unmaps the shared memory; later operations fail. Idempotent. */
   override destroy(): void {
     if (this.closed) return;

@@ -73,6 +73,12 @@ export abstract class DeviceCommunicator {
   /** Releases the backend's resources; idempotent. */
   abstract destroy(): Promise<void> | void;
 
+  /**
+   * Resolves when this communicator's operations so far have completed; rejects with
+   * the communicator's typed error (timeout, dead peer, NCCL error) if they cannot.
+   */
+  abstract synchronize(timeoutMs?: number): Promise<void>;
+
   /** Out-of-place all-reduce; world size 1 returns `input` itself (vllm-spec §14 item 1). */
   async allReduce(input: Tensor, op: ReduceOp = 'sum'): Promise<Tensor> {
     this.checkTensor('input', input);

@@ -106,7 +106,7 @@ export class NcclCommunicator extends DeviceCommunicator {
    * without blocking the event loop. Rejects with the watchdog's typed error when the
    * communicator was aborted (deadline, NCCL error or a dead peer).
    */
-  synchronize(timeoutMs?: number): Promise<void> {
+  override synchronize(timeoutMs?: number): Promise<void> {
     return this.watchdog.waitIdle(currentStream().handle, timeoutMs);
   }
 

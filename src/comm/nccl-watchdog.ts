@@ -9,6 +9,7 @@
 import { Flags, NcclError, NcclResult, cuda, cudaErrorNotReady, type NcclLibrary } from '../../native/index.ts';
 import { CollectiveTimeoutError, GroupClosedError, RankFailedError } from '../errors.ts';
 import { log } from '../log.ts';
+import { failStream } from '../tensor/index.ts';
 import type { FlightRecorder } from './flight-recorder.ts';
 
 interface WatchdogOptions {
@@ -95,7 +96,11 @@ export class NcclWatchdog {
       log('error', 'nccl', `ncclCommAbort failed: ${(abortErr as Error).message}`);
     }
     this.releaseEvent();
-    for (const w of this.waiters) w.reject(err);
+    if (this.lastStream !== 0n) failStream(this.lastStream, err);
+    for (const w of this.waiters) {
+      failStream(w.stream, err);
+      w.reject(err);
+    }
     this.waiters.clear();
     this.opts.abortSignal?.removeEventListener('abort', this.onAbort);
     return err;

@@ -40,6 +40,7 @@ export async function setupRank(init: RankInit, abortSignal: AbortSignal): Promi
     dp: getDpGroup(),
     ep: getEpGroup(),
     abortSignal,
-    synchronize: () => (init.backend === 'nccl' ? currentStream().synchronize(init.timeoutMs) : Promise.resolve()),
+    // The world communicator's wait knows its failures; without one, wait on the stream.
+    synchronize: () => communicator?.synchronize() ?? (init.backend === 'nccl' ? currentStream().synchronize(init.timeoutMs) : Promise.resolve()),
   };
 }

@@ -8,6 +8,22 @@ import { Flags, MemPoolAttr, cuda, cudaErrorNotReady } from '../../native/index.
 import { CollectiveTimeoutError, InvalidArgumentError } from '../errors.ts';
 
 let deviceOrdinal = -1;
+const streamFailures = new Map<bigint, Error>();
+
+/**
+ * Marks `stream` as failed: a communicator that aborted work enqueued on it calls this,
+ * so that host waits on the stream (synchronize, toArray) throw `error` instead of
+ * returning data the aborted work never produced.
+ */
+export function failStream(stream: bigint, error: Error): void {
+  if (!streamFailures.has(stream)) streamFailures.set(stream, error);
+}
+
+/** Throws the failure recorded for `stream`, if any. */
+export function throwIfStreamFailed(stream: bigint): void {
+  const err = streamFailures.get(stream);
+  if (err) throw err;
+}
 const poolsConfigured = new Set<number>();
 
 /**
@@ -90,7 +106,10 @@ export class Stream {
 
   /** Resolves when the stream drains, without blocking the event loop. */
   synchronize(timeoutMs = 120_000): Promise<void> {
-    return pollUntil(() => this.query(), timeoutMs, () => new CollectiveTimeoutError('stream', 'synchronize', 0, timeoutMs, []));
+    return pollUntil(() => {
+      throwIfStreamFailed(this.handle);
+      return this.query();
+    }, timeoutMs, () => new CollectiveTimeoutError('stream', 'synchronize', 0, timeoutMs, []));
   }
 
   /** Makes this stream wait for everything enqueued on `other` so far. */

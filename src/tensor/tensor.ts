@@ -8,7 +8,7 @@ import { InvalidArgumentError } from '../errors.ts';
 import { copyDeviceStrided, copyHostStrided, contiguousStrides, type Layout } from './copy.ts';
 import { decodeValues, dtypeInfo, encodeValues, type DType, type DTypeInfo, type StorageArray } from './dtype.ts';
 import { DeviceStorage, HostStorage, type Storage } from './storage.ts';
-import { CudaEvent, currentStream } from './stream.ts';
+import { CudaEvent, currentStream, throwIfStreamFailed } from './stream.ts';
 
 /** Options of the factory functions. */
 export interface TensorOptions {
@@ -191,6 +191,7 @@ export class Tensor {
         } finally {
           done.dispose();
         }
+        throwIfStreamFailed(stream.handle);
         cuda().cudaMemcpyAsync(bits, src.dataPtr, this.nbytes, MemcpyKind.DeviceToHost, stream.handle);
         cuda().cudaStreamSynchronize(stream.handle);
       }

@@ -1,0 +1,85 @@
+import { describe, expect, it } from 'vitest';
+import { cuda, cudaDeviceCount } from '../../native/index.ts';
+import { CudaEvent, DTYPES, Tensor, currentStream, setDevice } from '../../src/tensor/index.ts';
+
+const gpus = cudaDeviceCount();
+
+describe.skipIf(gpus === 0)('device tensors on a real GPU', () => {
+  if (gpus > 0) setDevice(0);
+
+  it.each(DTYPES)('round-trips %s through cuda:0', async (dtype) => {
+    const values = [0, 1, -2, 3, 96, -96, 0.5, 7].map((v) => (dtype === 'uint8' ? Math.abs(v) : v)).map((v) => (dtype.startsWith('int') || dtype === 'uint8' ? Math.trunc(v) : v));
+    const host = Tensor.fromArray(values, { dtype, shape: [2, 4] });
+    const dev = host.to('cuda:0');
+    expect(dev.device).toBe('cuda:0');
+    expect(dev.isCuda).toBe(true);
+    expect(Array.from((await dev.toArray()) as ArrayLike<unknown>)).toEqual(Array.from((await host.toArray()) as ArrayLike<unknown>));
+    const back = dev.to('cpu');
+    expect(Array.from((await back.toArray()) as ArrayLike<unknown>)).toEqual(Array.from((await host.toArray()) as ArrayLike<unknown>));
+    dev.dispose();
+  });
+
+  it.each([
+    [[2, 3, 4], 0, 2], [[2, 3, 4], 2, 0], [[5, 7], 0, 1], [[3, 1, 4, 2], 3, 1], [[6, 5, 4], 1, 2],
+  ])('movedim(%j: %i → %i) then contiguous on device equals the host result', async (shape, src, dst) => {
+    const host = Tensor.arange(shape.reduce((a, b) => a * b, 1), undefined, 1, { dtype: 'float32' }).reshape(shape);
+    const expected = Array.from((await host.movedim(src, dst).contiguous().toArray()) as Float32Array);
+    const dev = host.to('cuda:0');
+    const moved = dev.movedim(src, dst);
+    const c = moved.contiguous();
+    expect(c.isContiguous).toBe(true);
+    expect(c.shape).toEqual(host.movedim(src, dst).shape);
+    expect(Array.from((await c.toArray()) as Float32Array)).toEqual(expected);
+    // A transposed last dim (innermost stride != 1) too, and a narrow view.
+    const narrowed = dev.narrow(-1, 1, shape[shape.length - 1] - 1);
+    expect(Array.from((await narrowed.toArray()) as Float32Array)).toEqual(Array.from((await host.narrow(-1, 1, shape[shape.length - 1] - 1).toArray()) as Float32Array));
+    dev.dispose();
+    c.dispose();
+  });
+
+  it('clone and zeros on device', async () => {
+    const t = Tensor.fromArray([1, 2, 3], { device: 'cuda:0', dtype: 'bfloat16' });
+    const c = t.clone();
+    t.dispose();
+    expect(Array.from((await c.toArray()) as Float32Array)).toEqual([1, 2, 3]);
+    expect(Array.from((await Tensor.zeros([4], { device: 'cuda:0', dtype: 'int64' }).toArray()) as BigInt64Array)).toEqual([0n, 0n, 0n, 0n]);
+  });
+
+  it('freed memory goes back to the pool: 2,000 × 16 MiB allocations do not grow device usage', async () => {
+    const rt = cuda();
+    const free = new BigUint64Array(1);
+    const total = new BigUint64Array(1);
+    const warm = Tensor.empty([4 << 20], { device: 'cuda:0' });
+    warm.dispose();
+    await currentStream().synchronize();
+    rt.cudaMemGetInfo(free, total);
+    const before = free[0];
+    for (let i = 0; i < 2000; i++) Tensor.empty([4 << 20], { device: 'cuda:0' }).dispose();
+    await currentStream().synchronize();
+    rt.cudaMemGetInfo(free, total);
+    expect(Number(before - free[0])).toBeLessThanOrEqual(64 << 20);
+  });
+
+  it('toArray waits without blocking the event loop', async () => {
+    const big = Tensor.zeros([64 << 20], { device: 'cuda:0', dtype: 'uint8' });
+    for (let i = 0; i < 200; i++) big.clone().dispose(); // a long queue of device copies
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 1);
+    const t = Tensor.fromArray([42], { device: 'cuda:0' });
+    const values = await t.toArray();
+    clearInterval(timer);
+    expect(values[0]).toBe(42);
+    expect(ticks).toBeGreaterThan(0);
+    big.dispose();
+  });
+
+  it('events measure elapsed time and waits have deadlines', async () => {
+    const start = new CudaEvent(true).record();
+    Tensor.zeros([1 << 20], { device: 'cuda:0' }).dispose();
+    const end = new CudaEvent(true).record();
+    await end.wait(10_000);
+    expect(end.elapsedMsSince(start)).toBeGreaterThanOrEqual(0);
+    start.dispose();
+    end.dispose();
+  });
+});
