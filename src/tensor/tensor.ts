@@ -267,9 +267,9 @@ export class Tensor {
       const rt = cuda();
       const stream = currentStream().handle;
       if (ordinal !== null && src.storage.kind === 'host') {
+        // A pageable source is staged before the call returns (CUDA's documented behaviour
+        // for pageable host-to-device copies), so the host buffer may go right after.
         rt.cudaMemcpyAsync(out.dataPtr, src.hostView(), src.nbytes, MemcpyKind.HostToDevice, stream);
-        // Pageable source: the copy is staged before the call returns, but make it certain.
-        rt.cudaStreamSynchronize(stream);
       } else if (ordinal === null) {
         rt.cudaStreamSynchronize(stream);
         rt.cudaMemcpyAsync(out.hostView(), src.dataPtr, src.nbytes, MemcpyKind.DeviceToHost, stream);

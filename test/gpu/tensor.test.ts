@@ -61,11 +61,11 @@ describe.skipIf(gpus === 0)('device tensors on a real GPU', () => {
   });
 
   it('toArray waits without blocking the event loop', async () => {
-    const big = Tensor.zeros([64 << 20], { device: 'cuda:0', dtype: 'uint8' });
-    for (let i = 0; i < 200; i++) big.clone().dispose(); // a long queue of device copies
+    const t = Tensor.fromArray([42], { device: 'cuda:0' });
+    const big = Tensor.zeros([256 << 20], { device: 'cuda:0', dtype: 'uint8' });
+    for (let i = 0; i < 200; i++) big.clone().dispose(); // ~100 GB of device copies queued ahead
     let ticks = 0;
     const timer = setInterval(() => ticks++, 1);
-    const t = Tensor.fromArray([42], { device: 'cuda:0' });
     const values = await t.toArray();
     clearInterval(timer);
     expect(values[0]).toBe(42);
