@@ -13,9 +13,10 @@ import type { SweepOp } from './workers/collectives.ts';
 const OPS: SweepOp[] = ['all_reduce', 'broadcast', 'all_gather', 'reduce_scatter', 'send_recv'];
 
 export async function run(opts: BenchOptions): Promise<void> {
-  const world = opts.world ?? cudaDeviceCount();
-  if (world < 1 || cudaDeviceCount() < world) {
-    opts.log(`collectives: needs ${world} GPUs, ${cudaDeviceCount()} visible; skipped`);
+  const gpus = cudaDeviceCount();
+  const world = opts.world ?? gpus;
+  if (world < 1 || gpus < world) {
+    opts.log(`collectives: the NCCL sweep needs ${Math.max(world, 1)} GPUs, ${gpus} visible; skipped`);
     return;
   }
   opts.log(`collectives: NCCL ${nccl().version} from ${nccl().path}, world ${world}`);

@@ -26,6 +26,7 @@ const suites: Record<string, () => Promise<{ run: (opts: BenchOptions) => Promis
   store: () => import('./store.ts'),
   orchestrator: () => import('./orchestrator.ts'),
   collectives: () => import('./collectives.ts'),
+  coordinator: () => import('./coordinator.ts'),
 };
 
 const { values, positionals } = parseArgs({

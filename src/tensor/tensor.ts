@@ -132,7 +132,17 @@ export class Tensor {
   static full(shape: readonly number[], value: number | bigint, opts: TensorOptions = {}): Tensor {
     const n = checkShape(shape);
     const dtype = opts.dtype ?? 'float32';
-    return Tensor.fromArray(new Array(n).fill(value), { dtype, device: opts.device, shape });
+    const info = dtypeInfo(dtype);
+    const host = HostStorage.allocate(n * info.bytes);
+    const view = new info.storage(host.buffer, 0, n);
+    // Encode the value once, then fill the storage with its bits.
+    const one = new info.storage(1);
+    if (info.encoded) encodeValues(dtype, [Number(value)], one as Uint16Array | Uint8Array);
+    else if (one instanceof BigInt64Array) one[0] = BigInt(value);
+    else (one as Float64Array)[0] = Number(value);
+    (view as Float64Array).fill((one as Float64Array)[0]);
+    const t = new Tensor(host, dtype, [...shape]);
+    return opts.device && opts.device !== 'cpu' ? t.to(opts.device) : t;
   }
 
   /** `arange(end)` or `arange(start, end, step?)`, like torch (default dtype int64 for integers, else float32). */

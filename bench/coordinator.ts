@@ -1,0 +1,24 @@
+/**
+ * `npm run bench -- coordinator`: broadcastTensorDict of 1, 8 and 32 device tensors of
+ * 4 KiB plus a scalar (op `broadcast_tensor_dict`, p50 on the last rank as the torch
+ * baseline reports it).
+ */
+import { cudaDeviceCount } from '../native/index.ts';
+import { launchGroup } from '../src/orchestrator/index.ts';
+import type { BenchOptions } from './index.ts';
+
+export async function run(opts: BenchOptions): Promise<void> {
+  const backend = opts.backend ?? (cudaDeviceCount() > 0 ? 'nccl' : 'cpu');
+  const world = opts.world ?? (backend === 'nccl' ? cudaDeviceCount() : 4);
+  const group = await launchGroup({ worldSize: world, worker: new URL('./workers/coordinator.ts', import.meta.url), backend, mode: 'process', timeoutMs: 120_000 });
+  try {
+    for (const tensors of [1, 8, 32]) {
+      const out = await group.callAll<{ p50: number; min: number }>('broadcastTensorDict', { tensors, iters: 200 });
+      const last = out[world - 1];
+      opts.log(`broadcastTensorDict ${tensors} × 4 KiB (${backend}, world ${world}): p50 ${last.p50.toFixed(1)} us, min ${last.min.toFixed(1)} us`);
+      opts.json({ impl: 'gpugroup', op: 'broadcast_tensor_dict', world, backend, tensors, tensor_bytes: 4096, p50_us: +last.p50.toFixed(1), min_us: +last.min.toFixed(1) });
+    }
+  } finally {
+    await group.shutdown();
+  }
+}
