@@ -2,9 +2,9 @@
 // CUDA events around `iters` back-to-back operations on the current stream), through
 // gpugroup's public, out-of-place operations, so the host cost of each call is in it.
 import { NcclDataType, NcclRedOp, cuda, nccl } from '../../native/index.ts';
-import type { NcclCommunicator } from '../../src/comm/index.ts';
+import type { DeviceCommunicator, NcclCommunicator } from '../../src/comm/index.ts';
 import type { RankContext } from '../../src/orchestrator/index.ts';
-import { Tensor, currentStream } from '../../src/tensor/index.ts';
+import { CudaEvent, Tensor, currentStream } from '../../src/tensor/index.ts';
 
 export type SweepOp = 'all_reduce' | 'broadcast' | 'all_gather' | 'reduce_scatter' | 'send_recv';
 
@@ -15,59 +15,67 @@ export function busFactor(op: SweepOp, n: number): number {
   return 1;
 }
 
+/** Elapsed microseconds of `body`, on the device's clock (CUDA events) or the host's. */
+async function timed(ctx: RankContext, comm: DeviceCommunicator, body: () => Promise<void>): Promise<number> {
+  if (ctx.backend !== 'nccl') {
+    const t0 = performance.now();
+    await body();
+    await comm.synchronize();
+    return (performance.now() - t0) * 1000;
+  }
+  const start = new CudaEvent(true).record();
+  await body();
+  const end = new CudaEvent(true).record();
+  await comm.synchronize();
+  const us = end.elapsedMsSince(start) * 1000;
+  start.dispose();
+  end.dispose();
+  return us;
+}
+
 /**
  * One op at one size. `bytes` follows nccl-tests: the whole buffer (all-gather: the
  * output; reduce-scatter: the input). Returns microseconds per op on this rank.
  */
-async function measure(ctx: RankContext, comm: NcclCommunicator, op: SweepOp, bytes: number): Promise<number> {
+async function measure(ctx: RankContext, comm: DeviceCommunicator, op: SweepOp, bytes: number, iters: number): Promise<number> {
   const n = ctx.worldSize;
-  const count = Math.max(1, Math.floor(bytes / 4));
-  const perRank = Math.max(1, Math.floor(count / n));
-  const big = Tensor.full([op === 'all_gather' ? perRank : count], 1, { dtype: 'float32', device: ctx.device });
-  const iters = bytes >= 1 << 26 ? 20 : 100;
-  let run: () => unknown;
+  const piece = Math.max(1, Math.floor(bytes / 4 / n)); // per-rank elements of all-gather / reduce-scatter
+  const whole = Math.max(1, Math.floor(bytes / 4));
+  const length = op === 'all_gather' ? piece : op === 'reduce_scatter' ? piece * n : whole;
+  const x = Tensor.full([length], 1, { dtype: 'float32', device: ctx.device });
+  let run: () => Promise<unknown>;
   // Outputs are disposed at once: freed stream-ordered, they come back from the pool.
-  if (op === 'all_reduce') run = () => comm.allReduce(big).then((o) => o.dispose());
-  else if (op === 'broadcast') run = () => comm.broadcast(big, 0);
-  else if (op === 'all_gather') run = () => comm.allGather(big, 0).then((o) => o.dispose());
-  else if (op === 'reduce_scatter') run = () => comm.reduceScatter(big.narrow(0, 0, perRank * n), 0).then((o) => o.dispose());
-  else run = () => (ctx.rank === 0 ? comm.send(big, 1) : ctx.rank === 1 ? comm.recv(big.shape, 'float32', 0).then((o) => o.dispose()) : undefined);
-  // The public calls are async (they validate, then enqueue synchronously and resolve):
-  // await each one so that outputs are disposed in order.
+  if (op === 'all_reduce') run = () => comm.allReduce(x).then((o) => o.dispose());
+  else if (op === 'broadcast') run = () => comm.broadcast(x, 0);
+  else if (op === 'all_gather') run = () => comm.allGather(x, 0).then((o) => o.dispose());
+  else if (op === 'reduce_scatter') run = () => comm.reduceScatter(x, 0).then((o) => o.dispose());
+  else if (ctx.rank === 0) run = () => comm.send(x, 1);
+  else if (ctx.rank === 1) run = () => comm.recv(x.shape, 'float32', 0).then((o) => o.dispose());
+  else run = () => Promise.resolve();
   const loop = async (k: number) => {
     for (let i = 0; i < k; i++) await run();
   };
-  await loop(5);
+  await loop(Math.min(5, iters));
   await comm.synchronize();
   await ctx.processGroup.barrier();
-  const rt = cuda();
-  const ev = new BigUint64Array(2);
-  rt.cudaEventCreateWithFlags(ev.subarray(0, 1), 0);
-  rt.cudaEventCreateWithFlags(ev.subarray(1, 2), 0);
-  const stream = currentStream().handle;
-  rt.cudaEventRecord(ev[0], stream);
-  await loop(iters);
-  rt.cudaEventRecord(ev[1], stream);
-  await comm.synchronize();
-  const ms = new Float32Array(1);
-  rt.cudaEventElapsedTime(ms, ev[0], ev[1]);
-  rt.cudaEventDestroy(ev[0]);
-  rt.cudaEventDestroy(ev[1]);
-  big.dispose();
-  return (ms[0] * 1000) / iters;
+  const us = await timed(ctx, comm, () => loop(iters));
+  x.dispose();
+  return us / iters;
 }
 
 /** The sweep of nccl-tests sizes (8 B × 4^k) for `ops`; records come from rank 0 (send_recv: rank 1). */
 export async function sweep(ctx: RankContext, args: { ops: SweepOp[]; minBytes: number; maxBytes: number }) {
-  const comm = ctx.communicator as NcclCommunicator;
+  const comm = ctx.communicator!;
   const records: Record<string, unknown>[] = [];
   for (const op of args.ops) {
     if (op === 'send_recv' && ctx.worldSize < 2) continue;
     for (let bytes = args.minBytes; bytes <= args.maxBytes; bytes *= 4) {
-      const us = await measure(ctx, comm, op, bytes);
+      const iters = ctx.backend === 'nccl' ? (bytes >= 1 << 26 ? 20 : 100) : bytes >= 1 << 22 ? 5 : 50;
+      const us = await measure(ctx, comm, op, bytes, iters);
       const reporter = op === 'send_recv' ? 1 : 0;
       if (ctx.rank === reporter) {
-        records.push({ impl: 'gpugroup', op, world: ctx.worldSize, graph: false, bytes, us: +us.toFixed(2), busbw: +((bytes / us / 1e3) * busFactor(op, ctx.worldSize)).toFixed(2), nccl: comm.ncclVersion });
+        const busbw = +((bytes / us / 1e3) * busFactor(op, ctx.worldSize)).toFixed(2);
+        records.push({ impl: 'gpugroup', backend: ctx.backend, op, world: ctx.worldSize, graph: false, bytes, us: +us.toFixed(2), busbw });
       }
     }
   }
