@@ -63,6 +63,12 @@ const opts: BenchOptions = {
 
 for (const name of names) {
   opts.log(`# suite ${name}`);
-  const suite = await suites[name]();
-  await suite.run(opts);
+  try {
+    const suite = await suites[name]();
+    await suite.run(opts);
+  } catch (err) {
+    // One failing suite must not hide the figures of the others.
+    process.exitCode = 1;
+    opts.log(`suite ${name} failed: ${(err as Error).stack ?? String(err)}`);
+  }
 }

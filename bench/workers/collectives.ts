@@ -97,7 +97,9 @@ export async function hostCost(ctx: RankContext, args: { iters: number }) {
   for (let round = 0; round < 3; round++) {
     await ctx.processGroup.barrier();
     let t0 = performance.now();
-    for (let i = 0; i < args.iters; i++) lib.ncclAllReduce(x.dataPtr, out.dataPtr, 2, NcclDataType.ncclFloat32, NcclRedOp.sum, comm.comm, stream);
+    const send = x.dataPtr;
+    const recv = out.dataPtr;
+    for (let i = 0; i < args.iters; i++) lib.ncclAllReduce(send, recv, 2, NcclDataType.ncclFloat32, NcclRedOp.sum, comm.comm, stream);
     results.raw = Math.min(results.raw ?? Infinity, ((performance.now() - t0) * 1000) / args.iters);
     await comm.synchronize();
     await ctx.processGroup.barrier();

@@ -88,8 +88,8 @@ export class NcclCommunicator extends DeviceCommunicator {
     }
     const out = new BigUint64Array(1);
     lib.ncclCommInitRankConfig(out, group.worldSize, uniqueIdFromBytes(idBytes), group.rank, ncclConfig({ blocking: 0 }));
-    const comm = out[0];
-    await waitInitialized(lib, comm, opts.groupName, timeoutMs, opts.abortSignal);
+    await waitInitialized(lib, out[0], opts.groupName, timeoutMs, opts.abortSignal);
+    const comm = await blockingChild(lib, out[0], group.rank, opts.groupName, timeoutMs, opts.abortSignal);
     const self = new NcclCommunicator(opts, lib, comm, timeoutMs);
     log('info', 'nccl', `group ${opts.groupName}: rank ${group.rank}/${group.worldSize} on ${opts.device}, NCCL ${lib.version}`);
     // Warm-up (vllm-spec §7.1 step 8): the first collective sets up connections.
@@ -245,6 +245,33 @@ export class NcclCommunicator extends DeviceCommunicator {
       }
     }
   }
+}
+
+/**
+ * The data path runs on a blocking communicator split from the bootstrap one. A
+ * non-blocking communicator hands every launch to NCCL's helper thread and answers
+ * ncclInProgress, which costs ~100 µs of polling per collective; a blocking one enqueues
+ * directly. The init keeps its deadline (the bootstrap communicator is non-blocking),
+ * and the split of an initialized communicator is quick. If the split is refused, the
+ * bootstrap communicator serves (slower, still correct).
+ */
+async function blockingChild(lib: NcclLibrary, parent: bigint, rank: number, groupName: string, timeoutMs: number, signal?: AbortSignal): Promise<bigint> {
+  const child = new BigUint64Array(1);
+  try {
+    const result = lib.ncclCommSplit(parent, 0, rank, child, ncclConfig({ blocking: 1 }));
+    if (result === NcclResult.ncclInProgress) await waitInitialized(lib, child[0], groupName, timeoutMs, signal);
+    else await waitInitialized(lib, parent, groupName, timeoutMs, signal);
+  } catch (err) {
+    if (err instanceof NcclError) {
+      log('warn', 'nccl', `group ${groupName}: blocking split refused (${err.message}); using the non-blocking communicator`);
+      return parent;
+    }
+    throw err;
+  }
+  if (child[0] === 0n) return parent;
+  // The bootstrap communicator has served its purpose; abort is local and never blocks.
+  lib.ncclCommAbort(parent);
+  return child[0];
 }
 
 /** Polls a non-blocking init to completion; aborts the communicator at the deadline. */
