@@ -26,8 +26,10 @@ export interface NcclCommunicatorOptions {
   device: string;
   /** Name used in errors and logs, e.g. `world` or `tp:0`. */
   groupName: string;
-  /** Deadline of init and of every collective, in ms. Default 120 000. */
+  /** Deadline of every collective, in ms. Default 120 000. */
   timeoutMs?: number;
+  /** Deadline of the communicator's init, in ms. Default: timeoutMs. */
+  initTimeoutMs?: number;
   /** Fired by the orchestrator when a peer died: the communicator aborts. */
   abortSignal?: AbortSignal;
 }
@@ -68,6 +70,7 @@ export class NcclCommunicator extends DeviceCommunicator {
    */
   static async create(opts: NcclCommunicatorOptions): Promise<NcclCommunicator> {
     const timeoutMs = opts.timeoutMs ?? 120_000;
+    const initTimeoutMs = opts.initTimeoutMs ?? timeoutMs;
     const ordinal = parseCudaDevice(opts.device);
     const rt = cuda();
     const current = new Int32Array(1);
@@ -88,8 +91,8 @@ export class NcclCommunicator extends DeviceCommunicator {
     }
     const out = new BigUint64Array(1);
     lib.ncclCommInitRankConfig(out, group.worldSize, uniqueIdFromBytes(idBytes), group.rank, ncclConfig({ blocking: 0 }));
-    await waitInitialized(lib, out[0], opts.groupName, timeoutMs, opts.abortSignal);
-    const comm = await blockingChild(lib, out[0], group.rank, opts.groupName, timeoutMs, opts.abortSignal);
+    await waitInitialized(lib, out[0], opts.groupName, initTimeoutMs, opts.abortSignal);
+    const comm = await blockingChild(lib, out[0], group.rank, opts.groupName, initTimeoutMs, opts.abortSignal);
     const self = new NcclCommunicator(opts, lib, comm, timeoutMs);
     log('info', 'nccl', `group ${opts.groupName}: rank ${group.rank}/${group.worldSize} on ${opts.device}, NCCL ${lib.version}`);
     // Warm-up (vllm-spec §7.1 step 8): the first collective sets up connections.

@@ -9,7 +9,7 @@
 import { Flags, NcclError, NcclResult, cuda, cudaErrorNotReady, type NcclLibrary } from '../../native/index.ts';
 import { CollectiveTimeoutError, GroupClosedError, RankFailedError } from '../errors.ts';
 import { log } from '../log.ts';
-import { failStream } from '../tensor/index.ts';
+import { failStream, pollUntil } from '../tensor/index.ts';
 import type { FlightRecorder } from './flight-recorder.ts';
 
 interface WatchdogOptions {
@@ -19,13 +19,6 @@ interface WatchdogOptions {
   timeoutMs: number;
   recorder: FlightRecorder;
   abortSignal?: AbortSignal;
-}
-
-interface Waiter {
-  stream: bigint;
-  deadline: number;
-  resolve: () => void;
-  reject: (err: Error) => void;
 }
 
 export class NcclWatchdog {
@@ -38,7 +31,6 @@ export class NcclWatchdog {
   private event = 0n;
   private eventSeq = -1;
   private timer: NodeJS.Timeout | null = null;
-  private readonly waiters = new Set<Waiter>();
   private readonly i32 = new Int32Array(1);
   private readonly onAbort = (): void => {
     const reason = this.opts.abortSignal?.reason;
@@ -72,15 +64,23 @@ export class NcclWatchdog {
   waitIdle(stream: bigint, timeoutMs = this.timeoutMs): Promise<void> {
     if (this.failure) return Promise.reject(this.failure);
     const rt = cuda();
-    // Fast path: already drained, or drains within a short spin.
-    const spinUntil = performance.now() + 0.05;
-    do {
-      if (rt.cudaStreamQuery(stream) === 0) return this.afterDrain();
-    } while (performance.now() < spinUntil);
-    return new Promise<void>((resolve, reject) => {
-      this.waiters.add({ stream, deadline: performance.now() + timeoutMs, resolve, reject });
-      if (this.timer === null) this.schedule(0);
-    });
+    const issuedSeq = this.lastIssuedSeq;
+    return pollUntil(
+      () => {
+        if (this.failure) throw this.failure;
+        if (rt.cudaStreamQuery(stream) !== 0) return false;
+        this.finishedSeq = Math.max(this.finishedSeq, issuedSeq);
+        this.opts.recorder.finishThrough(this.finishedSeq);
+        return true;
+      },
+      timeoutMs,
+      () => {
+        const stuck = this.opts.recorder.recent().find((r) => r.endMs === null);
+        const err = this.fail(new CollectiveTimeoutError(this.opts.groupName, stuck?.op ?? 'synchronize', stuck?.seq ?? this.finishedSeq + 1, timeoutMs, this.opts.recorder.recent()));
+        failStream(stream, err);
+        return err;
+      },
+    );
   }
 
   /** Aborts the communicator with `err` unless it already failed; returns the stored failure. */
@@ -97,11 +97,6 @@ export class NcclWatchdog {
     }
     this.releaseEvent();
     if (this.lastStream !== 0n) failStream(this.lastStream, err);
-    for (const w of this.waiters) {
-      failStream(w.stream, err);
-      w.reject(err);
-    }
-    this.waiters.clear();
     this.opts.abortSignal?.removeEventListener('abort', this.onAbort);
     return err;
   }
@@ -109,12 +104,6 @@ export class NcclWatchdog {
   /** Ends the watchdog and aborts the communicator with `reason` (idempotent). */
   close(reason: Error): void {
     this.fail(reason);
-  }
-
-  private afterDrain(): Promise<void> {
-    this.finishedSeq = this.lastIssuedSeq;
-    this.opts.recorder.finishThrough(this.finishedSeq);
-    return this.failure ? Promise.reject(this.failure) : Promise.resolve();
   }
 
   private schedule(delayMs = Math.min(50, Math.max(1, this.timeoutMs / 8))): void {
@@ -153,20 +142,7 @@ export class NcclWatchdog {
       this.fail(new CollectiveTimeoutError(this.opts.groupName, stuck?.op ?? 'unknown', stuck?.seq ?? this.finishedSeq + 1, this.timeoutMs, this.opts.recorder.recent()));
       return;
     }
-    for (const w of this.waiters) {
-      if (rt.cudaStreamQuery(w.stream) === 0) {
-        this.waiters.delete(w);
-        this.finishedSeq = Math.max(this.finishedSeq, this.lastIssuedSeq);
-        this.opts.recorder.finishThrough(this.finishedSeq);
-        w.resolve();
-      } else if (now > w.deadline) {
-        const stuck = this.opts.recorder.recent().find((r) => r.endMs === null);
-        this.fail(new CollectiveTimeoutError(this.opts.groupName, stuck?.op ?? 'synchronize', stuck?.seq ?? this.finishedSeq + 1, this.timeoutMs, this.opts.recorder.recent()));
-        return;
-      }
-    }
-    if (this.waiters.size > 0) this.schedule(this.waiters.size > 0 ? 0 : undefined);
-    else if (this.lastIssuedSeq > this.finishedSeq) this.schedule();
+    if (this.lastIssuedSeq > this.finishedSeq) this.schedule();
   }
 
   private capturing(): boolean {

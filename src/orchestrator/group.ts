@@ -233,14 +233,14 @@ export async function launchGroup(options: LaunchOptions): Promise<Group> {
     const init: RankInit = {
       rank, localRank, worldSize: opts.worldSize, nodeRank: opts.nodeRank,
       device: backend === 'nccl' ? `cuda:${opts.devices[localRank]}` : 'cpu', backend, mode: opts.mode,
-      storeHost: opts.masterAddr, storePort, workerUrl: opts.workerUrl, timeoutMs: opts.timeoutMs,
+      storeHost: opts.masterAddr, storePort, workerUrl: opts.workerUrl, timeoutMs: opts.timeoutMs, startupTimeoutMs: opts.startupTimeoutMs,
       tensorParallelSize: opts.tensorParallelSize, pipelineParallelSize: opts.pipelineParallelSize,
     };
     channel.send({ kind: 'init', init });
   }
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new CallTimeoutError(-1, 'launchGroup', opts.timeoutMs)), opts.timeoutMs);
+    timer = setTimeout(() => reject(new CallTimeoutError(-1, 'launchGroup', opts.startupTimeoutMs)), opts.startupTimeoutMs);
   });
   try {
     await Promise.race([Promise.all(readies), failed, deadline]);

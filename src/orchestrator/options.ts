@@ -17,6 +17,8 @@ export interface LaunchOptions {
   devices?: number[];
   /** Deadline of each call, of startup and of every blocking wait, in ms. Default 120 000. */
   timeoutMs?: number;
+  /** Deadline of startup (spawn, store, groups, NCCL init) in ms. Default max(timeoutMs, 120 000). */
+  startupTimeoutMs?: number;
   /** Extra environment variables for the ranks. */
   env?: Record<string, string>;
   tensorParallelSize?: number;
@@ -38,6 +40,7 @@ export interface ResolvedOptions {
   backend: 'nccl' | 'cpu' | 'auto';
   devices: number[];
   timeoutMs: number;
+  startupTimeoutMs: number;
   env: Record<string, string>;
   tensorParallelSize: number;
   pipelineParallelSize: number;
@@ -75,6 +78,7 @@ export function resolveOptions(opts: LaunchOptions): ResolvedOptions {
     throw new InvalidArgumentError('devices', `cuda:${dup} is given to two ranks; one GPU per rank (two ranks on one device would deadlock NCCL)`);
   }
   const timeoutMs = positiveInt('timeoutMs', opts.timeoutMs ?? 120_000);
+  const startupTimeoutMs = positiveInt('startupTimeoutMs', opts.startupTimeoutMs ?? Math.max(timeoutMs, 120_000));
   const tensorParallelSize = positiveInt('tensorParallelSize', opts.tensorParallelSize ?? 1);
   const pipelineParallelSize = positiveInt('pipelineParallelSize', opts.pipelineParallelSize ?? 1);
   if (worldSize % (tensorParallelSize * pipelineParallelSize) !== 0) {
@@ -91,7 +95,7 @@ export function resolveOptions(opts: LaunchOptions): ResolvedOptions {
   const env = opts.env ?? {};
   if (typeof env !== 'object' || Object.values(env).some((v) => typeof v !== 'string')) throw new InvalidArgumentError('env', 'expected an object of string values');
   return {
-    worldSize, workerUrl, mode, backend, devices, timeoutMs, env, tensorParallelSize, pipelineParallelSize,
+    worldSize, workerUrl, mode, backend, devices, timeoutMs, startupTimeoutMs, env, tensorParallelSize, pipelineParallelSize,
     nnodes, nodeRank, masterAddr: opts.masterAddr ?? '127.0.0.1', masterPort, nprocPerNode,
   };
 }

@@ -1,24 +1,31 @@
 /**
  * The inside of a rank actor: receives its init, builds its context (store, groups,
- * communicators), imports the user's worker module and serves calls. Errors go back
- * as typed errors; an abort from the coordinator fires ctx.abortSignal; a lost
- * coordinator ends the process (process mode watches the IPC channel).
+ * communicators; see rank-setup.ts), imports the user's worker module and serves
+ * calls. Errors go back as typed errors; an abort from the coordinator fires
+ * ctx.abortSignal; a lost coordinator ends the process (process-entry.ts watches the
+ * IPC channel).
  */
-import { errorFromWire, errorToWire, GroupClosedError, InvalidArgumentError } from '../errors.ts';
-import { log } from '../log.ts';
+import { GroupClosedError, InvalidArgumentError } from '../errors.ts';
+import { log, type LogLevel } from '../log.ts';
 import { destroyDistributedEnvironment } from '../parallel/index.ts';
 import type { RankContext } from './context.ts';
-import { dispatch, type FromRank, type ToRank } from './protocol.ts';
+import { decodeError, dispatch, encodeError, sendReply, type FromRank, type ToRank } from './protocol.ts';
 import { setupRank } from './rank-setup.ts';
 
 /** How the runtime talks to its coordinator (a MessagePort or the IPC channel). */
 export interface Endpoint {
+  /** Throws synchronously when `msg` cannot be serialized. */
   send(msg: FromRank): void;
   onMessage(fn: (msg: ToRank) => void): void;
+  /** Ends this actor with `code` once the messages already sent are on their way. */
   exit(code: number): void;
 }
 
 type WorkerModule = Record<string, unknown>;
+
+function exportedFunctions(mod: WorkerModule): string[] {
+  return Object.keys(mod).filter((k) => typeof mod[k] === 'function');
+}
 
 /** Serves one rank until shutdown. */
 export function runRank(endpoint: Endpoint): void {
@@ -27,48 +34,51 @@ export function runRank(endpoint: Endpoint): void {
   let mod: WorkerModule | null = null;
   let rank = -1;
 
+  // Logged here and surfaced as the group's 'log' event on the coordinator.
+  const report = (level: LogLevel, message: string) => {
+    log(level, `rank ${rank}`, message);
+    endpoint.send({ kind: 'log', level, message });
+  };
+
   const call = async (id: string, fn: string, args: unknown[]): Promise<void> => {
+    let outcome: { value: unknown } | { error: unknown };
     try {
       if (!ctx || !mod) throw new GroupClosedError(`rank ${rank} is not ready`);
       const target = mod[fn];
       if (typeof target !== 'function') {
-        const exported = Object.keys(mod).filter((k) => typeof mod![k] === 'function');
-        throw new InvalidArgumentError('fn', `the worker module exports no function '${fn}'; it exports: ${exported.join(', ') || '(none)'}`);
+        throw new InvalidArgumentError('fn', `the worker module exports no function '${fn}'; it exports: ${exportedFunctions(mod).join(', ') || '(none)'}`);
       }
-      const value = await (target as (c: RankContext, ...a: unknown[]) => unknown)(ctx, ...args);
-      try {
-        endpoint.send({ kind: 'result', id, value });
-      } catch (err) {
-        throw new InvalidArgumentError('result', `the result of '${fn}' cannot be sent to the coordinator (${(err as Error).message}); return plain data`);
-      }
-    } catch (err) {
-      endpoint.send({ kind: 'error', id, error: errorToWire(err, rank) });
+      outcome = { value: await (target as (c: RankContext, ...a: unknown[]) => unknown)(ctx, ...args) };
+    } catch (error) {
+      outcome = { error };
     }
+    sendReply(endpoint.send, id, fn, rank, outcome);
   };
 
   endpoint.onMessage((msg) =>
     dispatch(msg, {
       init: ({ init }) => {
         rank = init.rank;
+        // The rank reports ready only once its store client and world group exist.
         setupRank(init, abort.signal)
           .then(async (context) => {
             ctx = context;
             mod = (await import(init.workerUrl)) as WorkerModule;
-            endpoint.send({ kind: 'ready', rank, exports: Object.keys(mod).filter((k) => typeof mod![k] === 'function') });
+            endpoint.send({ kind: 'ready', rank, exports: exportedFunctions(mod) });
           })
           .catch((err: unknown) => {
-            endpoint.send({ kind: 'fatal', error: errorToWire(err, rank) });
+            endpoint.send({ kind: 'fatal', error: encodeError(err, rank) });
             endpoint.exit(1);
           });
       },
       call: ({ id, fn, args }) => void call(id, fn, args),
       abort: ({ error }) => {
-        if (!abort.signal.aborted) abort.abort(errorFromWire(error));
+        if (!abort.signal.aborted) abort.abort(decodeError(error));
       },
       shutdown: () => {
         if (!abort.signal.aborted) abort.abort(new GroupClosedError('the group is shutting down'));
         destroyDistributedEnvironment()
-          .catch((err: Error) => log('warn', 'rank', `teardown of rank ${rank}: ${err.message}`))
+          .catch((err: Error) => report('warn', `teardown of rank ${rank}: ${err.message}`))
           .finally(() => endpoint.exit(0));
       },
     }),

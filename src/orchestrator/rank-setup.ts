@@ -10,7 +10,7 @@ import type { RankContext } from './context.ts';
 import type { RankInit } from './protocol.ts';
 
 export async function setupRank(init: RankInit, abortSignal: AbortSignal): Promise<RankContext> {
-  const store = await TcpStoreClient.connect({ host: init.storeHost, port: init.storePort, timeoutMs: init.timeoutMs });
+  const store = await TcpStoreClient.connect({ host: init.storeHost, port: init.storePort, timeoutMs: init.startupTimeoutMs });
   const world = await initDistributedEnvironment({
     rank: init.rank,
     worldSize: init.worldSize,
@@ -18,6 +18,7 @@ export async function setupRank(init: RankInit, abortSignal: AbortSignal): Promi
     backend: init.backend,
     deviceOrdinal: init.device === 'cpu' ? undefined : Number(init.device.slice(5)),
     timeoutMs: init.timeoutMs,
+    startupTimeoutMs: init.startupTimeoutMs,
     store,
     abortSignal,
   });

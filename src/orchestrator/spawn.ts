@@ -1,8 +1,8 @@
 /**
  * One way to start a rank per mode: a child process through fork (tsx passed
- * explicitly, so it works from any entry point) or a worker thread through a small
- * .mjs entry that registers tsx inside the thread (notes/node-stack §6). Both give the
- * coordinator the same {@link RankChannel}.
+ * explicitly, so it works from any entry point and any cwd) or a worker thread through
+ * a small .mjs entry that registers tsx inside the thread (notes/node-stack §6). Both
+ * give the coordinator the same {@link RankChannel}.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { createRequire } from 'node:module';
@@ -12,53 +12,77 @@ import type { FromRank, ToRank } from './protocol.ts';
 
 /** The coordinator's handle on one rank actor. */
 export interface RankChannel {
+  /** OS process id of the actor (the coordinator's own pid for a thread). */
   readonly pid: number;
   send(msg: ToRank): void;
   onMessage(fn: (msg: FromRank) => void): void;
-  /** Called once when the actor is gone, with its exit code or signal. */
+  /**
+   * Called once when the actor is gone, with its exit code or signal, after every
+   * message it sent has been delivered. `error` is what ended it, when the runtime knows.
+   */
   onExit(fn: (code: number | null, signal: string | null, error?: Error) => void): void;
   /** Ends the actor at once (SIGKILL / terminate). */
   kill(): void;
 }
 
+// Resolved from this file, not from the cwd: the children find tsx wherever the
+// coordinator was started (resolves to tsx's ESM loader, dist/loader.mjs).
 const tsxLoader = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
 const processEntry = new URL('../../workers/process-entry.ts', import.meta.url);
 const threadEntry = new URL('../../workers/thread-entry.mjs', import.meta.url);
 
-/** Starts a rank as a child process. */
+/**
+ * How long to wait after a child's 'exit' for its IPC channel to close. 'close' comes
+ * only after every message the child wrote was read (so a last `fatal` is never lost);
+ * a grandchild that inherited the channel could hold it open, hence the bound.
+ */
+const CLOSE_AFTER_EXIT_MS = 500;
+
+/** Starts a rank as a child process; `env` is added to this process's environment. */
 export function spawnProcess(env: Record<string, string>): RankChannel {
   const child: ChildProcess = fork(processEntry, [], {
     execArgv: ['--import', tsxLoader],
-    serialization: 'advanced',
+    serialization: 'advanced', // typed arrays, Maps and BigInts survive (v8 serializer)
     env: { ...process.env, ...env },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
-  let exited = false;
+  let gone = false;
   return {
     pid: child.pid ?? -1,
     send: (msg) => {
-      if (child.connected) child.send(msg, (err) => err && undefined);
+      // A dead child's channel is closed: the exit handler fails its calls instead.
+      if (child.connected) child.send(msg, () => undefined);
     },
     onMessage: (fn) => child.on('message', (m) => fn(m as FromRank)),
     onExit: (fn) => {
+      const done = (code: number | null, signal: string | null, error?: Error) => {
+        if (gone) return;
+        gone = true;
+        clearTimeout(timer);
+        fn(code, signal, error);
+      };
+      let timer: NodeJS.Timeout | undefined;
+      child.once('close', (code, signal) => done(code, signal));
       child.once('exit', (code, signal) => {
-        exited = true;
-        fn(code, signal);
+        timer = setTimeout(() => done(code, signal), CLOSE_AFTER_EXIT_MS);
       });
-      child.once('error', (err) => {
-        if (!exited && child.exitCode === null && child.pid === undefined) fn(null, null, err);
+      // fork() failed to start the process at all (no 'exit' will come). A persistent
+      // listener: an 'error' without one would throw in the coordinator.
+      child.on('error', (err) => {
+        if (child.pid === undefined) done(null, null, err);
       });
     },
     kill: () => {
-      if (!exited) child.kill('SIGKILL');
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     },
   };
 }
 
-/** Starts a rank as a worker thread of this process. */
+/** Starts a rank as a worker thread of this process; `env` is added to its own copy of the environment. */
 export function spawnThread(env: Record<string, string>): RankChannel {
   const worker = new Worker(threadEntry, { env: { ...process.env, ...env }, stdout: false, stderr: false });
   let lastError: Error | undefined;
+  // An uncaught exception or unhandled rejection in the thread: kept to name the cause.
   worker.on('error', (err) => {
     lastError = err;
   });

@@ -25,6 +25,8 @@ export interface GroupCoordinatorOptions {
   /** Base name: `world`, `tp`, `pp`, `dp`, `ep`, … (vllm-spec §2.4). */
   groupName: string;
   timeoutMs: number;
+  /** Deadline of communicator init; default timeoutMs. */
+  initTimeoutMs?: number;
   abortSignal?: AbortSignal;
   /** False for the world group, as in vLLM: it has no device communicator. */
   useDeviceCommunicator?: boolean;
@@ -89,7 +91,7 @@ export class GroupCoordinator {
     if ((opts.useDeviceCommunicator ?? true) && ranks.length > 1) {
       const common = { group: cpuGroup, groupName: `${uniqueName}/${index}`, timeoutMs: opts.timeoutMs, abortSignal: opts.abortSignal };
       comm = opts.backend === 'nccl'
-        ? await NcclCommunicator.create({ ...common, device: opts.device })
+        ? await NcclCommunicator.create({ ...common, device: opts.device, initTimeoutMs: opts.initTimeoutMs })
         : await CpuCommunicator.create(common);
     }
     return new GroupCoordinator(opts, ranks, uniqueName, cpuGroup, comm);

@@ -19,6 +19,8 @@ export interface DistributedEnvironment {
   device: string;
   store: Store;
   timeoutMs: number;
+  /** Deadline of group and communicator creation. */
+  startupTimeoutMs: number;
   abortSignal?: AbortSignal;
 }
 
@@ -33,6 +35,8 @@ export interface InitOptions {
   /** CUDA ordinal of this rank (default: localRank). */
   deviceOrdinal?: number;
   timeoutMs?: number;
+  /** Deadline of group and communicator creation; default max(timeoutMs, 120 000). */
+  startupTimeoutMs?: number;
   /** An existing store connection (launchGroup passes its own). */
   store?: Store;
   abortSignal?: AbortSignal;
@@ -81,7 +85,8 @@ export async function initDistributedEnvironment(opts: InitOptions = {}): Promis
   const backend = wanted === 'auto' ? (cudaDeviceCount() > 0 && ncclAvailable() ? 'nccl' : 'cpu') : wanted;
   const ordinal = opts.deviceOrdinal ?? localRank;
   if (backend === 'nccl') setDevice(ordinal);
-  env = { rank, worldSize, localRank, backend, device: backend === 'nccl' ? `cuda:${ordinal}` : 'cpu', store, timeoutMs, abortSignal: opts.abortSignal };
+  const startupTimeoutMs = opts.startupTimeoutMs ?? Math.max(timeoutMs, 120_000);
+  env = { rank, worldSize, localRank, backend, device: backend === 'nccl' ? `cuda:${ordinal}` : 'cpu', store, timeoutMs, startupTimeoutMs, abortSignal: opts.abortSignal };
   // Unlike vLLM (world group without a device communicator, §4.1), ours has one:
   // world-wide collectives are what users of a launched group reach for first.
   groups.world = await buildGroup('world', [Array.from({ length: worldSize }, (_, i) => i)]);
@@ -92,7 +97,7 @@ async function buildGroup(name: string, groupRanks: number[][]): Promise<GroupCo
   const e = requireEnv();
   return GroupCoordinator.create({
     groupRanks, rank: e.rank, localRank: e.localRank, store: e.store, backend: e.backend, device: e.device,
-    groupName: name, timeoutMs: e.timeoutMs, abortSignal: e.abortSignal,
+    groupName: name, timeoutMs: e.timeoutMs, initTimeoutMs: e.startupTimeoutMs, abortSignal: e.abortSignal,
   });
 }
 

@@ -78,7 +78,7 @@ describe.skipIf(gpus < 2).each(['process', 'thread'] as const)('NCCL communicato
 describe.skipIf(gpus < 2)('NCCL failures', () => {
   it('a rank killed mid-all-reduce fails the survivors with RankFailedError within 5 s; a new group works afterwards', async () => {
     const group = await launchGroup({ worldSize: world, worker, backend: 'nccl', mode: 'process', timeoutMs: 60_000 });
-    const pending = group.callAll('loopAllReduce', 2000, 64 << 20).catch((e) => e);
+    const pending = group.callAll('loopAllReduce', 100_000, 64 << 20).catch((e) => e); // ~30 s of work
     await new Promise((r) => setTimeout(r, 1_000));
     const t0 = performance.now();
     process.kill(group.pids[1], 'SIGKILL');
@@ -98,7 +98,7 @@ describe.skipIf(gpus < 2)('NCCL failures', () => {
   }, 120_000);
 
   it('a rank that never joins makes the others fail with CollectiveTimeoutError at the deadline, with the flight recorder', async () => {
-    const group = await launchGroup({ worldSize: world, worker, backend: 'nccl', mode: 'process', timeoutMs: 3_000 });
+    const group = await launchGroup({ worldSize: world, worker, backend: 'nccl', mode: 'process', timeoutMs: 3_000, startupTimeoutMs: 60_000 });
     try {
       const t0 = performance.now();
       const out = await Promise.all(group.ranks.map((r) => group.callWithOptions<string>(r, 'skipOne', [1], { timeoutMs: 30_000 })));
