@@ -6,8 +6,11 @@ import { register } from 'tsx/esm/api';
 register();
 const { runRank } = await import('../src/orchestrator/rank-runtime.ts');
 runRank({
+  // postMessage clones synchronously (and throws on what it cannot clone); messages
+  // posted before process.exit() are still delivered.
   send: (msg) => parentPort.postMessage(msg),
   onMessage: (fn) => parentPort.on('message', fn),
-  // process.exit() in a worker ends only this thread, with that exit code.
+  // process.exit() in a worker ends only this thread, with that exit code. An uncaught
+  // error reaches the coordinator as the Worker's 'error' event.
   exit: (code) => process.exit(code),
 });

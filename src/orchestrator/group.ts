@@ -1,20 +1,17 @@
 /**
- * The coordinator: `launchGroup()` starts one actor per local rank, and the returned
- * {@link Group} calls functions in them. A rank that dies fails every pending and
- * later call with RankFailedError and makes the others abort; a call past its
- * deadline fails with CallTimeoutError; shutdown() leaves no process, thread or port.
+ * The coordinator's handle on launched rank actors. A rank that dies fails every
+ * pending and later call with RankFailedError, fires `rank-exit` and `error`, and
+ * makes the other ranks abort; a call past its deadline fails with CallTimeoutError;
+ * shutdown() leaves no process, thread or port behind.
  */
 import { EventEmitter } from 'eventemitter3';
 import { nanoid } from 'nanoid';
-import { cuda, cudaDeviceCount, nccl, ncclAvailable } from '../../native/index.ts';
-import {
-  CallTimeoutError, GroupClosedError, InvalidArgumentError, RankFailedError, errorFromWire, errorToWire,
-} from '../errors.ts';
+import { CallTimeoutError, GroupClosedError, InvalidArgumentError, RankFailedError, RemoteError } from '../errors.ts';
 import { log } from '../log.ts';
-import { TcpStoreServer } from '../store/index.ts';
-import { resolveOptions, type LaunchOptions, type ResolvedOptions } from './options.ts';
-import { dispatch, type FromRank, type RankInit } from './protocol.ts';
-import { spawnProcess, spawnThread, type RankChannel } from './spawn.ts';
+import type { TcpStoreServer } from '../store/index.ts';
+import type { ResolvedOptions } from './options.ts';
+import { decodeError, dispatch, encodeError, type FromRank } from './protocol.ts';
+import type { RankChannel } from './spawn.ts';
 
 /** Payload of the `rank-exit` event. */
 export interface RankExitEvent {
@@ -25,42 +22,64 @@ export interface RankExitEvent {
   error?: RankFailedError;
 }
 
-interface GroupEvents {
+/** A record a rank sent to its coordinator (payload of the `log` event). */
+export interface RankLogEvent {
+  rank: number;
+  level: 'error' | 'warn' | 'info' | 'debug';
+  message: string;
+}
+
+/** Events of a {@link Group}. */
+export interface GroupEvents {
   'rank-exit': [RankExitEvent];
-  log: [{ rank: number; level: string; message: string }];
+  log: [RankLogEvent];
+  /** The group failed (the RankFailedError that every call now rejects with). */
   error: [Error];
+}
+
+/** Per-call options of {@link Group.callWithOptions} and {@link Group.callAllWithOptions}. */
+export interface CallOptions {
+  /** Deadline of this call in ms (default: the group's `timeoutMs`). */
+  timeoutMs?: number;
 }
 
 interface PendingCall {
   rank: number;
-  fn: string;
   resolve: (value: unknown) => void;
   reject: (err: Error) => void;
   timer: NodeJS.Timeout;
 }
 
-interface Actor {
+/** @internal One rank actor as the coordinator tracks it. */
+export interface Actor {
   rank: number;
   channel: RankChannel;
   alive: boolean;
+  /** Resolves once the actor is gone. */
   exited: Promise<void>;
 }
 
-/** A launched group of rank actors. */
+/** How long shutdown() waits for ranks to leave on their own before killing them. */
+const DEFAULT_GRACE_MS = 5_000;
+
+/** A launched group of rank actors (this node's share of the world). Built by {@link launchGroup}. */
 export class Group extends EventEmitter<GroupEvents> {
+  /** Ranks in the whole world (all nodes). */
   readonly worldSize: number;
   readonly mode: 'process' | 'thread';
   readonly backend: 'nccl' | 'cpu';
-  /** Global ranks started by this coordinator. */
+  /** Global ranks started by this coordinator, ascending. */
   readonly ranks: readonly number[];
-  /** Where the job's store listens. */
-  readonly storeAddress: { host: string; port: number };
-  /** OS process id of each local rank (the coordinator's own pid in thread mode). */
+  /** Where the job's store listens (served by node 0's coordinator). */
+  readonly storeAddress: { readonly host: string; readonly port: number };
+  /** OS process id of each local rank, in `ranks` order (the coordinator's own pid in thread mode). */
   readonly pids: readonly number[];
   private readonly actors = new Map<number, Actor>();
   private readonly pending = new Map<string, PendingCall>();
+  /** Why a rank is dying, when it said so before exiting (uncaught exception...). */
+  private readonly causes = new Map<number, Error>();
   private readonly timeoutMs: number;
-  private failure: Error | null = null;
+  private failure: RankFailedError | null = null;
   private closing: Promise<void> | null = null;
 
   /** @internal built by launchGroup */
@@ -76,84 +95,103 @@ export class Group extends EventEmitter<GroupEvents> {
     for (const a of actors) this.actors.set(a.rank, a);
   }
 
-  /** Calls `fn(ctx, ...args)` in rank `rank`. */
+  /** Calls `fn(ctx, ...args)` in rank `rank` (a global rank of this node) under the group's deadline. */
   call<T = unknown>(rank: number, fn: string, ...args: unknown[]): Promise<T> {
     return this.callWithOptions<T>(rank, fn, args);
   }
 
-  /** Calls `fn(ctx, ...args)` in every local rank; results in rank order. */
+  /** Calls `fn(ctx, ...args)` in every local rank; results in rank order; rejects if any call rejects. */
   callAll<T = unknown>(fn: string, ...args: unknown[]): Promise<T[]> {
-    return Promise.all(this.ranks.map((r) => this.callWithOptions<T>(r, fn, args)));
+    return this.callAllWithOptions<T>(fn, args);
   }
 
-  /** `call` with per-call options: `timeoutMs` overrides the group's deadline. */
-  callWithOptions<T = unknown>(rank: number, fn: string, args: unknown[], opts: { timeoutMs?: number } = {}): Promise<T> {
+  /** {@link call} with per-call options: `timeoutMs` overrides the group's deadline for this call. */
+  callWithOptions<T = unknown>(rank: number, fn: string, args: unknown[], opts: CallOptions = {}): Promise<T> {
     if (this.failure) return Promise.reject(this.failure);
-    if (this.closing) return Promise.reject(new GroupClosedError('the group was shut down'));
+    if (this.closing) return Promise.reject(new GroupClosedError(`the group was shut down; call '${fn}' on rank ${rank} was not sent`));
     const actor = this.actors.get(rank);
     if (!actor) return Promise.reject(new InvalidArgumentError('rank', `rank ${rank} is not one of this coordinator's ranks [${this.ranks.join(', ')}]`));
-    if (typeof fn !== 'string') return Promise.reject(new InvalidArgumentError('fn', 'expected the name of an exported function'));
+    if (typeof fn !== 'string' || fn.length === 0) return Promise.reject(new InvalidArgumentError('fn', 'expected the name of an exported function'));
+    if (!Array.isArray(args)) return Promise.reject(new InvalidArgumentError('args', 'expected an array of arguments'));
     const timeoutMs = opts.timeoutMs ?? this.timeoutMs;
+    if (!Number.isInteger(timeoutMs) || timeoutMs < 1) return Promise.reject(new InvalidArgumentError('timeoutMs', `must be a positive integer, got ${String(timeoutMs)}`));
     const id = nanoid();
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);
         reject(new CallTimeoutError(rank, fn, timeoutMs));
       }, timeoutMs);
-      this.pending.set(id, { rank, fn, resolve: resolve as (v: unknown) => void, reject, timer });
-      actor.channel.send({ kind: 'call', id, fn, args });
+      this.pending.set(id, { rank, resolve: resolve as (v: unknown) => void, reject, timer });
+      try {
+        actor.channel.send({ kind: 'call', id, fn, args });
+      } catch (err) {
+        // Arguments the channel cannot carry (a function, a socket...).
+        this.settle(id, (p) => p.reject(new InvalidArgumentError('args', `the arguments of '${fn}' cannot cross to rank ${rank} (${(err as Error).message}); pass structured-cloneable data`)));
+      }
     });
   }
 
-  /** Stops every actor (gracefully, then by force) and the store; idempotent. */
-  shutdown(graceMs = 5_000): Promise<void> {
+  /** {@link callAll} with per-call options (each rank's call gets the same deadline). */
+  callAllWithOptions<T = unknown>(fn: string, args: unknown[], opts: CallOptions = {}): Promise<T[]> {
+    return Promise.all(this.ranks.map((r) => this.callWithOptions<T>(r, fn, args, opts)));
+  }
+
+  /**
+   * Stops every actor and the store; idempotent. Pending calls reject with
+   * GroupClosedError; ranks get `graceMs` to tear down and exit, then are killed
+   * (SIGKILL / terminate). Resolves when every actor is gone, also after a failure.
+   */
+  shutdown(graceMs = DEFAULT_GRACE_MS): Promise<void> {
     this.closing ??= this.close(graceMs);
     return this.closing;
   }
 
-  /** @internal */
+  /** @internal a message from a rank after startup */
   onRankMessage(rank: number, msg: FromRank): void {
     dispatch(msg, {
       result: ({ id, value }) => this.settle(id, (p) => p.resolve(value)),
-      error: ({ id, error }) => this.settle(id, (p) => p.reject(errorFromWire(error))),
+      error: ({ id, error }) => this.settle(id, (p) => p.reject(decodeError(error))),
       log: ({ level, message }) => this.emit('log', { rank, level, message }),
+      fatal: ({ error }) => void this.causes.set(rank, decodeError(error)),
       ready: () => undefined,
-      fatal: () => undefined,
     });
   }
 
-  /** @internal */
-  onRankExit(rank: number, code: number | null, signal: string | null): void {
+  /** @internal an actor is gone; `cause` is what ended it when its runtime knows */
+  onRankExit(rank: number, code: number | null, signal: string | null, cause?: Error): void {
     const actor = this.actors.get(rank);
     if (actor) actor.alive = false;
     if (this.closing) {
       this.emit('rank-exit', { rank, code, signal });
       return;
     }
-    const error = new RankFailedError(rank, code, signal);
+    const error = new RankFailedError(rank, code, signal, describeCause(this.causes.get(rank) ?? cause));
     log('warn', 'coordinator', error.message);
-    if (!this.failure) {
+    const first = !this.failure;
+    if (first) {
       this.failure = error;
       for (const p of this.pending.values()) {
         clearTimeout(p.timer);
         p.reject(error);
       }
       this.pending.clear();
-      for (const other of this.actors.values()) if (other.alive) other.channel.send({ kind: 'abort', error: errorToWire(error) });
+      const wire = encodeError(error, rank);
+      for (const other of this.actors.values()) if (other.alive) other.channel.send({ kind: 'abort', error: wire });
     }
     this.emit('rank-exit', { rank, code, signal, error });
+    if (first) this.emit('error', error);
   }
 
   private settle(id: string, fn: (p: PendingCall) => void): void {
     const p = this.pending.get(id);
-    if (!p) return;
+    if (!p) return; // timed out or failed already; a late reply is dropped
     this.pending.delete(id);
     clearTimeout(p.timer);
     fn(p);
   }
 
   private async close(graceMs: number): Promise<void> {
-    const closed = new GroupClosedError('the group was shut down');
+    const closed = new GroupClosedError('the group was shut down while the call was pending');
     for (const p of this.pending.values()) {
       clearTimeout(p.timer);
       p.reject(closed);
@@ -164,93 +202,21 @@ export class Group extends EventEmitter<GroupEvents> {
   }
 }
 
-/** Asks actors to stop, then kills those still alive after `graceMs`; resolves when all are gone. */
-async function stopActors(actors: Actor[], graceMs: number): Promise<void> {
+/** One line naming what killed a rank, for RankFailedError's message. */
+function describeCause(cause: Error | undefined): string {
+  if (!cause) return '';
+  return cause instanceof RemoteError ? cause.message : `${cause.name}: ${cause.message}`;
+}
+
+/** @internal Asks actors to stop, then kills those still alive after `graceMs`; resolves when all are gone. */
+export async function stopActors(actors: Actor[], graceMs: number): Promise<void> {
   for (const a of actors) if (a.alive) a.channel.send({ kind: 'shutdown' });
   const all = Promise.all(actors.map((a) => a.exited));
   let timer: NodeJS.Timeout | undefined;
   const grace = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), graceMs)));
   if ((await Promise.race([all, grace])) === 'timeout') for (const a of actors) if (a.alive) a.channel.kill();
   clearTimeout(timer);
+  // After SIGKILL / terminate() the exit always comes (a thread blocked in a native
+  // call is the exception: notes/node-stack §0 item 4; use process mode for those).
   await all;
-}
-
-function resolveBackend(opts: ResolvedOptions): 'nccl' | 'cpu' {
-  const gpus = cudaDeviceCount();
-  const needed = Math.max(...opts.devices) + 1;
-  if (opts.backend === 'cpu') return 'cpu';
-  if (opts.backend === 'auto') return gpus >= needed && ncclAvailable() ? 'nccl' : 'cpu';
-  if (gpus < needed) throw new InvalidArgumentError('devices', `backend 'nccl' needs cuda:${needed - 1}, but ${gpus} CUDA devices are visible`);
-  nccl(); // throws LibraryNotFoundError listing every path tried
-  return 'nccl';
-}
-
-/**
- * Launches this node's rank actors and resolves once every one of them has connected
- * to the store and built its groups and communicators. See DESIGN.md for the options.
- */
-export async function launchGroup(options: LaunchOptions): Promise<Group> {
-  const opts = resolveOptions(options);
-  const backend = resolveBackend(opts);
-  const rankEnv: Record<string, string> = { ...opts.env, GPUGROUP_NODE_ID: String(opts.nodeRank), UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? '8' };
-  if (backend === 'nccl') {
-    // Resolve the libraries once here: ranks skip discovery, and in thread mode the main
-    // thread holding them keeps a worker's exit from unloading them (notes §0 item 3).
-    rankEnv.GPUGROUP_NCCL_SO_PATH ??= nccl().path;
-    rankEnv.GPUGROUP_CUDART_SO_PATH ??= cuda().path;
-  }
-  const server = opts.nodeRank === 0 ? await TcpStoreServer.listen({ host: opts.masterAddr, port: opts.masterPort }) : null;
-  const storePort = server?.port ?? opts.masterPort;
-  const actors: Actor[] = [];
-  const fatal = new Map<number, Error>();
-  let startupFailure: Error | null = null;
-  let group: Group | null = null;
-  let failStartup: (err: Error) => void = () => undefined;
-  const failed = new Promise<never>((_, reject) => (failStartup = reject));
-  failed.catch(() => undefined);
-  const readies: Promise<void>[] = [];
-  for (let localRank = 0; localRank < opts.nprocPerNode; localRank++) {
-    const rank = opts.nodeRank * opts.nprocPerNode + localRank;
-    const channel = opts.mode === 'process' ? spawnProcess(rankEnv) : spawnThread(rankEnv);
-    let markExited: () => void = () => undefined;
-    const actor: Actor = { rank, channel, alive: true, exited: new Promise<void>((r) => (markExited = r)) };
-    actors.push(actor);
-    readies.push(new Promise<void>((resolve) => {
-      channel.onMessage((msg) => {
-        if (msg.kind === 'ready') resolve();
-        else if (msg.kind === 'fatal') fatal.set(rank, errorFromWire(msg.error));
-        else group?.onRankMessage(rank, msg);
-      });
-    }));
-    channel.onExit((code, signal, error) => {
-      actor.alive = false;
-      markExited();
-      if (group) return group.onRankExit(rank, code, signal);
-      const cause = fatal.get(rank) ?? error;
-      startupFailure ??= new RankFailedError(rank, code, signal, `during startup${cause ? `: ${cause.message}` : ''}`);
-      failStartup(startupFailure);
-    });
-    const init: RankInit = {
-      rank, localRank, worldSize: opts.worldSize, nodeRank: opts.nodeRank,
-      device: backend === 'nccl' ? `cuda:${opts.devices[localRank]}` : 'cpu', backend, mode: opts.mode,
-      storeHost: opts.masterAddr, storePort, workerUrl: opts.workerUrl, timeoutMs: opts.timeoutMs, startupTimeoutMs: opts.startupTimeoutMs,
-      tensorParallelSize: opts.tensorParallelSize, pipelineParallelSize: opts.pipelineParallelSize,
-    };
-    channel.send({ kind: 'init', init });
-  }
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new CallTimeoutError(-1, 'launchGroup', opts.startupTimeoutMs)), opts.startupTimeoutMs);
-  });
-  try {
-    await Promise.race([Promise.all(readies), failed, deadline]);
-  } catch (err) {
-    await stopActors(actors, 1_000);
-    await server?.close();
-    throw err;
-  } finally {
-    clearTimeout(timer);
-  }
-  group = new Group(opts, backend, actors, server, storePort);
-  return group;
 }

@@ -93,9 +93,11 @@ export function resolveOptions(opts: LaunchOptions): ResolvedOptions {
   if (!Number.isInteger(masterPort) || masterPort < 0 || masterPort > 65535) throw new InvalidArgumentError('masterPort', `invalid port ${masterPort}`);
   if (nnodes > 1 && masterPort === 0) throw new InvalidArgumentError('masterPort', 'a multi-node launch needs a fixed masterPort that every node can reach');
   const env = opts.env ?? {};
-  if (typeof env !== 'object' || Object.values(env).some((v) => typeof v !== 'string')) throw new InvalidArgumentError('env', 'expected an object of string values');
+  if (typeof env !== 'object' || env === null || Object.values(env).some((v) => typeof v !== 'string')) throw new InvalidArgumentError('env', 'expected an object of string values');
+  const masterAddr = opts.masterAddr ?? '127.0.0.1';
+  if (typeof masterAddr !== 'string' || masterAddr.length === 0) throw new InvalidArgumentError('masterAddr', `expected a host name or address, got ${JSON.stringify(masterAddr)}`);
   return {
     worldSize, workerUrl, mode, backend, devices, timeoutMs, startupTimeoutMs, env, tensorParallelSize, pipelineParallelSize,
-    nnodes, nodeRank, masterAddr: opts.masterAddr ?? '127.0.0.1', masterPort, nprocPerNode,
+    nnodes, nodeRank, masterAddr, masterPort, nprocPerNode,
   };
 }

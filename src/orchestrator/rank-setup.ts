@@ -9,6 +9,11 @@ import { currentStream } from '../tensor/index.ts';
 import type { RankContext } from './context.ts';
 import type { RankInit } from './protocol.ts';
 
+/**
+ * Runs inside each rank before it reports ready; everything a worker function may
+ * rely on is built here. `abortSignal` fires when the coordinator announces a dead
+ * peer or a shutdown; communicators hook their abort (ncclCommAbort) into it.
+ */
 export async function setupRank(init: RankInit, abortSignal: AbortSignal): Promise<RankContext> {
   const store = await TcpStoreClient.connect({ host: init.storeHost, port: init.storePort, timeoutMs: init.startupTimeoutMs });
   const world = await initDistributedEnvironment({

@@ -58,6 +58,10 @@ describe('launchGroup options', () => {
     [{ worldSize: 4, tensorParallelSize: 3 }, 'tensorParallelSize', /not divisible/],
     [{ worldSize: 2, worker: '/nowhere/worker.ts' }, 'worker', /no such module/],
     [{ worldSize: 4, nnodes: 2 }, 'masterPort', /fixed masterPort/],
+    [{ worldSize: 2, masterAddr: '' }, 'masterAddr', /host name or address/],
+    [{ worldSize: 2, env: { A: 1 } }, 'env', /string values/],
+    [{ worldSize: 2, timeoutMs: 1.5 }, 'timeoutMs', /positive integer/],
+    [{ worldSize: 4, nnodes: 2, nodeRank: 2, masterPort: 29500 }, 'nodeRank', /out of range/],
   ])('rejects %j naming %s, before starting anything', async (opts, argument, message) => {
     const err = await launchGroup({ worker: basicWorker, ...(opts as object) } as never).catch((e) => e);
     expect(err).toBeInstanceOf(InvalidArgumentError);

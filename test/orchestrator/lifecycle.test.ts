@@ -2,13 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { launchGroup } from '../../src/orchestrator/index.ts';
 import { TcpStoreServer } from '../../src/store/index.ts';
 import { MODES, alive, basicWorker, portFree, shmLeftovers } from '../helpers.ts';
-
-function resourceCounts(): Record<string, number> {
-  const counts: Record<string, number> = {};
-  for (const r of process.getActiveResourcesInfo()) counts[r] = (counts[r] ?? 0) + 1;
-  delete counts.Timeout; // vitest's own timers come and go
-  return counts;
-}
+import { childPids, resourceCounts } from './procs.ts';
 
 describe.each(MODES)('lifecycle in %s mode', (mode) => {
   it('50 launch/shutdown cycles leave no process, handle, port or shared memory behind', async () => {
@@ -25,6 +19,7 @@ describe.each(MODES)('lifecycle in %s mode', (mode) => {
       await group.shutdown();
     }
     if (mode === 'process') expect(pids.filter(alive)).toEqual([]);
+    expect(childPids()).toEqual([]);
     // Handles finish closing on the next turns of the loop.
     await new Promise((r) => setTimeout(r, 50));
     expect(resourceCounts()).toEqual(before);

@@ -1,0 +1,82 @@
+import { describe, expect, it } from 'vitest';
+import { CallTimeoutError, InvalidArgumentError, RankFailedError } from '../../src/errors.ts';
+import { launchGroup } from '../../src/orchestrator/index.ts';
+import { TcpStoreServer } from '../../src/store/index.ts';
+import { MODES, basicWorker, portFree } from '../helpers.ts';
+import { childPids, resourceCounts } from './procs.ts';
+
+async function freePort(): Promise<number> {
+  const probe = await TcpStoreServer.listen();
+  const port = probe.port;
+  await probe.close();
+  return port;
+}
+
+/** Lets closed handles leave getActiveResourcesInfo(). */
+const settle = () => new Promise((r) => setTimeout(r, 50));
+
+describe.each(MODES)('startup in %s mode', (mode) => {
+  it('a rank that fails during startup rejects launchGroup with RankFailedError and leaves nothing behind', async () => {
+    await settle();
+    const before = resourceCounts();
+    const masterPort = await freePort();
+    const t0 = performance.now();
+    const err = await launchGroup({
+      worldSize: 3, mode, backend: 'cpu', masterPort, timeoutMs: 20_000,
+      worker: new URL('../fixtures/fail-at-import.ts', import.meta.url), env: { FAIL_RANK: '1' },
+    }).catch((e) => e);
+    expect(performance.now() - t0).toBeLessThan(5_000);
+    expect(err).toBeInstanceOf(RankFailedError);
+    expect(err).toMatchObject({ rank: 1, exitCode: 1, signal: null });
+    expect(err.message).toMatch(/^rank 1 failed \(exit code 1\): during startup: .*import failed on purpose on rank 1/);
+    expect(childPids()).toEqual([]);
+    expect(await portFree(masterPort)).toBe(true);
+    await settle();
+    expect(resourceCounts()).toEqual(before);
+  });
+
+  it('a launch past startupTimeoutMs rejects with CallTimeoutError naming the rank that is not ready', async () => {
+    await settle();
+    const before = resourceCounts();
+    const masterPort = await freePort();
+    const t0 = performance.now();
+    const err = await launchGroup({
+      worldSize: 2, mode, backend: 'cpu', masterPort, startupTimeoutMs: 2_000,
+      worker: new URL('../fixtures/hang-at-import.ts', import.meta.url), env: { HANG_RANK: '1' },
+    }).catch((e) => e);
+    const took = performance.now() - t0;
+    expect(err).toBeInstanceOf(CallTimeoutError);
+    expect(err).toMatchObject({ rank: 1, fn: 'launchGroup', timeoutMs: 2_000 });
+    expect(took).toBeGreaterThanOrEqual(1_995);
+    expect(took).toBeLessThan(2_000 + 2_500); // deadline + the failed launch's 1 s grace + exits
+    expect(childPids()).toEqual([]);
+    expect(await portFree(masterPort)).toBe(true);
+    await settle();
+    expect(resourceCounts()).toEqual(before);
+  });
+
+  it('ranks get torchrun\'s variables', async () => {
+    const masterPort = await freePort();
+    const group = await launchGroup({ worldSize: 2, mode, backend: 'cpu', masterPort, worker: basicWorker, timeoutMs: 20_000 });
+    try {
+      expect(await group.callAll('torchrunEnv')).toEqual([0, 1].map((r) => ({
+        RANK: String(r), LOCAL_RANK: String(r), WORLD_SIZE: '2', LOCAL_WORLD_SIZE: '2', GROUP_RANK: '0', MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(masterPort),
+      })));
+    } finally {
+      await group.shutdown();
+    }
+  });
+});
+
+describe('invalid options', () => {
+  it('a duplicate device is rejected before any process, thread or port exists', async () => {
+    await settle();
+    const before = resourceCounts();
+    const err = await launchGroup({ worldSize: 3, worker: basicWorker, mode: 'process', devices: [0, 1, 0] }).catch((e) => e);
+    expect(err).toBeInstanceOf(InvalidArgumentError);
+    expect(err.argument).toBe('devices');
+    expect(err.message).toBe('devices: cuda:0 is given to two ranks; one GPU per rank (two ranks on one device would deadlock NCCL)');
+    expect(childPids()).toEqual([]);
+    expect(resourceCounts()).toEqual(before);
+  });
+});
