@@ -1,0 +1,22 @@
+/**
+ * gpugroup: vLLM's distributed communication layer as a TypeScript actor system.
+ * The package's public face (DESIGN.md); each layer's own index.ts holds the rest.
+ */
+export { launchGroup, Group } from './orchestrator/index.ts';
+export type { LaunchOptions, RankContext, RankExitEvent } from './orchestrator/index.ts';
+export { Tensor, Stream, CudaEvent, currentStream, setCurrentStream, withStream, setDevice, currentDevice, DTYPES } from './tensor/index.ts';
+export type { DType, TensorOptions } from './tensor/index.ts';
+export { TcpStoreServer, TcpStoreClient, PrefixStore, StatelessProcessGroup } from './store/index.ts';
+export type { Store } from './store/index.ts';
+export { DeviceCommunicator, NcclCommunicator, CpuCommunicator, FlightRecorder } from './comm/index.ts';
+export type { ReduceOp } from './comm/index.ts';
+export {
+  GroupCoordinator, getPpIndices, groupLayout, divide, ensureDivisibility,
+  initDistributedEnvironment, initializeModelParallel, ensureModelParallelInitialized, modelParallelIsInitialized,
+  getWorldGroup, getTpGroup, getPpGroup, getDpGroup, getEpGroup,
+  getTensorModelParallelWorldSize, getTensorModelParallelRank, getPipelineModelParallelWorldSize, getPipelineModelParallelRank,
+  patchTensorParallelGroup, destroyModelParallel, destroyDistributedEnvironment, inTheSameNodeAs,
+} from './parallel/index.ts';
+export type { TensorDict, ParallelSizes } from './parallel/index.ts';
+export * from './errors.ts';
+export { cuda, nccl, cudaDeviceCount, ncclAvailable, formatNcclVersion } from '../native/index.ts';
