@@ -15,8 +15,9 @@ export {
   initDistributedEnvironment, initializeModelParallel, ensureModelParallelInitialized, modelParallelIsInitialized,
   getWorldGroup, getTpGroup, getPpGroup, getDpGroup, getEpGroup,
   getTensorModelParallelWorldSize, getTensorModelParallelRank, getPipelineModelParallelWorldSize, getPipelineModelParallelRank,
-  patchTensorParallelGroup, destroyModelParallel, destroyDistributedEnvironment, inTheSameNodeAs,
+  patchTensorParallelGroup, destroyModelParallel, destroyDistributedEnvironment, inTheSameNodeAs, CudaGraph, graphCapture,
 } from './parallel/index.ts';
+export type { GraphCaptureContext } from './parallel/index.ts';
 export type { TensorDict, ParallelSizes } from './parallel/index.ts';
 export * from './errors.ts';
 export { cuda, nccl, cudaDeviceCount, ncclAvailable, formatNcclVersion } from '../native/index.ts';

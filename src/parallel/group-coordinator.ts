@@ -8,6 +8,7 @@ import { InvalidArgumentError } from '../errors.ts';
 import { CpuCommunicator, NcclCommunicator, type DeviceCommunicator } from '../comm/index.ts';
 import { StatelessProcessGroup, type Store } from '../store/index.ts';
 import { Tensor, type DType } from '../tensor/index.ts';
+import { captureGraph, type CudaGraph, type GraphCaptureContext } from './graph.ts';
 import { isTensorMetadata, splitTensorDict, type MetadataEntry, type TensorDict } from './tensor-dict.ts';
 
 /** Options of {@link GroupCoordinator.create}. */
@@ -232,6 +233,15 @@ export class GroupCoordinator {
         : await (await this.dataPlaneForDevice(device)).recv(shape, dtype, peer);
     }
     return dict;
+  }
+
+  /**
+   * Captures the device work `fn` enqueues (this group's collectives included) into a
+   * CUDA graph on its own stream (vllm-spec §3.8). Replay with `graph.replay()`; the
+   * tensors `fn` created hold each replay's results. NCCL backend only.
+   */
+  graphCapture<T>(fn: (ctx: GraphCaptureContext) => Promise<T> | T, context?: GraphCaptureContext): Promise<CudaGraph<T>> {
+    return captureGraph(this.backend, fn, context);
   }
 
   /** Releases the communicators and the control plane; idempotent. */

@@ -8,6 +8,8 @@ export {
   initDistributedEnvironment, initializeModelParallel, ensureModelParallelInitialized, modelParallelIsInitialized,
   getWorldGroup, getTpGroup, getPpGroup, getDpGroup, getEpGroup, getTensorModelParallelWorldSize, getTensorModelParallelRank,
   getPipelineModelParallelWorldSize, getPipelineModelParallelRank, getDistributedEnvironment, patchTensorParallelGroup,
-  destroyModelParallel, destroyDistributedEnvironment, inTheSameNodeAs,
+  destroyModelParallel, destroyDistributedEnvironment, inTheSameNodeAs, graphCapture,
 } from './state.ts';
 export type { DistributedEnvironment, InitOptions } from './state.ts';
+export { CudaGraph } from './graph.ts';
+export type { GraphCaptureContext } from './graph.ts';

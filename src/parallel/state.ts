@@ -8,6 +8,7 @@ import { GroupClosedError, InvalidArgumentError } from '../errors.ts';
 import { StatelessProcessGroup, TcpStoreClient, TcpStoreServer, type Store } from '../store/index.ts';
 import { setDevice } from '../tensor/index.ts';
 import { GroupCoordinator } from './group-coordinator.ts';
+import { captureGraph, type CudaGraph, type GraphCaptureContext } from './graph.ts';
 import { groupLayout, type ParallelSizes } from './layout.ts';
 
 /** What initDistributedEnvironment establishes. */
@@ -206,4 +207,12 @@ export async function inTheSameNodeAs(group: StatelessProcessGroup, sourceRank =
   const { hostname } = await import('node:os');
   const hosts = await group.allGatherObj(`${hostname()}/${process.env.GPUGROUP_NODE_ID ?? ''}`);
   return hosts.map((h) => h === hosts[sourceRank]);
+}
+
+/**
+ * Module-level graph capture (vllm-spec §4.8): captures what `fn` enqueues, the TP and
+ * PP groups' collectives included, on a fresh stream of this rank's device.
+ */
+export function graphCapture<T>(fn: (ctx: GraphCaptureContext) => Promise<T> | T, context?: GraphCaptureContext): Promise<CudaGraph<T>> {
+  return captureGraph(requireEnv().backend, fn, context);
 }

@@ -22,6 +22,26 @@ interface DeviceHeld {
   ptr: bigint;
 }
 
+/**
+ * Storages allocated while a stream capture is open become allocation nodes of the
+ * graph: the graph owns them (they live as long as it and are reused by each replay),
+ * so dispose() outside the capture leaves them alone. See src/parallel/graph.ts.
+ */
+let capturing: Set<DeviceStorage> | null = null;
+
+/** Starts collecting storages allocated during a capture. */
+export function beginGraphAllocations(): void {
+  capturing = new Set();
+}
+
+/** Ends the collection; returns the storages the graph now owns (allocated, not freed, during capture). */
+export function endGraphAllocations(): DeviceStorage[] {
+  const owned = [...(capturing ?? [])];
+  capturing = null;
+  for (const s of owned) s.markGraphOwned();
+  return owned;
+}
+
 // Safety net only (STYLE §7): storages dropped without dispose() are freed on the
 // thread's current stream when the GC finds them.
 const registry = new FinalizationRegistry<DeviceHeld>((held) => {
@@ -39,6 +59,7 @@ export class DeviceStorage {
   readonly device: string;
   readonly ordinal: number;
   private readonly held: DeviceHeld;
+  private graphOwned = false;
 
   private constructor(ordinal: number, ptr: bigint, readonly bytes: number) {
     this.ordinal = ordinal;
@@ -56,7 +77,23 @@ export class DeviceStorage {
     if (bytes === 0) return new DeviceStorage(ordinal, 0n, 0);
     const out = new BigUint64Array(1);
     cuda().cudaMallocAsync(out, bytes, currentStream().handle);
-    return new DeviceStorage(ordinal, out[0], bytes);
+    const storage = new DeviceStorage(ordinal, out[0], bytes);
+    capturing?.add(storage);
+    return storage;
+  }
+
+  /** @internal the graph that allocated this storage owns it now. */
+  markGraphOwned(): void {
+    this.graphOwned = true;
+    registry.unregister(this);
+  }
+
+  /** @internal frees a graph-owned storage when its graph is disposed. */
+  releaseFromGraph(stream: bigint): void {
+    if (this.held.ptr === 0n) return;
+    const ptr = this.held.ptr;
+    this.held.ptr = 0n;
+    cuda().cudaFreeAsync(ptr, stream);
   }
 
   /** The device pointer; throws after dispose. */
@@ -71,7 +108,8 @@ export class DeviceStorage {
 
   /** Frees the memory stream-ordered on the current stream; idempotent. */
   dispose(): void {
-    if (this.held.ptr === 0n) return;
+    if (this.held.ptr === 0n || this.graphOwned) return;
+    capturing?.delete(this); // freed inside the capture: a free node of the graph
     registry.unregister(this);
     const ptr = this.held.ptr;
     this.held.ptr = 0n;

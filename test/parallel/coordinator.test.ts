@@ -107,3 +107,14 @@ describe.each(MODES)('GroupCoordinator on the CPU backend, %s mode', (mode) => {
     }
   });
 });
+
+describe('graph capture on the CPU backend', () => {
+  it('is refused with a clear error', async () => {
+    const group = await launchGroup({ worldSize: 2, worker: new URL('../fixtures/graph-worker.ts', import.meta.url), backend: 'cpu', mode: 'thread', timeoutMs: 30_000 });
+    try {
+      expect(await group.callAll('captureOnCpu')).toEqual(Array(2).fill("InvalidArgumentError: backend: graph capture needs CUDA: launch the group with the NCCL backend"));
+    } finally {
+      await group.shutdown();
+    }
+  });
+});
