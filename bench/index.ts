@@ -27,6 +27,7 @@ const suites: Record<string, () => Promise<{ run: (opts: BenchOptions) => Promis
   orchestrator: () => import('./orchestrator.ts'),
   collectives: () => import('./collectives.ts'),
   coordinator: () => import('./coordinator.ts'),
+  graphs: () => import('./graphs.ts'),
 };
 
 const { values, positionals } = parseArgs({

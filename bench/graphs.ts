@@ -1,0 +1,28 @@
+/**
+ * `npm run bench -- graphs`: latency of graph-captured all-reduce (op `all_reduce`,
+ * `graph: true`) at the sizes nccl-tests -G and the torch baseline use.
+ */
+import { cudaDeviceCount } from '../native/index.ts';
+import { launchGroup } from '../src/orchestrator/index.ts';
+import type { BenchOptions } from './index.ts';
+
+const SIZES = [8, 32, 128, 512, 1024, 2048, 8192, 32768, 65536, 131072, 524288, 1048576];
+
+export async function run(opts: BenchOptions): Promise<void> {
+  const gpus = cudaDeviceCount();
+  const world = opts.world ?? gpus;
+  if (world < 2 || gpus < world) {
+    opts.log(`graphs: needs ${Math.max(world, 2)} GPUs, ${gpus} visible; skipped`);
+    return;
+  }
+  const group = await launchGroup({ worldSize: world, worker: new URL('./workers/graphs.ts', import.meta.url), backend: 'nccl', timeoutMs: 120_000 });
+  try {
+    const [records] = await group.callAll<Record<string, unknown>[]>('graphSweep', { sizes: SIZES });
+    for (const rec of records) {
+      opts.log(`graph all_reduce ${String(rec.bytes).padStart(8)} B: ${rec.us} us per op`);
+      opts.json(rec);
+    }
+  } finally {
+    await group.shutdown();
+  }
+}
