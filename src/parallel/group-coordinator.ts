@@ -44,6 +44,19 @@ function uniqueNameFor(base: string): string {
 
 const NO_COMMUNICATOR = 'No device communicator found';
 
+/** The all-gather slicing of sendTensorDict/recvTensorDict (vllm-spec §3.6–3.7). */
+export interface AllGatherOptions {
+  /** Group whose ranks each send one slice (usually TP); the receivers all-gather. */
+  allGatherGroup?: GroupCoordinator;
+  /** Per-key override of the divisibility rule; an empty object changes nothing (as in vLLM). */
+  allGatherTensors?: Record<string, boolean>;
+}
+
+function useAllGather(key: string, numel: number, agWorld: number, overrides?: Record<string, boolean>): boolean {
+  if (overrides && Object.keys(overrides).length > 0 && key in overrides) return overrides[key];
+  return numel % agWorld === 0;
+}
+
 /** A group of ranks with vLLM's collective, object and tensor-dict operations. */
 export class GroupCoordinator {
   readonly uniqueName: string;
@@ -204,22 +217,35 @@ export class GroupCoordinator {
     return dict;
   }
 
-  /** Sends a tensor dict to group rank `dst` (default: the next rank). Returns null. */
-  async sendTensorDict(tensorDict: TensorDict, dst?: number): Promise<TensorDict | null> {
+  /**
+   * Sends a tensor dict to group rank `dst` (default: the next rank). Returns null.
+   * With `allGatherGroup` (usually TP), a tensor whose numel divides by that group's
+   * size goes as this rank's slice only, and the receiving group all-gathers it back
+   * (vllm-spec §3.6); `allGatherTensors` overrides that rule per key when non-empty.
+   */
+  async sendTensorDict(tensorDict: TensorDict, dst?: number, opts: AllGatherOptions = {}): Promise<TensorDict | null> {
     if (this.worldSize === 1) return tensorDict;
     const peer = dst ?? (this.rankInGroup + 1) % this.worldSize;
     this.checkPeer('dst', peer);
     const { metadata, tensors } = splitTensorDict(tensorDict);
     await this.sendObject(metadata, peer);
-    for (const t of tensors) {
+    const keys = metadata.filter(([, v]) => isTensorMetadata(v)).map(([k]) => k);
+    for (const [i, t] of tensors.entries()) {
       if (t.numel === 0) continue;
-      await (await this.dataPlaneFor(t)).send(t, peer);
+      const ag = opts.allGatherGroup;
+      const part = ag && useAllGather(keys[i], t.numel, ag.worldSize, opts.allGatherTensors)
+        ? t.contiguous().reshape([ag.worldSize, -1]).narrow(0, ag.rankInGroup, 1).reshape([-1])
+        : t;
+      await (await this.dataPlaneFor(t)).send(part, peer);
     }
     return null;
   }
 
-  /** Receives a tensor dict from group rank `src` (default: the previous rank); null at world size 1. */
-  async recvTensorDict(src?: number): Promise<TensorDict | null> {
+  /**
+   * Receives a tensor dict from group rank `src` (default: the previous rank); null at
+   * world size 1. Pass the same `allGatherGroup`/`allGatherTensors` as the sender.
+   */
+  async recvTensorDict(src?: number, opts: AllGatherOptions = {}): Promise<TensorDict | null> {
     if (this.worldSize === 1) return null;
     const peer = src ?? (this.rankInGroup - 1 + this.worldSize) % this.worldSize;
     this.checkPeer('src', peer);
@@ -227,10 +253,17 @@ export class GroupCoordinator {
     const { dict, slots } = this.unpackMetadata(metadata);
     for (const [key, dtype, shape, onCpu] of slots) {
       const device = onCpu ? 'cpu' : this.device;
-      // Empty tensors are never sent (vllm-spec §14 item 6): allocate them here.
-      dict[key] = shape.includes(0)
-        ? Tensor.empty(shape, { dtype, device })
-        : await (await this.dataPlaneForDevice(device)).recv(shape, dtype, peer);
+      const numel = shape.reduce((a, b) => a * b, 1);
+      const ag = opts.allGatherGroup;
+      if (numel === 0) {
+        // Empty tensors are never sent (vllm-spec §14 item 6): allocate them here.
+        dict[key] = Tensor.empty(shape, { dtype, device });
+      } else if (ag && useAllGather(key, numel, ag.worldSize, opts.allGatherTensors)) {
+        const slice = await (await this.dataPlaneForDevice(device)).recv([numel / ag.worldSize], dtype, peer);
+        dict[key] = (await ag.allGather(slice, 0)).reshape(shape);
+      } else {
+        dict[key] = await (await this.dataPlaneForDevice(device)).recv(shape, dtype, peer);
+      }
     }
     return dict;
   }

@@ -1,6 +1,6 @@
 /** src/parallel/: GroupCoordinator, parallel state, layout and pipeline helpers (vllm-spec §1–4). */
 export { GroupCoordinator } from './group-coordinator.ts';
-export type { GroupCoordinatorOptions } from './group-coordinator.ts';
+export type { GroupCoordinatorOptions, AllGatherOptions } from './group-coordinator.ts';
 export type { TensorDict } from './tensor-dict.ts';
 export { groupLayout, getPpIndices, divide, ensureDivisibility } from './layout.ts';
 export type { ParallelSizes, GroupLayout } from './layout.ts';

@@ -72,6 +72,19 @@ describe.each(MODES)('GroupCoordinator on the CPU backend, %s mode', (mode) => {
       });
     });
 
+    it('send/recv tensor dict with the TP group as the all-gather group (slices, then all-gather)', async () => {
+      if (sizes.pipelineParallelSize === 1 || sizes.tensorParallelSize === 1) return;
+      const out = await group.callAll<{ sent?: unknown; received?: Record<string, unknown> }>('pipelineDictAllGather');
+      for (const rank of [2, 3]) {
+        expect(out[rank].received).toEqual({
+          hidden: { tensor: [3, 4], dtype: 'float32', device: 'cpu', values: Array.from({ length: 12 }, (_, i) => i) },
+          odd: { tensor: [3], dtype: 'float32', device: 'cpu', values: [1, 2, 3] },
+          tag: 'x',
+        });
+      }
+      expect(out[0].sent).toBeNull();
+    });
+
     it('allReduce within the TP group', async () => {
       const out = await group.callAll<number[]>('tpAllReduce');
       const layout = groupLayout(4, { tensorParallelSize: sizes.tensorParallelSize });
