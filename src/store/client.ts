@@ -1,200 +1,268 @@
 /**
- * The store client: many requests in flight on one connection, matched to replies by
- * id. Every call has a deadline; a `get` past it becomes a StoreTimeoutError naming
- * the key, and the server is told to forget the parked request.
+ * The store client: one connection, many requests in flight, matched to replies by
+ * request id. Requests issued in the same tick leave in one writev. Every call has a
+ * deadline owned here: a get or wait past it rejects with StoreTimeoutError naming the
+ * key, and the server is told to drop the parked request (a reply that crosses the
+ * cancel on the wire is ignored).
  */
 import { connect, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { GroupClosedError, StoreError, StoreTimeoutError } from '../errors.ts';
-import { FrameReader, Op, Status, bytesOf, encodeFrame, type Frame } from './protocol.ts';
-
-/** What every store (client or prefixed view) offers. Values are bytes. */
-export interface Store {
-  set(key: string, value: Uint8Array | string, timeoutMs?: number): Promise<void>;
-  /** Waits until `key` exists, up to the deadline. */
-  get(key: string, timeoutMs?: number): Promise<Uint8Array>;
-  wait(keys: string[], timeoutMs?: number): Promise<void>;
-  /** Atomically adds `delta` to an integer value (missing = 0) and returns the result. */
-  add(key: string, delta: number, timeoutMs?: number): Promise<number>;
-  /** Sets `desired` if the value equals `expected` (or is missing and `expected` is empty); returns the value now held. */
-  compareSet(key: string, expected: Uint8Array | string, desired: Uint8Array | string, timeoutMs?: number): Promise<Uint8Array>;
-  delete(key: string, timeoutMs?: number): Promise<boolean>;
-  check(keys: string[], timeoutMs?: number): Promise<boolean>;
-  numKeys(timeoutMs?: number): Promise<number>;
-  /** A view of this store whose keys are prefixed with `prefix/`. */
-  withPrefix(prefix: string): Store;
-}
+import { InvalidArgumentError, StoreError, StoreTimeoutError } from '../errors.ts';
+import { FrameReader, MAX_FRAME_BYTES, Op, Status, encodeFrame, isStatus, opName, type Field } from './protocol.ts';
+import { PrefixStore, type Store } from './store.ts';
 
 /** Options of {@link TcpStoreClient.connect}. */
 export interface StoreClientOptions {
   host: string;
   port: number;
-  /** Connect deadline (retrying while the server comes up) and default per-call deadline. Default 30 000. */
+  /**
+   * Deadline of the connect, retries included (the server may not be up yet), and the
+   * default deadline of every call. Default 30 000 ms.
+   */
   timeoutMs?: number;
 }
 
 interface Pending {
+  op: number;
   key: string;
-  op: string;
-  resolve: (fields: Buffer[]) => void;
+  timeoutMs: number;
+  resolve: (value: never) => void;
   reject: (err: Error) => void;
-  timer: NodeJS.Timeout | null;
+  timer: NodeJS.Timeout;
 }
 
-const decoder = new TextDecoder();
+/** setTimeout's largest delay; longer deadlines are clamped to it (about 24.8 days). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
-/** A connection to a {@link TcpStoreServer}. */
+/** A connection to a {@link TcpStoreServer}; implements {@link Store}. */
 export class TcpStoreClient implements Store {
+  /** Server address. */
   readonly host: string;
   readonly port: number;
+  /** Default per-call deadline. */
   readonly timeoutMs: number;
-  private readonly socket: Socket;
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
-  private failure: Error | null = null;
+  private failure: StoreError | null = null;
+  private closed: Promise<void> | null = null;
+  private corked = false;
+  private readonly uncork = (): void => {
+    this.corked = false;
+    this.socket.uncork();
+  };
 
-  private constructor(socket: Socket, opts: StoreClientOptions) {
-    this.socket = socket;
-    this.host = opts.host;
-    this.port = opts.port;
-    this.timeoutMs = opts.timeoutMs ?? 30_000;
-    const reader = new FrameReader(2 ** 31);
-    socket.on('data', (chunk) => {
-      let frames: Frame[];
-      try {
-        frames = reader.push(chunk);
-      } catch (err) {
-        this.fail(new StoreError(`bad reply from store ${this.host}:${this.port}: ${(err as Error).message}`));
-        return;
-      }
-      for (const f of frames) this.onReply(f);
+  private constructor(private readonly socket: Socket, host: string, port: number, timeoutMs: number) {
+    this.host = host;
+    this.port = port;
+    this.timeoutMs = timeoutMs;
+    const reader = new FrameReader(MAX_FRAME_BYTES, isStatus, {
+      frame: (code, id, buf, start, end) => this.onReply(code, id, buf, start, end),
+      oversize: () => undefined, // unreachable: the limit is the u32 maximum
+      fatal: (reason) => this.fail(new StoreError(`store ${this.address()} sent bytes that are not frames: ${reason}`)),
     });
-    socket.on('error', (err) => this.fail(new StoreError(`store connection ${this.host}:${this.port} failed: ${err.message}`, { cause: err })));
-    socket.on('close', () => this.fail(new StoreError(`store connection ${this.host}:${this.port} closed`)));
+    socket.on('data', (chunk: Buffer) => reader.push(chunk));
+    socket.on('error', (err) => this.fail(new StoreError(`store connection ${this.address()} failed: ${err.message}`, { cause: err })));
+    socket.on('close', () => this.fail(new StoreError(`store connection ${this.address()} closed`)));
+    // Pending calls hold timers, which keep the process alive while they wait; an idle
+    // connection must not (a forgotten client would otherwise hang process exit).
+    socket.unref();
   }
 
-  /** Connects, retrying until the server accepts or the deadline passes. */
+  /**
+   * Connects, retrying while the server is not up yet, until `timeoutMs` passes
+   * (then StoreError naming the address and the last failure).
+   */
   static async connect(opts: StoreClientOptions): Promise<TcpStoreClient> {
-    const timeoutMs = opts.timeoutMs ?? 30_000;
+    const timeoutMs = checkTimeout(opts.timeoutMs ?? 30_000);
+    if (typeof opts.host !== 'string' || opts.host === '') throw new InvalidArgumentError('host', `must be a non-empty string, got ${String(opts.host)}`);
+    if (!Number.isInteger(opts.port) || opts.port <= 0 || opts.port > 65_535) throw new InvalidArgumentError('port', `must be an integer in [1, 65535], got ${opts.port}`);
     const deadline = performance.now() + timeoutMs;
     let delayMs = 5;
     for (;;) {
       try {
         const socket = await openSocket(opts.host, opts.port, Math.max(1, deadline - performance.now()));
-        return new TcpStoreClient(socket, opts);
+        return new TcpStoreClient(socket, opts.host, opts.port, timeoutMs);
       } catch (err) {
-        if (performance.now() + delayMs > deadline) {
+        const left = deadline - performance.now();
+        if (left <= 0) {
           throw new StoreError(`could not connect to store ${opts.host}:${opts.port} within ${timeoutMs} ms: ${(err as Error).message}`, { cause: err });
         }
-        await sleep(delayMs);
+        await sleep(Math.min(delayMs, left));
         delayMs = Math.min(200, delayMs * 2);
       }
     }
   }
 
-  set(key: string, value: Uint8Array | string, timeoutMs?: number): Promise<void> {
-    return this.request(Op.set, key, [bytesOf(key), bytesOf(value)], timeoutMs).then(() => undefined);
+  async set(key: string, value: Uint8Array | string, timeoutMs?: number): Promise<void> {
+    return this.request(Op.set, key, [checkKey(key), checkValue('value', value)], timeoutMs);
   }
 
-  get(key: string, timeoutMs?: number): Promise<Uint8Array> {
-    return this.request(Op.get, key, [bytesOf(key)], timeoutMs).then((f) => f[0]);
+  async setForReaders(key: string, value: Uint8Array | string, readers: number, timeoutMs?: number): Promise<void> {
+    if (!Number.isSafeInteger(readers) || readers < 1) throw new InvalidArgumentError('readers', `must be a positive integer, got ${readers}`);
+    return this.request(Op.setForReaders, key, [checkKey(key), checkValue('value', value), String(readers)], timeoutMs);
+  }
+
+  async get(key: string, timeoutMs?: number): Promise<Uint8Array> {
+    return this.request(Op.get, key, [checkKey(key)], timeoutMs);
   }
 
   async wait(keys: string[], timeoutMs?: number): Promise<void> {
-    await Promise.all(keys.map((k) => this.get(k, timeoutMs)));
+    return this.request(Op.wait, keys.join(', '), keys.map(checkKey), timeoutMs);
   }
 
-  add(key: string, delta: number, timeoutMs?: number): Promise<number> {
-    return this.request(Op.add, key, [bytesOf(key), bytesOf(String(delta))], timeoutMs).then((f) => Number(decoder.decode(f[0])));
+  async add(key: string, delta: number, timeoutMs?: number): Promise<number> {
+    if (!Number.isSafeInteger(delta)) throw new InvalidArgumentError('delta', `must be a safe integer, got ${delta}`);
+    return this.request(Op.add, key, [checkKey(key), String(delta)], timeoutMs);
   }
 
-  compareSet(key: string, expected: Uint8Array | string, desired: Uint8Array | string, timeoutMs?: number): Promise<Uint8Array> {
-    return this.request(Op.compareSet, key, [bytesOf(key), bytesOf(expected), bytesOf(desired)], timeoutMs).then((f) => f[0]);
+  async compareSet(key: string, expected: Uint8Array | string, desired: Uint8Array | string, timeoutMs?: number): Promise<Uint8Array> {
+    return this.request(Op.compareSet, key, [checkKey(key), checkValue('expected', expected), checkValue('desired', desired)], timeoutMs);
   }
 
-  delete(key: string, timeoutMs?: number): Promise<boolean> {
-    return this.request(Op.delete, key, [bytesOf(key)], timeoutMs).then((f) => f[0][0] === 1);
+  async delete(key: string, timeoutMs?: number): Promise<boolean> {
+    return this.request(Op.delete, key, [checkKey(key)], timeoutMs);
   }
 
-  check(keys: string[], timeoutMs?: number): Promise<boolean> {
-    return this.request(Op.check, keys.join(','), keys.map(bytesOf), timeoutMs).then((f) => f[0][0] === 1);
+  async check(keys: string[], timeoutMs?: number): Promise<boolean> {
+    return this.request(Op.check, keys.join(', '), keys.map(checkKey), timeoutMs);
   }
 
-  numKeys(timeoutMs?: number): Promise<number> {
-    return this.request(Op.numKeys, '', [], timeoutMs).then((f) => Number(decoder.decode(f[0])));
+  async numKeys(timeoutMs?: number): Promise<number> {
+    return this.request(Op.numKeys, '', [], timeoutMs);
   }
 
   withPrefix(prefix: string): Store {
     return new PrefixStore(this, prefix);
   }
 
-  /** Closes the connection; pending calls reject with GroupClosedError. Idempotent. */
-  close(): void {
-    this.fail(new GroupClosedError(`store client ${this.host}:${this.port} was closed`));
+  /** Number of calls waiting for a reply. */
+  get pendingCalls(): number {
+    return this.pending.size;
   }
 
-  private request(op: number, key: string, fields: Uint8Array[], timeoutMs = this.timeoutMs): Promise<Buffer[]> {
+  /**
+   * Closes the connection: pending and later calls reject with StoreError. Requests
+   * already written are still delivered. Resolves once the socket is closed; idempotent.
+   */
+  close(): Promise<void> {
+    this.closed ??= new Promise<void>((resolve) => {
+      this.fail(new StoreError(`store client ${this.address()} was closed`), false);
+      if (this.socket.destroyed) return resolve();
+      this.socket.once('close', () => resolve());
+      this.socket.end();
+      setTimeout(() => this.socket.destroy(), 1_000).unref();
+    });
+    return this.closed;
+  }
+
+  private request<T>(op: number, key: string, fields: Field[], timeoutMs = this.timeoutMs): Promise<T> {
     if (this.failure) return Promise.reject(this.failure);
+    try {
+      timeoutMs = checkTimeout(timeoutMs);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const frame = encodeFrame(op, this.nextId, fields);
+    if (frame === null) return Promise.reject(new InvalidArgumentError('value', `a ${opName(op)} of '${key}' does not fit one frame (4 GiB)`));
     const id = this.nextId;
-    this.nextId = this.nextId === 0xffffffff ? 1 : this.nextId + 1;
-    return new Promise<Buffer[]>((resolve, reject) => {
-      const entry: Pending = { key, op: opName(op), resolve, reject, timer: null };
-      entry.timer = setTimeout(() => {
-        this.pending.delete(id);
-        if (op === Op.get) this.socket.write(encodeFrame(Op.cancel, id, [bytesOf(key)]));
-        reject(new StoreTimeoutError(key, timeoutMs, opName(op)));
-      }, timeoutMs);
-      this.pending.set(id, entry);
-      this.socket.write(encodeFrame(op, id, fields));
+    this.nextId = id === 0xffff_ffff ? 1 : id + 1;
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(this.onTimeout, Math.min(timeoutMs, MAX_TIMER_MS), id);
+      this.pending.set(id, { op, key, timeoutMs, resolve: resolve as (v: never) => void, reject, timer });
+      this.write(frame);
     });
   }
 
-  private onReply({ code, id, fields }: Frame): void {
-    const entry = this.pending.get(id);
-    if (!entry) {
-      // id 0 is the server's notice before it drops a misbehaving client.
-      if (id === 0 && code === Status.error) this.fail(new StoreError(decoder.decode(fields[0] ?? new Uint8Array())));
-      return; // a late reply to a request that already timed out
+  private readonly onTimeout = (id: number): void => {
+    const p = this.pending.get(id);
+    if (!p) return;
+    this.pending.delete(id);
+    if (p.op === Op.get || p.op === Op.wait) this.write(encodeFrame(Op.cancel, id, [])!);
+    p.reject(new StoreTimeoutError(p.key, p.timeoutMs, opName(p.op)));
+  };
+
+  private onReply(code: number, id: number, buf: Buffer, start: number, end: number): void {
+    const p = this.pending.get(id);
+    if (!p) {
+      // id 0 is the server's notice before it drops this connection; any other unknown
+      // id is a late reply to a call that already timed out.
+      if (id === 0 && code === Status.error) this.fail(new StoreError(`store ${this.address()}: ${firstField(buf, start, end).toString('utf8')}`));
+      return;
     }
     this.pending.delete(id);
-    if (entry.timer) clearTimeout(entry.timer);
-    if (code === Status.ok) entry.resolve(fields);
-    else entry.reject(new StoreError(`store ${entry.op} of '${entry.key}' failed: ${decoder.decode(fields[0] ?? new Uint8Array())}`));
+    clearTimeout(p.timer);
+    if (code === Status.error) {
+      const what = p.key === '' ? opName(p.op) : `${opName(p.op)} of '${p.key}'`;
+      p.reject(new StoreError(`store ${what} failed: ${firstField(buf, start, end).toString('utf8')}`));
+      return;
+    }
+    let field: Buffer;
+    switch (p.op) {
+      case Op.set:
+      case Op.setForReaders:
+      case Op.wait:
+        return p.resolve(undefined as never);
+      case Op.get:
+      case Op.compareSet:
+        return p.resolve(firstField(buf, start, end) as never);
+      case Op.add:
+      case Op.numKeys:
+        field = firstField(buf, start, end);
+        return p.resolve(Number(field.toString('latin1')) as never);
+      default: // delete, check
+        field = firstField(buf, start, end);
+        return p.resolve((field.length === 1 && field[0] === 0x31) as never);
+    }
   }
 
-  private fail(err: Error): void {
+  private write(frame: Buffer): void {
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(this.uncork);
+    }
+    this.socket.write(frame);
+  }
+
+  private fail(err: StoreError, destroy = true): void {
     if (this.failure) return;
     this.failure = err;
-    for (const entry of this.pending.values()) {
-      if (entry.timer) clearTimeout(entry.timer);
-      entry.reject(err);
-    }
+    const pending = [...this.pending.values()];
     this.pending.clear();
-    this.socket.destroy();
+    for (const p of pending) {
+      clearTimeout(p.timer);
+      p.reject(err);
+    }
+    if (destroy) this.socket.destroy();
+  }
+
+  private address(): string {
+    return `${this.host}:${this.port}`;
   }
 }
 
-/** Keys of `inner` under `prefix/`. */
-export class PrefixStore implements Store {
-  constructor(private readonly inner: Store, readonly prefix: string) {}
-  private k(key: string): string {
-    return `${this.prefix}/${key}`;
-  }
-  set(key: string, value: Uint8Array | string, timeoutMs?: number) { return this.inner.set(this.k(key), value, timeoutMs); }
-  get(key: string, timeoutMs?: number) { return this.inner.get(this.k(key), timeoutMs); }
-  wait(keys: string[], timeoutMs?: number) { return this.inner.wait(keys.map((k) => this.k(k)), timeoutMs); }
-  add(key: string, delta: number, timeoutMs?: number) { return this.inner.add(this.k(key), delta, timeoutMs); }
-  compareSet(key: string, expected: Uint8Array | string, desired: Uint8Array | string, timeoutMs?: number) {
-    return this.inner.compareSet(this.k(key), expected, desired, timeoutMs);
-  }
-  delete(key: string, timeoutMs?: number) { return this.inner.delete(this.k(key), timeoutMs); }
-  check(keys: string[], timeoutMs?: number) { return this.inner.check(keys.map((k) => this.k(k)), timeoutMs); }
-  numKeys(timeoutMs?: number) { return this.inner.numKeys(timeoutMs); }
-  withPrefix(prefix: string): Store { return new PrefixStore(this, prefix); }
+/** The first field of a reply body (empty when there is none). */
+function firstField(buf: Buffer, start: number, end: number): Buffer {
+  if (end - start < 4) return buf.subarray(start, start);
+  const len = buf.readUInt32LE(start);
+  return buf.subarray(start + 4, Math.min(end, start + 4 + len));
 }
 
-function opName(op: number): string {
-  return Object.entries(Op).find(([, v]) => v === op)?.[0] ?? `op${op}`;
+function checkKey(key: string): string {
+  if (typeof key !== 'string') throw new InvalidArgumentError('key', `must be a string, got ${typeof key}`);
+  return key;
+}
+
+function checkValue(argument: string, value: Uint8Array | string): Field {
+  if (typeof value === 'string' || value instanceof Uint8Array) return value;
+  throw new InvalidArgumentError(argument, `must be a Uint8Array or a string, got ${Object.prototype.toString.call(value)}`);
+}
+
+function checkTimeout(timeoutMs: number): number {
+  if (typeof timeoutMs !== 'number' || !(timeoutMs > 0) || !Number.isFinite(timeoutMs)) {
+    throw new InvalidArgumentError('timeoutMs', `must be a positive finite number of milliseconds, got ${timeoutMs}`);
+  }
+  return timeoutMs;
 }
 
 function openSocket(host: string, port: number, timeoutMs: number): Promise<Socket> {
@@ -202,7 +270,7 @@ function openSocket(host: string, port: number, timeoutMs: number): Promise<Sock
     const socket = connect({ host, port, noDelay: true });
     const timer = setTimeout(() => {
       socket.destroy();
-      reject(new Error('connect timed out'));
+      reject(new Error(`connect timed out after ${Math.round(timeoutMs)} ms`));
     }, timeoutMs);
     socket.once('connect', () => {
       clearTimeout(timer);

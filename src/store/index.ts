@@ -1,7 +1,14 @@
-/** src/store/: the TCP key-value store and StatelessProcessGroup (vllm-spec §5). */
+/**
+ * src/store/: the rendezvous layer — a TCP key-value store (the role torch's TCPStore
+ * plays) and vLLM's StatelessProcessGroup on top of it (vllm-spec §5).
+ */
 export { TcpStoreServer } from './server.ts';
 export type { StoreServerOptions } from './server.ts';
-export { TcpStoreClient, PrefixStore } from './client.ts';
-export type { Store, StoreClientOptions } from './client.ts';
+export { TcpStoreClient } from './client.ts';
+export type { StoreClientOptions } from './client.ts';
+export { PrefixStore } from './store.ts';
+export type { Store } from './store.ts';
 export { StatelessProcessGroup } from './stateless-group.ts';
 export type { StatelessGroupOptions, FromStoreOptions } from './stateless-group.ts';
+export { storeBarrier } from './barrier.ts';
+export type { StoreBarrierOptions } from './barrier.ts';

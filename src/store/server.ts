@@ -1,193 +1,123 @@
 /**
- * The store server (the role torch's TCPStore master plays): an in-memory map of
- * byte values with blocking gets, served over node:net. A bad client — garbage
- * bytes, an oversized frame, a vanished socket — gets an error frame and is dropped;
- * the map and every other client are untouched.
+ * The store server (the role torch's TCPStore master plays): an in-memory map of byte
+ * values served over node:net. A get of a missing key is parked and answered when the
+ * key is set — no polling. The client owns the deadline and cancels what it gave up on.
+ *
+ * A bad client cannot hurt the others: a frame over the size limit is skipped and
+ * answered with an error; a malformed field gets an error reply; bytes that are not
+ * frames (bad length, unknown op) get an error frame and the connection is dropped.
+ * Every handler is guarded, so the server never throws into the process.
  */
 import { createServer, type Server, type Socket } from 'node:net';
+import { InvalidArgumentError, StoreError } from '../errors.ts';
 import { log } from '../log.ts';
-import { FrameReader, MalformedFrameError, Op, Status, encodeFrame, type Frame } from './protocol.ts';
+import { Connection } from './server-connection.ts';
+import { MAX_FRAME_BYTES } from './protocol.ts';
+import { KeyValueState } from './server-state.ts';
 
 /** Options of {@link TcpStoreServer.listen}. */
 export interface StoreServerOptions {
-  /** Address to bind; loopback unless told otherwise. */
+  /** Address to bind. Default `127.0.0.1`: loopback unless told otherwise. */
   host?: string;
-  /** 0 picks a free port. */
+  /** Port to bind; 0 (default) picks a free one. */
   port?: number;
-  /** Largest frame accepted (value plus key plus headers). Default 1 GiB. */
-  maxFrameBytes?: number;
+  /** Largest value accepted. Default 1 GiB; frames may add 1 MiB of keys and headers. */
+  maxValueBytes?: number;
 }
 
-interface ParkedGet {
-  socket: Socket;
-  id: number;
-}
-
-const encoder = new TextEncoder();
-const EMPTY = new Uint8Array(0);
+const KEY_ALLOWANCE_BYTES = 1 << 20;
 
 /** A TCP key-value store server. */
 export class TcpStoreServer {
+  /** The bound address. */
   readonly host: string;
+  /** The bound port (the chosen one when listening on port 0). */
   readonly port: number;
-  private readonly server: Server;
-  private readonly data = new Map<string, Uint8Array>();
-  private readonly parked = new Map<string, Set<ParkedGet>>();
-  private readonly sockets = new Set<Socket>();
-  private closed: Promise<void> | null = null;
+  /** Largest value accepted. */
+  readonly maxValueBytes: number;
+  private readonly state = new KeyValueState();
+  private readonly connections = new Set<Connection>();
+  private closing: Promise<void> | null = null;
 
-  private constructor(server: Server, host: string, port: number, private readonly maxFrameBytes: number) {
-    this.server = server;
+  private constructor(private readonly server: Server, host: string, port: number, maxValueBytes: number) {
     this.host = host;
     this.port = port;
+    this.maxValueBytes = maxValueBytes;
   }
 
-  /** Starts a server and resolves once it listens. */
+  /**
+   * Binds and resolves once listening. Rejects with StoreError when the address
+   * cannot be bound (in use, not local).
+   */
   static listen(opts: StoreServerOptions = {}): Promise<TcpStoreServer> {
     const host = opts.host ?? '127.0.0.1';
-    const maxFrameBytes = opts.maxFrameBytes ?? 2 ** 30;
+    const port = opts.port ?? 0;
+    const maxValueBytes = opts.maxValueBytes ?? 2 ** 30;
+    if (!Number.isInteger(maxValueBytes) || maxValueBytes < 0 || maxValueBytes + KEY_ALLOWANCE_BYTES > MAX_FRAME_BYTES) {
+      return Promise.reject(new InvalidArgumentError('maxValueBytes', `must be an integer in [0, ${MAX_FRAME_BYTES - KEY_ALLOWANCE_BYTES}], got ${maxValueBytes}`));
+    }
+    if (!Number.isInteger(port) || port < 0 || port > 65_535) return Promise.reject(new InvalidArgumentError('port', `must be an integer in [0, 65535], got ${port}`));
     return new Promise((resolve, reject) => {
-      const server = createServer();
-      server.once('error', reject);
-      server.listen({ host, port: opts.port ?? 0, exclusive: true }, () => {
-        server.off('error', reject);
+      const server = createServer({ noDelay: true });
+      const onError = (err: Error) => reject(new StoreError(`store could not listen on ${host}:${port}: ${err.message}`, { cause: err }));
+      server.once('error', onError);
+      // A deep backlog: every rank of a large job connects at once, and an overflowing
+      // accept queue costs each extra client a 1 s SYN retransmit.
+      server.listen({ host, port, backlog: 4096 }, () => {
+        server.off('error', onError);
         const address = server.address();
-        const port = typeof address === 'object' && address ? address.port : 0;
-        const store = new TcpStoreServer(server, host, port, maxFrameBytes);
+        const bound = typeof address === 'object' && address !== null ? address.port : port;
+        const store = new TcpStoreServer(server, host, bound, maxValueBytes);
         server.on('connection', (socket) => store.accept(socket));
-        server.on('error', (err) => log('error', 'store', `server error: ${err.message}`));
+        server.on('error', (err) => log('error', 'store', `server ${host}:${bound}: ${err.message}`));
+        log('debug', 'store', `listening on ${host}:${bound}`);
         resolve(store);
       });
     });
   }
 
-  /** Number of keys held (for tests and diagnostics). */
+  /** Number of keys held. */
   get size(): number {
-    return this.data.size;
+    return this.state.data.size;
   }
 
-  /** Stops listening and drops every client; idempotent. */
+  /** Number of gets and waits parked now (diagnostics; 0 when nobody waits). */
+  get parkedWaits(): number {
+    let n = 0;
+    for (const c of this.connections) n += c.waiters.size;
+    return n;
+  }
+
+  /** Number of client connections open now. */
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  /**
+   * Stops listening and destroys every client connection (their pending calls fail
+   * with StoreError). Resolves once the listening socket is closed; idempotent.
+   */
   close(): Promise<void> {
-    this.closed ??= new Promise<void>((resolve) => {
-      for (const socket of this.sockets) socket.destroy();
+    this.closing ??= new Promise<void>((resolve) => {
       this.server.close(() => resolve());
+      for (const c of this.connections) c.socket.destroy();
+      this.connections.clear();
+      this.state.clear();
     });
-    return this.closed;
+    return this.closing;
   }
 
   private accept(socket: Socket): void {
-    socket.setNoDelay(true);
-    this.sockets.add(socket);
-    const reader = new FrameReader(this.maxFrameBytes);
-    socket.on('data', (chunk) => {
-      let frames: Frame[];
-      try {
-        frames = reader.push(chunk);
-      } catch (err) {
-        this.drop(socket, err instanceof MalformedFrameError ? err.message : String(err));
-        return;
-      }
-      for (const frame of frames) {
-        try {
-          this.handle(socket, frame);
-        } catch (err) {
-          this.reply(socket, frame.id, Status.error, [encoder.encode((err as Error).message)]);
-        }
-      }
-    });
-    socket.on('error', () => socket.destroy());
-    socket.on('close', () => {
-      this.sockets.delete(socket);
-      for (const waiters of this.parked.values()) for (const w of waiters) if (w.socket === socket) waiters.delete(w);
-    });
-  }
-
-  private handle(socket: Socket, { code, id, fields }: Frame): void {
-    const key = (i = 0): string => {
-      if (fields.length <= i) throw new Error(`op ${code}: missing field ${i}`);
-      return fields[i].toString('utf8');
-    };
-    switch (code) {
-      case Op.set:
-        this.set(key(), fields[1] ?? EMPTY);
-        this.reply(socket, id, Status.ok, []);
-        return;
-      case Op.get: {
-        const k = key();
-        const value = this.data.get(k);
-        if (value !== undefined) this.reply(socket, id, Status.ok, [value]);
-        else {
-          let waiters = this.parked.get(k);
-          if (!waiters) this.parked.set(k, (waiters = new Set()));
-          waiters.add({ socket, id });
-        }
-        return;
-      }
-      case Op.cancel: {
-        // The client gave up on a parked get (its deadline passed): forget it.
-        const k = key();
-        const waiters = this.parked.get(k);
-        if (waiters) for (const w of waiters) if (w.socket === socket && w.id === id) waiters.delete(w);
-        return;
-      }
-      case Op.add: {
-        const k = key();
-        const delta = Number(fields[1]?.toString('ascii'));
-        if (!Number.isSafeInteger(delta)) throw new Error(`add: delta is not an integer`);
-        const current = this.data.get(k);
-        const base = current === undefined ? 0 : Number(Buffer.from(current).toString('ascii'));
-        if (!Number.isSafeInteger(base)) throw new Error(`add: key '${k}' does not hold an integer`);
-        const next = encoder.encode(String(base + delta));
-        this.set(k, next);
-        this.reply(socket, id, Status.ok, [next]);
-        return;
-      }
-      case Op.compareSet: {
-        const k = key();
-        const expected = fields[1] ?? EMPTY;
-        const desired = fields[2] ?? EMPTY;
-        const current = this.data.get(k);
-        // torch's semantics: a missing key with an empty expectation is set.
-        if ((current === undefined && expected.length === 0) || (current !== undefined && Buffer.compare(current, expected) === 0)) {
-          this.set(k, Uint8Array.from(desired));
-          this.reply(socket, id, Status.ok, [desired]);
-        } else {
-          this.reply(socket, id, Status.ok, [current ?? expected]);
-        }
-        return;
-      }
-      case Op.delete:
-        this.reply(socket, id, Status.ok, [Uint8Array.of(this.data.delete(key()) ? 1 : 0)]);
-        return;
-      case Op.numKeys:
-        this.reply(socket, id, Status.ok, [encoder.encode(String(this.data.size))]);
-        return;
-      case Op.check:
-        this.reply(socket, id, Status.ok, [Uint8Array.of(fields.every((f) => this.data.has(f.toString('utf8'))) ? 1 : 0)]);
-        return;
-      default:
-        throw new Error(`unknown op ${code}`);
+    if (this.closing) {
+      socket.destroy();
+      return;
     }
-  }
-
-  private set(key: string, value: Uint8Array): void {
-    // Copy: `value` is a view into the socket's receive buffer.
-    const stored = Uint8Array.from(value);
-    this.data.set(key, stored);
-    const waiters = this.parked.get(key);
-    if (!waiters) return;
-    this.parked.delete(key);
-    for (const w of waiters) this.reply(w.socket, w.id, Status.ok, [stored]);
-  }
-
-  private reply(socket: Socket, id: number, status: number, fields: Uint8Array[]): void {
-    if (!socket.destroyed) socket.write(encodeFrame(status, id, fields));
-  }
-
-  private drop(socket: Socket, reason: string): void {
-    log('warn', 'store', `dropping client ${socket.remoteAddress}:${socket.remotePort}: ${reason}`);
-    this.reply(socket, 0, Status.error, [encoder.encode(`protocol error: ${reason}`)]);
-    socket.end();
-    socket.destroySoon();
+    socket.setNoDelay(true);
+    const conn = new Connection(this.state, socket, this.maxValueBytes, this.maxValueBytes + KEY_ALLOWANCE_BYTES);
+    this.connections.add(conn);
+    socket.once('close', () => {
+      this.connections.delete(conn);
+      conn.dropWaiters();
+    });
   }
 }

@@ -1,185 +1,251 @@
 /**
- * vLLM's StatelessProcessGroup (vllm-spec §5): object collectives over the store,
- * without any global registration. Objects travel as node:v8 serialized bytes, so
- * typed arrays, Maps and BigInts survive.
+ * vLLM's StatelessProcessGroup (vllm-spec §5): object exchange among `worldSize` ranks
+ * through a store, without any global registration. Objects travel as node:v8
+ * serialize/deserialize bytes, so typed arrays, Maps, Sets, Dates and BigInts survive.
  *
- * Two deliberate changes from vLLM:
- * - point-to-point keys name the sender (`send_to/{dst}/{src}/{n}`): vLLM's
- *   `send_to/{dst}/{n}` collides when two ranks send to one (vllm-spec §14 item 11);
- * - a value is deleted once every reader has it (the last reader deletes), so a
- *   broadcast every step does not grow the store; writer-side expiry remains as a net.
+ * Deliberate changes from vLLM, each for a reason:
+ * - Point-to-point keys name the sender: `send_to/{dst}/{src}/{n}`. vLLM writes
+ *   `send_to/{dst}/{n}`, so two ranks sending to one receiver overwrite each other's
+ *   messages (vllm-spec §14 item 11). Both sides are ours, so both change together.
+ * - Messages are written with `setForReaders`: the server deletes a value once all its
+ *   readers have it (1 for send, worldSize-1 for broadcast), so a broadcast every step
+ *   does not grow the store for an hour. Writer-side expiry stays, for values nobody read.
+ * - The barrier has its own keys and does not consume broadcast counters (vLLM's old
+ *   barrier did, §14 item 12); it is the arrive/decide/depart barrier of ./barrier.ts.
+ * - allGatherObj issues all its reads at once (one round trip, not worldSize).
  */
 import { deserialize, serialize } from 'node:v8';
-import { InvalidArgumentError, StoreTimeoutError } from '../errors.ts';
+import { GroupClosedError, InvalidArgumentError } from '../errors.ts';
 import { log } from '../log.ts';
-import { TcpStoreClient, type Store } from './client.ts';
+import { storeBarrier } from './barrier.ts';
+import { TcpStoreClient } from './client.ts';
+import { ExpiryQueue } from './expiry.ts';
 import { TcpStoreServer } from './server.ts';
-
-/** Options of {@link StatelessProcessGroup.create}. */
-export interface StatelessGroupOptions {
-  host: string;
-  port: number;
-  rank: number;
-  worldSize: number;
-  /** Deadline of every store wait. Default 300 000 ms, as vLLM. */
-  storeTimeoutMs?: number;
-  /** Writer-side expiry of values nobody consumed. Default 3600 s. */
-  dataExpirationSeconds?: number;
-}
+import type { Store } from './store.ts';
 
 /** Options of {@link StatelessProcessGroup.fromStore}. */
 export interface FromStoreOptions {
+  /** Deadline of every store wait (recv, broadcast, barrier). Default 300 000 ms, as vLLM. */
   storeTimeoutMs?: number;
+  /** Values this rank wrote are deleted after this long if unread. Default 3600 s. */
   dataExpirationSeconds?: number;
+}
+
+/** Options of {@link StatelessProcessGroup.create}. */
+export interface StatelessGroupOptions extends FromStoreOptions {
+  /** Where rank 0 serves the store and every rank connects. */
+  host: string;
+  /** Port of the store. 0 (an ephemeral port) only with `worldSize` 1: peers could not find it. */
+  port: number;
+  rank: number;
+  worldSize: number;
 }
 
 /** A group of `worldSize` ranks that exchange objects through a store. */
 export class StatelessProcessGroup {
+  /** This rank, in [0, worldSize). */
   readonly rank: number;
   readonly worldSize: number;
+  /** The store the group uses (a prefixed view when built by the orchestrator). */
   readonly store: Store;
   readonly storeTimeoutMs: number;
-  private readonly expirationMs: number;
-  private readonly sendCounters: number[];
-  private readonly recvCounters: number[];
+  readonly dataExpirationSeconds: number;
+  private readonly sendDstCounter: number[];
+  private readonly recvSrcCounter: number[];
   private broadcastSendCounter = 0;
-  private readonly broadcastRecvCounters: number[];
+  private readonly broadcastRecvSrcCounter: number[];
   private barrierCounter = 0;
-  private readonly written: { key: string; at: number }[] = [];
-  private owned: { client?: TcpStoreClient; server?: TcpStoreServer } = {};
+  private readonly entries = new ExpiryQueue();
+  private owned: { client: TcpStoreClient; server: TcpStoreServer | null } | null = null;
+  /** Rank whose process serves the store (rank 0 after create), or null. */
+  private hostRank: number | null = null;
+  private closing: Promise<void> | null = null;
 
   private constructor(store: Store, rank: number, worldSize: number, opts: FromStoreOptions) {
-    if (!Number.isInteger(worldSize) || worldSize < 1) throw new InvalidArgumentError('worldSize', `must be a positive integer, got ${worldSize}`);
-    if (!Number.isInteger(rank) || rank < 0 || rank >= worldSize) throw new InvalidArgumentError('rank', `${rank} is out of range [0, ${worldSize})`);
     this.store = store;
     this.rank = rank;
     this.worldSize = worldSize;
     this.storeTimeoutMs = opts.storeTimeoutMs ?? 300_000;
-    this.expirationMs = (opts.dataExpirationSeconds ?? 3600) * 1000;
-    this.sendCounters = new Array<number>(worldSize).fill(0);
-    this.recvCounters = new Array<number>(worldSize).fill(0);
-    this.broadcastRecvCounters = new Array<number>(worldSize).fill(0);
-  }
-
-  /** A group over an existing store connection (the orchestrator passes a prefixed view). */
-  static fromStore(store: Store, rank: number, worldSize: number, opts: FromStoreOptions = {}): StatelessProcessGroup {
-    return new StatelessProcessGroup(store, rank, worldSize, opts);
-  }
-
-  /** Rank 0 serves a store on host:port; every rank connects to it. */
-  static async create(opts: StatelessGroupOptions): Promise<StatelessProcessGroup> {
-    if (!Number.isInteger(opts.rank) || opts.rank < 0 || opts.rank >= opts.worldSize) {
-      throw new InvalidArgumentError('rank', `${opts.rank} is out of range [0, ${opts.worldSize})`);
-    }
-    const timeoutMs = opts.storeTimeoutMs ?? 300_000;
-    const server = opts.rank === 0 ? await TcpStoreServer.listen({ host: opts.host, port: opts.port }) : undefined;
-    const client = await TcpStoreClient.connect({ host: opts.host, port: server?.port ?? opts.port, timeoutMs });
-    const group = new StatelessProcessGroup(client, opts.rank, opts.worldSize, { storeTimeoutMs: timeoutMs, dataExpirationSeconds: opts.dataExpirationSeconds });
-    group.owned = { client, server };
-    return group;
-  }
-
-  /** Sends `obj` to `dst`. */
-  async sendObj(obj: unknown, dst: number): Promise<void> {
-    this.checkPeer('dst', dst);
-    const key = `send_to/${dst}/${this.rank}/${this.sendCounters[dst]++}`;
-    await this.write(key, obj);
-  }
-
-  /** Receives the next object `src` sent to this rank. */
-  async recvObj(src: number): Promise<unknown> {
-    this.checkPeer('src', src);
-    const key = `send_to/${this.rank}/${src}/${this.recvCounters[src]++}`;
-    const value = await this.store.get(key, this.storeTimeoutMs);
-    this.consume(key, 1);
-    return deserialize(value);
-  }
-
-  /** Broadcasts from `src`; the source gets its original object back (vllm-spec §14 item 12). */
-  async broadcastObj<T>(obj: T | null | undefined, src: number): Promise<T> {
-    this.checkRank('src', src);
-    if (this.rank === src) {
-      const key = `broadcast_from/${src}/${this.broadcastSendCounter++}`;
-      if (this.worldSize > 1) await this.write(key, obj);
-      return obj as T;
-    }
-    const key = `broadcast_from/${src}/${this.broadcastRecvCounters[src]++}`;
-    const value = await this.store.get(key, this.storeTimeoutMs);
-    this.consume(key, this.worldSize - 1);
-    return deserialize(value) as T;
-  }
-
-  /** Every rank's `obj`, in rank order. */
-  async allGatherObj<T>(obj: T): Promise<T[]> {
-    const out: T[] = [];
-    for (let i = 0; i < this.worldSize; i++) out.push(await this.broadcastObj<T>(i === this.rank ? obj : null, i));
-    return out;
+    this.dataExpirationSeconds = opts.dataExpirationSeconds ?? 3600;
+    this.sendDstCounter = new Array<number>(worldSize).fill(0);
+    this.recvSrcCounter = new Array<number>(worldSize).fill(0);
+    this.broadcastRecvSrcCounter = new Array<number>(worldSize).fill(0);
   }
 
   /**
-   * Waits until every rank reached this barrier. Arrive: an atomic counter; the last
-   * to arrive publishes `done`, the others wait for it with the deadline; depart: the
-   * last to leave deletes the keys. A rank that never arrives makes the others fail with
-   * StoreTimeoutError naming the barrier.
+   * A group over an existing store (the orchestrator passes a per-group prefixed view).
+   * The group does not own the store: close() leaves it open.
+   */
+  static fromStore(store: Store, rank: number, worldSize: number, opts: FromStoreOptions = {}): StatelessProcessGroup {
+    checkGroup(rank, worldSize);
+    checkOptions(opts);
+    return new StatelessProcessGroup(store, rank, worldSize, opts);
+  }
+
+  /**
+   * vLLM's `StatelessProcessGroup.create`: rank 0 serves a store on host:port and every
+   * rank (rank 0 included) connects to it, retrying until `storeTimeoutMs`.
+   */
+  static async create(opts: StatelessGroupOptions): Promise<StatelessProcessGroup> {
+    checkGroup(opts.rank, opts.worldSize);
+    checkOptions(opts);
+    if (typeof opts.host !== 'string' || opts.host === '') throw new InvalidArgumentError('host', `must be a non-empty string, got ${String(opts.host)}`);
+    if (!Number.isInteger(opts.port) || opts.port < 0 || opts.port > 65_535) throw new InvalidArgumentError('port', `must be an integer in [0, 65535], got ${opts.port}`);
+    if (opts.port === 0 && opts.worldSize > 1) {
+      throw new InvalidArgumentError('port', `0 (an ephemeral port) works only with worldSize 1; with ${opts.worldSize} ranks the others could not find the store`);
+    }
+    const server = opts.rank === 0 ? await TcpStoreServer.listen({ host: opts.host, port: opts.port }) : null;
+    let client: TcpStoreClient;
+    try {
+      client = await TcpStoreClient.connect({ host: opts.host, port: server?.port ?? opts.port, timeoutMs: opts.storeTimeoutMs ?? 300_000 });
+    } catch (err) {
+      await server?.close();
+      throw err;
+    }
+    const group = new StatelessProcessGroup(client, opts.rank, opts.worldSize, opts);
+    group.owned = { client, server };
+    group.hostRank = 0;
+    return group;
+  }
+
+  /** Sends `obj` to rank `dst` (not this rank). */
+  async sendObj(obj: unknown, dst: number): Promise<void> {
+    this.checkPeer('dst', dst);
+    const bytes = encode(obj);
+    this.checkOpen();
+    const key = `send_to/${dst}/${this.rank}/${this.sendDstCounter[dst]++}`;
+    await this.write(key, bytes, 1);
+  }
+
+  /** Receives the next object rank `src` sent to this rank, waiting up to the store deadline. */
+  async recvObj(src: number): Promise<unknown> {
+    this.checkPeer('src', src);
+    this.checkOpen();
+    const n = this.recvSrcCounter[src]++;
+    return this.read(`send_to/${this.rank}/${src}/${n}`, this.recvSrcCounter, src, n);
+  }
+
+  /**
+   * Broadcasts `obj` from rank `src`. The source gets its ORIGINAL object back, not a
+   * copy (vllm-spec §14 item 12); the others get a deserialized copy.
+   */
+  async broadcastObj<T>(obj: T | null | undefined, src: number): Promise<T> {
+    this.checkRank('src', src);
+    if (this.rank === src) {
+      const bytes = this.worldSize > 1 ? encode(obj) : null;
+      this.checkOpen();
+      const key = `broadcast_from/${src}/${this.broadcastSendCounter++}`;
+      if (bytes) await this.write(key, bytes, this.worldSize - 1);
+      return obj as T;
+    }
+    this.checkOpen();
+    const n = this.broadcastRecvSrcCounter[src]++;
+    return (await this.read(`broadcast_from/${src}/${n}`, this.broadcastRecvSrcCounter, src, n)) as T;
+  }
+
+  /** Every rank's `obj`, in rank order (this rank's slot holds the original object). */
+  async allGatherObj<T>(obj: T): Promise<T[]> {
+    // All broadcasts start in rank order in this tick (counters are taken synchronously),
+    // then travel pipelined on the connection: one round trip instead of worldSize.
+    const parts: Promise<T>[] = [];
+    for (let i = 0; i < this.worldSize; i++) parts.push(this.broadcastObj<T>(i === this.rank ? obj : null, i));
+    return Promise.all(parts);
+  }
+
+  /**
+   * Returns once every rank has reached this barrier. A rank that does not arrive within
+   * `timeoutMs` (default: the store deadline) makes the others reject with
+   * StoreTimeoutError naming the barrier and how many ranks arrived.
    */
   async barrier(timeoutMs = this.storeTimeoutMs): Promise<void> {
+    if (!(timeoutMs > 0) || !Number.isFinite(timeoutMs)) throw new InvalidArgumentError('timeoutMs', `must be a positive finite number, got ${timeoutMs}`);
+    this.checkOpen();
+    const n = this.barrierCounter++;
     if (this.worldSize === 1) return;
-    const base = `barrier/${this.barrierCounter++}`;
-    const arrived = await this.store.add(`${base}/arrive`, 1, timeoutMs);
-    if (arrived === this.worldSize) await this.store.set(`${base}/done`, '1', timeoutMs);
-    else {
-      try {
-        await this.store.get(`${base}/done`, timeoutMs);
-      } catch (err) {
-        if (err instanceof StoreTimeoutError) {
-          throw new StoreTimeoutError(`${base}/done (${arrived} of ${this.worldSize} ranks arrived)`, timeoutMs, 'barrier');
-        }
-        throw err;
-      }
+    await storeBarrier(this.store, `barrier/${n}`, { rank: this.rank, worldSize: this.worldSize, timeoutMs, hostRank: this.hostRank });
+  }
+
+  /**
+   * Deletes the keys this rank wrote more than `dataExpirationSeconds` ago (vLLM runs
+   * this before each write; so do we, without waiting for it). Resolves with the number
+   * of keys it asked the store to delete.
+   */
+  async expireData(): Promise<number> {
+    const keys = this.entries.popOlderThan(Date.now() - this.dataExpirationSeconds * 1000);
+    // Most are gone already (their readers consumed them); the delete is then a no-op.
+    await Promise.all(keys.map((k) => this.store.delete(k)));
+    return keys.length;
+  }
+
+  /**
+   * Closes the group. A group made by create() closes its connection and, on rank 0,
+   * the store server; a group made by fromStore() leaves the store open. Later calls
+   * reject with GroupClosedError. Idempotent.
+   */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      if (!this.owned) return;
+      await this.owned.client.close();
+      await this.owned.server?.close();
+    })();
+    return this.closing;
+  }
+
+  private async write(key: string, bytes: Uint8Array, readers: number): Promise<void> {
+    if (this.entries.oldestMs() < Date.now() - this.dataExpirationSeconds * 1000) {
+      this.expireData().catch((err: Error) => log('debug', 'store', `expiry before writing ${key} failed: ${err.message}`));
     }
-    const departed = await this.store.add(`${base}/depart`, 1, timeoutMs);
-    if (departed === this.worldSize) {
-      await Promise.all([this.store.delete(`${base}/arrive`), this.store.delete(`${base}/done`), this.store.delete(`${base}/depart`)]);
+    this.entries.push(key, Date.now());
+    await this.store.setForReaders(key, bytes, readers, this.storeTimeoutMs);
+  }
+
+  /**
+   * Reads `key` (counter value `n` of `counters[peer]`). When the read fails and no later
+   * read was issued meanwhile, the counter steps back, so a retry reads the same message.
+   */
+  private async read(key: string, counters: number[], peer: number, n: number): Promise<unknown> {
+    let value: Uint8Array;
+    try {
+      value = await this.store.get(key, this.storeTimeoutMs);
+    } catch (err) {
+      if (counters[peer] === n + 1) counters[peer] = n;
+      throw err;
     }
+    return deserialize(value);
   }
 
-  /** Deletes values this rank wrote that nobody consumed within the expiry. */
-  expireData(): void {
-    const cutoff = Date.now() - this.expirationMs;
-    while (this.written.length > 0 && this.written[0].at < cutoff) {
-      const { key } = this.written.shift()!;
-      this.store.delete(key).catch(() => undefined);
-    }
-  }
-
-  /** Closes the store connection and, on the rank that started it, the server. */
-  async close(): Promise<void> {
-    this.owned.client?.close();
-    await this.owned.server?.close();
-  }
-
-  private async write(key: string, obj: unknown): Promise<void> {
-    this.expireData();
-    await this.store.set(key, serialize(obj), this.storeTimeoutMs);
-    this.written.push({ key, at: Date.now() });
-    if (this.written.length > 4096) this.written.shift();
-  }
-
-  /** The last of `readers` deletes the value; off the critical path. */
-  private consume(key: string, readers: number): void {
-    const done = readers === 1 ? this.store.delete(key) : this.store.add(`${key}/reads`, 1).then((n) => {
-      if (n === readers) return Promise.all([this.store.delete(key), this.store.delete(`${key}/reads`)]);
-      return undefined;
-    });
-    done.catch((err: Error) => log('debug', 'store', `cleanup of ${key} failed: ${err.message}`));
+  private checkOpen(): void {
+    if (this.closing) throw new GroupClosedError(`StatelessProcessGroup rank ${this.rank} of ${this.worldSize} is closed`);
   }
 
   private checkRank(argument: string, r: number): void {
-    if (!Number.isInteger(r) || r < 0 || r >= this.worldSize) throw new InvalidArgumentError(argument, `rank ${r} is out of range [0, ${this.worldSize})`);
+    if (!Number.isInteger(r) || r < 0 || r >= this.worldSize) {
+      throw new InvalidArgumentError(argument, `rank ${r} is out of range [0, ${this.worldSize})`);
+    }
   }
 
   private checkPeer(argument: string, r: number): void {
     this.checkRank(argument, r);
-    if (r === this.rank) throw new InvalidArgumentError(argument, `rank ${r} cannot send to or receive from itself`);
+    if (r === this.rank) throw new InvalidArgumentError(argument, `rank ${r} is this rank; a rank cannot send to or receive from itself`);
   }
+}
+
+function encode(obj: unknown): Uint8Array {
+  try {
+    return serialize(obj);
+  } catch (err) {
+    throw new InvalidArgumentError('obj', `cannot be serialized with node:v8 (${(err as Error).message})`);
+  }
+}
+
+function checkGroup(rank: number, worldSize: number): void {
+  if (!Number.isInteger(worldSize) || worldSize < 1) throw new InvalidArgumentError('worldSize', `must be a positive integer, got ${worldSize}`);
+  if (!Number.isInteger(rank) || rank < 0 || rank >= worldSize) throw new InvalidArgumentError('rank', `${rank} is out of range [0, ${worldSize})`);
+}
+
+function checkOptions(opts: FromStoreOptions): void {
+  const t = opts.storeTimeoutMs;
+  if (t !== undefined && (!(t > 0) || !Number.isFinite(t))) throw new InvalidArgumentError('storeTimeoutMs', `must be a positive finite number, got ${t}`);
+  const e = opts.dataExpirationSeconds;
+  if (e !== undefined && (!(e >= 0) || !Number.isFinite(e))) throw new InvalidArgumentError('dataExpirationSeconds', `must be a non-negative finite number, got ${e}`);
 }
