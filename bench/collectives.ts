@@ -13,38 +13,12 @@ import type { SweepOp } from './workers/collectives.ts';
 const OPS: SweepOp[] = ['all_reduce', 'broadcast', 'all_gather', 'reduce_scatter', 'send_recv'];
 const worker = new URL('./workers/collectives.ts', import.meta.url);
 
-/** The CPU backend's sweep at 4 thread and 4 process ranks, beside a plain memcpy of the same bytes. */
-async function runCpu(opts: BenchOptions): Promise<void> {
-  const world = opts.world ?? 4;
-  const maxBytes = opts.maxBytes ?? 64 << 20;
-  for (const mode of ['thread', 'process'] as const) {
-    const group = await launchGroup({ worldSize: world, worker, backend: 'cpu', mode, timeoutMs: 300_000 });
-    try {
-      const results = (await group.callAll('sweep', { ops: OPS, minBytes: opts.minBytes ?? 8, maxBytes })) as Record<string, unknown>[][];
-      for (const rec of results.flat()) {
-        opts.log(`${mode.padStart(8)} ${String(rec.bytes).padStart(10)} ${String(rec.op).padStart(14)} ${String(rec.us).padStart(10)} us ${String(rec.busbw).padStart(8)} GB/s`);
-        opts.json({ ...rec, mode });
-      }
-    } finally {
-      await group.shutdown();
-    }
-  }
-  for (let bytes = opts.minBytes ?? 8; bytes <= maxBytes; bytes *= 4) {
-    const src = new Uint8Array(bytes).fill(1);
-    const dst = new Uint8Array(bytes);
-    const iters = bytes >= 1 << 22 ? 20 : 200;
-    const t0 = performance.now();
-    for (let i = 0; i < iters; i++) dst.set(src);
-    const us = ((performance.now() - t0) * 1000) / iters;
-    opts.log(`  memcpy ${String(bytes).padStart(10)} ${us.toFixed(2).padStart(10)} us ${(bytes / us / 1e3).toFixed(2).padStart(8)} GB/s`);
-    opts.json({ impl: 'memcpy', op: 'memcpy', world: 1, bytes, us: +us.toFixed(2), busbw: +(bytes / us / 1e3).toFixed(2) });
-  }
-}
-
 export async function run(opts: BenchOptions): Promise<void> {
   const gpus = cudaDeviceCount();
-  const backend = opts.backend ?? (gpus > 0 ? 'nccl' : 'cpu');
-  if (backend === 'cpu') return runCpu(opts);
+  if (opts.backend === 'cpu') {
+    opts.log('collectives: the CPU backend has its own suite: npm run bench -- collectives-cpu');
+    return;
+  }
   const world = opts.world ?? gpus;
   if (world < 1 || gpus < world) {
     opts.log(`collectives: the NCCL sweep needs ${Math.max(world, 1)} GPUs, ${gpus} visible; skipped`);

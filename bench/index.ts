@@ -14,7 +14,7 @@ import { parseArgs } from 'node:util';
 
 /** What every suite module exports. */
 export interface BenchOptions {
-  json: (record: Record<string, unknown>) => void;
+  json: (record: object) => void;
   log: (line: string) => void;
   world?: number;
   backend?: 'nccl' | 'cpu';
@@ -26,6 +26,7 @@ const suites: Record<string, () => Promise<{ run: (opts: BenchOptions) => Promis
   store: () => import('./store.ts'),
   orchestrator: () => import('./orchestrator.ts'),
   collectives: () => import('./collectives.ts'),
+  'collectives-cpu': () => import('./collectives-cpu.ts'),
   coordinator: () => import('./coordinator.ts'),
   graphs: () => import('./graphs.ts'),
 };

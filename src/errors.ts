@@ -99,6 +99,15 @@ export class BrokenPipeError extends GpuGroupError {
   }
 }
 
+/** A shared-memory segment could not be created, sized, opened or mapped. */
+export class SharedMemoryError extends GpuGroupError {
+  readonly path: string;
+  constructor(path: string, message: string, options?: { cause?: unknown }) {
+    super('GPUGROUP_SHM', `${path}: ${message}`, options);
+    this.path = path;
+  }
+}
+
 /** The group (or an actor) was shut down while the operation was pending. */
 export class GroupClosedError extends GpuGroupError {
   constructor(message: string) {
@@ -142,7 +151,7 @@ export interface WireError {
 const classes: Record<string, new (...args: never[]) => GpuGroupError> = {
   GpuGroupError, LibraryNotFoundError, NcclError, CudaError, InvalidArgumentError,
   StoreTimeoutError, StoreError, RankFailedError, CallTimeoutError, CollectiveTimeoutError,
-  BrokenPipeError, GroupClosedError, RemoteError,
+  BrokenPipeError, GroupClosedError, RemoteError, SharedMemoryError,
 };
 
 /** Converts any thrown value to its wire form, keeping own enumerable fields. */

@@ -1,82 +1,160 @@
 /**
  * The CPU backend's communicator (the role gloo plays for torch, and what CI runs):
- * every operation moves chunks through shared-memory {@link Mailboxes}, one slot per
- * rank, and reduces on the host in rank order. Operations of one communicator run one
- * at a time, in call order, as NCCL's do on a stream.
+ * host tensors move through shared memory — SharedArrayBuffers when every rank is a
+ * thread of one process, /dev/shm mappings across processes — with the round protocol
+ * of {@link CpuChannel}. Collectives of one communicator run one at a time in call
+ * order, as NCCL's do on a stream; send and recv run on per-peer queues beside them,
+ * so a ring of sends and receives does not deadlock at any size.
+ *
+ * Reductions happen on the host in rank order (deterministic: every rank gets the
+ * same bits). Large all-reduces are a reduce-scatter then an all-gather through the
+ * segments, so each rank reduces 1/n of the elements instead of all of them.
  */
-import { CollectiveTimeoutError, GroupClosedError, RankFailedError } from '../errors.ts';
+import { availableParallelism } from 'node:os';
+import { GroupClosedError } from '../errors.ts';
 import type { StatelessProcessGroup } from '../store/index.ts';
-import { dtypeInfo, type StorageArray, type Tensor } from '../tensor/index.ts';
+import { DTYPES, dtypeInfo, type StorageArray, type Tensor } from '../tensor/index.ts';
+import { CpuChannel, type OpState, type WaitPolicy } from './cpu-channel.ts';
+import { reduceInto, type ReduceSource } from './cpu-reduce.ts';
+import { Segments, type CpuTransport } from './cpu-segments.ts';
 import { DeviceCommunicator, type ReduceOp } from './device-communicator.ts';
-import { Mailboxes, waiter } from './mailbox.ts';
-import { reduceInto } from './reduce.ts';
 
 /** Options of {@link CpuCommunicator.create}. */
 export interface CpuCommunicatorOptions {
-  /** Control plane of the group (rank, world size, store). */
+  /** Control plane of the group (rank, world size, store); used only while creating. */
   group: StatelessProcessGroup;
+  /** Name used in errors, e.g. `tp:0/1`. */
   groupName: string;
-  /** Deadline of every operation, in ms. Default 120 000. */
+  /** Deadline of every operation, in ms, from the moment it starts. Default 120 000. */
   timeoutMs?: number;
-  /** Fired when a peer died: pending and later operations reject. */
+  /** When it fires, pending and later operations reject (RankFailedError if that is the reason, else GroupClosedError). */
   abortSignal?: AbortSignal;
-  /** Bytes of each rank's slot; larger tensors go in chunks. Default 4 MiB. */
-  slotBytes?: number;
+  /** `sab` (threads of one process) or `shm` (/dev/shm, any processes of one host). Default: `sab` when every rank is in this process. */
+  transport?: CpuTransport;
+  /** Bytes of each of the two collective halves of a rank's segment; larger tensors go in chunks. Default 1 MiB. */
+  bufferBytes?: number;
+  /** Bytes of each of the two slots of a point-to-point channel. Default 512 KiB. */
+  p2pBytes?: number;
+  /** All-reduces up to this size reduce everything on every rank in one round; larger ones reduce-scatter then all-gather. Default 64 KiB. */
+  smallAllReduceBytes?: number;
+  /** Wait tuning: synchronous spin, then setImmediate polling, before sleeping. Default: by cores per rank. */
+  waitPolicy?: Partial<WaitPolicy>;
 }
+
+const OPCODE = { all_reduce: 1, all_gatherv: 2, reduce_scatterv: 3, gather: 4, broadcast: 5 } as const;
+const REDUCE_CODE: Record<ReduceOp, number> = { sum: 1, prod: 2, max: 3, min: 4, avg: 5 };
 
 /** Host-tensor communicator over shared memory. */
 export class CpuCommunicator extends DeviceCommunicator {
-  private readonly boxes: Mailboxes;
+  /** The transport chosen at creation. */
+  readonly transport: CpuTransport;
+  private readonly channel: CpuChannel;
   private readonly timeoutMs: number;
-  private readonly abortSignal?: AbortSignal;
-  private tail: Promise<unknown> = Promise.resolve();
-  private closed = false;
-  private currentSeq = 0;
-  private currentOp = '';
+  private readonly smallBytes: number;
+  private tail: Promise<void> = Promise.resolve();
+  private readonly sendTails: Promise<void>[];
+  private readonly recvTails: Promise<void>[];
+  private readonly pending = new Set<number>();
+  private readonly sources: ReduceSource[];
+  private scratch: Float32Array | null = null;
+  private destroying: Promise<void> | null = null;
+  private readonly onAbort: () => void;
 
-  private constructor(opts: CpuCommunicatorOptions, boxes: Mailboxes) {
+  private constructor(opts: CpuCommunicatorOptions, segments: Segments, policy: WaitPolicy) {
     super({ rankInGroup: opts.group.rank, worldSize: opts.group.worldSize, device: 'cpu', groupName: opts.groupName });
-    this.boxes = boxes;
+    this.transport = segments.transport;
     this.timeoutMs = opts.timeoutMs ?? 120_000;
-    this.abortSignal = opts.abortSignal;
+    this.smallBytes = opts.smallAllReduceBytes ?? 64 << 10;
+    this.channel = new CpuChannel(segments, this.rankInGroup, this.groupName, this.timeoutMs, this.recorder, policy);
+    this.sendTails = new Array<Promise<void>>(this.worldSize).fill(Promise.resolve());
+    this.recvTails = new Array<Promise<void>>(this.worldSize).fill(Promise.resolve());
+    this.sources = Array.from({ length: this.worldSize }, () => ({ array: new Uint8Array(0) as StorageArray, offset: 0 }));
+    const signal = opts.abortSignal;
+    this.onAbort = () => this.channel.abort(signal?.reason);
+    signal?.addEventListener('abort', this.onAbort, { once: true });
   }
 
-  /** Collective: every rank of `group` must call it. */
+  /** Collective: every rank of `opts.group` must call it. Maps every rank's segment. */
   static async create(opts: CpuCommunicatorOptions): Promise<CpuCommunicator> {
-    const boxes = await Mailboxes.create(opts.group, opts.slotBytes ?? 4 << 20);
-    return new CpuCommunicator(opts, boxes);
+    opts.abortSignal?.throwIfAborted();
+    const world = opts.group.worldSize;
+    const half = align(Math.max(opts.bufferBytes ?? 1 << 20, 64 * world), 64);
+    const p2p = align(Math.max(opts.p2pBytes ?? 512 << 10, 64), 64);
+    const segments = await Segments.create({
+      group: opts.group, groupName: opts.groupName, transport: opts.transport, halfBytes: half, p2pSlotBytes: p2p, timeoutMs: opts.timeoutMs ?? 120_000,
+    });
+    const policy = { ...defaultPolicy(world, segments.sameThread), ...opts.waitPolicy };
+    const comm = new CpuCommunicator(opts, segments, policy);
+    if (opts.abortSignal?.aborted) comm.onAbort();
+    return comm;
   }
 
-  /** Resolves when every operation issued so far has finished (they run in order). */
+  /** Resolves when every operation issued so far has finished; rejects with the communicator's failure. */
   override async synchronize(): Promise<void> {
-    await this.tail;
-    this.check();
+    await Promise.allSettled([this.tail, ...this.sendTails, ...this.recvTails]);
+    this.channel.throwIfFailed();
   }
 
-  /** Unmaps the shared memory; later operations fail. Idempotent. */
-  override destroy(): void {
-    if (this.closed) return;
-    this.closed = true;
-    // Wait for the operation in flight before unmapping memory it may still read.
-    void this.tail.finally(() => this.boxes.close());
+  /**
+   * Rejects pending and later operations (GroupClosedError), then unmaps and unlinks
+   * the shared memory. Idempotent.
+   */
+  override destroy(): Promise<void> {
+    this.destroying ??= (async () => {
+      this.channel.fail(new GroupClosedError(`the CPU communicator of group '${this.groupName}' was destroyed`));
+      await Promise.allSettled([this.tail, ...this.sendTails, ...this.recvTails]);
+      await this.channel.segments.close();
+    })();
+    return this.destroying;
   }
 
   protected override _allReduce(input: Tensor, output: Tensor, op: ReduceOp): Promise<void> {
-    return this.run('all_reduce', input, null, async (wait) => {
-      const inBytes = bytesOf(input);
-      const outBytes = bytesOf(output);
-      const all = this.everyone();
-      for (const [off, len] of chunks(input.nbytes, this.chunkBytes(input.itemsize))) {
-        await this.boxes.slotFree(wait);
-        this.boxes.slot(this.rankInGroup).set(inBytes.subarray(off, off + len));
-        this.boxes.publish(this.peers());
-        const views: StorageArray[] = [];
-        for (const r of all) {
-          if (r !== this.rankInGroup) await this.boxes.arrived(r, wait);
-          views.push(this.view(r, input, len));
+    return this.collective('all_reduce', input, null, async (s) => {
+      const ch = this.channel;
+      const { storage, bytes: is } = dtypeInfo(input.dtype);
+      const n = this.worldSize;
+      const me = this.rankInGroup;
+      const inView = input.hostView();
+      const outView = output.hostView();
+      const inBytes = bytesOf(inView);
+      const outBytes = bytesOf(outView);
+      const sig = signature(OPCODE.all_reduce, input.dtype, input.numel, REDUCE_CODE[op]);
+      const total = input.numel;
+      const step = Math.floor(ch.segments.layout.halfBytes / is);
+      const twoPhase = input.nbytes > this.smallBytes;
+      const src = this.sources;
+      for (let e0 = 0; e0 < total; e0 += step) {
+        const count = Math.min(step, total - e0);
+        await ch.beginWrite(s);
+        const aAt = ch.halfAt;
+        ch.mine.bytes.set(inBytes.subarray(e0 * is, (e0 + count) * is), aAt);
+        ch.post(sig);
+        for (let p = 0; p < n; p++) if (p !== me) await ch.awaitPosted(p, sig, s);
+        const lo = twoPhase ? Math.floor((me * count) / n) : 0;
+        const hi = twoPhase ? Math.floor(((me + 1) * count) / n) : count;
+        for (let r = 0; r < n; r++) {
+          src[r].array = r === me ? inView : ch.segments.regions[r].view(storage, is);
+          src[r].offset = (r === me ? e0 : aAt / is) + lo;
         }
-        reduceInto(op, input.dtype, views, typed(output, outBytes.subarray(off, off + len)), len / input.itemsize);
-        for (const r of this.peers()) this.boxes.release(r);
+        if (!twoPhase) {
+          reduceInto(op, input.dtype, src, outView, e0, count, this.scratchFor(input.dtype, count));
+          ch.finish();
+          continue;
+        }
+        // Reduce this rank's slice into the next round's half. Safe without beginWrite:
+        // every peer posted this round, so each has finished the round that used that half.
+        const bAt = ch.nextHalfAt;
+        reduceInto(op, input.dtype, src, ch.mine.view(storage, is), bAt / is + lo, hi - lo, this.scratchFor(input.dtype, hi - lo));
+        ch.finish();
+        ch.post(sig);
+        for (let p = 0; p < n; p++) {
+          const plo = Math.floor((p * count) / n);
+          const phi = Math.floor(((p + 1) * count) / n);
+          if (p !== me) await ch.awaitPosted(p, sig, s);
+          const from = ch.segments.regions[p].bytes;
+          outBytes.set(from.subarray(bAt + plo * is, bAt + phi * is), (e0 + plo) * is);
+        }
+        ch.finish();
       }
     });
   }
@@ -86,23 +164,32 @@ export class CpuCommunicator extends DeviceCommunicator {
   }
 
   protected override _allGatherv(input: Tensor, output: Tensor, sizes: readonly number[]): Promise<void> {
-    return this.run('all_gatherv', input, null, async (wait) => {
+    return this.collective('all_gatherv', input, null, async (s) => {
+      const ch = this.channel;
+      const me = this.rankInGroup;
       const row = rowBytes(output);
-      const inBytes = bytesOf(input);
-      const outBytes = bytesOf(output);
-      const offsets = prefix(sizes.map((s) => s * row));
+      const inBytes = bytesOf(input.hostView());
+      const outBytes = bytesOf(output.hostView());
+      const offsets = prefix(sizes, row);
       const longest = Math.max(...sizes) * row;
-      outBytes.set(inBytes, offsets[this.rankInGroup]);
-      for (const [off] of chunks(longest, this.chunkBytes(output.itemsize))) {
-        const len = (r: number) => Math.max(0, Math.min(this.chunkBytes(output.itemsize), sizes[r] * row - off));
-        await this.boxes.slotFree(wait);
-        this.boxes.slot(this.rankInGroup).set(inBytes.subarray(off, off + len(this.rankInGroup)));
-        this.boxes.publish(this.peers());
-        for (const r of this.peers()) {
-          await this.boxes.arrived(r, wait);
-          outBytes.set(this.boxes.slot(r).subarray(0, len(r)), offsets[r] + off);
-          this.boxes.release(r);
+      const half = ch.segments.layout.halfBytes;
+      const sig = signature(OPCODE.all_gatherv, input.dtype, row, ...sizes);
+      outBytes.set(inBytes, offsets[me]);
+      for (let off = 0; off < longest; off += half) {
+        const at = ch.halfAt;
+        const mine = clamp(sizes[me] * row - off, half);
+        if (mine > 0) {
+          await ch.beginWrite(s);
+          ch.mine.bytes.set(inBytes.subarray(off, off + mine), at);
+          ch.post(sig);
         }
+        for (let p = 0; p < this.worldSize; p++) {
+          const len = clamp(sizes[p] * row - off, half);
+          if (p === me || len === 0) continue;
+          await ch.awaitPosted(p, sig, s);
+          outBytes.set(ch.segments.regions[p].bytes.subarray(at, at + len), offsets[p] + off);
+        }
+        ch.finish();
       }
     });
   }
@@ -111,148 +198,181 @@ export class CpuCommunicator extends DeviceCommunicator {
     return this._reduceScatterv(input, output, new Array<number>(this.worldSize).fill(output.shape[0] ?? 1), op);
   }
 
-  // Each chunk round carries one sub-slot per destination rank: reader w takes sub-slot w.
+  // Each round carries, per destination w, up to `sub` bytes of w's rows in sub-area w.
   protected override _reduceScatterv(input: Tensor, output: Tensor, sizes: readonly number[], op: ReduceOp): Promise<void> {
-    return this.run('reduce_scatterv', input, null, async (wait) => {
-      const row = rowBytes(input);
-      const inBytes = bytesOf(input);
-      const outBytes = bytesOf(output);
-      const offsets = prefix(sizes.map((s) => s * row));
-      const sub = Math.max(input.itemsize, Math.floor(this.boxes.slotBytes / this.worldSize / input.itemsize) * input.itemsize);
-      const longest = Math.max(...sizes) * row;
+    return this.collective('reduce_scatterv', input, null, async (s) => {
+      const ch = this.channel;
+      const n = this.worldSize;
       const me = this.rankInGroup;
-      for (const [off] of chunks(longest, sub)) {
-        const len = (w: number) => Math.max(0, Math.min(sub, sizes[w] * row - off));
-        await this.boxes.slotFree(wait);
-        const slot = this.boxes.slot(me);
-        for (let w = 0; w < this.worldSize; w++) slot.set(inBytes.subarray(offsets[w] + off, offsets[w] + off + len(w)), w * sub);
-        this.boxes.publish(this.peers());
-        const n = len(me);
-        const views: StorageArray[] = [];
-        for (let r = 0; r < this.worldSize; r++) {
-          if (r !== me) await this.boxes.arrived(r, wait);
-          views.push(this.view(r, input, n, me * sub));
+      const { storage, bytes: is } = dtypeInfo(input.dtype);
+      const row = rowBytes(input);
+      const inView = input.hostView();
+      const inBytes = bytesOf(inView);
+      const outView = output.hostView();
+      const offsets = prefix(sizes, row);
+      const sub = Math.floor(ch.segments.layout.halfBytes / n / 8) * 8;
+      const longest = Math.max(...sizes) * row;
+      const sig = signature(OPCODE.reduce_scatterv, input.dtype, row, REDUCE_CODE[op], ...sizes);
+      const src = this.sources;
+      for (let off = 0; off < longest; off += sub) {
+        const at = ch.halfAt;
+        let writes = false;
+        for (let w = 0; w < n; w++) if (w !== me && clamp(sizes[w] * row - off, sub) > 0) writes = true;
+        if (writes) {
+          await ch.beginWrite(s);
+          for (let w = 0; w < n; w++) {
+            const len = clamp(sizes[w] * row - off, sub);
+            if (w !== me && len > 0) ch.mine.bytes.set(inBytes.subarray(offsets[w] + off, offsets[w] + off + len), at + w * sub);
+          }
+          ch.post(sig);
         }
-        if (n > 0) reduceInto(op, input.dtype, views, typed(output, outBytes.subarray(off, off + n)), n / input.itemsize);
-        for (const r of this.peers()) this.boxes.release(r);
+        const len = clamp(sizes[me] * row - off, sub);
+        if (len > 0) {
+          for (let p = 0; p < n; p++) if (p !== me) await ch.awaitPosted(p, sig, s);
+          for (let r = 0; r < n; r++) {
+            src[r].array = r === me ? inView : ch.segments.regions[r].view(storage, is);
+            src[r].offset = r === me ? (offsets[me] + off) / is : (at + me * sub) / is;
+          }
+          reduceInto(op, input.dtype, src, outView, off / is, len / is, this.scratchFor(input.dtype, len / is));
+        }
+        ch.finish();
       }
     });
   }
 
   protected override _gather(input: Tensor, output: Tensor | null, dst: number): Promise<void> {
-    return this.run('gather', input, dst, async (wait) => {
-      const inBytes = bytesOf(input);
-      const step = this.chunkBytes(input.itemsize);
-      if (output === null) {
-        for (const [off, len] of chunks(input.nbytes, step)) {
-          await this.boxes.slotFree(wait);
-          this.boxes.slot(this.rankInGroup).set(inBytes.subarray(off, off + len));
-          this.boxes.publish([dst]);
+    return this.collective('gather', input, dst, async (s) => {
+      const ch = this.channel;
+      const me = this.rankInGroup;
+      const inBytes = bytesOf(input.hostView());
+      const outBytes = output === null ? null : bytesOf(output.hostView());
+      const total = input.nbytes;
+      const half = ch.segments.layout.halfBytes;
+      const sig = signature(OPCODE.gather, input.dtype, input.numel, dst);
+      outBytes?.set(inBytes, me * total);
+      for (let off = 0; off < total; off += half) {
+        const at = ch.halfAt;
+        const len = Math.min(half, total - off);
+        if (outBytes === null) {
+          await ch.beginWrite(s);
+          ch.mine.bytes.set(inBytes.subarray(off, off + len), at);
+          ch.post(sig);
+        } else {
+          for (let p = 0; p < this.worldSize; p++) {
+            if (p === me) continue;
+            await ch.awaitPosted(p, sig, s);
+            outBytes.set(ch.segments.regions[p].bytes.subarray(at, at + len), p * total + off);
+          }
         }
-        return;
-      }
-      const outBytes = bytesOf(output);
-      outBytes.set(inBytes, this.rankInGroup * input.nbytes);
-      for (const [off, len] of chunks(input.nbytes, step)) {
-        for (const r of this.peers()) {
-          await this.boxes.arrived(r, wait);
-          outBytes.set(this.boxes.slot(r).subarray(0, len), r * input.nbytes + off);
-          this.boxes.release(r);
-        }
+        ch.finish();
       }
     });
   }
 
   protected override _broadcast(tensor: Tensor, src: number): Promise<void> {
-    return this.run('broadcast', tensor, src, async (wait) => {
-      const bytes = bytesOf(tensor);
-      for (const [off, len] of chunks(tensor.nbytes, this.chunkBytes(tensor.itemsize))) {
+    return this.collective('broadcast', tensor, src, async (s) => {
+      const ch = this.channel;
+      const bytes = bytesOf(tensor.hostView());
+      const total = tensor.nbytes;
+      const half = ch.segments.layout.halfBytes;
+      const sig = signature(OPCODE.broadcast, tensor.dtype, tensor.numel, src);
+      for (let off = 0; off < total; off += half) {
+        const at = ch.halfAt;
+        const len = Math.min(half, total - off);
         if (this.rankInGroup === src) {
-          await this.boxes.slotFree(wait);
-          this.boxes.slot(src).set(bytes.subarray(off, off + len));
-          this.boxes.publish(this.peers());
+          await ch.beginWrite(s);
+          ch.mine.bytes.set(bytes.subarray(off, off + len), at);
+          ch.post(sig);
         } else {
-          await this.boxes.arrived(src, wait);
-          bytes.set(this.boxes.slot(src).subarray(0, len), off);
-          this.boxes.release(src);
+          await ch.awaitPosted(src, sig, s);
+          bytes.set(ch.segments.regions[src].bytes.subarray(at, at + len), off);
         }
+        ch.finish();
       }
     });
   }
 
   protected override _send(tensor: Tensor, dst: number): Promise<void> {
-    return this.run('send', tensor, dst, async (wait) => {
-      const bytes = bytesOf(tensor);
-      for (const [off, len] of chunks(tensor.nbytes, this.chunkBytes(tensor.itemsize))) {
-        await this.boxes.slotFree(wait);
-        this.boxes.slot(this.rankInGroup).set(bytes.subarray(off, off + len));
-        this.boxes.publish([dst]);
-      }
+    return this.pointToPoint('send', this.sendTails, tensor, dst, async (s) => {
+      const bytes = bytesOf(tensor.hostView());
+      const slot = this.channel.segments.layout.p2pSlotBytes;
+      const total = bytes.length;
+      let off = 0;
+      do {
+        const len = Math.min(slot, total - off);
+        await this.channel.sendChunk(dst, bytes, off, len, total, off === 0, s);
+        off += len;
+      } while (off < total);
     });
   }
 
   protected override _recv(tensor: Tensor, src: number): Promise<void> {
-    return this.run('recv', tensor, src, async (wait) => {
-      const bytes = bytesOf(tensor);
-      for (const [off, len] of chunks(tensor.nbytes, this.chunkBytes(tensor.itemsize))) {
-        await this.boxes.arrived(src, wait);
-        bytes.set(this.boxes.slot(src).subarray(0, len), off);
-        this.boxes.release(src);
-      }
+    return this.pointToPoint('recv', this.recvTails, tensor, src, async (s) => {
+      const bytes = bytesOf(tensor.hostView());
+      const slot = this.channel.segments.layout.p2pSlotBytes;
+      const total = bytes.length;
+      let off = 0;
+      do {
+        const len = Math.min(slot, total - off);
+        await this.channel.recvChunk(src, bytes, off, len, total, off === 0, s);
+        off += len;
+      } while (off < total);
     });
   }
 
-  /** Runs `body` after the previous operation, with the flight recorder and a deadline. */
-  private run(op: string, t: Tensor, peer: number | null, body: (wait: (done: () => boolean) => Promise<void>) => Promise<void>): Promise<void> {
-    const start = async (): Promise<void> => {
-      this.check();
-      const seq = this.recorder.start(op, t.dtype, t.numel, peer);
-      this.currentSeq = seq;
-      this.currentOp = op;
-      const wait = waiter(this.timeoutMs, () => this.check(), () => new CollectiveTimeoutError(this.groupName, op, seq, this.timeoutMs, this.recorder.recent()));
-      await body(wait);
-      this.recorder.finishThrough(seq);
-    };
-    const result = this.tail.then(start, start);
-    this.tail = result.catch(() => undefined);
+  /** Runs `body` after the previous collective. */
+  private collective(op: string, t: Tensor, peer: number | null, body: (s: OpState) => Promise<void>): Promise<void> {
+    const run = (): Promise<void> => this.execute(op, t, peer, body);
+    const result = this.tail.then(run, run);
+    this.tail = result.catch(noop);
     return result;
   }
 
-  private check(): void {
-    if (this.closed) throw new GroupClosedError(`communicator of group '${this.groupName}' was destroyed`);
-    if (this.abortSignal?.aborted) {
-      const reason = this.abortSignal.reason;
-      throw reason instanceof RankFailedError ? reason : new GroupClosedError(`group '${this.groupName}' was aborted during ${this.currentOp} #${this.currentSeq}: ${String(reason)}`);
-    }
+  /** Runs `body` after the previous send to (or recv from) the same peer. */
+  private pointToPoint(op: string, tails: Promise<void>[], t: Tensor, peer: number, body: (s: OpState) => Promise<void>): Promise<void> {
+    const run = (): Promise<void> => this.execute(op, t, peer, body);
+    const result = tails[peer].then(run, run);
+    tails[peer] = result.catch(noop);
+    return result;
   }
 
-  private chunkBytes(itemsize: number): number {
-    return Math.floor(this.boxes.slotBytes / itemsize) * itemsize;
+  private async execute(op: string, t: Tensor, peer: number | null, body: (s: OpState) => Promise<void>): Promise<void> {
+    this.channel.throwIfFailed();
+    const seq = this.recorder.start(op, t.dtype, t.numel, peer);
+    this.pending.add(seq);
+    await body({ op, seq, deadline: performance.now() + this.timeoutMs });
+    // Operations on different queues finish out of order: mark finished only below the oldest pending.
+    // A failed operation stays pending in the recorder, as it should in later error messages.
+    this.pending.delete(seq);
+    let oldest = this.recorder.nextSeq;
+    for (const p of this.pending) oldest = Math.min(oldest, p);
+    this.recorder.finishThrough(oldest - 1);
   }
 
-  private everyone(): number[] {
-    return Array.from({ length: this.worldSize }, (_, r) => r);
-  }
-
-  private peers(): number[] {
-    return this.everyone().filter((r) => r !== this.rankInGroup);
-  }
-
-  /** `len` bytes of rank r's slot (at `at`) as the dtype's storage array; own rank: the input itself. */
-  private view(r: number, input: Tensor, len: number, at = 0): StorageArray {
-    const info = dtypeInfo(input.dtype);
-    const { buffer, byteOffset } = this.boxes.slotBuffer(r);
-    return new info.storage(buffer, byteOffset + at, len / info.bytes);
+  private scratchFor(dtype: string, count: number): Float32Array {
+    if (!dtypeInfo(dtype).encoded) return EMPTY_F32;
+    if (!this.scratch || this.scratch.length < count) this.scratch = new Float32Array(Math.max(count, this.channel.segments.layout.halfBytes / 2));
+    return this.scratch;
   }
 }
 
-function bytesOf(t: Tensor): Uint8Array {
-  const v = t.hostView();
+const EMPTY_F32 = new Float32Array(0);
+
+function noop(): void {}
+
+/**
+ * Default waits. Ranks in one thread can only progress when the waiter yields: no spin.
+ * With a core per rank, spin a little and poll longer (lowest latency). With more ranks
+ * than cores a spinning or polling rank steals the core its peer needs: sleep early.
+ */
+function defaultPolicy(world: number, sameThread: boolean): WaitPolicy {
+  if (sameThread) return { spinMs: 0, pollMs: 2 };
+  if (availableParallelism() > world) return { spinMs: 0.02, pollMs: 0.2 };
+  return { spinMs: 0, pollMs: 0 };
+}
+
+function bytesOf(v: StorageArray): Uint8Array {
   return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
-}
-
-function typed(t: Tensor, bytes: Uint8Array): StorageArray {
-  return new (dtypeInfo(t.dtype).storage)(bytes.buffer, bytes.byteOffset, bytes.byteLength / t.itemsize);
 }
 
 function rowBytes(t: Tensor): number {
@@ -261,20 +381,33 @@ function rowBytes(t: Tensor): number {
   return n;
 }
 
-function prefix(values: number[]): number[] {
+/** Byte offset of each rank's rows. */
+function prefix(sizes: readonly number[], row: number): number[] {
   const out: number[] = [];
   let acc = 0;
-  for (const v of values) {
+  for (const s of sizes) {
     out.push(acc);
-    acc += v;
+    acc += s * row;
   }
   return out;
 }
 
-/** [offset, length] pairs covering `total` bytes in steps of `step` (one empty pair for 0). */
-function chunks(total: number, step: number): [number, number][] {
-  if (total === 0) return [[0, 0]];
-  const out: [number, number][] = [];
-  for (let off = 0; off < total; off += step) out.push([off, Math.min(step, total - off)]);
-  return out;
+/** `remaining` bytes capped at `cap`, never negative. */
+function clamp(remaining: number, cap: number): number {
+  return remaining <= 0 ? 0 : Math.min(remaining, cap);
+}
+
+function align(n: number, to: number): number {
+  return Math.ceil(n / to) * to;
+}
+
+/** A 32-bit hash of an op's arguments: peers compare it to catch mismatched collectives. */
+function signature(opcode: number, dtype: string, ...parts: number[]): number {
+  let h = Math.imul(0x811c9dc5 ^ opcode, 16777619);
+  h = Math.imul(h ^ DTYPES.indexOf(dtype as (typeof DTYPES)[number]), 16777619);
+  for (const p of parts) {
+    h = Math.imul(h ^ (p % 0x100000000), 16777619);
+    h = Math.imul(h ^ Math.floor(p / 0x100000000), 16777619);
+  }
+  return h | 0;
 }

@@ -5,4 +5,5 @@ export { NcclCommunicator, parseCudaDevice } from './nccl-communicator.ts';
 export type { NcclCommunicatorOptions } from './nccl-communicator.ts';
 export { CpuCommunicator } from './cpu-communicator.ts';
 export type { CpuCommunicatorOptions } from './cpu-communicator.ts';
+export type { CpuTransport } from './cpu-segments.ts';
 export { FlightRecorder } from './flight-recorder.ts';

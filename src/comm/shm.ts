@@ -1,34 +1,66 @@
 /**
- * Shared memory that every rank of a node can map: a /dev/shm file mapped with mmap
- * through koffi (notes/node-stack §7). It works the same from processes and from
- * worker threads, so the CPU communicator has one transport for both modes. The
- * owner unlinks the file as soon as every peer has mapped it, so a crash leaves
- * nothing behind in /dev/shm.
+ * Shared memory between processes of one node: a /dev/shm file mapped with mmap
+ * through koffi, and futex wait/wake on words inside it (notes/node-stack §7).
+ * `koffi.view` gives a plain external ArrayBuffer, on which Atomics.load/store/add
+ * work but Atomics.wait/waitAsync are refused; futex is the blocking wait there.
  */
 import { closeSync, ftruncateSync, openSync, unlinkSync } from 'node:fs';
 import koffi from 'koffi';
+import { SharedMemoryError } from '../errors.ts';
 import { nanoid } from 'nanoid';
 
 const libc = koffi.load('libc.so.6');
 const mmap = libc.func('void *mmap(void *addr, size_t length, int prot, int flags, int fd, long offset)');
 const munmap = libc.func('int munmap(void *addr, size_t length)');
+// syscall(2) is variadic; futex takes six integer/pointer arguments, which the x86-64 and
+// aarch64 Linux ABIs pass in the same registers whether the prototype is variadic or
+// not, so a fixed prototype is exact and lets koffi run it on the thread pool (.async).
+const futex = libc.func('long syscall(long nr, void *addr, int op, int val, void *timeout, void *addr2, int val3)');
+const SYS_FUTEX = process.arch === 'arm64' ? 98 : 202;
+// Shared (not PRIVATE) ops: the waiters live in other processes.
+const FUTEX_WAIT = 0;
+const FUTEX_WAKE = 1;
 const PROT_READ_WRITE = 0x3;
 const MAP_SHARED = 0x1;
 const MAP_FAILED = 0xffffffffffffffffn;
 
-/** A mapped shared-memory segment. */
+/** Prefix of every segment file: leftovers in /dev/shm are recognisable by it. */
+export const SHM_PREFIX = '/dev/shm/gpugroup-';
+
+
+/** A mapped /dev/shm segment. */
 export class ShmSegment {
   private unmapped = false;
 
-  private constructor(readonly path: string, readonly bytes: number, private readonly ptr: bigint, readonly buffer: ArrayBuffer) {}
+  private constructor(
+    /** The file's path (gone from /dev/shm once unlinked; the mapping stays). */
+    readonly path: string,
+    readonly bytes: number,
+    /** Address of the mapping in this process. */
+    readonly address: bigint,
+    /** The mapping as an ArrayBuffer (external, not a SharedArrayBuffer). */
+    readonly buffer: ArrayBuffer,
+  ) {}
 
-  /** Creates and maps a new zero-filled segment of `bytes`. */
-  static create(bytes: number): ShmSegment {
-    const path = `/dev/shm/gpugroup-${process.pid}-${nanoid(10)}`;
-    const fd = openSync(path, 'wx+', 0o600);
+  /** The path a segment of this process with `id` gets. */
+  static pathFor(id: string, pid = process.pid): string {
+    return `${SHM_PREFIX}${pid}-${id}`;
+  }
+
+  /** Creates and maps a new zero-filled segment of `bytes` at `path` (default: a fresh name). */
+  static create(bytes: number, path = ShmSegment.pathFor(nanoid(10))): ShmSegment {
+    let fd: number;
+    try {
+      fd = openSync(path, 'wx+', 0o600);
+    } catch (err) {
+      throw new SharedMemoryError(path, `cannot create: ${(err as Error).message}`, { cause: err });
+    }
     try {
       ftruncateSync(fd, bytes);
       return ShmSegment.map(path, fd, bytes);
+    } catch (err) {
+      unlinkQuietly(path);
+      throw err instanceof SharedMemoryError ? err : new SharedMemoryError(path, `cannot size to ${bytes} bytes: ${(err as Error).message}`, { cause: err });
     } finally {
       closeSync(fd);
     }
@@ -36,7 +68,12 @@ export class ShmSegment {
 
   /** Maps an existing segment created by a peer. */
   static open(path: string, bytes: number): ShmSegment {
-    const fd = openSync(path, 'r+');
+    let fd: number;
+    try {
+      fd = openSync(path, 'r+');
+    } catch (err) {
+      throw new SharedMemoryError(path, `cannot open a peer's segment: ${(err as Error).message}`, { cause: err });
+    }
     try {
       return ShmSegment.map(path, fd, bytes);
     } finally {
@@ -45,25 +82,52 @@ export class ShmSegment {
   }
 
   private static map(path: string, fd: number, bytes: number): ShmSegment {
-    const raw = mmap(null, bytes, PROT_READ_WRITE, MAP_SHARED, fd, 0) as bigint | null;
-    const ptr = raw === null ? 0n : BigInt(raw);
-    if (ptr === 0n || ptr === MAP_FAILED) throw new Error(`mmap of ${path} (${bytes} bytes) failed`);
-    return new ShmSegment(path, bytes, ptr, koffi.view(ptr, bytes));
+    const raw = mmap(null, bytes, PROT_READ_WRITE, MAP_SHARED, fd, 0) as bigint | number | null;
+    const address = raw === null ? 0n : BigInt(raw as bigint);
+    if (address === 0n || address === MAP_FAILED) throw new SharedMemoryError(path, `mmap of ${bytes} bytes failed (errno ${koffi.errno()})`);
+    return new ShmSegment(path, bytes, address, koffi.view(address, bytes) as ArrayBuffer);
   }
 
   /** Removes the file name; mappings stay valid until unmapped. Idempotent. */
   unlink(): void {
-    try {
-      unlinkSync(this.path);
-    } catch {
-      // Already unlinked (by the owner, or after a crash clean-up).
-    }
+    unlinkQuietly(this.path);
   }
 
   /** Unmaps the segment; every view over `buffer` becomes invalid. Idempotent. */
   unmap(): void {
     if (this.unmapped) return;
     this.unmapped = true;
-    munmap(this.ptr, this.bytes);
+    munmap(this.address, this.bytes);
   }
 }
+
+function unlinkQuietly(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // Already gone: unlinked by its owner once every rank had mapped it.
+  }
+}
+
+/**
+ * Sleeps on the thread pool until the int32 at `address` is woken or no longer equals
+ * `expected`, or `timeoutMs` passes. Resolves in every case; the caller re-checks.
+ */
+export function futexWait(address: bigint, expected: number, timeoutMs: number): Promise<void> {
+  const ns = BigInt(Math.max(1, Math.round(timeoutMs * 1e6)));
+  // struct timespec { tv_sec, tv_nsec } (relative); kept alive by the closure until the call returns.
+  const timeout = new BigInt64Array([ns / 1_000_000_000n, ns % 1_000_000_000n]);
+  return new Promise((resolve) => {
+    futex.async(SYS_FUTEX, address, FUTEX_WAIT, expected, timeout, null, 0, () => {
+      void timeout;
+      resolve();
+    });
+  });
+}
+
+/** Wakes every futex waiter on the int32 at `address`, in any process. */
+export function futexWake(address: bigint): void {
+  futex(SYS_FUTEX, address, FUTEX_WAKE, 0x7fffffff, null, null, 0);
+}
+
+export { SharedMemoryError };
