@@ -293,32 +293,27 @@ export class CpuCommunicator extends DeviceCommunicator {
   }
 
   protected override _send(tensor: Tensor, dst: number): Promise<void> {
-    return this.pointToPoint('send', this.sendTails, tensor, dst, async (s) => {
-      const bytes = bytesOf(tensor.hostView());
-      const slot = this.channel.segments.layout.p2pSlotBytes;
-      const total = bytes.length;
-      let off = 0;
-      do {
-        const len = Math.min(slot, total - off);
-        await this.channel.sendChunk(dst, bytes, off, len, total, off === 0, s);
-        off += len;
-      } while (off < total);
-    });
+    return this.pointToPoint('send', this.sendTails, tensor, dst, (s) => this.moveChunks('send', tensor, dst, s));
   }
 
   protected override _recv(tensor: Tensor, src: number): Promise<void> {
-    return this.pointToPoint('recv', this.recvTails, tensor, src, async (s) => {
-      const bytes = bytesOf(tensor.hostView());
-      const slot = this.channel.segments.layout.p2pSlotBytes;
-      const total = bytes.length;
-      let off = 0;
-      do {
-        const len = Math.min(slot, total - off);
-        await this.channel.recvChunk(src, bytes, off, len, total, off === 0, s);
-        off += len;
-      } while (off < total);
-    });
+    return this.pointToPoint('recv', this.recvTails, tensor, src, (s) => this.moveChunks('recv', tensor, src, s));
   }
+
+  /** Moves a tensor through the pair's channel in slot-sized chunks (one chunk for an empty tensor). */
+  private async moveChunks(direction: 'send' | 'recv', tensor: Tensor, peer: number, s: OpState): Promise<void> {
+    const bytes = bytesOf(tensor.hostView());
+    const slot = this.channel.segments.layout.p2pSlotBytes;
+    const total = bytes.length;
+    let off = 0;
+    do {
+      const len = Math.min(slot, total - off);
+      if (direction === 'send') await this.channel.sendChunk(peer, bytes, off, len, total, off === 0, s);
+      else await this.channel.recvChunk(peer, bytes, off, len, total, off === 0, s);
+      off += len;
+    } while (off < total);
+  }
+
 
   /** Runs `body` after the previous collective. */
   private collective(op: string, t: Tensor, peer: number | null, body: (s: OpState) => Promise<void>): Promise<void> {
