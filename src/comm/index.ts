@@ -1,7 +1,7 @@
 /** src/comm/: the communicators (vllm-spec §6–8): base semantics, NCCL and CPU backends. */
 export { DeviceCommunicator, normalizeDim } from './device-communicator.ts';
 export type { ReduceOp, CommunicatorInfo } from './device-communicator.ts';
-export { NcclCommunicator, parseCudaDevice } from './nccl-communicator.ts';
+export { NcclCommunicator } from './nccl-communicator.ts';
 export type { NcclCommunicatorOptions } from './nccl-communicator.ts';
 export { CpuCommunicator } from './cpu-communicator.ts';
 export type { CpuCommunicatorOptions } from './cpu-communicator.ts';

@@ -14,7 +14,7 @@ import {
 import { CollectiveTimeoutError, GroupClosedError, InvalidArgumentError, NcclError, RankFailedError } from '../errors.ts';
 import { log } from '../log.ts';
 import type { StatelessProcessGroup } from '../store/index.ts';
-import { Tensor, currentStream, type DType } from '../tensor/index.ts';
+import { Tensor, currentStream, parseDevice, type DType } from '../tensor/index.ts';
 import { DeviceCommunicator, type ReduceOp } from './device-communicator.ts';
 import { NcclWatchdog } from './nccl-watchdog.ts';
 
@@ -71,7 +71,8 @@ export class NcclCommunicator extends DeviceCommunicator {
   static async create(opts: NcclCommunicatorOptions): Promise<NcclCommunicator> {
     const timeoutMs = opts.timeoutMs ?? 120_000;
     const initTimeoutMs = opts.initTimeoutMs ?? timeoutMs;
-    const ordinal = parseCudaDevice(opts.device);
+    const ordinal = parseDevice(opts.device);
+    if (ordinal === null) throw new InvalidArgumentError('device', `an NCCL communicator needs a 'cuda:N' device, got '${opts.device}'`);
     const rt = cuda();
     const current = new Int32Array(1);
     rt.cudaGetDevice(current);
@@ -133,20 +134,23 @@ export class NcclCommunicator extends DeviceCommunicator {
 
   protected override _allReduce(input: Tensor, output: Tensor, op: ReduceOp): void {
     const seq = this.begin('all_reduce', input, null);
-    this.settle(this.lib.ncclAllReduce(input.dataPtr, output.dataPtr, input.numel, ncclTypes[input.dtype], NcclRedOp[op], this.comm, currentStream().handle));
-    this.watchdog.issued(seq, currentStream().handle);
+    const stream = currentStream().handle;
+    this.settle(this.lib.ncclAllReduce(input.dataPtr, output.dataPtr, input.numel, ncclTypes[input.dtype], NcclRedOp[op], this.comm, stream));
+    this.watchdog.issued(seq, stream);
   }
 
   protected override _allGather(input: Tensor, output: Tensor): void {
     const seq = this.begin('all_gather', input, null);
-    this.settle(this.lib.ncclAllGather(input.dataPtr, output.dataPtr, input.numel, ncclTypes[input.dtype], this.comm, currentStream().handle));
-    this.watchdog.issued(seq, currentStream().handle);
+    const stream = currentStream().handle;
+    this.settle(this.lib.ncclAllGather(input.dataPtr, output.dataPtr, input.numel, ncclTypes[input.dtype], this.comm, stream));
+    this.watchdog.issued(seq, stream);
   }
 
   protected override _reduceScatter(input: Tensor, output: Tensor, op: ReduceOp): void {
     const seq = this.begin('reduce_scatter', input, null);
-    this.settle(this.lib.ncclReduceScatter(input.dataPtr, output.dataPtr, output.numel, ncclTypes[input.dtype], NcclRedOp[op], this.comm, currentStream().handle));
-    this.watchdog.issued(seq, currentStream().handle);
+    const stream = currentStream().handle;
+    this.settle(this.lib.ncclReduceScatter(input.dataPtr, output.dataPtr, output.numel, ncclTypes[input.dtype], NcclRedOp[op], this.comm, stream));
+    this.watchdog.issued(seq, stream);
   }
 
   // vllm-spec §7.2: all_gatherv as grouped broadcasts, one per root, slicing dim 0.
@@ -163,7 +167,7 @@ export class NcclCommunicator extends DeviceCommunicator {
       offset += sizes[root];
     }
     this.settle(this.lib.ncclGroupEnd());
-    this.watchdog.issued(seq, currentStream().handle);
+    this.watchdog.issued(seq, stream);
   }
 
   // vllm-spec §7.2: reduce_scatterv as grouped reduces; only root r keeps chunk r.
@@ -180,7 +184,7 @@ export class NcclCommunicator extends DeviceCommunicator {
       offset += sizes[root];
     }
     this.settle(this.lib.ncclGroupEnd());
-    this.watchdog.issued(seq, currentStream().handle);
+    this.watchdog.issued(seq, stream);
   }
 
   protected override _gather(input: Tensor, output: Tensor | null, dst: number): void {
@@ -198,27 +202,30 @@ export class NcclCommunicator extends DeviceCommunicator {
       }
     }
     this.settle(this.lib.ncclGroupEnd());
-    this.watchdog.issued(seq, currentStream().handle);
+    this.watchdog.issued(seq, stream);
   }
 
   // vllm-spec §7.2 / §14 item 16: sendbuff = recvbuff on the root, NULL elsewhere.
   protected override _broadcast(tensor: Tensor, src: number): void {
     const seq = this.begin('broadcast', tensor, src);
     const send = this.rankInGroup === src ? tensor.dataPtr : null;
-    this.settle(this.lib.ncclBroadcast(send, tensor.dataPtr, tensor.numel, ncclTypes[tensor.dtype], src, this.comm, currentStream().handle));
-    this.watchdog.issued(seq, currentStream().handle);
+    const stream = currentStream().handle;
+    this.settle(this.lib.ncclBroadcast(send, tensor.dataPtr, tensor.numel, ncclTypes[tensor.dtype], src, this.comm, stream));
+    this.watchdog.issued(seq, stream);
   }
 
   protected override _send(tensor: Tensor, dst: number): void {
     const seq = this.begin('send', tensor, dst);
-    this.settle(this.lib.ncclSend(tensor.dataPtr, tensor.numel, ncclTypes[tensor.dtype], dst, this.comm, currentStream().handle));
-    this.watchdog.issued(seq, currentStream().handle);
+    const stream = currentStream().handle;
+    this.settle(this.lib.ncclSend(tensor.dataPtr, tensor.numel, ncclTypes[tensor.dtype], dst, this.comm, stream));
+    this.watchdog.issued(seq, stream);
   }
 
   protected override _recv(tensor: Tensor, src: number): void {
     const seq = this.begin('recv', tensor, src);
-    this.settle(this.lib.ncclRecv(tensor.dataPtr, tensor.numel, ncclTypes[tensor.dtype], src, this.comm, currentStream().handle));
-    this.watchdog.issued(seq, currentStream().handle);
+    const stream = currentStream().handle;
+    this.settle(this.lib.ncclRecv(tensor.dataPtr, tensor.numel, ncclTypes[tensor.dtype], src, this.comm, stream));
+    this.watchdog.issued(seq, stream);
   }
 
   private begin(op: string, t: Tensor, peer: number | null): number {
@@ -263,7 +270,6 @@ async function blockingChild(lib: NcclLibrary, parent: bigint, rank: number, gro
   try {
     const result = lib.ncclCommSplit(parent, 0, rank, child, ncclConfig({ blocking: 1 }));
     if (result === NcclResult.ncclInProgress) await waitInitialized(lib, child[0], groupName, timeoutMs, signal);
-    else await waitInitialized(lib, parent, groupName, timeoutMs, signal);
   } catch (err) {
     if (err instanceof NcclError) {
       log('warn', 'nccl', `group ${groupName}: blocking split refused (${err.message}); using the non-blocking communicator`);
@@ -307,11 +313,4 @@ function rowNumel(t: Tensor): number {
   let n = 1;
   for (let i = 1; i < t.shape.length; i++) n *= t.shape[i];
   return n;
-}
-
-/** `cuda:N` → N, or an InvalidArgumentError naming `device`. */
-export function parseCudaDevice(device: string): number {
-  const m = /^cuda:(\d+)$/.exec(device);
-  if (!m) throw new InvalidArgumentError('device', `expected 'cuda:N', got '${device}'`);
-  return Number(m[1]);
 }

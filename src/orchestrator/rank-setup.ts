@@ -5,7 +5,7 @@
  */
 import { getDpGroup, getEpGroup, getPpGroup, getTpGroup, initDistributedEnvironment, initializeModelParallel } from '../parallel/index.ts';
 import { TcpStoreClient } from '../store/index.ts';
-import { currentStream } from '../tensor/index.ts';
+import { currentStream, parseDevice } from '../tensor/index.ts';
 import type { RankContext } from './context.ts';
 import type { RankInit } from './protocol.ts';
 
@@ -21,7 +21,7 @@ export async function setupRank(init: RankInit, abortSignal: AbortSignal): Promi
     worldSize: init.worldSize,
     localRank: init.localRank,
     backend: init.backend,
-    deviceOrdinal: init.device === 'cpu' ? undefined : Number(init.device.slice(5)),
+    deviceOrdinal: parseDevice(init.device) ?? undefined,
     timeoutMs: init.timeoutMs,
     startupTimeoutMs: init.startupTimeoutMs,
     store,

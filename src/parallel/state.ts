@@ -3,6 +3,7 @@
  * that build, check and tear them down. One rank actor holds one state (a worker thread
  * has its own module instances, a child process too).
  */
+import { hostname } from 'node:os';
 import { cudaDeviceCount, ncclAvailable } from '../../native/index.ts';
 import { GroupClosedError, InvalidArgumentError } from '../errors.ts';
 import { StatelessProcessGroup, TcpStoreClient, TcpStoreServer, type Store } from '../store/index.ts';
@@ -204,7 +205,6 @@ export async function destroyDistributedEnvironment(): Promise<void> {
 
 /** Same-node test of vLLM (§4.7) for a launched group: every rank of a node shares its host name. */
 export async function inTheSameNodeAs(group: StatelessProcessGroup, sourceRank = 0): Promise<boolean[]> {
-  const { hostname } = await import('node:os');
   const hosts = await group.allGatherObj(`${hostname()}/${process.env.GPUGROUP_NODE_ID ?? ''}`);
   return hosts.map((h) => h === hosts[sourceRank]);
 }
