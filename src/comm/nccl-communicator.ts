@@ -268,8 +268,12 @@ export class NcclCommunicator extends DeviceCommunicator {
 async function blockingChild(lib: NcclLibrary, parent: bigint, rank: number, groupName: string, timeoutMs: number, signal?: AbortSignal): Promise<bigint> {
   const child = new BigUint64Array(1);
   try {
-    const result = lib.ncclCommSplit(parent, 0, rank, child, ncclConfig({ blocking: 1 }));
-    if (result === NcclResult.ncclInProgress) await waitInitialized(lib, child[0], groupName, timeoutMs, signal);
+    lib.ncclCommSplit(parent, 0, rank, child, ncclConfig({ blocking: 1 }));
+    // A split of a non-blocking parent runs on the parent's helper thread even when it
+    // answers ncclSuccess: the parent reports ncclInProgress until the split is done, and
+    // the child is not usable before. Both are polled (the NCCL docs ask for both).
+    await waitInitialized(lib, parent, groupName, timeoutMs, signal);
+    if (child[0] !== 0n) await waitInitialized(lib, child[0], groupName, timeoutMs, signal);
   } catch (err) {
     if (err instanceof NcclError) {
       log('warn', 'nccl', `group ${groupName}: blocking split refused (${err.message}); using the non-blocking communicator`);
