@@ -29,6 +29,7 @@ const suites: Record<string, () => Promise<{ run: (opts: BenchOptions) => Promis
   'collectives-cpu': () => import('./collectives-cpu.ts'),
   coordinator: () => import('./coordinator.ts'),
   graphs: () => import('./graphs.ts'),
+  mq: () => import('./mq.ts'),
 };
 
 const { values, positionals } = parseArgs({

@@ -92,6 +92,22 @@ export class CollectiveTimeoutError extends GpuGroupError {
   }
 }
 
+/**
+ * A MessageQueue wait passed its deadline: the writer found no free block (a reader is
+ * stuck or slow) or a reader got no message. `waitingFor` names the group ranks waited on.
+ */
+export class QueueTimeoutError extends GpuGroupError {
+  readonly queue: string;
+  readonly op: 'enqueue' | 'dequeue' | 'ready';
+  readonly waitingFor: number[];
+  constructor(queue: string, op: 'enqueue' | 'dequeue' | 'ready', waitingFor: number[], timeoutMs: number, detail: string) {
+    super('GPUGROUP_QUEUE_TIMEOUT', `${op} on message queue '${queue}' timed out after ${timeoutMs} ms: ${detail}`);
+    this.queue = queue;
+    this.op = op;
+    this.waitingFor = waitingFor;
+  }
+}
+
 /** The KV pipe is broken: a failed send, a dead peer or a closed pipe. */
 export class BrokenPipeError extends GpuGroupError {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -151,7 +167,7 @@ export interface WireError {
 const classes: Record<string, new (...args: never[]) => GpuGroupError> = {
   GpuGroupError, LibraryNotFoundError, NcclError, CudaError, InvalidArgumentError,
   StoreTimeoutError, StoreError, RankFailedError, CallTimeoutError, CollectiveTimeoutError,
-  BrokenPipeError, GroupClosedError, RemoteError, SharedMemoryError,
+  BrokenPipeError, GroupClosedError, RemoteError, SharedMemoryError, QueueTimeoutError,
 };
 
 /** Converts any thrown value to its wire form, keeping own enumerable fields. */

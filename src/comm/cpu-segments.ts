@@ -21,7 +21,8 @@ import { nanoid } from 'nanoid';
 import { CollectiveTimeoutError, InvalidArgumentError } from '../errors.ts';
 import type { StatelessProcessGroup } from '../store/index.ts';
 import type { StorageArray } from '../tensor/index.ts';
-import { ShmSegment, futexWait, futexWake } from './shm.ts';
+import { SharedWords } from './shared-words.ts';
+import { ShmSegment } from './shm.ts';
 
 /** How ranks share memory: SharedArrayBuffers between threads, or /dev/shm between processes. */
 export type CpuTransport = 'sab' | 'shm';
@@ -73,15 +74,13 @@ export class SegmentLayout {
 }
 
 /** One rank's segment as this rank sees it. */
-export class Region {
-  readonly words: Int32Array;
+export class Region extends SharedWords {
   readonly bytes: Uint8Array;
   private readonly views = new Map<ArrayCtor, StorageArray>();
 
-  constructor(readonly buffer: ArrayBufferLike, private readonly address: bigint | null, layout: SegmentLayout) {
-    this.words = new Int32Array(buffer, 0, layout.headerBytes / 4);
-    const bytes = layout.totalBytes;
-    this.bytes = new Uint8Array(buffer, 0, bytes);
+  constructor(readonly buffer: ArrayBufferLike, address: bigint | null, layout: SegmentLayout) {
+    super(buffer, address, layout.headerBytes / 4);
+    this.bytes = new Uint8Array(buffer, 0, layout.totalBytes);
   }
 
   /** A typed view over the whole segment (element i at byte i × itemsize), created once. */
@@ -93,36 +92,9 @@ export class Region {
     }
     return v;
   }
-
-  /** Stores `value` into counter `index` and wakes whoever sleeps on it. */
-  publish(index: number, value: number): void {
-    Atomics.store(this.words, index, value);
-    if (Atomics.load(this.words, index + 1) > 0) this.wake(index);
-  }
-
-  /** Wakes every sleeper of counter `index` (they re-check and sleep again if need be). */
-  wake(index: number): void {
-    if (this.address === null) Atomics.notify(this.words, index);
-    else futexWake(this.address + BigInt(index * 4));
-  }
-
-  /** Sleeps until counter `index` is woken or differs from `expected`, at most `ms`. */
-  sleep(index: number, expected: number, ms: number): Promise<void> {
-    if (this.address !== null) return futexWait(this.address + BigInt(index * 4), expected, ms);
-    const r = waitAsync(this.words, index, expected, ms);
-    if (!r.async) return Promise.resolve();
-    // A pending waitAsync does not keep Node 20's event loop alive (node-stack §7).
-    const keepAlive = setTimeout(noop, ms + 1000);
-    return r.value.then(() => clearTimeout(keepAlive));
-  }
 }
 
 function noop(): void {}
-
-// Node 20 has Atomics.waitAsync; the ES2023 lib the project compiles against does not declare it.
-const waitAsync = (Atomics as unknown as {
-  waitAsync(view: Int32Array, index: number, value: number, timeoutMs: number): { async: false; value: string } | { async: true; value: Promise<string> };
-}).waitAsync;
 
 /** Options of {@link Segments.create}. */
 export interface SegmentOptions {

@@ -7,3 +7,6 @@ export { CpuCommunicator } from './cpu-communicator.ts';
 export type { CpuCommunicatorOptions } from './cpu-communicator.ts';
 export type { CpuTransport } from './cpu-segments.ts';
 export { FlightRecorder } from './flight-recorder.ts';
+export { MessageQueue } from './message-queue.ts';
+export type { MessageQueueOptions } from './message-queue.ts';
+export { removeSegmentsOf } from './shm.ts';

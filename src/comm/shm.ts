@@ -4,7 +4,7 @@
  * `koffi.view` gives a plain external ArrayBuffer, on which Atomics.load/store/add
  * work but Atomics.wait/waitAsync are refused; futex is the blocking wait there.
  */
-import { closeSync, ftruncateSync, openSync, unlinkSync } from 'node:fs';
+import { closeSync, ftruncateSync, openSync, readdirSync, unlinkSync } from 'node:fs';
 import koffi from 'koffi';
 import { SharedMemoryError } from '../errors.ts';
 import { nanoid } from 'nanoid';
@@ -16,6 +16,7 @@ const munmap = libc.func('int munmap(void *addr, size_t length)');
 // aarch64 Linux ABIs pass in the same registers whether the prototype is variadic or
 // not, so a fixed prototype is exact and lets koffi run it on the thread pool (.async).
 const futex = libc.func('long syscall(long nr, void *addr, int op, int val, void *timeout, void *addr2, int val3)');
+const schedYield = libc.func('int sched_yield(void)');
 const SYS_FUTEX = process.arch === 'arm64' ? 98 : 202;
 // Shared (not PRIVATE) ops: the waiters live in other processes.
 const FUTEX_WAIT = 0;
@@ -101,6 +102,24 @@ export class ShmSegment {
   }
 }
 
+/**
+ * Unlinks every segment file process `pid` created. The coordinator calls it when a
+ * rank process exits: a rank killed between creating a segment and the handshake that
+ * unlinks it would otherwise leave the file behind. Returns how many it removed.
+ */
+export function removeSegmentsOf(pid: number): number {
+  const dir = SHM_PREFIX.slice(0, SHM_PREFIX.lastIndexOf('/'));
+  const prefix = `${SHM_PREFIX.slice(dir.length + 1)}${pid}-`;
+  let names: string[];
+  try {
+    names = readdirSync(dir).filter((f) => f.startsWith(prefix));
+  } catch {
+    return 0; // no /dev/shm on this system: nothing was created there either
+  }
+  for (const f of names) unlinkQuietly(`${dir}/${f}`);
+  return names.length;
+}
+
 function unlinkQuietly(path: string): void {
   try {
     unlinkSync(path);
@@ -123,6 +142,14 @@ export function futexWait(address: bigint, expected: number, timeoutMs: number):
       resolve();
     });
   });
+}
+
+/**
+ * Gives the CPU to another runnable thread, if any (sched_yield(2)). A poller calls it
+ * on every turn so that, with more pollers than cores, the one it waits for gets to run.
+ */
+export function yieldCpu(): void {
+  schedYield();
 }
 
 /** Wakes every futex waiter on the int32 at `address`, in any process. */

@@ -8,6 +8,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import { removeSegmentsOf } from '../comm/shm.ts';
 import type { FromRank, ToRank } from './protocol.ts';
 
 /** The coordinator's handle on one rank actor. */
@@ -59,6 +60,7 @@ export function spawnProcess(env: Record<string, string>): RankChannel {
         if (gone) return;
         gone = true;
         clearTimeout(timer);
+        if (child.pid !== undefined) removeSegmentsOf(child.pid);
         fn(code, signal, error);
       };
       let timer: NodeJS.Timeout | undefined;

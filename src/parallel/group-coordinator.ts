@@ -5,7 +5,7 @@
  * otherwise). `src`/`dst` are group-local everywhere (§14 item 3); any `src` works.
  */
 import { InvalidArgumentError } from '../errors.ts';
-import { CpuCommunicator, NcclCommunicator, type DeviceCommunicator } from '../comm/index.ts';
+import { CpuCommunicator, MessageQueue, NcclCommunicator, type DeviceCommunicator } from '../comm/index.ts';
 import { StatelessProcessGroup, type Store } from '../store/index.ts';
 import { Tensor, type DType } from '../tensor/index.ts';
 import { captureGraph, type CudaGraph, type GraphCaptureContext } from './graph.ts';
@@ -44,6 +44,13 @@ function uniqueNameFor(base: string): string {
 
 const NO_COMMUNICATOR = 'No device communicator found';
 
+/**
+ * The broadcast queues' ring: vLLM's GroupCoordinator uses 4 MiB × 6 chunks. Objects
+ * and tensor-dict metadata past a chunk still go through, out of band.
+ */
+const MQ_CHUNK_BYTES = Number(process.env.GPUGROUP_MQ_CHUNK_BYTES ?? 4 << 20);
+const MQ_CHUNKS = Number(process.env.GPUGROUP_MQ_CHUNKS ?? 6);
+
 /** The all-gather slicing of sendTensorDict/recvTensorDict (vllm-spec §3.6–3.7). */
 export interface AllGatherOptions {
   /** Group whose ranks each send one slice (usually TP); the receivers all-gather. */
@@ -74,6 +81,8 @@ export class GroupCoordinator {
   /** Data plane; null for world size 1 and for groups built without one. */
   readonly deviceCommunicator: DeviceCommunicator | null;
   private cpuCommunicator: Promise<DeviceCommunicator> | null = null;
+  /** Broadcast queue per source group rank, created on first use (collectively). */
+  private readonly queues = new Map<number, Promise<MessageQueue>>();
   private readonly opts: GroupCoordinatorOptions;
 
   private constructor(opts: GroupCoordinatorOptions, ranks: number[], uniqueName: string, cpuGroup: StatelessProcessGroup, comm: DeviceCommunicator | null) {
@@ -167,11 +176,15 @@ export class GroupCoordinator {
     return this.comm().recv(shape, dtype, src ?? (this.rankInGroup - 1 + this.worldSize) % this.worldSize);
   }
 
-  /** Broadcasts a structured-cloneable object from group rank `src`; the source gets its own object back. */
+  /**
+   * Broadcasts a structured-cloneable object from group rank `src` through the shared
+   * memory queue of that source (vllm-spec §9; sockets to ranks on other nodes). The
+   * source gets its own object back.
+   */
   async broadcastObject<T>(obj?: T, src = 0): Promise<T> {
     this.checkPeer('src', src);
     if (this.worldSize === 1) return obj as T;
-    return this.cpuGroup.broadcastObj<T>(this.rankInGroup === src ? obj : null, src);
+    return (await this.queueFor(src)).broadcastObject<T>(this.rankInGroup === src ? obj : undefined);
   }
 
   sendObject(obj: unknown, dst: number): Promise<void> {
@@ -193,7 +206,7 @@ export class GroupCoordinator {
 
   /**
    * Broadcasts a dict of tensors and plain values from `src` (any group rank). The
-   * metadata goes over the control plane; non-empty tensors follow in dict order, CPU
+   * metadata goes through the source's message queue; non-empty tensors follow in dict order, CPU
    * tensors over the CPU data plane and device tensors over the device communicator.
    * Returns the original dict at the source and a new dict elsewhere.
    */
@@ -202,11 +215,11 @@ export class GroupCoordinator {
     if (this.worldSize === 1) return tensorDict;
     if (this.rankInGroup === src) {
       const { metadata, tensors } = splitTensorDict(tensorDict as TensorDict);
-      await this.cpuGroup.broadcastObj(metadata, src);
+      await (await this.queueFor(src)).enqueue(metadata);
       await this.broadcastTensors(tensors, src);
       return tensorDict;
     }
-    const metadata = await this.cpuGroup.broadcastObj<MetadataEntry[]>(null, src);
+    const metadata = await (await this.queueFor(src)).dequeue<MetadataEntry[]>();
     const { dict, slots } = this.unpackMetadata(metadata);
     const tensors = slots.map(([key, dtype, shape, onCpu]) => {
       const t = Tensor.empty(shape, { dtype, device: onCpu ? 'cpu' : this.device });
@@ -279,6 +292,9 @@ export class GroupCoordinator {
 
   /** Releases the communicators and the control plane; idempotent. */
   async destroy(): Promise<void> {
+    const queues = [...this.queues.values()];
+    this.queues.clear();
+    await Promise.all(queues.map((q) => q.then((mq) => mq.close(), () => undefined)));
     await this.deviceCommunicator?.destroy();
     if (this.cpuCommunicator) await (await this.cpuCommunicator).destroy();
     await this.cpuGroup.close();
@@ -332,6 +348,21 @@ export class GroupCoordinator {
       abortSignal: this.opts.abortSignal,
     });
     return this.cpuCommunicator;
+  }
+
+  /** The broadcast queue written by group rank `src`; the first call for a source is collective. */
+  private queueFor(src: number): Promise<MessageQueue> {
+    let q = this.queues.get(src);
+    if (!q) {
+      q = MessageQueue.createFromGroup(this.cpuGroup, MQ_CHUNK_BYTES, MQ_CHUNKS, src, {
+        timeoutMs: this.opts.timeoutMs,
+        abortSignal: this.opts.abortSignal,
+        ranks: this.ranks,
+        name: `${this.uniqueName}/broadcast-from-${src}`,
+      });
+      this.queues.set(src, q);
+    }
+    return q;
   }
 
   private comm(): DeviceCommunicator {

@@ -1,0 +1,136 @@
+// Worker module for the MessageQueue tests across rank threads and processes.
+import { MessageQueue } from '../../src/comm/index.ts';
+import type { RankContext } from '../../src/orchestrator/index.ts';
+
+const WRITER = 2;
+
+function queue(ctx: RankContext, chunkBytes: number, chunks: number, writer = WRITER, timeoutMs = 20_000): Promise<MessageQueue> {
+  return MessageQueue.createFromGroup(ctx.processGroup, chunkBytes, chunks, writer, { timeoutMs, abortSignal: ctx.abortSignal, name: 'test-mq' });
+}
+
+/** mulberry32: the same pseudo-random stream on every rank for one seed. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Message i: an int64 array of length 1–10,000 with random bits. */
+function message(i: number): BigInt64Array {
+  const rand = prng(i * 7919 + 1);
+  const n = 1 + Math.floor(rand() * 10_000);
+  const words = new Uint32Array(2 * n);
+  for (let k = 0; k < words.length; k++) words[k] = Math.floor(rand() * 4294967296);
+  return new BigInt64Array(words.buffer);
+}
+
+/** Sometimes yields for a random sub-millisecond time (busy, then a turn of the loop). */
+async function jitter(rand: () => number): Promise<void> {
+  if (rand() > 0.1) return;
+  const until = performance.now() + rand() * 0.8;
+  while (performance.now() < until);
+  await new Promise((r) => setImmediate(r));
+}
+
+/** The writer (group rank 2) sends `count` arrays through 40 KiB chunks; readers check each one. */
+export async function stress(ctx: RankContext, count: number): Promise<{ checked: number; overflowed: number; transport: string | null }> {
+  const q = await queue(ctx, 40 << 10, 8);
+  const rand = prng(1000 + ctx.rank);
+  let checked = 0;
+  let overflowed = 0;
+  try {
+    for (let i = 0; i < count; i++) {
+      const expected = message(i);
+      if (expected.byteLength > 40 << 10) overflowed++;
+      if (q.isWriter) {
+        await q.enqueue(expected);
+      } else {
+        const got = await q.dequeue<BigInt64Array>();
+        if (!(got instanceof BigInt64Array) || Buffer.compare(Buffer.from(got.buffer, got.byteOffset, got.byteLength), Buffer.from(expected.buffer)) !== 0) {
+          throw new Error(`rank ${ctx.rank}: message ${i} differs (length ${got?.length} vs ${expected.length})`);
+        }
+        checked++;
+      }
+      await jitter(rand);
+    }
+    return { checked, overflowed, transport: q.transport };
+  } finally {
+    await ctx.processGroup.barrier();
+    await q.close();
+  }
+}
+
+/** Reader 3 never reads: the writer fills the ring and gets a QueueTimeoutError naming it. */
+export async function stall(ctx: RankContext): Promise<{ sent: number; error: string; waitingFor: number[] } | { read: number }> {
+  const q = await queue(ctx, 1024, 4);
+  try {
+    if (q.isWriter) {
+      let sent = 0;
+      try {
+        for (;;) {
+          await q.enqueue({ sent }, 500);
+          sent++;
+        }
+      } catch (err) {
+        return { sent, error: `${(err as Error).name}: ${(err as Error).message}`, waitingFor: (err as { waitingFor: number[] }).waitingFor };
+      }
+    }
+    let read = 0;
+    if (ctx.rank !== 3) for (; read < 4; read++) await q.dequeue();
+    return { read };
+  } finally {
+    await ctx.processGroup.barrier();
+    await q.close();
+  }
+}
+
+/**
+ * Reader 1 exits after 100 messages; the writer keeps sending and records the error it
+ * gets (and how long after the death) in the store, since the coordinator fails the
+ * calls of a group with a dead rank.
+ */
+export async function killReader(ctx: RankContext): Promise<void> {
+  const q = await queue(ctx, 4096, 4);
+  if (q.isWriter) {
+    const t0 = performance.now();
+    try {
+      for (let i = 0; performance.now() - t0 < 10_000; i++) {
+        await q.enqueue(new Float64Array(64).fill(i), 10_000);
+        if (i % 16 === 0) await new Promise((r) => setTimeout(r, 1));
+      }
+      await ctx.store.set('mq/writer', 'no error in 10 s');
+    } catch (err) {
+      await ctx.store.set('mq/writer', `${(err as Error).name}: ${(err as Error).message}`);
+    }
+    return;
+  }
+  for (let i = 0; ; i++) {
+    await q.dequeue(10_000);
+    if (ctx.rank === 1 && i === 100) process.exit(9);
+  }
+}
+
+/** Every reader waits 2 s for one message; returns the CPU time it used meanwhile. */
+export async function idle(ctx: RankContext, waitMs: number): Promise<{ cpuMs: number; wallMs: number }> {
+  const q = await queue(ctx, 4096, 4, 0);
+  try {
+    const t0 = performance.now();
+    const u0 = process.cpuUsage();
+    if (q.isWriter) {
+      await new Promise((r) => setTimeout(r, waitMs));
+      await q.enqueue('wake up');
+    } else {
+      const got = await q.dequeue();
+      if (got !== 'wake up') throw new Error(`unexpected ${String(got)}`);
+    }
+    const u = process.cpuUsage(u0);
+    return { cpuMs: (u.user + u.system) / 1000, wallMs: performance.now() - t0 };
+  } finally {
+    await q.close();
+  }
+}
