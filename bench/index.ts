@@ -30,6 +30,7 @@ const suites: Record<string, () => Promise<{ run: (opts: BenchOptions) => Promis
   coordinator: () => import('./coordinator.ts'),
   graphs: () => import('./graphs.ts'),
   mq: () => import('./mq.ts'),
+  weights: () => import('./weights.ts'),
 };
 
 const { values, positionals } = parseArgs({

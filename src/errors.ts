@@ -108,6 +108,30 @@ export class QueueTimeoutError extends GpuGroupError {
   }
 }
 
+/** receiveWeights (or another data call) before initTransferEngine, or after shutdown. */
+export class WeightTransferNotInitializedError extends GpuGroupError {
+  constructor(message = 'NCCL weight transfer not initialized. Call initTransferEngine() first.') {
+    super('GPUGROUP_WEIGHT_TRANSFER_NOT_INITIALIZED', message);
+  }
+}
+
+/**
+ * The trainer and one or more workers disagree on a weight update (tensor names,
+ * dtypes, shapes, packing or buffer size). Raised on every party before any data
+ * moves, instead of a deadlock inside NCCL.
+ */
+export class WeightTransferMismatchError extends GpuGroupError {
+  /** Transfer-group ranks whose update info disagreed with the trainer's. */
+  readonly ranks: number[];
+  /** One line per disagreeing rank: what differs. */
+  readonly details: string[];
+  constructor(message: string, ranks: number[], details: string[]) {
+    super('GPUGROUP_WEIGHT_TRANSFER_MISMATCH', message);
+    this.ranks = ranks;
+    this.details = details;
+  }
+}
+
 /** The KV pipe is broken: a failed send, a dead peer or a closed pipe. */
 export class BrokenPipeError extends GpuGroupError {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -168,6 +192,7 @@ const classes: Record<string, new (...args: never[]) => GpuGroupError> = {
   GpuGroupError, LibraryNotFoundError, NcclError, CudaError, InvalidArgumentError,
   StoreTimeoutError, StoreError, RankFailedError, CallTimeoutError, CollectiveTimeoutError,
   BrokenPipeError, GroupClosedError, RemoteError, SharedMemoryError, QueueTimeoutError,
+  WeightTransferNotInitializedError, WeightTransferMismatchError,
 };
 
 /** Converts any thrown value to its wire form, keeping own enumerable fields. */

@@ -8,8 +8,8 @@ export { Tensor, Stream, CudaEvent, currentStream, setCurrentStream, withStream,
 export type { DType, TensorOptions } from './tensor/index.ts';
 export { TcpStoreServer, TcpStoreClient, PrefixStore, StatelessProcessGroup } from './store/index.ts';
 export type { Store } from './store/index.ts';
-export { DeviceCommunicator, NcclCommunicator, CpuCommunicator, FlightRecorder } from './comm/index.ts';
-export type { ReduceOp } from './comm/index.ts';
+export { DeviceCommunicator, NcclCommunicator, CpuCommunicator, FlightRecorder, MessageQueue } from './comm/index.ts';
+export type { ReduceOp, MessageQueueOptions } from './comm/index.ts';
 export {
   GroupCoordinator, getPpIndices, groupLayout, divide, ensureDivisibility,
   initDistributedEnvironment, initializeModelParallel, ensureModelParallelInitialized, modelParallelIsInitialized,
@@ -19,5 +19,14 @@ export {
 } from './parallel/index.ts';
 export type { GraphCaptureContext } from './parallel/index.ts';
 export type { TensorDict, ParallelSizes } from './parallel/index.ts';
+export {
+  NcclWeightTransferEngine, WeightTransferEngine, WeightTransferGroup, createWeightTransferEngine, registerWeightTransferEngine,
+  availableWeightTransferEngines, parseNcclInitInfo, parseNcclUpdateInfo, planPackedBuffers, packedBroadcastProducer, packedBroadcastConsumer,
+  DEFAULT_PACKED_BUFFER_SIZE_BYTES, DEFAULT_PACKED_NUM_BUFFERS,
+} from './weights/index.ts';
+export type {
+  NcclWeightTransferInitInfo, NcclWeightTransferUpdateInfo, NcclWeightTransferEngineOptions, TrainerSendArgs, LoadWeights,
+  NamedTensors, PackedBufferPlan, TensorSpec,
+} from './weights/index.ts';
 export * from './errors.ts';
 export { cuda, nccl, cudaDeviceCount, ncclAvailable, formatNcclVersion } from '../native/index.ts';

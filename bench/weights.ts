@@ -1,0 +1,125 @@
+/**
+ * `npm run bench -- weights [--backend cpu] [--world N]`: the weight transfer engine,
+ * trainer (this process; cuda:0 with NCCL) → N-1 inference workers (cuda:1..). Effective
+ * GB/s (`busbw` = state-dict bytes / seconds) of a 4 GiB state dict of 512 bf16 tensors,
+ * packed in 1 GiB × 2 buffers and unpacked (one broadcast per tensor), beside a raw
+ * 1 GiB broadcast in the same topology. Compare that reference with nccl-tests'
+ * broadcast_perf at 1 GiB from the same machine (../shared/baselines/run.sh).
+ * With --backend cpu: a 64 MiB state dict, 16 MiB × 2 buffers, 2 workers.
+ */
+import { createServer } from 'node:net';
+import { cudaDeviceCount } from '../native/index.ts';
+import { launchGroup } from '../src/orchestrator/index.ts';
+import { CudaEvent, Tensor, setDevice } from '../src/tensor/index.ts';
+import { NcclWeightTransferEngine, type NamedTensors, type WeightTransferGroup } from '../src/weights/index.ts';
+import type { BenchOptions } from './index.ts';
+
+const worker = new URL('./workers/weights-worker.ts', import.meta.url);
+const TENSORS = 512;
+const WARMUP = 1;
+const ITERS = 3;
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer().once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+const gbps = (bytes: number, s: number): number => +(bytes / s / 1e9).toFixed(2);
+
+export async function run(opts: BenchOptions): Promise<void> {
+  const gpus = cudaDeviceCount();
+  const backend = opts.backend ?? 'nccl';
+  const world = opts.world ?? (backend === 'nccl' ? gpus : 3);
+  if (world < 2) {
+    opts.log(`weights: needs a trainer and at least one worker (--world >= 2), got ${world}`);
+    return;
+  }
+  if (backend === 'nccl' && gpus < world) {
+    opts.log(`weights: NCCL needs ${world} GPUs (trainer + ${world - 1} workers), ${gpus} visible; skipped (try --backend cpu)`);
+    return;
+  }
+  const device = backend === 'nccl' ? 'cuda:0' : 'cpu';
+  const totalBytes = backend === 'nccl' ? 4 * 2 ** 30 : 64 * 2 ** 20;
+  const bufferBytes = backend === 'nccl' ? 2 ** 30 : 16 * 2 ** 20;
+  const refBytes = bufferBytes;
+  const workers = world - 1;
+  if (backend === 'nccl') setDevice(0);
+  const group = await launchGroup({
+    worldSize: workers, worker, backend, mode: 'process', timeoutMs: 300_000,
+    devices: backend === 'nccl' ? Array.from({ length: workers }, (_, i) => i + 1) : undefined,
+  });
+  let trainer: WeightTransferGroup | null = null;
+  let ref: WeightTransferGroup | null = null;
+  const numel = totalBytes / TENSORS / 2;
+  const weights: NamedTensors = Array.from({ length: TENSORS }, (_, i) => [`layers.${i}.weight`, Tensor.zeros([numel], { dtype: 'bfloat16', device })]);
+  try {
+    const info = { masterAddress: '127.0.0.1', masterPort: await freePort(), rankOffset: 1, worldSize: world };
+    const refInfo = { ...info, masterPort: await freePort() };
+    const [t, , r] = await Promise.all([
+      NcclWeightTransferEngine.trainerInit(info, { device, timeoutMs: 300_000 }),
+      group.callAll('join', info, refInfo),
+      NcclWeightTransferEngine.trainerInit(refInfo, { device, timeoutMs: 300_000 }),
+    ]);
+    trainer = t;
+    ref = r;
+    opts.log(`weights: ${backend}, trainer on ${device} + ${workers} workers; state dict ${totalBytes / 2 ** 20} MiB in ${TENSORS} bf16 tensors`);
+    opts.log('#        bytes  tensors  packed     time(s)  GB/s');
+    for (const packed of [true, false]) {
+      const update = {
+        names: weights.map(([n]) => n), dtypeNames: weights.map(([, t]) => t.dtype), shapes: weights.map(([, t]) => [...t.shape]),
+        packed, packedBufferSizeBytes: bufferBytes, packedNumBuffers: 2,
+      };
+      const times: number[] = [];
+      for (let i = 0; i < WARMUP + ITERS; i++) {
+        const t0 = performance.now();
+        await Promise.all([
+          NcclWeightTransferEngine.trainerSendWeights(weights, { group: trainer, packed, packedBufferSizeBytes: bufferBytes, packedNumBuffers: 2 }),
+          group.callAll('receive', update),
+        ]);
+        if (i >= WARMUP) times.push((performance.now() - t0) / 1000);
+      }
+      const s = Math.min(...times);
+      const rec = { impl: 'gpugroup', backend, op: 'weight_transfer', world, bytes: totalBytes, tensors: TENSORS, packed, s: +s.toFixed(4), busbw: gbps(totalBytes, s) };
+      opts.log(`${String(totalBytes).padStart(14)} ${String(TENSORS).padStart(8)} ${String(packed).padStart(7)} ${s.toFixed(4).padStart(11)} ${String(rec.busbw).padStart(5)}`);
+      opts.json(rec);
+    }
+    // Reference: raw broadcasts of one packed buffer's size, nccl-tests' method (events around back-to-back ops).
+    const refIters = backend === 'nccl' ? 20 : 5;
+    const refDone = group.callAll('refBroadcast', { bytes: refBytes, warmup: 2, iters: refIters });
+    const comm = r.communicator;
+    const buf = Tensor.zeros([refBytes], { dtype: 'uint8', device });
+    for (let i = 0; i < 2; i++) await comm.broadcast(buf, 0);
+    await comm.synchronize();
+    await r.processGroup.barrier();
+    let seconds: number;
+    if (backend === 'nccl') {
+      const start = new CudaEvent(true).record();
+      for (let i = 0; i < refIters; i++) await comm.broadcast(buf, 0);
+      const end = new CudaEvent(true).record();
+      await comm.synchronize();
+      seconds = end.elapsedMsSince(start) / 1000 / refIters;
+      start.dispose();
+      end.dispose();
+    } else {
+      const t0 = performance.now();
+      for (let i = 0; i < refIters; i++) await comm.broadcast(buf, 0);
+      await comm.synchronize();
+      seconds = (performance.now() - t0) / 1000 / refIters;
+    }
+    await refDone;
+    buf.dispose();
+    opts.log(`reference: raw broadcast of ${refBytes / 2 ** 20} MiB in the same group: ${gbps(refBytes, seconds)} GB/s busbw ` +
+      `(compare with nccl-tests broadcast_perf at 1 GiB; weight_transfer busbw / this = the engine's efficiency)`);
+  } finally {
+    for (const [, t] of weights) t.dispose();
+    await group.callAll('leave').catch((err: Error) => opts.log(`weights: leave failed: ${err.message}`));
+    await trainer?.close();
+    await ref?.close();
+    await group.shutdown();
+  }
+}

@@ -1,0 +1,92 @@
+/**
+ * The trainer↔workers group of a weight transfer: a StatelessProcessGroup on the
+ * trainer's store (control plane: the announcement and votes of ./control.ts) and a
+ * communicator over it (data plane): NCCL on `cuda:N`, the CPU communicator on `cpu`.
+ * vLLM hands the trainer the bare PyNcclCommunicator; we hand it this pair, because
+ * the control message needs the store and the store must be closed by somebody.
+ */
+import { CpuCommunicator, NcclCommunicator, type CpuTransport, type DeviceCommunicator } from '../comm/index.ts';
+import { InvalidArgumentError } from '../errors.ts';
+import { StatelessProcessGroup } from '../store/index.ts';
+import { parseDevice } from '../tensor/index.ts';
+import type { NcclWeightTransferInitInfo } from './types.ts';
+
+/** Options of {@link WeightTransferGroup.create}. */
+export interface WeightTransferGroupOptions {
+  /** `cuda:N` (NCCL; must be this thread's current device) or `cpu` (CPU communicator). */
+  device: string;
+  /** Deadline of every store wait and every collective, in ms. Default 120 000. */
+  timeoutMs?: number;
+  /** When it fires, pending and later transfers fail and the communicator aborts. */
+  abortSignal?: AbortSignal;
+  /** CPU only: `sab` (every party a thread of one process) or `shm`; default: picked from where the parties run. */
+  cpuTransport?: CpuTransport;
+}
+
+/** The control and data plane of one trainer→workers transfer group. */
+export class WeightTransferGroup {
+  private closing: Promise<void> | null = null;
+
+  private constructor(
+    /** Control plane (store-backed objects). */
+    readonly processGroup: StatelessProcessGroup,
+    /** Data plane (broadcasts from the trainer). */
+    readonly communicator: DeviceCommunicator,
+    /** Deadline of waits, in ms. */
+    readonly timeoutMs: number,
+  ) {}
+
+  /** This party's rank in the group (the trainer is 0). */
+  get rank(): number {
+    return this.processGroup.rank;
+  }
+
+  get worldSize(): number {
+    return this.processGroup.worldSize;
+  }
+
+  /** `cpu` or `cuda:N`. */
+  get device(): string {
+    return this.communicator.device;
+  }
+
+  /**
+   * Collective over the `info.worldSize` parties: rank 0 serves the store at
+   * masterAddress:masterPort, everyone connects, then builds the communicator.
+   */
+  static async create(info: NcclWeightTransferInitInfo, rank: number, opts: WeightTransferGroupOptions): Promise<WeightTransferGroup> {
+    const timeoutMs = opts.timeoutMs ?? 120_000;
+    if (!(timeoutMs > 0) || !Number.isFinite(timeoutMs)) throw new InvalidArgumentError('timeoutMs', `must be a positive finite number, got ${timeoutMs}`);
+    parseDevice(opts.device);
+    if (!Number.isInteger(rank) || rank < 0 || rank >= info.worldSize) {
+      throw new InvalidArgumentError('rank', `transfer-group rank ${rank} is out of range [0, ${info.worldSize}) (worldSize ${info.worldSize})`);
+    }
+    opts.abortSignal?.throwIfAborted();
+    const pg = await StatelessProcessGroup.create({
+      host: info.masterAddress, port: info.masterPort, rank, worldSize: info.worldSize, storeTimeoutMs: timeoutMs,
+    });
+    // Unique per store, so two transfer groups in one process never share a SAB channel name.
+    const groupName = `weight_transfer@${info.masterAddress}:${info.masterPort}`;
+    try {
+      const communicator = opts.device === 'cpu'
+        ? await CpuCommunicator.create({ group: pg, groupName, timeoutMs, abortSignal: opts.abortSignal, transport: opts.cpuTransport })
+        : await NcclCommunicator.create({ group: pg, device: opts.device, groupName, timeoutMs, abortSignal: opts.abortSignal });
+      return new WeightTransferGroup(pg, communicator, timeoutMs);
+    } catch (err) {
+      await pg.close();
+      throw err;
+    }
+  }
+
+  /** Destroys the communicator and closes the store connection (the trainer's also stops the store). Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      try {
+        await this.communicator.destroy();
+      } finally {
+        await this.processGroup.close();
+      }
+    })();
+    return this.closing;
+  }
+}
