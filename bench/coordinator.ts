@@ -13,9 +13,10 @@ export async function run(opts: BenchOptions): Promise<void> {
   const group = await launchGroup({ worldSize: world, worker: new URL('./workers/coordinator.ts', import.meta.url), backend, mode: 'process', timeoutMs: 120_000 });
   try {
     for (const tensors of [1, 8, 32]) {
-      const out = await group.callAll<{ p50: number; min: number }>('broadcastTensorDict', { tensors, iters: 200 });
+      const out = await group.callAll<{ p50: number; min: number; issuedP50: number }>('broadcastTensorDict', { tensors, iters: 200 });
       const last = out[world - 1];
-      opts.log(`broadcastTensorDict ${tensors} × 4 KiB (${backend}, world ${world}): p50 ${last.p50.toFixed(1)} us, min ${last.min.toFixed(1)} us`);
+      opts.log(`broadcastTensorDict ${tensors} × 4 KiB (${backend}, world ${world}): p50 ${last.p50.toFixed(1)} us, min ${last.min.toFixed(1)} us; ` +
+        `until enqueued p50: ${out.map((o) => o.issuedP50.toFixed(1)).join(' / ')} us (ranks 0..${world - 1})`);
       opts.json({ impl: 'gpugroup', op: 'broadcast_tensor_dict', world, backend, tensors, tensor_bytes: 4096, p50_us: +last.p50.toFixed(1), min_us: +last.min.toFixed(1) });
     }
   } finally {

@@ -54,28 +54,33 @@ export function currentDevice(): number {
   return deviceOrdinal;
 }
 
+/** How long a host wait polls on setImmediate turns before it backs off to 1 ms timers. */
+const POLL_BUDGET_MS = Number(process.env.GPUGROUP_POLL_MS ?? 5);
+
 /**
- * Polls `done()` until it returns true: a short spin, then the event loop (immediate,
- * then timers backing off to 1 ms). Rejects with `onTimeout()` past the deadline.
+ * Polls `done()` until it returns true: a short spin, then the event loop on
+ * setImmediate turns for POLL_BUDGET_MS (GPUGROUP_POLL_MS, default 5 ms: a collective
+ * waiting on a slower peer ends within µs of it), then 1 ms timers for long waits.
+ * Rejects with `onTimeout()` past the deadline.
  */
 export function pollUntil(done: () => boolean, timeoutMs: number, onTimeout: () => Error): Promise<void> {
   const spinUntil = performance.now() + 0.02;
   do {
     if (done()) return Promise.resolve();
   } while (performance.now() < spinUntil);
-  const deadline = performance.now() + timeoutMs;
+  const start = performance.now();
+  const deadline = start + timeoutMs;
   return new Promise((resolve, reject) => {
-    let rounds = 0;
     const step = (): void => {
       try {
         if (done()) return resolve();
       } catch (err) {
         return reject(err);
       }
-      if (performance.now() > deadline) return reject(onTimeout());
-      rounds++;
-      if (rounds < 64) setImmediate(step);
-      else setTimeout(step, rounds < 256 ? 0 : 1);
+      const now = performance.now();
+      if (now > deadline) return reject(onTimeout());
+      if (now - start < POLL_BUDGET_MS) setImmediate(step);
+      else setTimeout(step, 1);
     };
     setImmediate(step);
   });

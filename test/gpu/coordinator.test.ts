@@ -31,6 +31,17 @@ describe.skipIf(gpus < 2)('GroupCoordinator on NCCL', () => {
   }, 120_000);
 });
 
+describe.skipIf(gpus < 2).each(['process', 'thread'] as const)('broadcastTensorDict through the message queue on %s ranks', (mode) => {
+  it('200 dicts of 8 device tensors from the last rank, every 50th with a 5 MB value past the chunk', async () => {
+    const group = await launchGroup({ worldSize: world, worker: coordWorker, backend: 'nccl', mode, timeoutMs: 60_000 });
+    try {
+      expect(await group.callAll<string[]>('manyDicts', 200, world - 1)).toEqual(Array(world).fill([]));
+    } finally {
+      await group.shutdown();
+    }
+  }, 120_000);
+});
+
 describe.skipIf(gpus < 2)('graph capture on NCCL', () => {
   it('two TP groups all-reducing a different number of times inside one capture, replayed on new inputs', async () => {
     const group = await launchGroup({ worldSize: world, worker: graphWorker, backend: 'nccl', tensorParallelSize: 2, timeoutMs: 60_000 });
