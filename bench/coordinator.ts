@@ -19,6 +19,14 @@ export async function run(opts: BenchOptions): Promise<void> {
         `until enqueued p50: ${out.map((o) => o.issuedP50.toFixed(1)).join(' / ')} us (ranks 0..${world - 1})`);
       opts.json({ impl: 'gpugroup', op: 'broadcast_tensor_dict', world, backend, tensors, tensor_bytes: 4096, p50_us: +last.p50.toFixed(1), min_us: +last.min.toFixed(1) });
     }
+    if (process.env.GPUGROUP_BENCH_PROFILE === '1') {
+      for (const tensors of [1, 8]) {
+        const parts = await group.callAll<Record<string, number>>('profile', { tensors, iters: 200 });
+        parts.forEach((p, r) => opts.log(`  profile ${tensors} tensors, rank ${r}: ${Object.entries(p).map(([k, v]) => `${k} ${v}`).join(', ')} (us)`));
+        const steps = await group.callAll<Record<string, number>>('profileSteps', { tensors, iters: 200 });
+        steps.forEach((p, r) => opts.log(`  steps ${tensors} tensors, rank ${r}: ${Object.entries(p).map(([k, v]) => `${k} ${v}`).join(', ')} (us from the barrier)`));
+      }
+    }
   } finally {
     await group.shutdown();
   }

@@ -185,3 +185,30 @@ export function cudaDeviceCount(): number {
     return 0;
   }
 }
+
+/**
+ * The driver API's 32-bit memset (libcuda): a fill of any 4-byte pattern, stream
+ * ordered, with no host buffer and no kernel of ours (the runtime's memset takes a byte
+ * value only). Runtime device pointers and streams are valid here (same primary context).
+ */
+export interface CudaDriverMemset {
+  cuMemsetD32Async(dst: bigint, value: number, count: number, stream: bigint): number;
+}
+
+const driverTable: readonly ProtoRow[] = [
+  { proto: 'int cuMemsetD32Async(uint64_t dst, uint32_t value, size_t count, void *stream)' },
+];
+
+let driver: CudaDriverMemset | null | undefined;
+
+/** libcuda's 32-bit memset, or null where the driver library cannot be loaded. */
+export function cudaDriverMemset(): CudaDriverMemset | null {
+  if (driver !== undefined) return driver;
+  try {
+    const lib = loadLibrary({ name: 'libcuda', envVar: 'GPUGROUP_CUDA_DRIVER_SO_PATH', sonames: ['libcuda.so.1'], pythonRelative: [] }).lib;
+    driver = bindTable(lib, driverTable, (code, call) => new CudaError(code, `CUresult ${code}`, call, 'driver API call failed')) as unknown as CudaDriverMemset;
+  } catch {
+    driver = null;
+  }
+  return driver;
+}

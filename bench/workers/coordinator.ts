@@ -9,7 +9,7 @@ export async function broadcastTensorDict(ctx: RankContext, args: { tensors: num
   const lat: number[] = [];
   const issued: number[] = [];
   for (let it = 0; it < args.iters; it++) {
-    await ctx.processGroup.barrier();
+    await ctx.world.barrier();
     const t0 = performance.now();
     let dict: Record<string, unknown> | null = null;
     if (group.rankInGroup === 0) {
@@ -26,4 +26,106 @@ export async function broadcastTensorDict(ctx: RankContext, args: { tensors: num
   issued.sort((a, b) => a - b);
   // `issued`: until broadcastTensorDict resolved (metadata in, broadcasts enqueued), before the device sync.
   return { p50: lat[Math.floor(lat.length / 2)], min: lat[0], issuedP50: issued[Math.floor(issued.length / 2)] };
+}
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+/**
+ * Where broadcastTensorDict's time goes (GPUGROUP_BENCH_PROFILE=1): each part alone,
+ * `iters` times, median µs per rank. `barrierExit` is this rank's median barrier exit
+ * time minus rank 0's (system clock), the skew every per-iteration figure includes.
+ */
+export async function profile(ctx: RankContext, args: { tensors: number; iters: number }) {
+  const g = ctx.world;
+  const n = args.tensors;
+  const time = async (fn: () => Promise<unknown> | unknown): Promise<number> => {
+    const xs: number[] = [];
+    for (let i = 0; i < args.iters; i++) {
+      await ctx.world.barrier();
+      const t0 = performance.now();
+      await fn();
+      xs.push((performance.now() - t0) * 1000);
+    }
+    return +median(xs).toFixed(1);
+  };
+  const made: Tensor[] = [];
+  const full = await time(() => {
+    for (let i = 0; i < n; i++) made.push(Tensor.full([1024], i, { dtype: 'float32', device: ctx.device }));
+  });
+  const empty = await time(() => {
+    for (let i = 0; i < n; i++) made.push(Tensor.empty([1024], { dtype: 'float32', device: ctx.device }));
+  });
+  for (const t of made.splice(0)) t.dispose();
+  const sync = await time(() => ctx.synchronize());
+  const meta = [['step', 1], ...Array.from({ length: n }, (_, i) => [`t${i}`, { __tensor: ['cuda', 'float32', [1024]] }])];
+  const roundTrip = await time(async () => {
+    await g.broadcastObject(g.rankInGroup === 0 ? meta : undefined, 0);
+    await g.broadcastObject(g.rankInGroup === 1 ? meta : undefined, 1);
+  });
+  const bufs = Array.from({ length: n }, (_, i) => Tensor.full([1024], i, { dtype: 'float32', device: ctx.device }));
+  const comm = g.deviceCommunicator as unknown as { groupStart?(): void; groupEnd?(): void; broadcast(t: Tensor, src: number): Promise<Tensor> };
+  const issue = async () => {
+    comm.groupStart?.();
+    try {
+      for (const t of bufs) await comm.broadcast(t, 0);
+    } finally {
+      comm.groupEnd?.();
+    }
+  };
+  const broadcastIssue = await time(issue);
+  await ctx.synchronize();
+  const broadcastSynced = await time(async () => {
+    await issue();
+    await ctx.synchronize();
+  });
+  const exits: number[] = [];
+  for (let i = 0; i < args.iters; i++) {
+    await ctx.world.barrier();
+    exits.push(performance.timeOrigin + performance.now());
+  }
+  const all = await ctx.processGroup.allGatherObj(exits);
+  const barrierExit = +(median(exits.map((e, i) => e - all[0][i])) * 1000).toFixed(1);
+  for (const t of bufs) t.dispose();
+  return { full, empty, sync, roundTrip, broadcastIssue, broadcastSynced, barrierExit };
+}
+
+/**
+ * broadcastTensorDict's steps one by one from group rank 0 with the dict built before
+ * the clock starts (GPUGROUP_BENCH_PROFILE=1): median µs from the barrier to the end of
+ * each step, per rank.
+ */
+export async function profileSteps(ctx: RankContext, args: { tensors: number; iters: number }) {
+  const g = ctx.world;
+  const internals = g as unknown as { queueFor(src: number): Promise<{ enqueue(o: unknown): Promise<void>; dequeue<T>(): Promise<T> }> };
+  const marks: Record<string, number[]> = {};
+  const mark = (name: string, t0: number) => (marks[name] ??= []).push((performance.now() - t0) * 1000);
+  const comm = g.deviceCommunicator as unknown as { groupStart?(): void; groupEnd?(): void; broadcast(t: Tensor, src: number): Promise<Tensor> };
+  for (let it = 0; it < args.iters; it++) {
+    const dict: Record<string, unknown> = { step: it };
+    if (g.rankInGroup === 0) for (let i = 0; i < args.tensors; i++) dict[`t${i}`] = Tensor.full([1024], i, { dtype: 'float32', device: ctx.device });
+    await ctx.world.barrier();
+    const t0 = performance.now();
+    const q = await internals.queueFor(0);
+    let tensors: Tensor[];
+    if (g.rankInGroup === 0) {
+      const metadata = Object.entries(dict).map(([k, v]) => [k, v instanceof Tensor ? { __tensor: ['cuda', v.dtype, [...v.shape]] } : v]);
+      mark('split', t0);
+      await q.enqueue(metadata);
+      mark('queued', t0);
+      tensors = Object.values(dict).filter((v): v is Tensor => v instanceof Tensor);
+    } else {
+      const metadata = await q.dequeue<[string, unknown][]>();
+      mark('dequeued', t0);
+      tensors = metadata.filter(([, v]) => typeof v === 'object' && v !== null).map(() => Tensor.empty([1024], { dtype: 'float32', device: ctx.device }));
+      mark('allocated', t0);
+    }
+    comm.groupStart?.();
+    for (const t of tensors) await comm.broadcast(t, 0);
+    comm.groupEnd?.();
+    mark('issued', t0);
+    await ctx.synchronize();
+    mark('synced', t0);
+    for (const t of tensors) t.dispose();
+  }
+  return Object.fromEntries(Object.entries(marks).map(([k, v]) => [k, +median(v).toFixed(1)]));
 }

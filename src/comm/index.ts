@@ -9,4 +9,4 @@ export type { CpuTransport } from './cpu-segments.ts';
 export { FlightRecorder } from './flight-recorder.ts';
 export { MessageQueue } from './message-queue.ts';
 export type { MessageQueueOptions } from './message-queue.ts';
-export { removeSegmentsOf } from './shm.ts';
+export { removeSegmentsOf, nodeKey } from './shm.ts';

@@ -5,6 +5,7 @@
  * work but Atomics.wait/waitAsync are refused; futex is the blocking wait there.
  */
 import { closeSync, ftruncateSync, openSync, readdirSync, unlinkSync } from 'node:fs';
+import { hostname } from 'node:os';
 import koffi from 'koffi';
 import { SharedMemoryError } from '../errors.ts';
 import { nanoid } from 'nanoid';
@@ -28,6 +29,14 @@ const MAP_FAILED = 0xffffffffffffffffn;
 /** Prefix of every segment file: leftovers in /dev/shm are recognisable by it. */
 export const SHM_PREFIX = '/dev/shm/gpugroup-';
 
+
+/**
+ * Which node this rank is on: ranks with equal keys can share memory. The host name,
+ * plus GPUGROUP_NODE_ID so that simulated nodes on one machine stay apart.
+ */
+export function nodeKey(): string {
+  return `${hostname()}/${process.env.GPUGROUP_NODE_ID ?? ''}`;
+}
 
 /** A mapped /dev/shm segment. */
 export class ShmSegment {

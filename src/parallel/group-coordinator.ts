@@ -5,7 +5,7 @@
  * otherwise). `src`/`dst` are group-local everywhere (§14 item 3); any `src` works.
  */
 import { InvalidArgumentError } from '../errors.ts';
-import { CpuCommunicator, MessageQueue, NcclCommunicator, type DeviceCommunicator } from '../comm/index.ts';
+import { CpuCommunicator, MessageQueue, NcclCommunicator, nodeKey, type DeviceCommunicator } from '../comm/index.ts';
 import { StatelessProcessGroup, type Store } from '../store/index.ts';
 import { Tensor, type DType } from '../tensor/index.ts';
 import { captureGraph, type CudaGraph, type GraphCaptureContext } from './graph.ts';
@@ -34,6 +34,7 @@ export interface GroupCoordinatorOptions {
 }
 
 const nameCounters = new Map<string, number>();
+
 
 /** vLLM's `_get_unique_name`: `tp:0`, `tp:1`, … per process. */
 function uniqueNameFor(base: string): string {
@@ -81,6 +82,8 @@ export class GroupCoordinator {
   /** Data plane; null for world size 1 and for groups built without one. */
   readonly deviceCommunicator: DeviceCommunicator | null;
   private cpuCommunicator: Promise<DeviceCommunicator> | null = null;
+  private sameNode: Promise<boolean> | null = null;
+  private barrierToken: Tensor | null = null;
   /** Broadcast queue per source group rank, created on first use (collectively). */
   private readonly queues = new Map<number, Promise<MessageQueue>>();
   private readonly opts: GroupCoordinatorOptions;
@@ -199,9 +202,17 @@ export class GroupCoordinator {
     return this.cpuGroup.recvObj(src) as Promise<T>;
   }
 
-  /** Barrier on the control plane only (an NCCL barrier would touch the device, §3.4). */
-  barrier(): Promise<void> {
-    return this.cpuGroup.barrier(this.opts.timeoutMs);
+  /**
+   * Barrier on the host only (an NCCL barrier would touch the device, §3.4). Ranks of
+   * one node meet in shared memory (a one-element all-reduce of the CPU communicator:
+   * µs, and they leave within µs of each other); groups across nodes use the store.
+   */
+  async barrier(): Promise<void> {
+    if (this.worldSize === 1) return;
+    this.sameNode ??= this.cpuGroup.allGatherObj(nodeKey()).then((keys) => keys.every((k) => k === keys[0]));
+    if (!(await this.sameNode)) return this.cpuGroup.barrier(this.opts.timeoutMs);
+    this.barrierToken ??= Tensor.zeros([1], { dtype: 'int32' });
+    await (await this.dataPlaneForDevice('cpu')).allReduce(this.barrierToken);
   }
 
   /**
@@ -340,7 +351,7 @@ export class GroupCoordinator {
   }
 
   private async dataPlaneForDevice(device: string): Promise<DeviceCommunicator> {
-    if (device !== 'cpu' || this.backend === 'cpu') return this.comm();
+    if (device !== 'cpu' || (this.backend === 'cpu' && this.deviceCommunicator)) return this.comm();
     this.cpuCommunicator ??= CpuCommunicator.create({
       group: StatelessProcessGroup.fromStore(this.opts.store.withPrefix(`group/${this.opts.groupName}/cpu/${this.ranks.join(',')}`), this.rankInGroup, this.worldSize, { storeTimeoutMs: this.opts.timeoutMs }),
       groupName: `${this.uniqueName}/cpu`,

@@ -3,8 +3,8 @@
  * that build, check and tear them down. One rank actor holds one state (a worker thread
  * has its own module instances, a child process too).
  */
-import { hostname } from 'node:os';
 import { cudaDeviceCount, ncclAvailable } from '../../native/index.ts';
+import { nodeKey } from '../comm/index.ts';
 import { GroupClosedError, InvalidArgumentError } from '../errors.ts';
 import { StatelessProcessGroup, TcpStoreClient, TcpStoreServer, type Store } from '../store/index.ts';
 import { setDevice } from '../tensor/index.ts';
@@ -205,7 +205,7 @@ export async function destroyDistributedEnvironment(): Promise<void> {
 
 /** Same-node test of vLLM (§4.7) for a launched group: every rank of a node shares its host name. */
 export async function inTheSameNodeAs(group: StatelessProcessGroup, sourceRank = 0): Promise<boolean[]> {
-  const hosts = await group.allGatherObj(`${hostname()}/${process.env.GPUGROUP_NODE_ID ?? ''}`);
+  const hosts = await group.allGatherObj(nodeKey());
   return hosts.map((h) => h === hosts[sourceRank]);
 }
 

@@ -3,7 +3,7 @@
  * CUDA device. Views (reshape of contiguous data, narrow, movedim) share storage;
  * `contiguous`, `clone` and `to` copy. Device work is enqueued on the current stream.
  */
-import { MemcpyKind, cuda } from '../../native/index.ts';
+import { MemcpyKind, cuda, cudaDriverMemset } from '../../native/index.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import { copyDeviceStrided, copyHostStrided, contiguousStrides, type Layout } from './copy.ts';
 import { decodeValues, dtypeInfo, encodeValues, type DType, type DTypeInfo, type StorageArray } from './dtype.ts';
@@ -28,6 +28,28 @@ export function parseDevice(device: string): number | null {
   const m = /^cuda:(\d+)$/.exec(device);
   if (!m) throw new InvalidArgumentError('device', `expected 'cpu' or 'cuda:N', got '${device}'`);
   return Number(m[1]);
+}
+
+/**
+ * `Tensor.full` on a device as one driver memset (cuMemsetD32Async) of the value's bit
+ * pattern, repeated to 32 bits for 1- and 2-byte dtypes; 8-byte values qualify when
+ * their halves match. Stream-ordered, no host buffer. Null when the pattern or the size
+ * does not fit 32-bit words, or libcuda is not loadable: the caller copies from the host.
+ */
+function fillOnDevice(shape: readonly number[], dtype: DType, one: StorageArray, device: string): Tensor | null {
+  const bytes = new Uint8Array(one.buffer, one.byteOffset, one.byteLength);
+  const word = new Uint8Array(4);
+  for (let i = 0; i < 4; i++) word[i] = bytes[i % bytes.length];
+  if (bytes.length === 8 && bytes.some((b, i) => b !== word[i % 4])) return null;
+  const memset = cudaDriverMemset();
+  if (!memset) return null;
+  const t = Tensor.empty(shape, { dtype, device });
+  if (t.nbytes % 4 !== 0) {
+    t.dispose();
+    return null;
+  }
+  if (t.nbytes > 0) memset.cuMemsetD32Async(t.dataPtr, new Uint32Array(word.buffer)[0], t.nbytes / 4, currentStream().handle);
+  return t;
 }
 
 function checkShape(shape: readonly number[], argument = 'shape'): number {
@@ -133,16 +155,21 @@ export class Tensor {
     const n = checkShape(shape);
     const dtype = opts.dtype ?? 'float32';
     const info = dtypeInfo(dtype);
-    const host = HostStorage.allocate(n * info.bytes);
-    const view = new info.storage(host.buffer, 0, n);
     // Encode the value once, then fill the storage with its bits.
     const one = new info.storage(1);
     if (info.encoded) encodeValues(dtype, [Number(value)], one as Uint16Array | Uint8Array);
     else if (one instanceof BigInt64Array) one[0] = BigInt(value);
     else (one as Float64Array)[0] = Number(value);
-    (view as Float64Array).fill((one as Float64Array)[0]);
+    const device = opts.device ?? 'cpu';
+    parseDevice(device);
+    if (device !== 'cpu') {
+      const filled = fillOnDevice(shape, dtype, one, device);
+      if (filled) return filled;
+    }
+    const host = HostStorage.allocate(n * info.bytes);
+    (new info.storage(host.buffer, 0, n) as Float64Array).fill((one as Float64Array)[0]);
     const t = new Tensor(host, dtype, [...shape]);
-    return opts.device && opts.device !== 'cpu' ? t.to(opts.device) : t;
+    return device !== 'cpu' ? t.to(device) : t;
   }
 
   /** `arange(end)` or `arange(start, end, step?)`, like torch (default dtype int64 for integers, else float32). */

@@ -19,6 +19,18 @@ describe.skipIf(gpus === 0)('device tensors on a real GPU', () => {
     dev.dispose();
   });
 
+  it.each(DTYPES)('full on cuda:0 (driver memset or host copy) equals full on the host for %s', async (dtype) => {
+    for (const v of [0, 1, -3, 2.5, 7]) {
+      const value = dtype.startsWith('int') || dtype === 'uint8' ? Math.abs(Math.trunc(v)) : v;
+      for (const shape of [[4, 4], [3, 5]]) {
+        const want = Array.from((await Tensor.full(shape, value, { dtype }).toArray()) as ArrayLike<unknown>);
+        const dev = Tensor.full(shape, value, { dtype, device: 'cuda:0' });
+        expect(Array.from((await dev.toArray()) as ArrayLike<unknown>)).toEqual(want);
+        dev.dispose();
+      }
+    }
+  });
+
   it.each([
     [[2, 3, 4], 0, 2], [[2, 3, 4], 2, 0], [[5, 7], 0, 1], [[3, 1, 4, 2], 3, 1], [[6, 5, 4], 1, 2],
   ])('movedim(%j: %i → %i) then contiguous on device equals the host result', async (shape, src, dst) => {
