@@ -11,7 +11,7 @@ export GPUGROUP_NCCL_SO_PATH=$nccl
 timeout 240 bash .device/gpu-run.sh npm run test:gpu > "$out/gpu-tests.log" 2>&1; echo "test:gpu rc=$?"
 grep -E "Test Files|Tests " "$out/gpu-tests.log"
 timeout 330 bash .device/baselines/run.sh "$world" "$out" > "$out/baselines.log" 2>&1; echo "baselines rc=$?"
-timeout 240 bash .device/gpu-run.sh npm run bench -- collectives coordinator orchestrator --backend nccl --world "$world" --json "$out/ours.jsonl" > "$out/bench.log" 2>&1; echo "bench rc=$?"
+timeout 240 bash .device/gpu-run.sh npm run bench -- collectives coordinator orchestrator weights --backend nccl --world "$world" --json "$out/ours.jsonl" > "$out/bench.log" 2>&1; echo "bench rc=$?"
 grep -v '^{' "$out/bench.log" | tail -40
 bash .device/gpu-run.sh node .device/baselines/compare.mjs "$out/baselines.jsonl" "$out/ours.jsonl" > "$out/compare.tsv" 2>&1
 cat "$out/compare.tsv"

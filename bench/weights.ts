@@ -7,9 +7,9 @@
  * broadcast_perf at 1 GiB from the same machine (../shared/baselines/run.sh).
  * With --backend cpu: a 64 MiB state dict, 16 MiB × 2 buffers, 2 workers.
  */
-import { createServer } from 'node:net';
 import { cudaDeviceCount } from '../native/index.ts';
 import { launchGroup } from '../src/orchestrator/index.ts';
+import { freePort } from '../src/store/index.ts';
 import { CudaEvent, Tensor, setDevice } from '../src/tensor/index.ts';
 import { NcclWeightTransferEngine, type NamedTensors, type WeightTransferGroup } from '../src/weights/index.ts';
 import type { BenchOptions } from './index.ts';
@@ -19,15 +19,6 @@ const TENSORS = 512;
 const WARMUP = 1;
 const ITERS = 3;
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer().once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 const gbps = (bytes: number, s: number): number => +(bytes / s / 1e9).toFixed(2);
 

@@ -9,9 +9,8 @@
  * against the trainer's checksum. Default backend: nccl when 2 or more GPUs are
  * visible, else cpu. Exits 0 when every checksum matched.
  */
-import { createServer } from 'node:net';
 import { parseArgs } from 'node:util';
-import { cudaDeviceCount, launchGroup, ncclAvailable, setDevice, Tensor, type DType } from '../src/index.ts';
+import { cudaDeviceCount, freePort, launchGroup, ncclAvailable, setDevice, Tensor, type DType } from '../src/index.ts';
 import { NcclWeightTransferEngine, type NamedTensors } from '../src/weights/index.ts';
 
 const { values } = parseArgs({ options: { backend: { type: 'string' }, steps: { type: 'string', default: '3' } } });
@@ -52,15 +51,6 @@ function weightsAt(step: number): { weights: NamedTensors; checksums: Record<str
   return { weights, checksums };
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer().once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 if (backend === 'nccl') setDevice(0);
 const group = await launchGroup({

@@ -12,3 +12,4 @@ export { StatelessProcessGroup } from './stateless-group.ts';
 export type { StatelessGroupOptions, FromStoreOptions } from './stateless-group.ts';
 export { storeBarrier } from './barrier.ts';
 export type { StoreBarrierOptions } from './barrier.ts';
+export { freePort } from './free-port.ts';

@@ -75,39 +75,18 @@ async function drain(slots: Slot[], comm: BroadcastCommunicator, timeoutMs?: num
 }
 
 /**
- * vLLM's `packed_broadcast_producer`: broadcasts `tensors` (in order) from `opts.src`
- * in packed buffers. Non-contiguous tensors are made contiguous first. Resolves once
- * every buffer has been broadcast (device: completed on its stream). Returns the plan.
+ * Runs `step` for each plan on slot k % numBuffers, after that slot's earlier work has
+ * finished; then waits for every slot and releases their streams, also after a failure
+ * (the first error is rethrown).
  */
-export async function packedBroadcastProducer(tensors: NamedTensors, comm: BroadcastCommunicator, opts: PackedBroadcastOptions): Promise<PackedBufferPlan[]> {
-  const specs: TensorSpec[] = tensors.map(([name, t]) => ({ name, dtype: t.dtype, shape: t.shape }));
-  const plans = planPackedBuffers(specs, opts.bufferSizeBytes);
-  const device = comm.device;
-  const user = device === 'cpu' ? null : (opts.stream ?? currentStream());
-  const slots = makeSlots(device, opts.numBuffers);
+async function rotate(plans: PackedBufferPlan[], comm: BroadcastCommunicator, opts: PackedBroadcastOptions, step: (plan: PackedBufferPlan, slot: Slot) => Promise<void> | void): Promise<void> {
+  const slots = makeSlots(comm.device, opts.numBuffers);
   let failure: unknown = null;
   try {
     for (let k = 0; k < plans.length; k++) {
-      const plan = plans[k];
       const slot = slots[k % slots.length];
       await slot.idle(comm, opts.timeoutMs);
-      if (plan.bytes === 0) continue;
-      const sent = enqueueOn(slot.stream, () => {
-        // The tensors were written on the user's stream: the slot reads them after that.
-        if (slot.stream && user) slot.stream.waitStream(user);
-        const buffer = Tensor.empty([plan.bytes], { dtype: 'uint8', device });
-        for (const s of plan.slices) {
-          const t = tensors[s.index][1];
-          const c = t.contiguous();
-          copyBytes(buffer, s.offset, c, 0, s.bytes);
-          if (c !== t) c.dispose();
-        }
-        const p = comm.broadcast(buffer, opts.src);
-        // Stream-ordered free: after the broadcast on the slot's stream (no-op on the host).
-        buffer.dispose();
-        return p;
-      });
-      slot.use(sent);
+      await step(plans[k], slot);
     }
   } catch (err) {
     failure = err;
@@ -118,6 +97,37 @@ export async function packedBroadcastProducer(tensors: NamedTensors, comm: Broad
     failure ??= err;
   }
   if (failure !== null) throw failure;
+}
+
+/**
+ * vLLM's `packed_broadcast_producer`: broadcasts `tensors` (in order) from `opts.src`
+ * in packed buffers. Non-contiguous tensors are made contiguous first. Resolves once
+ * every buffer has been broadcast (device: completed on its stream). Returns the plan.
+ */
+export async function packedBroadcastProducer(tensors: NamedTensors, comm: BroadcastCommunicator, opts: PackedBroadcastOptions): Promise<PackedBufferPlan[]> {
+  const specs: TensorSpec[] = tensors.map(([name, t]) => ({ name, dtype: t.dtype, shape: t.shape }));
+  const plans = planPackedBuffers(specs, opts.bufferSizeBytes);
+  const device = comm.device;
+  const user = device === 'cpu' ? null : (opts.stream ?? currentStream());
+  await rotate(plans, comm, opts, (plan, slot) => {
+    if (plan.bytes === 0) return;
+    const sent = enqueueOn(slot.stream, () => {
+      // The tensors were written on the user's stream: the slot reads them after that.
+      if (slot.stream && user) slot.stream.waitStream(user);
+      const buffer = Tensor.empty([plan.bytes], { dtype: 'uint8', device });
+      for (const s of plan.slices) {
+        const t = tensors[s.index][1];
+        const c = t.contiguous();
+        copyBytes(buffer, s.offset, c, 0, s.bytes);
+        if (c !== t) c.dispose();
+      }
+      const p = comm.broadcast(buffer, opts.src);
+      // Stream-ordered free: after the broadcast on the slot's stream (no-op on the host).
+      buffer.dispose();
+      return p;
+    });
+    slot.use(sent);
+  });
   return plans;
 }
 
@@ -136,39 +146,24 @@ export async function packedBroadcastConsumer(
   const plans = planPackedBuffers(specs, opts.bufferSizeBytes);
   const device = comm.device;
   const user = device === 'cpu' ? null : (opts.stream ?? currentStream());
-  const slots = makeSlots(device, opts.numBuffers);
-  let failure: unknown = null;
-  try {
-    for (let k = 0; k < plans.length; k++) {
-      const plan = plans[k];
-      const slot = slots[k % slots.length];
-      await slot.idle(comm, opts.timeoutMs);
-      const { buffer, received } = enqueueOn(slot.stream, () => {
-        const b = Tensor.empty([plan.bytes], { dtype: 'uint8', device });
-        return { buffer: b, received: plan.bytes > 0 ? comm.broadcast(b, opts.src) : Promise.resolve(b) };
+  await rotate(plans, comm, opts, async (plan, slot) => {
+    const { buffer, received } = enqueueOn(slot.stream, () => {
+      const b = Tensor.empty([plan.bytes], { dtype: 'uint8', device });
+      return { buffer: b, received: plan.bytes > 0 ? comm.broadcast(b, opts.src) : Promise.resolve(b) };
+    });
+    // Device: resolves once enqueued; host: once the bytes are here.
+    await received;
+    const batch = enqueueOn(slot.stream, () => {
+      const out: NamedTensors = plan.slices.map((s) => {
+        const t = Tensor.empty(s.shape, { dtype: s.dtype, device });
+        copyBytes(t, 0, buffer, s.offset, s.bytes);
+        return [s.name, t];
       });
-      // Device: resolves once enqueued; host: once the bytes are here.
-      await received;
-      const batch = enqueueOn(slot.stream, () => {
-        const out: NamedTensors = plan.slices.map((s) => {
-          const t = Tensor.empty(s.shape, { dtype: s.dtype, device });
-          copyBytes(t, 0, buffer, s.offset, s.bytes);
-          return [s.name, t];
-        });
-        buffer.dispose();
-        return out;
-      });
-      if (slot.stream && user) user.waitStream(slot.stream);
-      await onBuffer(batch);
-    }
-  } catch (err) {
-    failure = err;
-  }
-  try {
-    await drain(slots, comm, opts.timeoutMs);
-  } catch (err) {
-    failure ??= err;
-  }
-  if (failure !== null) throw failure;
+      buffer.dispose();
+      return out;
+    });
+    if (slot.stream && user) user.waitStream(slot.stream);
+    await onBuffer(batch);
+  });
   return plans;
 }

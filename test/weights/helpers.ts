@@ -1,21 +1,11 @@
 // Helpers of the weight transfer tests: a free port for the trainer's store, a
 // trainer/worker pair in this thread (both real: store, CPU communicator), and
 // deterministic tensors whose values every dtype holds exactly.
-import { createServer } from 'node:net';
+import { freePort } from '../../src/store/index.ts';
+export { freePort };
 import { NcclWeightTransferEngine, WeightTransferGroup, type NcclWeightTransferInitInfo } from '../../src/weights/index.ts';
 import { Tensor, type DType } from '../../src/tensor/index.ts';
 
-/** A port nothing listens on right now (the OS picks it). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 export async function initInfo(worldSize: number): Promise<NcclWeightTransferInitInfo> {
   return { masterAddress: '127.0.0.1', masterPort: await freePort(), rankOffset: 1, worldSize };
