@@ -1,7 +1,8 @@
 /**
  * Where a tensor's bytes live. Host storage is a SharedArrayBuffer (thread ranks can
- * share it); device storage is a pointer from the stream-ordered allocator, freed
- * stream-ordered by dispose() or, as a safety net, when every view is garbage.
+ * share it); device storage is a pointer from the stream-ordered allocator (small
+ * blocks through a per-stream cache), freed stream-ordered by dispose() or, as a
+ * safety net, when every view is garbage.
  */
 import { cuda } from '../../native/index.ts';
 import { InvalidArgumentError } from '../errors.ts';
@@ -53,6 +54,59 @@ const registry = new FinalizationRegistry<DeviceHeld>((held) => {
   }
 });
 
+/**
+ * Small device blocks kept for reuse, per stream and size class: torch's caching
+ * allocator in small. A block freed on stream S is reused only by an allocation on S,
+ * which the stream orders after every earlier use, exactly as cudaFreeAsync(ptr, S)
+ * would have. cudaMallocAsync costs µs per call, a hot loop of small tensors (a
+ * broadcastTensorDict per step) pays it per tensor otherwise. Blocks up to 1 MiB;
+ * GPUGROUP_CACHE_MAX_BYTES (default 256 MiB per rank, 0 turns it off) bounds the total.
+ * Never used while a graph capture allocates (the graph owns those).
+ */
+const CACHE_BLOCK_MAX = 1 << 20;
+const CACHE_ROUND = 512;
+const cacheMaxBytes = Number(process.env.GPUGROUP_CACHE_MAX_BYTES ?? 256 << 20);
+const cache = new Map<bigint, Map<number, bigint[]>>();
+let cachedBytes = 0;
+
+/** The size class of a request: rounded up to 512 B when small enough to cache, else exact. */
+function sizeClass(bytes: number): number {
+  const rounded = Math.ceil(bytes / CACHE_ROUND) * CACHE_ROUND;
+  return rounded <= CACHE_BLOCK_MAX ? rounded : bytes;
+}
+
+function takeCached(stream: bigint, size: number): bigint | null {
+  const ptr = cache.get(stream)?.get(size)?.pop();
+  if (ptr === undefined) return null;
+  cachedBytes -= size;
+  return ptr;
+}
+
+/** Frees `ptr` on `stream`, or keeps it for the next allocation of `size` on that stream. */
+function release(ptr: bigint, size: number, stream: bigint): void {
+  if (capturing || size > CACHE_BLOCK_MAX || cachedBytes + size > cacheMaxBytes) {
+    cuda().cudaFreeAsync(ptr, stream);
+    return;
+  }
+  let bySize = cache.get(stream);
+  if (!bySize) cache.set(stream, (bySize = new Map()));
+  let list = bySize.get(size);
+  if (!list) bySize.set(size, (list = []));
+  list.push(ptr);
+  cachedBytes += size;
+}
+
+/** Frees every block cached for `stream` (stream-ordered); Stream.dispose calls it before destroying the stream. */
+export function releaseCachedBlocks(stream: bigint): void {
+  const bySize = cache.get(stream);
+  if (!bySize) return;
+  cache.delete(stream);
+  for (const [size, list] of bySize) {
+    for (const ptr of list) cuda().cudaFreeAsync(ptr, stream);
+    cachedBytes -= size * list.length;
+  }
+}
+
 /** Bytes on a CUDA device. */
 export class DeviceStorage {
   readonly kind = 'device';
@@ -75,9 +129,15 @@ export class DeviceStorage {
       throw new InvalidArgumentError('device', `cuda:${ordinal} is not this thread's current device (cuda:${current}); one rank owns one device`);
     }
     if (bytes === 0) return new DeviceStorage(ordinal, 0n, 0);
-    const out = new BigUint64Array(1);
-    cuda().cudaMallocAsync(out, bytes, currentStream().handle);
-    const storage = new DeviceStorage(ordinal, out[0], bytes);
+    const stream = currentStream().handle;
+    const size = sizeClass(bytes);
+    let ptr = capturing ? null : takeCached(stream, size);
+    if (ptr === null) {
+      const out = new BigUint64Array(1);
+      cuda().cudaMallocAsync(out, size, stream);
+      ptr = out[0];
+    }
+    const storage = new DeviceStorage(ordinal, ptr, bytes);
     capturing?.add(storage);
     return storage;
   }
@@ -113,7 +173,7 @@ export class DeviceStorage {
     registry.unregister(this);
     const ptr = this.held.ptr;
     this.held.ptr = 0n;
-    cuda().cudaFreeAsync(ptr, currentStream().handle);
+    release(ptr, sizeClass(this.bytes), currentStream().handle);
   }
 }
 

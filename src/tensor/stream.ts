@@ -6,6 +6,7 @@
  */
 import { Flags, MemPoolAttr, cuda, cudaErrorNotReady } from '../../native/index.ts';
 import { CollectiveTimeoutError, InvalidArgumentError } from '../errors.ts';
+import { releaseCachedBlocks } from './storage.ts';
 
 let deviceOrdinal = -1;
 const streamFailures = new Map<bigint, Error>();
@@ -129,6 +130,9 @@ export class Stream {
     if (this.disposed) return;
     this.disposed = true;
     if (current === this) current = null;
+    // Blocks cached for this stream go back to the pool first: a later stream could get
+    // the same handle while this one's work is still pending.
+    releaseCachedBlocks(this.handle);
     cuda().cudaStreamDestroy(this.handle);
   }
 }

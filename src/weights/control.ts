@@ -3,14 +3,16 @@
  * fails the update on every party instead of deadlocking NCCL (a worker expecting
  * 1 GiB buffers while the trainer sends 4 GiB ones waits forever in ncclBroadcast).
  *
- * 1. The trainer broadcasts an {@link UpdateAnnouncement} (tensor list and buffer
- *    settings) through the transfer group's store.
- * 2. Every party all-gathers one vote: null (agree) or what differs.
- * 3. Any non-null vote: every party throws WeightTransferMismatchError; no data moves.
+ * 1. The trainer broadcasts a summary of its {@link UpdateAnnouncement}: a digest of
+ *    the tensor list (names, dtypes, shapes), its length and the buffer settings.
+ * 2. Every party all-gathers one vote: does its own summary match?
+ * 3. All agree: done (two store round trips of a few dozen bytes, whatever the list).
+ *    Otherwise the trainer broadcasts the full list, every party all-gathers what
+ *    differs, and every party throws WeightTransferMismatchError; no data moves.
  *
- * Two store round trips per update, independent of the data size. Every wait has the
- * store deadline of the group.
+ * Every wait has the store deadline of the group.
  */
+import { createHash } from 'node:crypto';
 import type { StatelessProcessGroup } from '../store/index.ts';
 import type { DType } from '../tensor/index.ts';
 import { WeightTransferMismatchError } from '../errors.ts';
@@ -60,17 +62,44 @@ function settle(votes: (string | null)[], me: number, trainer: number): void {
   );
 }
 
+/**
+ * What travels in the first round: a digest of the tensor list, its length and the
+ * buffer settings (a few dozen bytes however many tensors). The full list is sent only
+ * when somebody disagrees, to say what differs.
+ */
+interface Summary {
+  digest: string;
+  count: number;
+  packed: boolean;
+  packedBufferSizeBytes: number;
+}
+
+function summarize(a: UpdateAnnouncement): Summary {
+  const hash = createHash('sha256');
+  for (let i = 0; i < a.names.length; i++) hash.update(`${a.names[i]}\0${a.dtypeNames[i]}\0${a.shapes[i].join(',')}\n`);
+  return { digest: hash.digest('hex'), count: a.names.length, packed: a.packed, packedBufferSizeBytes: a.packed ? a.packedBufferSizeBytes : 0 };
+}
+
+function sameSummary(x: Summary, y: Summary): boolean {
+  return x.digest === y.digest && x.count === y.count && x.packed === y.packed && x.packedBufferSizeBytes === y.packedBufferSizeBytes;
+}
+
 /** Trainer side: announce, collect the votes, throw if anyone disagrees. */
 export async function announceUpdate(pg: StatelessProcessGroup, announcement: UpdateAnnouncement): Promise<void> {
+  await pg.broadcastObj(summarize(announcement), pg.rank);
+  const agree = await pg.allGatherObj<boolean>(true);
+  if (agree.every(Boolean)) return;
   await pg.broadcastObj(announcement, pg.rank);
-  const votes = await pg.allGatherObj<string | null>(null);
-  settle(votes, pg.rank, pg.rank);
+  settle(await pg.allGatherObj<string | null>(null), pg.rank, pg.rank);
 }
 
 /** Worker side: receive the announcement from `trainer`, vote, throw if anyone disagrees. */
 export async function acceptUpdate(pg: StatelessProcessGroup, trainer: number, expected: UpdateAnnouncement): Promise<void> {
-  const sent = await pg.broadcastObj<UpdateAnnouncement>(null, trainer);
-  const diffs = describeDisagreement(sent, expected);
-  const votes = await pg.allGatherObj<string | null>(diffs.length > 0 ? diffs.join('; ') : null);
-  settle(votes, pg.rank, trainer);
+  const sent = await pg.broadcastObj<Summary>(null, trainer);
+  const agree = await pg.allGatherObj<boolean>(sameSummary(sent, summarize(expected)));
+  if (agree.every(Boolean)) return;
+  // Somebody disagrees: everyone takes part in the second round, which names what differs.
+  const full = await pg.broadcastObj<UpdateAnnouncement>(null, trainer);
+  const diffs = describeDisagreement(full, expected);
+  settle(await pg.allGatherObj<string | null>(diffs.length > 0 ? diffs.join('; ') : null), pg.rank, trainer);
 }

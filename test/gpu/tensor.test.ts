@@ -72,6 +72,30 @@ describe.skipIf(gpus === 0)('device tensors on a real GPU', () => {
     expect(Number(before - free[0])).toBeLessThanOrEqual(64 << 20);
   });
 
+  it('small blocks come back from the per-stream cache: 5,000 full/dispose cycles keep values right and memory flat', async () => {
+    const rt = cuda();
+    const free = new BigUint64Array(1);
+    const total = new BigUint64Array(1);
+    const first = Tensor.full([1024], 1, { device: 'cuda:0' });
+    const ptr = first.dataPtr;
+    first.dispose();
+    const again = Tensor.full([1000], 2, { device: 'cuda:0' }); // same 4 KiB size class
+    expect(again.dataPtr).toBe(ptr);
+    expect(Array.from((await again.toArray()) as Float32Array)).toEqual(Array(1000).fill(2));
+    again.dispose();
+    await currentStream().synchronize();
+    rt.cudaMemGetInfo(free, total);
+    const before = free[0];
+    for (let i = 0; i < 5000; i++) {
+      const t = Tensor.full([1000 + (i % 7) * 100], i, { device: 'cuda:0' });
+      if (i % 997 === 0) expect(new Set((await t.toArray()) as Float32Array)).toEqual(new Set([i]));
+      t.dispose();
+    }
+    await currentStream().synchronize();
+    rt.cudaMemGetInfo(free, total);
+    expect(Number(before - free[0])).toBeLessThanOrEqual(64 << 20);
+  });
+
   it('toArray waits without blocking the event loop', async () => {
     const t = Tensor.fromArray([42], { device: 'cuda:0' });
     const big = Tensor.zeros([256 << 20], { device: 'cuda:0', dtype: 'uint8' });
