@@ -1,7 +1,7 @@
 /**
  * `npm run bench -- coordinator`: broadcastTensorDict of 1, 8 and 32 device tensors of
- * 4 KiB plus a scalar (op `broadcast_tensor_dict`, p50 on the last rank as the torch
- * baseline reports it).
+ * 4 KiB plus a scalar (op `broadcast_tensor_dict`, p50 over 200 iterations after 50
+ * untimed ones, on the last rank as the torch baseline reports it).
  */
 import { cudaDeviceCount } from '../native/index.ts';
 import { launchGroup } from '../src/orchestrator/index.ts';
@@ -13,7 +13,7 @@ export async function run(opts: BenchOptions): Promise<void> {
   const group = await launchGroup({ worldSize: world, worker: new URL('./workers/coordinator.ts', import.meta.url), backend, mode: 'process', timeoutMs: 120_000 });
   try {
     for (const tensors of [1, 8, 32]) {
-      const out = await group.callAll<{ p50: number; min: number; issuedP50: number }>('broadcastTensorDict', { tensors, iters: 200 });
+      const out = await group.callAll<{ p50: number; min: number; issuedP50: number }>('broadcastTensorDict', { tensors, iters: 200, warmup: 50 });
       const last = out[world - 1];
       opts.log(`broadcastTensorDict ${tensors} × 4 KiB (${backend}, world ${world}): p50 ${last.p50.toFixed(1)} us, min ${last.min.toFixed(1)} us; ` +
         `until enqueued p50: ${out.map((o) => o.issuedP50.toFixed(1)).join(' / ')} us (ranks 0..${world - 1})`);
@@ -25,6 +25,8 @@ export async function run(opts: BenchOptions): Promise<void> {
         parts.forEach((p, r) => opts.log(`  profile ${tensors} tensors, rank ${r}: ${Object.entries(p).map(([k, v]) => `${k} ${v}`).join(', ')} (us)`));
         const steps = await group.callAll<Record<string, number>>('profileSteps', { tensors, iters: 200 });
         steps.forEach((p, r) => opts.log(`  steps ${tensors} tensors, rank ${r}: ${Object.entries(p).map(([k, v]) => `${k} ${v}`).join(', ')} (us from the barrier)`));
+        const real = await group.callAll<Record<string, number>>('profileReal', { tensors, iters: 200 });
+        real.forEach((p, r) => opts.log(`  real ${tensors} tensors, rank ${r}: ${Object.entries(p).map(([k, v]) => `${k} ${v}`).join(', ')} (us from the barrier)`));
       }
     }
   } finally {

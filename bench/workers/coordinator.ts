@@ -1,14 +1,16 @@
 // Rank side of the coordinator bench: vLLM's broadcast_tensor_dict timed as the torch
 // baseline times it (barrier, then the source builds the dict of device tensors and a
-// scalar, everyone broadcasts and synchronizes; per-rank wall time).
+// scalar, everyone broadcasts and synchronizes; per-rank wall time), after untimed
+// warm-up iterations (JIT, the broadcast queue's creation, the block cache).
 import type { RankContext } from '../../src/orchestrator/index.ts';
 import { Tensor } from '../../src/tensor/index.ts';
 
-export async function broadcastTensorDict(ctx: RankContext, args: { tensors: number; iters: number }) {
+export async function broadcastTensorDict(ctx: RankContext, args: { tensors: number; iters: number; warmup?: number }) {
   const group = ctx.world;
   const lat: number[] = [];
   const issued: number[] = [];
-  for (let it = 0; it < args.iters; it++) {
+  const warmup = args.warmup ?? 0;
+  for (let it = 0; it < warmup + args.iters; it++) {
     await ctx.world.barrier();
     const t0 = performance.now();
     let dict: Record<string, unknown> | null = null;
@@ -17,9 +19,9 @@ export async function broadcastTensorDict(ctx: RankContext, args: { tensors: num
       for (let i = 0; i < args.tensors; i++) dict[`t${i}`] = Tensor.full([1024], i, { dtype: 'float32', device: ctx.device });
     }
     const got = await group.broadcastTensorDict(dict, 0);
-    issued.push((performance.now() - t0) * 1000);
+    if (it >= warmup) issued.push((performance.now() - t0) * 1000);
     await ctx.synchronize();
-    lat.push((performance.now() - t0) * 1000);
+    if (it >= warmup) lat.push((performance.now() - t0) * 1000);
     if (got) for (const v of Object.values(got)) if (v instanceof Tensor) v.dispose();
   }
   lat.sort((a, b) => a - b);
@@ -127,5 +129,44 @@ export async function profileSteps(ctx: RankContext, args: { tensors: number; it
     mark('synced', t0);
     for (const t of tensors) t.dispose();
   }
+  return Object.fromEntries(Object.entries(marks).map(([k, v]) => [k, +median(v).toFixed(1)]));
+}
+
+/**
+ * The real broadcastTensorDict (dict built inside the clock, as the bench does), with
+ * the queue's enqueue/dequeue wrapped to timestamp them (GPUGROUP_BENCH_PROFILE=1).
+ */
+export async function profileReal(ctx: RankContext, args: { tensors: number; iters: number }) {
+  const g = ctx.world;
+  const q = await (g as unknown as { queueFor(src: number): Promise<Record<'enqueue' | 'dequeue', (...a: unknown[]) => Promise<unknown>>> }).queueFor(0);
+  let t0 = 0;
+  const marks: Record<string, number[]> = {};
+  const mark = (name: string) => (marks[name] ??= []).push((performance.now() - t0) * 1000);
+  for (const name of ['enqueue', 'dequeue'] as const) {
+    const original = q[name].bind(q);
+    q[name] = async (...a: unknown[]) => {
+      mark(`${name} called`);
+      const out = await original(...a);
+      mark(`${name} done`);
+      return out;
+    };
+  }
+  for (let it = 0; it < args.iters; it++) {
+    await ctx.world.barrier();
+    t0 = performance.now();
+    let dict: Record<string, unknown> | null = null;
+    if (g.rankInGroup === 0) {
+      dict = { step: it };
+      for (let i = 0; i < args.tensors; i++) dict[`t${i}`] = Tensor.full([1024], i, { dtype: 'float32', device: ctx.device });
+      mark('built');
+    }
+    const got = await g.broadcastTensorDict(dict, 0);
+    mark('returned');
+    await ctx.synchronize();
+    mark('synced');
+    if (got) for (const v of Object.values(got)) if (v instanceof Tensor) v.dispose();
+  }
+  delete (q as Partial<typeof q>).enqueue;
+  delete (q as Partial<typeof q>).dequeue;
   return Object.fromEntries(Object.entries(marks).map(([k, v]) => [k, +median(v).toFixed(1)]));
 }

@@ -3,7 +3,7 @@
 // broadcast reference measured in the same topology.
 import type { RankContext } from '../../src/orchestrator/index.ts';
 import { Tensor } from '../../src/tensor/index.ts';
-import { NcclWeightTransferEngine, WeightTransferGroup, parseNcclInitInfo } from '../../src/weights/index.ts';
+import { NcclWeightTransferEngine, WeightTransferGroup, packedBroadcastConsumer, parseNcclInitInfo, type TensorSpec } from '../../src/weights/index.ts';
 
 let engine: NcclWeightTransferEngine | null = null;
 let ref: WeightTransferGroup | null = null;
@@ -32,6 +32,14 @@ export async function refBroadcast(ctx: RankContext, args: { bytes: number; warm
   for (let i = 0; i < args.iters; i++) await comm.broadcast(t, 0);
   await comm.synchronize();
   t.dispose();
+}
+
+/** The packed pipeline alone on the reference group (no engine, no handshake): the consumer side. */
+export async function packedPipeline(_ctx: RankContext, args: { specs: TensorSpec[]; bufferBytes: number }): Promise<void> {
+  await packedBroadcastConsumer(args.specs, ref!.communicator, { src: 0, bufferSizeBytes: args.bufferBytes, numBuffers: 2 }, (batch) => {
+    for (const [, t] of batch) t.dispose();
+  });
+  await ref!.communicator.synchronize();
 }
 
 export async function leave(): Promise<void> {
