@@ -79,6 +79,22 @@ export async function run(opts: BenchOptions): Promise<void> {
       opts.log(`${String(totalBytes).padStart(14)} ${String(TENSORS).padStart(8)} ${String(packed).padStart(7)} ${s.toFixed(4).padStart(11)} ${String(rec.busbw).padStart(5)}`);
       opts.json(rec);
     }
+    // The engine's fixed cost: an update of one 2-byte tensor (handshake, calls, final sync).
+    {
+      const tiny: NamedTensors = [['tiny', Tensor.zeros([1], { dtype: 'bfloat16', device })]];
+      const update = { names: ['tiny'], dtypeNames: ['bfloat16'], shapes: [[1]], packed: true, packedBufferSizeBytes: bufferBytes, packedNumBuffers: 2 };
+      const times: number[] = [];
+      for (let i = 0; i < 6; i++) {
+        const t0 = performance.now();
+        await Promise.all([
+          NcclWeightTransferEngine.trainerSendWeights(tiny, { group: trainer, packed: true, packedBufferSizeBytes: bufferBytes, packedNumBuffers: 2 }),
+          group.callAll('receive', update),
+        ]);
+        if (i > 0) times.push((performance.now() - t0) * 1000);
+      }
+      tiny[0][1].dispose();
+      opts.log(`engine fixed cost (one 2-byte tensor, packed): min ${Math.min(...times).toFixed(0)} us, median ${times.sort((a, b) => a - b)[2].toFixed(0)} us`);
+    }
     // The packed pipeline alone (no engine, no handshake), on the reference group: where the engine's time goes.
     {
       const specs = weights.map(([name, t]) => ({ name, dtype: t.dtype, shape: [...t.shape] }));
