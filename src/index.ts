@@ -16,6 +16,7 @@ export {
   getWorldGroup, getTpGroup, getPpGroup, getDpGroup, getEpGroup,
   getTensorModelParallelWorldSize, getTensorModelParallelRank, getPipelineModelParallelWorldSize, getPipelineModelParallelRank,
   patchTensorParallelGroup, destroyModelParallel, destroyDistributedEnvironment, inTheSameNodeAs, CudaGraph, graphCapture,
+  getDistributedEnvironment,
 } from './parallel/index.ts';
 export type { GraphCaptureContext } from './parallel/index.ts';
 export type { TensorDict, ParallelSizes } from './parallel/index.ts';

@@ -6,7 +6,7 @@
 import { cudaDeviceCount, ncclAvailable } from '../../native/index.ts';
 import { nodeKey } from '../comm/index.ts';
 import { GroupClosedError, InvalidArgumentError } from '../errors.ts';
-import { StatelessProcessGroup, TcpStoreClient, TcpStoreServer, type Store } from '../store/index.ts';
+import { StatelessProcessGroup, TcpStoreClient, TcpStoreServer, storeBarrier, type Store } from '../store/index.ts';
 import { setDevice } from '../tensor/index.ts';
 import { GroupCoordinator } from './group-coordinator.ts';
 import { captureGraph, type CudaGraph, type GraphCaptureContext } from './graph.ts';
@@ -83,9 +83,13 @@ export async function initDistributedEnvironment(opts: InitOptions = {}): Promis
     ownedStore = { client, server };
     store = client;
   }
-  const wanted = opts.backend ?? 'auto';
-  const backend = wanted === 'auto' ? (cudaDeviceCount() > 0 && ncclAvailable() ? 'nccl' : 'cpu') : wanted;
+  // GPUGROUP_BACKEND is how `gpugroup run --backend` reaches SPMD ranks.
+  const wanted = opts.backend ?? process.env.GPUGROUP_BACKEND ?? 'auto';
+  if (wanted !== 'auto' && wanted !== 'nccl' && wanted !== 'cpu') {
+    throw new InvalidArgumentError(opts.backend === undefined ? 'GPUGROUP_BACKEND' : 'backend', `expected 'nccl', 'cpu' or 'auto', got '${wanted}'`);
+  }
   const ordinal = opts.deviceOrdinal ?? localRank;
+  const backend = wanted === 'auto' ? (cudaDeviceCount() > ordinal && ncclAvailable() ? 'nccl' : 'cpu') : wanted;
   if (backend === 'nccl') setDevice(ordinal);
   const startupTimeoutMs = opts.startupTimeoutMs ?? Math.max(timeoutMs, 120_000);
   env = { rank, worldSize, localRank, backend, device: backend === 'nccl' ? `cuda:${ordinal}` : 'cpu', store, timeoutMs, startupTimeoutMs, abortSignal: opts.abortSignal };
@@ -194,10 +198,16 @@ export async function destroyModelParallel(): Promise<void> {
 
 /** Destroys the world group and closes the store this rank opened. */
 export async function destroyDistributedEnvironment(): Promise<void> {
+  const e = env;
   await destroyModelParallel();
   await groups.world?.destroy();
   groups.world = null;
   env = null;
+  if (e && ownedStore.client && e.worldSize > 1) {
+    // SPMD: rank 0 serves the store. A last barrier in which rank 0 leaves after every
+    // other rank has departed, so closing the server cannot cut a peer off mid-call.
+    await storeBarrier(ownedStore.client, 'gpugroup/teardown', { rank: e.rank, worldSize: e.worldSize, timeoutMs: e.timeoutMs, hostRank: 0 });
+  }
   ownedStore.client?.close();
   await ownedStore.server?.close();
   ownedStore = {};

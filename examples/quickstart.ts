@@ -1,0 +1,104 @@
+/**
+ * gpugroup in one minute:
+ *
+ *   npm run demo                      # = npx tsx examples/quickstart.ts
+ *   npx tsx examples/quickstart.ts --backend cpu
+ *
+ * Launches a group on the best backend here (every visible GPU with NCCL when there are
+ * two or more, else 4 CPU ranks), runs an all-reduce, a tensor-dict broadcast and (on
+ * GPUs) a CUDA-graph-captured all-reduce, checks every result and prints a report.
+ * Exits 0 when every check passed.
+ */
+import { parseArgs } from 'node:util';
+import { cudaDeviceCount, launchGroup, nccl, ncclAvailable, type Group } from '../src/index.ts';
+import type { Check } from './workers/quickstart-worker.ts';
+
+const { values } = parseArgs({ options: { backend: { type: 'string' } } });
+const gpus = cudaDeviceCount();
+const backend = (values.backend ?? (gpus >= 2 && ncclAvailable() ? 'nccl' : 'cpu')) as 'cpu' | 'nccl';
+if (backend !== 'cpu' && backend !== 'nccl') {
+  console.error(`quickstart: --backend must be cpu or nccl, got ${String(backend)}`);
+  process.exit(2);
+}
+if (backend === 'nccl' && gpus < 2) {
+  console.error(`quickstart: --backend nccl needs 2 or more GPUs, ${gpus} visible`);
+  process.exit(2);
+}
+const worldSize = backend === 'nccl' ? gpus : 4;
+const t0 = performance.now();
+
+/** One line that keeps updating while the ranks start (a terminal), or one plain line (a pipe). */
+function progress(text: string): () => void {
+  if (!process.stdout.isTTY) {
+    console.log(`${text}…`);
+    return () => undefined;
+  }
+  const frames = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+  let i = 0;
+  const draw = () => process.stdout.write(`\r${frames[i++ % frames.length]} ${text}… ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  draw();
+  const timer = setInterval(draw, 100);
+  return () => {
+    clearInterval(timer);
+    process.stdout.write('\r\x1b[2K');
+  };
+}
+
+const row = (label: string, text: string) => console.log(`  ${label.padEnd(12)} ${text}`);
+const mark = (c: Check) => (c.ok ? '✓' : '✗');
+const ms = (v: number) => (v < 1 ? `${(v * 1000).toFixed(1)} µs` : `${v.toFixed(2)} ms`);
+
+/** Combines the ranks' checks: all must pass; the time is the slowest rank's. */
+function combine(checks: Check[]): Check {
+  const bad = checks.findIndex((c) => !c.ok);
+  return { ok: bad === -1, detail: bad === -1 ? checks[0].detail : `rank ${bad}: ${checks[bad].detail}`, ms: Math.max(...checks.map((c) => c.ms)) };
+}
+
+const stop = progress(`starting ${worldSize} ${backend === 'nccl' ? 'GPU' : 'CPU'} ranks (one process each)`);
+let group: Group;
+try {
+  group = await launchGroup({ worldSize, worker: new URL('./workers/quickstart-worker.ts', import.meta.url), backend, mode: 'process', timeoutMs: 60_000, startupTimeoutMs: 60_000 });
+} catch (err) {
+  stop();
+  console.error(`quickstart: FAILED to start the ranks: ${(err as Error).message}`);
+  process.exit(1);
+}
+stop();
+const launchS = (performance.now() - t0) / 1000;
+
+const results: Check[] = [];
+try {
+  console.log('gpugroup quickstart');
+  row('backend', backend === 'nccl' ? 'nccl' : `cpu${gpus < 2 ? ` (${gpus === 0 ? 'no GPU' : 'one GPU'} visible)` : ' (asked for)'}`);
+  row('ranks', `${worldSize} processes, ready in ${launchS.toFixed(2)} s`);
+  row('devices', backend === 'nccl' ? Array.from({ length: worldSize }, (_, i) => `cuda:${i}`).join(', ') : `cpu × ${worldSize}`);
+  row('NCCL', ncclAvailable() ? `${nccl().version} (${nccl().path})${backend === 'cpu' ? ', not used' : ''}` : 'not found (CPU backend only)');
+
+  const numel = 1 << 18;
+  const ar = combine(await group.callAll<Check>('allReduce', { numel, iters: 20 }));
+  results.push(ar);
+  row('all-reduce', `${mark(ar)} ${(numel * 4) >> 20} MiB float32 over ${worldSize} ranks: ${ar.detail}; ${ms(ar.ms)} per op`);
+
+  const bd = combine(await group.callAll<Check>('broadcastDict', { iters: 10 }));
+  results.push(bd);
+  row('tensor dict', `${mark(bd)} broadcastTensorDict from rank 0 (2 tensors + 2 values): ${bd.detail}; ${ms(bd.ms)} per call`);
+
+  if (backend === 'nccl') {
+    const replays = 100;
+    const gr = combine(await group.callAll<Check>('graph', { replays }));
+    results.push(gr);
+    row('cuda graph', `${mark(gr)} captured all-reduce, ${replays} replays: ${gr.detail}; ${ms(gr.ms)} per replay`);
+  } else {
+    row('cuda graph', '– skipped (needs the NCCL backend)');
+  }
+} catch (err) {
+  results.push({ ok: false, detail: (err as Error).message, ms: 0 });
+  console.error(`quickstart: FAILED: ${(err as Error).message}`);
+} finally {
+  const s0 = performance.now();
+  await group.shutdown();
+  row('shutdown', `${((performance.now() - s0) / 1000).toFixed(2)} s`);
+}
+const ok = results.length > 0 && results.every((r) => r.ok);
+console.log(ok ? `OK: every check passed in ${((performance.now() - t0) / 1000).toFixed(1)} s` : 'FAILED: see the ✗ lines above');
+process.exitCode = ok ? 0 : 1;

@@ -1,0 +1,93 @@
+// Rank side of examples/tensor-parallel.ts: one MLP block split Megatron-style over the
+// TP group. W1 is split by columns (column-parallel), W2 by rows (row-parallel):
+//
+//   h_r = relu(x · W1[:, shard r])     local, no communication
+//   h   = allGather(h_r, -1)           what a column-parallel layer with gather_output returns
+//   y   = allReduce(h_r · W2[shard r, :])   the row-parallel layer's partial sums
+//
+// Every value is a small integer, so float32 results are exact and each rank can check
+// against the unsplit computation.
+import { Tensor, type RankContext } from '../../src/index.ts';
+
+export interface MlpShape {
+  tokens: number;
+  hidden: number;
+  ffn: number;
+}
+
+/** A deterministic small integer in [-span, span] for element `i` of matrix `seed`. */
+function value(seed: number, i: number, span: number): number {
+  const h = Math.imul(i + 1, 2654435761) ^ Math.imul(seed + 7, 40503);
+  return ((h >>> 7) % (2 * span + 1)) - span;
+}
+
+/** Row-major [rows, cols] matrix `seed`. */
+function matrix(seed: number, rows: number, cols: number, span: number): Float32Array {
+  return Float32Array.from({ length: rows * cols }, (_, i) => value(seed, i, span));
+}
+
+/** a [n, k] · b [k, m], with b's columns [c0, c1) and rows [r0, r0 + k). */
+function matmul(a: Float32Array, n: number, k: number, b: Float32Array, bCols: number, r0: number, c0: number, c1: number): Float32Array {
+  const m = c1 - c0;
+  const out = new Float32Array(n * m);
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < m; j++) {
+      let s = 0;
+      for (let p = 0; p < k; p++) s += a[i * k + p] * b[(r0 + p) * bCols + c0 + j];
+      out[i * m + j] = s;
+    }
+  }
+  return out;
+}
+
+const relu = (a: Float32Array) => a.map((v) => Math.max(0, v));
+
+/** The unsplit block for data-parallel replica `replica`: x, h = relu(x·W1), y = h·W2. */
+export function reference(shape: MlpShape, replica: number): { x: Float32Array; h: Float32Array; y: Float32Array } {
+  const { tokens, hidden, ffn } = shape;
+  const x = matrix(100 + replica, tokens, hidden, 2); // each replica gets its own batch
+  const w1 = matrix(1, hidden, ffn, 1);
+  const w2 = matrix(2, ffn, hidden, 1);
+  const h = relu(matmul(x, tokens, hidden, w1, ffn, 0, 0, ffn));
+  const y = matmul(h, tokens, ffn, w2, hidden, 0, 0, hidden);
+  return { x, h, y };
+}
+
+function firstMismatch(got: ArrayLike<number>, want: Float32Array): string | null {
+  if (got.length !== want.length) return `${got.length} elements, expected ${want.length}`;
+  for (let i = 0; i < want.length; i++) if (got[i] !== want[i]) return `element ${i} is ${got[i]}, expected ${want[i]}`;
+  return null;
+}
+
+/** One forward pass of the TP-split block; returns what went wrong (nothing when right) and the time. */
+export async function forward(ctx: RankContext, shape: MlpShape) {
+  const { tokens, hidden, ffn } = shape;
+  const tp = ctx.tp.worldSize;
+  const r = ctx.tp.rankInGroup;
+  if (ffn % tp !== 0) throw new RangeError(`ffn ${ffn} does not split over tensor parallel size ${tp}`);
+  const shard = ffn / tp;
+  const replica = ctx.dp.rankInGroup;
+  const { x, h: hRef, y: yRef } = reference(shape, replica);
+  const w1 = matrix(1, hidden, ffn, 1);
+  const w2 = matrix(2, ffn, hidden, 1);
+  // Local work on this rank's shards (host math: this example is about the communication).
+  const hLocal = relu(matmul(x, tokens, hidden, w1, ffn, 0, r * shard, (r + 1) * shard));
+  const partial = matmul(hLocal, tokens, shard, w2, hidden, r * shard, 0, hidden);
+
+  const t0 = performance.now();
+  const hShard = Tensor.fromArray(hLocal, { shape: [tokens, shard], device: ctx.device });
+  const yPartial = Tensor.fromArray(partial, { shape: [tokens, hidden], device: ctx.device });
+  const h = await ctx.tp.allGather(hShard, -1);
+  const y = await ctx.tp.allReduce(yPartial);
+  const hGot = (await h.toArray()) as Float32Array;
+  const yGot = (await y.toArray()) as Float32Array;
+  const ms = performance.now() - t0;
+  const errors: string[] = [];
+  if (h.shape.join('x') !== `${tokens}x${ffn}`) errors.push(`all-gather shape ${h.shape.join('x')}`);
+  const hBad = firstMismatch(hGot, hRef);
+  if (hBad) errors.push(`all-gather: ${hBad}`);
+  const yBad = firstMismatch(yGot, yRef);
+  if (yBad) errors.push(`all-reduce: ${yBad}`);
+  for (const t of [hShard, yPartial, h, y]) t.dispose();
+  return { rank: ctx.rank, tpRank: r, replica, errors, ms, checksum: yGot.reduce((a, b) => a + b, 0) };
+}
