@@ -31,6 +31,7 @@ const suites: Record<string, () => Promise<{ run: (opts: BenchOptions) => Promis
   graphs: () => import('./graphs.ts'),
   mq: () => import('./mq.ts'),
   weights: () => import('./weights.ts'),
+  kvpipe: () => import('./kvpipe.ts'),
 };
 
 const { values, positionals } = parseArgs({

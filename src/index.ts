@@ -29,5 +29,7 @@ export type {
   NcclWeightTransferInitInfo, NcclWeightTransferUpdateInfo, NcclWeightTransferEngineOptions, TrainerSendArgs, LoadWeights,
   NamedTensors, PackedBufferPlan, TensorSpec,
 } from './weights/index.ts';
+export { NcclPipe } from './kv/index.ts';
+export type { NcclPipeOptions, KVPipeBase } from './kv/index.ts';
 export * from './errors.ts';
 export { cuda, nccl, cudaDeviceCount, ncclAvailable, formatNcclVersion } from '../native/index.ts';

@@ -3,5 +3,5 @@ export { Tensor, parseDevice } from './tensor.ts';
 export type { TensorOptions, ValueArray } from './tensor.ts';
 export { DTYPES, dtypeInfo, floatToHalf, halfToFloat, floatToBfloat16, bfloat16ToFloat, floatToE4m3, e4m3ToFloat, floatToE5m2, e5m2ToFloat, decodeValues, encodeValues, decodeTable } from './dtype.ts';
 export type { DType, DTypeInfo, StorageArray } from './dtype.ts';
-export { Stream, CudaEvent, currentStream, setCurrentStream, withStream, setDevice, currentDevice, pollUntil, failStream, throwIfStreamFailed } from './stream.ts';
+export { Stream, CudaEvent, currentStream, setCurrentStream, withStream, enqueueOn, setDevice, currentDevice, pollUntil, failStream, throwIfStreamFailed } from './stream.ts';
 export { HostStorage, DeviceStorage, beginGraphAllocations, endGraphAllocations } from './storage.ts';

@@ -191,6 +191,22 @@ export function setCurrentStream(stream: Stream): Stream | null {
   return previous;
 }
 
+/**
+ * Runs `fn` synchronously with `stream` current (no stream: as is), then restores the
+ * previous stream. For enqueueing on a chosen stream without keeping it current across
+ * an await: other calls on the same actor must keep enqueueing on their own stream
+ * while a transfer awaits. Await what `fn` returns outside.
+ */
+export function enqueueOn<T>(stream: Stream | null | undefined, fn: () => T): T {
+  if (!stream) return fn();
+  const previous = setCurrentStream(stream);
+  try {
+    return fn();
+  } finally {
+    current = previous;
+  }
+}
+
 /** Runs `fn` with `stream` current, restoring the previous stream afterwards (also for async fn). */
 export async function withStream<T>(stream: Stream, fn: () => T | Promise<T>): Promise<T> {
   const previous = setCurrentStream(stream);

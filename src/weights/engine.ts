@@ -16,9 +16,9 @@
  * - On `cpu` the engine runs on the CPU communicator (what CI exercises).
  */
 import { InvalidArgumentError, WeightTransferNotInitializedError } from '../errors.ts';
-import { Stream, Tensor, currentDevice, type DType } from '../tensor/index.ts';
+import { Stream, Tensor, currentDevice, enqueueOn, type DType } from '../tensor/index.ts';
 import { acceptUpdate, announceUpdate, type UpdateAnnouncement } from './control.ts';
-import { enqueueOn } from './enqueue.ts';
+
 import { packedBroadcastConsumer, packedBroadcastProducer, type NamedTensors } from './packed-broadcast.ts';
 import { WeightTransferGroup, type WeightTransferGroupOptions } from './transfer-group.ts';
 import {

@@ -14,9 +14,9 @@
  * vllm-spec §14 item 6 says empty tensors are never sent.
  */
 import type { DeviceCommunicator } from '../comm/index.ts';
-import { Stream, Tensor, currentStream } from '../tensor/index.ts';
+import { Stream, Tensor, currentStream, enqueueOn } from '../tensor/index.ts';
 import { copyBytes } from './bytes.ts';
-import { enqueueOn } from './enqueue.ts';
+
 import { planPackedBuffers, type PackedBufferPlan, type TensorSpec } from './packing.ts';
 
 /** What the packed broadcast needs of a communicator. */

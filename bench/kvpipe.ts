@@ -1,0 +1,31 @@
+/**
+ * `npm run bench -- kvpipe [--backend cpu]`: the KV pipe between two ranks (NcclPipe):
+ * throughput of 16 MiB and 256 MiB tensors (op `send_recv`, `busbw` = bytes / time, as
+ * nccl-tests' sendrecv reports for 2 ranks) and the p50 one-way latency of a 4 KiB tensor
+ * with its metadata (op `kv_pipe_small`, `us`, half a round trip).
+ */
+import { cudaDeviceCount } from '../native/index.ts';
+import { launchGroup } from '../src/orchestrator/index.ts';
+import { freePort } from '../src/store/index.ts';
+import type { BenchOptions } from './index.ts';
+
+export async function run(opts: BenchOptions): Promise<void> {
+  const backend = opts.backend ?? (cudaDeviceCount() >= 2 ? 'nccl' : 'cpu');
+  const group = await launchGroup({ worldSize: 2, worker: new URL('./workers/kvpipe.ts', import.meta.url), backend, mode: 'process', timeoutMs: 300_000 });
+  try {
+    await group.callAll('open', await freePort());
+    const sizes = backend === 'nccl' ? [[16 << 20, 40], [256 << 20, 10]] : [[1 << 20, 20], [16 << 20, 5]];
+    for (const [bytes, count] of sizes) {
+      const [, s] = await group.callAll<number>('stream', { bytes, count });
+      const busbw = +((bytes * count) / s / 1e9).toFixed(2);
+      opts.log(`kv pipe ${bytes} B × ${count} (${backend}): ${(s / count * 1e6).toFixed(1)} us per tensor, ${busbw} GB/s`);
+      opts.json({ impl: 'gpugroup', op: 'send_recv', world: 2, backend, bytes, us: +((s / count) * 1e6).toFixed(2), busbw, via: 'NcclPipe' });
+    }
+    const [lat] = await group.callAll<{ p50: number; p99: number; min: number }>('small', 500);
+    opts.log(`kv pipe 4 KiB tensor + metadata, one way (${backend}): p50 ${lat.p50} us, p99 ${lat.p99} us`);
+    opts.json({ impl: 'gpugroup', op: 'kv_pipe_small', world: 2, backend, bytes: 4096, us: lat.p50, p50_us: lat.p50, p99_us: lat.p99 });
+    await group.callAll('close');
+  } finally {
+    await group.shutdown();
+  }
+}

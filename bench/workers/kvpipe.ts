@@ -1,0 +1,59 @@
+// Rank side of `npm run bench -- kvpipe`: rank 0 sends through an NcclPipe, rank 1 receives.
+import { NcclPipe } from '../../src/kv/index.ts';
+import type { RankContext } from '../../src/orchestrator/index.ts';
+import { Tensor } from '../../src/tensor/index.ts';
+import { percentiles } from '../stats.ts';
+
+let pipe: NcclPipe | null = null;
+
+export async function open(ctx: RankContext, port: number): Promise<void> {
+  pipe = await NcclPipe.create({
+    localRank: ctx.localRank, kvRank: ctx.rank, kvParallelSize: 2, kvIp: '127.0.0.1', kvPort: port,
+    device: ctx.device === 'cpu' ? 'cpu' : 'cuda', bufferSizeBytes: 4 * 2 ** 30, storeTimeoutMs: 60_000, abortSignal: ctx.abortSignal,
+  });
+}
+
+/** `count` tensors of `bytes` from rank 0 to rank 1; seconds from the first send to the last tensor in. */
+export async function stream(ctx: RankContext, args: { bytes: number; count: number }): Promise<number> {
+  const p = pipe!;
+  const t = ctx.rank === 0 ? Tensor.zeros([args.bytes], { dtype: 'uint8', device: ctx.device }) : null;
+  const run = async () => {
+    for (let i = 0; i < args.count; i++) {
+      if (t) await p.sendTensor(t);
+      else (await p.recvTensor())!.dispose();
+    }
+  };
+  await run(); // warm-up
+  await ctx.processGroup.barrier();
+  const t0 = performance.now();
+  await run();
+  const s = (performance.now() - t0) / 1000;
+  await ctx.processGroup.barrier();
+  t?.dispose();
+  return s;
+}
+
+/** p50 of one 4 KiB tensor (with its metadata) from rank 0 to rank 1 and back, halved. */
+export async function small(ctx: RankContext, iters: number) {
+  const p = pipe!;
+  const t = Tensor.zeros([1024], { dtype: 'float32', device: ctx.device });
+  const lat: number[] = [];
+  for (let i = 0; i < iters; i++) {
+    const t0 = performance.now();
+    if (ctx.rank === 0) {
+      await p.sendTensor(t);
+      (await p.recvTensor())!.dispose();
+    } else {
+      const got = (await p.recvTensor())!;
+      await p.sendTensor(got);
+    }
+    lat.push(((performance.now() - t0) * 1000) / 2);
+  }
+  t.dispose();
+  return percentiles(lat.slice(Math.floor(iters / 10)));
+}
+
+export async function close(): Promise<void> {
+  await pipe?.close();
+  pipe = null;
+}

@@ -1,0 +1,298 @@
+/**
+ * vLLM's PyNcclPipe (vllm-spec §10): a FIFO pipe of tensors between the ranks of a KV
+ * transfer group (disaggregated prefill → decode). Metadata (dtype and shape, or null)
+ * travels over the pipe's own StatelessProcessGroup; data over its own communicator:
+ * NCCL on `cuda:N`, the CPU communicator on `cpu`. Sends go to (kvRank + 1) % N,
+ * receives come from (kvRank − 1) % N.
+ *
+ * Sends and receives run in call order on one chain, as vLLM's single worker thread
+ * runs them: NCCL matches point-to-point calls in issue order, so both sides must
+ * issue them in the same order. Device work runs on the pipe's own stream.
+ *
+ * Deliberate changes from vLLM (vllm-spec §14 item 21):
+ * - Back-pressure counts the new tensor before the check: a send waits while the bytes
+ *   in flight plus its own exceed `bufferSizeBytes` (a tensor larger than the whole
+ *   buffer waits until the pipe is empty, then goes alone), with a deadline.
+ * - Errors are not swallowed: a failed send or receive, a dead peer (abortSignal, a
+ *   lost store connection) or close() breaks the pipe; the pending and every later
+ *   call reject with BrokenPipeError carrying the cause. Bytes are released either way.
+ *   close() first lets what is already queued go out, as vLLM's pool shutdown waits.
+ */
+import { CpuCommunicator, NcclCommunicator, type DeviceCommunicator } from '../comm/index.ts';
+import { BrokenPipeError, InvalidArgumentError } from '../errors.ts';
+import { StatelessProcessGroup } from '../store/index.ts';
+import { Stream, Tensor, enqueueOn, parseDevice, setDevice, type DType } from '../tensor/index.ts';
+
+/** Options of a pipe (vLLM's KVTransferConfig fields, camelCase). */
+export interface NcclPipeOptions {
+  /** This process's local rank (selects `cuda:{localRank}` when `device` is `cuda`). */
+  localRank: number;
+  /** This rank in the KV group (0 serves the group's store). */
+  kvRank: number;
+  /** Ranks in the KV group. */
+  kvParallelSize: number;
+  kvIp: string;
+  kvPort: number;
+  /** Added to kvPort, so that several pipes can share one config. Default 0. */
+  portOffset?: number;
+  /** `cuda` (→ `cuda:{localRank}`), `cuda:N` or `cpu`. Default `cuda`. */
+  device?: string;
+  /** Back-pressure threshold, bytes in flight. Default 1 GiB (vLLM's kv_buffer_size default is 1e9). */
+  bufferSizeBytes?: number;
+  /** Deadline of every wait (store, back-pressure, transfer), ms. Default 120 000. */
+  storeTimeoutMs?: number;
+  /** When it fires (a peer died), the pipe breaks. */
+  abortSignal?: AbortSignal;
+}
+
+/** What travels ahead of each item. */
+type Metadata = { dtype: DType; shape: number[] } | null;
+
+interface Waiter {
+  bytes: number;
+  resolve: () => void;
+  reject: (e: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+/** vLLM's KVPipeBase: a FIFO of tensors (or null) between two ranks. */
+export interface KVPipeBase {
+  sendTensor(t: Tensor | null): Promise<void>;
+  recvTensor(): Promise<Tensor | null>;
+  close(): Promise<void>;
+}
+
+/** The KV-cache pipe over NCCL (or the CPU communicator). */
+export class NcclPipe implements KVPipeBase {
+  readonly device: string;
+  readonly kvRank: number;
+  readonly kvParallelSize: number;
+  readonly bufferSizeBytes: number;
+  readonly timeoutMs: number;
+  /** Resolves once the group and the communicator are up; the constructor starts it. */
+  readonly ready: Promise<void>;
+  private group: StatelessProcessGroup | null = null;
+  private comm: DeviceCommunicator | null = null;
+  private stream: Stream | null = null;
+  private chain: Promise<unknown> = Promise.resolve();
+  private inFlight = 0;
+  private readonly waiters: Waiter[] = [];
+  private failure: BrokenPipeError | null = null;
+  private closing: Promise<void> | null = null;
+  private readonly onAbort: () => void;
+
+  constructor(private readonly opts: NcclPipeOptions) {
+    for (const key of ['localRank', 'kvRank', 'kvParallelSize', 'kvPort'] as const) {
+      const v = opts?.[key];
+      if (!Number.isInteger(v) || v < 0) throw new InvalidArgumentError(key, `must be a non-negative integer, got ${String(v)}`);
+    }
+    if (opts.kvParallelSize < 2) throw new InvalidArgumentError('kvParallelSize', `a pipe needs at least 2 ranks, got ${opts.kvParallelSize}`);
+    if (opts.kvRank >= opts.kvParallelSize) throw new InvalidArgumentError('kvRank', `${opts.kvRank} is out of range [0, ${opts.kvParallelSize})`);
+    if (typeof opts.kvIp !== 'string' || opts.kvIp === '') throw new InvalidArgumentError('kvIp', `expected a host name or address, got ${String(opts.kvIp)}`);
+    const device = opts.device ?? 'cuda';
+    this.device = device === 'cuda' ? `cuda:${opts.localRank}` : device;
+    parseDevice(this.device);
+    this.bufferSizeBytes = opts.bufferSizeBytes ?? 1e9;
+    if (!(this.bufferSizeBytes > 0)) throw new InvalidArgumentError('bufferSizeBytes', `must be positive, got ${this.bufferSizeBytes}`);
+    this.timeoutMs = opts.storeTimeoutMs ?? 120_000;
+    this.kvRank = opts.kvRank;
+    this.kvParallelSize = opts.kvParallelSize;
+    this.onAbort = () => this.fail(new BrokenPipeError(`KV pipe (rank ${this.kvRank}) aborted: ${describe(opts.abortSignal?.reason)}`, { cause: opts.abortSignal?.reason }));
+    opts.abortSignal?.addEventListener('abort', this.onAbort, { once: true });
+    this.ready = this.connect();
+    // Reported by every call that awaits it; never an unhandled rejection.
+    this.ready.catch(() => undefined);
+  }
+
+  /** A connected pipe: the constructor, then `ready`. Collective with the peers. */
+  static async create(opts: NcclPipeOptions): Promise<NcclPipe> {
+    const pipe = new NcclPipe(opts);
+    try {
+      await pipe.ready;
+    } catch (err) {
+      await pipe.close();
+      throw err;
+    }
+    return pipe;
+  }
+
+  /** Bytes admitted and not yet sent (what back-pressure counts). */
+  get bytesInFlight(): number {
+    return this.inFlight;
+  }
+
+  private get next(): number {
+    return (this.kvRank + 1) % this.kvParallelSize;
+  }
+
+  private get prev(): number {
+    return (this.kvRank - 1 + this.kvParallelSize) % this.kvParallelSize;
+  }
+
+  private async connect(): Promise<void> {
+    const o = this.opts;
+    try {
+      const ordinal = parseDevice(this.device);
+      if (ordinal !== null) setDevice(ordinal);
+      this.group = await StatelessProcessGroup.create({
+        host: o.kvIp, port: o.kvPort + (o.portOffset ?? 0), rank: o.kvRank, worldSize: o.kvParallelSize, storeTimeoutMs: this.timeoutMs,
+      });
+      await this.group.barrier();
+      const common = { group: this.group, groupName: `kv-pipe:${o.kvPort + (o.portOffset ?? 0)}`, timeoutMs: this.timeoutMs, abortSignal: o.abortSignal };
+      this.comm = ordinal === null ? await CpuCommunicator.create(common) : await NcclCommunicator.create({ ...common, device: this.device });
+      if (ordinal !== null) this.stream = new Stream();
+    } catch (err) {
+      throw this.fail(new BrokenPipeError(`KV pipe (rank ${this.kvRank}) could not connect to ${o.kvIp}:${o.kvPort + (o.portOffset ?? 0)}: ${describe(err)}`, { cause: err }));
+    }
+  }
+
+  /**
+   * Queues `t` (or null) for the next rank. Resolves once the pipe has room for it
+   * (bytes in flight + its bytes ≤ bufferSizeBytes) — the send itself runs in order in
+   * the background; its failure breaks the pipe and reaches the next call. The tensor
+   * must not change until it has been sent.
+   */
+  sendTensor(t: Tensor | null): Promise<void> {
+    if (t !== null && !(t instanceof Tensor)) return Promise.reject(new InvalidArgumentError('t', `expected a Tensor or null, got ${typeof t}`));
+    if (this.failure) return Promise.reject(this.failure);
+    const bytes = t?.nbytes ?? 0;
+    const admitted = this.admit(bytes);
+    const job = this.chain.then(async () => {
+      await admitted;
+      try {
+        await this.ready;
+        await this.send(t);
+      } finally {
+        this.release(bytes);
+      }
+    });
+    this.chain = job.catch((err: unknown) => {
+      this.fail(err instanceof BrokenPipeError ? err : new BrokenPipeError(`KV pipe (rank ${this.kvRank}): send to rank ${this.next} failed: ${describe(err)}`, { cause: err }));
+    });
+    return admitted;
+  }
+
+  /** The next tensor (or null) from the previous rank, in the order it was sent. */
+  recvTensor(): Promise<Tensor | null> {
+    if (this.failure) return Promise.reject(this.failure);
+    const job = this.chain.then(async () => {
+      if (this.failure) throw this.failure;
+      await this.ready;
+      return this.receive();
+    });
+    const wrapped = job.catch((err: unknown) => {
+      throw this.fail(err instanceof BrokenPipeError ? err : new BrokenPipeError(`KV pipe (rank ${this.kvRank}): receive from rank ${this.prev} failed: ${describe(err)}`, { cause: err }));
+    });
+    this.chain = wrapped.catch(() => undefined);
+    return wrapped;
+  }
+
+  private async send(t: Tensor | null): Promise<void> {
+    if (this.failure) throw this.failure;
+    const meta: Metadata = t === null ? null : { dtype: t.dtype, shape: [...t.shape] };
+    await this.group!.sendObj(meta, this.next);
+    if (t === null || t.numel === 0) return;
+    // Enqueued on the pipe's stream (made current only while enqueueing), then awaited:
+    // the send has completed when the stream drains.
+    const { local, sent, drained } = enqueueOn(this.stream, () => {
+      const c = t.device === this.device ? t.contiguous() : t.to(this.device);
+      const p = this.comm!.send(c, this.next);
+      return { local: c, sent: p, drained: this.comm!.synchronize(this.timeoutMs) };
+    });
+    try {
+      // Both awaited together: a failed send must not leave the drain's rejection unhandled.
+      await Promise.all([sent, drained]);
+    } finally {
+      if (local !== t) local.dispose();
+    }
+  }
+
+  private async receive(): Promise<Tensor | null> {
+    const meta = (await this.group!.recvObj(this.prev)) as Metadata;
+    if (meta === null) return null;
+    const numel = meta.shape.reduce((a, b) => a * b, 1);
+    if (numel === 0) return Tensor.empty(meta.shape, { dtype: meta.dtype, device: this.device });
+    const { received, drained } = enqueueOn(this.stream, () => {
+      const p = this.comm!.recv(meta.shape, meta.dtype, this.prev);
+      return { received: p, drained: this.comm!.synchronize(this.timeoutMs) };
+    });
+    // Valid on every stream once returned: the pipe's stream has drained.
+    const [t] = await Promise.all([received, drained]);
+    return t;
+  }
+
+  /** Resolves once `bytes` fit; rejects at the deadline or when the pipe breaks. */
+  private admit(bytes: number): Promise<void> {
+    if (this.waiters.length === 0 && (this.inFlight === 0 || this.inFlight + bytes <= this.bufferSizeBytes)) {
+      this.inFlight += bytes;
+      return Promise.resolve();
+    }
+    return new Promise((resolve, reject) => {
+      const w: Waiter = {
+        bytes,
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          this.waiters.splice(this.waiters.indexOf(w), 1);
+          reject(this.fail(new BrokenPipeError(
+            `KV pipe (rank ${this.kvRank}): no room for ${bytes} bytes within ${this.timeoutMs} ms ` +
+              `(${this.inFlight} of ${this.bufferSizeBytes} bytes in flight; is rank ${this.next} receiving?)`,
+          )));
+        }, this.timeoutMs),
+      };
+      this.waiters.push(w);
+    });
+  }
+
+  /** Frees `bytes` and admits waiting sends in order while they fit. */
+  private release(bytes: number): void {
+    this.inFlight -= bytes;
+    while (this.waiters.length > 0) {
+      const w = this.waiters[0];
+      if (this.inFlight !== 0 && this.inFlight + w.bytes > this.bufferSizeBytes) break;
+      this.waiters.shift();
+      clearTimeout(w.timer);
+      this.inFlight += w.bytes;
+      w.resolve();
+    }
+  }
+
+  /** Breaks the pipe (first cause wins): waiting sends reject, later calls too. */
+  private fail(err: BrokenPipeError): BrokenPipeError {
+    if (this.failure) return this.failure;
+    this.failure = err;
+    for (const w of this.waiters.splice(0)) {
+      clearTimeout(w.timer);
+      w.reject(err);
+    }
+    return err;
+  }
+
+  /**
+   * Lets the sends and receives already queued finish (up to the deadline), then breaks
+   * the pipe for later calls and releases the group, communicator and stream.
+   * Collective on a healthy pipe (every rank calls it); idempotent.
+   */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([this.chain, new Promise((resolve) => (timer = setTimeout(resolve, this.timeoutMs)))]);
+      clearTimeout(timer);
+      // A healthy pipe closes collectively: kvRank 0 serves the store and leaves the
+      // barrier last, so the peers' last reads are not cut off. A broken one just goes.
+      const healthy = !this.failure;
+      this.opts.abortSignal?.removeEventListener('abort', this.onAbort);
+      this.fail(new BrokenPipeError(`KV pipe (rank ${this.kvRank}) is closed`));
+      if (healthy) await this.group?.barrier().catch(() => undefined);
+      await this.ready.catch(() => undefined);
+      await this.comm?.destroy();
+      this.stream?.dispose();
+      await this.group?.close();
+    })();
+    return this.closing;
+  }
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+}
