@@ -21,7 +21,7 @@
 import { CpuCommunicator, NcclCommunicator, type DeviceCommunicator } from '../comm/index.ts';
 import { BrokenPipeError, InvalidArgumentError } from '../errors.ts';
 import { StatelessProcessGroup } from '../store/index.ts';
-import { Stream, Tensor, enqueueOn, parseDevice, setDevice, type DType } from '../tensor/index.ts';
+import { CudaEvent, Stream, Tensor, currentStream, enqueueOn, parseDevice, setDevice, type DType } from '../tensor/index.ts';
 
 /** Options of a pipe (vLLM's KVTransferConfig fields, camelCase). */
 export interface NcclPipeOptions {
@@ -75,6 +75,8 @@ export class NcclPipe implements KVPipeBase {
   private comm: DeviceCommunicator | null = null;
   private stream: Stream | null = null;
   private chain: Promise<unknown> = Promise.resolve();
+  /** Completions of issued sends, in order (each frees its bytes). */
+  private completions: Promise<void> = Promise.resolve();
   private inFlight = 0;
   private readonly waiters: Waiter[] = [];
   private failure: BrokenPipeError | null = null;
@@ -159,12 +161,22 @@ export class NcclPipe implements KVPipeBase {
     const admitted = this.admit(bytes);
     const job = this.chain.then(async () => {
       await admitted;
+      let completed: Promise<void>;
       try {
         await this.ready;
-        await this.send(t);
-      } finally {
+        ({ completed } = await this.send(t));
+      } catch (err) {
         this.release(bytes);
+        throw err;
       }
+      // The chain moves on once the send is enqueued; its completion frees its bytes.
+      this.completions = this.completions.then(() => completed).then(
+        () => this.release(bytes),
+        (err: unknown) => {
+          this.release(bytes);
+          this.fail(new BrokenPipeError(`KV pipe (rank ${this.kvRank}): send to rank ${this.next} failed: ${describe(err)}`, { cause: err }));
+        },
+      );
     });
     this.chain = job.catch((err: unknown) => {
       this.fail(err instanceof BrokenPipeError ? err : new BrokenPipeError(`KV pipe (rank ${this.kvRank}): send to rank ${this.next} failed: ${describe(err)}`, { cause: err }));
@@ -187,37 +199,50 @@ export class NcclPipe implements KVPipeBase {
     return wrapped;
   }
 
-  private async send(t: Tensor | null): Promise<void> {
+  /**
+   * Issues one item: the metadata write (not awaited: the store keeps the order) and,
+   * for a non-empty tensor, the send on the pipe's stream. Resolves once issued, with a
+   * promise of its completion (the metadata written, the data delivered).
+   */
+  private async send(t: Tensor | null): Promise<{ completed: Promise<void> }> {
     if (this.failure) throw this.failure;
     const meta: Metadata = t === null ? null : { dtype: t.dtype, shape: [...t.shape] };
-    await this.group!.sendObj(meta, this.next);
-    if (t === null || t.numel === 0) return;
-    // Enqueued on the pipe's stream (made current only while enqueueing), then awaited:
-    // the send has completed when the stream drains.
-    const { local, sent, drained } = enqueueOn(this.stream, () => {
+    const metaWritten = this.group!.sendObj(meta, this.next);
+    metaWritten.catch(() => undefined); // awaited through the completion
+    if (t === null || t.numel === 0) return { completed: metaWritten };
+    const { local, sent, done } = enqueueOn(this.stream, () => {
       const c = t.device === this.device ? t.contiguous() : t.to(this.device);
       const p = this.comm!.send(c, this.next);
-      return { local: c, sent: p, drained: this.comm!.synchronize(this.timeoutMs) };
+      // Device: an event after the send marks its completion; host: the send's own promise.
+      const ev = this.stream ? new CudaEvent().record(this.stream) : null;
+      return { local: c, sent: p, done: ev };
     });
-    try {
-      // Both awaited together: a failed send must not leave the drain's rejection unhandled.
-      await Promise.all([sent, drained]);
-    } finally {
-      if (local !== t) local.dispose();
-    }
+    await sent;
+    const finish = async (): Promise<void> => {
+      try {
+        await metaWritten;
+        if (done) await done.wait(this.timeoutMs);
+      } finally {
+        done?.dispose();
+        if (local !== t) local.dispose();
+      }
+    };
+    return { completed: finish() };
   }
 
+  /**
+   * Receives one item. On a device the data is received on the pipe's stream and the
+   * caller's current stream is made to wait for it: the tensor is valid in the order of
+   * the stream that was current when recvTensor was called, with no host wait.
+   */
   private async receive(): Promise<Tensor | null> {
     const meta = (await this.group!.recvObj(this.prev)) as Metadata;
     if (meta === null) return null;
     const numel = meta.shape.reduce((a, b) => a * b, 1);
     if (numel === 0) return Tensor.empty(meta.shape, { dtype: meta.dtype, device: this.device });
-    const { received, drained } = enqueueOn(this.stream, () => {
-      const p = this.comm!.recv(meta.shape, meta.dtype, this.prev);
-      return { received: p, drained: this.comm!.synchronize(this.timeoutMs) };
-    });
-    // Valid on every stream once returned: the pipe's stream has drained.
-    const [t] = await Promise.all([received, drained]);
+    const received = enqueueOn(this.stream, () => this.comm!.recv(meta.shape, meta.dtype, this.prev));
+    const t = await received;
+    if (this.stream) currentStream().waitStream(this.stream);
     return t;
   }
 
@@ -276,7 +301,7 @@ export class NcclPipe implements KVPipeBase {
   close(): Promise<void> {
     this.closing ??= (async () => {
       let timer: NodeJS.Timeout | undefined;
-      await Promise.race([this.chain, new Promise((resolve) => (timer = setTimeout(resolve, this.timeoutMs)))]);
+      await Promise.race([this.chain.then(() => this.completions), new Promise((resolve) => (timer = setTimeout(resolve, this.timeoutMs)))]);
       clearTimeout(timer);
       // A healthy pipe closes collectively: kvRank 0 serves the store and leaves the
       // barrier last, so the peers' last reads are not cut off. A broken one just goes.
