@@ -200,16 +200,18 @@ export class NcclPipe implements KVPipeBase {
   }
 
   /**
-   * Issues one item: the metadata write (not awaited: the store keeps the order) and,
-   * for a non-empty tensor, the send on the pipe's stream. Resolves once issued, with a
-   * promise of its completion (the metadata written, the data delivered).
+   * Issues one item: the metadata write, then for a non-empty tensor the send on the
+   * pipe's stream. Resolves once issued, with a promise of the data's delivery.
    */
   private async send(t: Tensor | null): Promise<{ completed: Promise<void> }> {
     if (this.failure) throw this.failure;
     const meta: Metadata = t === null ? null : { dtype: t.dtype, shape: [...t.shape] };
-    const metaWritten = this.group!.sendObj(meta, this.next);
-    metaWritten.catch(() => undefined); // awaited through the completion
-    if (t === null || t.numel === 0) return { completed: metaWritten };
+    // Awaited before the data: a first NCCL send to a peer sets up the connection inside
+    // the call, blocking this thread until the peer posts its receive, which it does only
+    // once it has read this metadata (x2: an unawaited write deadlocked until the store
+    // deadline).
+    await this.group!.sendObj(meta, this.next);
+    if (t === null || t.numel === 0) return { completed: Promise.resolve() };
     const { local, sent, done } = enqueueOn(this.stream, () => {
       const c = t.device === this.device ? t.contiguous() : t.to(this.device);
       const p = this.comm!.send(c, this.next);
@@ -220,7 +222,6 @@ export class NcclPipe implements KVPipeBase {
     await sent;
     const finish = async (): Promise<void> => {
       try {
-        await metaWritten;
         if (done) await done.wait(this.timeoutMs);
       } finally {
         done?.dispose();
