@@ -142,10 +142,35 @@ export class NcclPipe implements KVPipeBase {
       await this.group.barrier();
       const common = { group: this.group, groupName: `kv-pipe:${o.kvPort + (o.portOffset ?? 0)}`, timeoutMs: this.timeoutMs, abortSignal: o.abortSignal };
       this.comm = ordinal === null ? await CpuCommunicator.create(common) : await NcclCommunicator.create({ ...common, device: this.device });
+      if (this.comm instanceof NcclCommunicator) await this.connectPeers(this.comm);
       if (ordinal !== null) this.stream = new Stream();
     } catch (err) {
       throw this.fail(new BrokenPipeError(`KV pipe (rank ${this.kvRank}) could not connect to ${o.kvIp}:${o.kvPort + (o.portOffset ?? 0)}: ${describe(err)}`, { cause: err }));
     }
+  }
+
+  /**
+   * NCCL opens a point-to-point connection inside the first send or receive to a peer,
+   * blocking the calling thread until the peer joins. kvRank 0 serves the pipe's store
+   * on its event loop: blocked there, it could not serve the metadata the peer needs to
+   * post its receive. So every rank opens both its connections now, all together, in
+   * one grouped send + receive of one element.
+   */
+  private async connectPeers(comm: NcclCommunicator): Promise<void> {
+    const out = Tensor.zeros([1], { dtype: 'float32', device: this.device });
+    comm.groupStart();
+    let sent: Promise<void>;
+    let received: Promise<Tensor>;
+    try {
+      sent = comm.send(out, this.next);
+      received = comm.recv([1], 'float32', this.prev);
+    } finally {
+      comm.groupEnd();
+    }
+    const [, got] = await Promise.all([sent, received]);
+    await comm.synchronize(this.timeoutMs);
+    out.dispose();
+    got.dispose();
   }
 
   /**
