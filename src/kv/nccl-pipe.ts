@@ -138,6 +138,8 @@ export class NcclPipe implements KVPipeBase {
       if (ordinal !== null) setDevice(ordinal);
       this.group = await StatelessProcessGroup.create({
         host: o.kvIp, port: o.kvPort + (o.portOffset ?? 0), rank: o.kvRank, worldSize: o.kvParallelSize, storeTimeoutMs: this.timeoutMs,
+        // NCCL point-to-point calls can block kvRank 0's thread while a peer still needs the store.
+        storeInThread: ordinal !== null,
       });
       await this.group.barrier();
       const common = { group: this.group, groupName: `kv-pipe:${o.kvPort + (o.portOffset ?? 0)}`, timeoutMs: this.timeoutMs, abortSignal: o.abortSignal };

@@ -6,7 +6,7 @@
 import { cudaDeviceCount, ncclAvailable } from '../../native/index.ts';
 import { nodeKey } from '../comm/index.ts';
 import { GroupClosedError, InvalidArgumentError } from '../errors.ts';
-import { StatelessProcessGroup, TcpStoreClient, TcpStoreServer, storeBarrier, type Store } from '../store/index.ts';
+import { StatelessProcessGroup, TcpStoreClient, TcpStoreServer, listenInThread, storeBarrier, type Store } from '../store/index.ts';
 import { setDevice } from '../tensor/index.ts';
 import { GroupCoordinator } from './group-coordinator.ts';
 import { captureGraph, type CudaGraph, type GraphCaptureContext } from './graph.ts';
@@ -45,7 +45,7 @@ export interface InitOptions {
 }
 
 let env: DistributedEnvironment | null = null;
-let ownedStore: { client?: TcpStoreClient; server?: TcpStoreServer } = {};
+let ownedStore: { client?: TcpStoreClient; server?: { close(): Promise<void> } } = {};
 const groups: { world: GroupCoordinator | null; tp: GroupCoordinator | null; pp: GroupCoordinator | null; dp: GroupCoordinator | null; ep: GroupCoordinator | null } = {
   world: null, tp: null, pp: null, dp: null, ep: null,
 };
@@ -74,15 +74,6 @@ export async function initDistributedEnvironment(opts: InitOptions = {}): Promis
     return groups.world!;
   }
   if (rank >= worldSize) throw new InvalidArgumentError('rank', `${rank} is out of range for world size ${worldSize}`);
-  let store = opts.store;
-  if (!store) {
-    const host = opts.masterAddr ?? process.env.MASTER_ADDR ?? '127.0.0.1';
-    const port = opts.masterPort ?? envInt('MASTER_PORT') ?? 29500;
-    const server = rank === 0 ? await TcpStoreServer.listen({ host, port }) : undefined;
-    const client = await TcpStoreClient.connect({ host, port, timeoutMs });
-    ownedStore = { client, server };
-    store = client;
-  }
   // GPUGROUP_BACKEND is how `gpugroup run --backend` reaches SPMD ranks.
   const wanted = opts.backend ?? process.env.GPUGROUP_BACKEND ?? 'auto';
   if (wanted !== 'auto' && wanted !== 'nccl' && wanted !== 'cpu') {
@@ -90,6 +81,17 @@ export async function initDistributedEnvironment(opts: InitOptions = {}): Promis
   }
   const ordinal = opts.deviceOrdinal ?? localRank;
   const backend = wanted === 'auto' ? (cudaDeviceCount() > ordinal && ncclAvailable() ? 'nccl' : 'cpu') : wanted;
+  let store = opts.store;
+  if (!store) {
+    const host = opts.masterAddr ?? process.env.MASTER_ADDR ?? '127.0.0.1';
+    const port = opts.masterPort ?? envInt('MASTER_PORT') ?? 29500;
+    // On NCCL, rank 0's thread can block in a point-to-point connection setup while a
+    // peer still needs the store: serve it from a worker thread then.
+    const server = rank !== 0 ? undefined : backend === 'nccl' ? await listenInThread({ host, port }) : await TcpStoreServer.listen({ host, port });
+    const client = await TcpStoreClient.connect({ host, port, timeoutMs });
+    ownedStore = { client, server };
+    store = client;
+  }
   if (backend === 'nccl') setDevice(ordinal);
   const startupTimeoutMs = opts.startupTimeoutMs ?? Math.max(timeoutMs, 120_000);
   env = { rank, worldSize, localRank, backend, device: backend === 'nccl' ? `cuda:${ordinal}` : 'cpu', store, timeoutMs, startupTimeoutMs, abortSignal: opts.abortSignal };

@@ -13,3 +13,5 @@ export type { StatelessGroupOptions, FromStoreOptions } from './stateless-group.
 export { storeBarrier } from './barrier.ts';
 export type { StoreBarrierOptions } from './barrier.ts';
 export { freePort } from './free-port.ts';
+export { listenInThread } from './server-thread.ts';
+export type { ThreadedStoreServer } from './server-thread.ts';

@@ -21,6 +21,7 @@ import { storeBarrier } from './barrier.ts';
 import { TcpStoreClient } from './client.ts';
 import { ExpiryQueue } from './expiry.ts';
 import { TcpStoreServer } from './server.ts';
+import { listenInThread } from './server-thread.ts';
 import type { Store } from './store.ts';
 
 /** Options of {@link StatelessProcessGroup.fromStore}. */
@@ -39,6 +40,12 @@ export interface StatelessGroupOptions extends FromStoreOptions {
   port: number;
   rank: number;
   worldSize: number;
+  /**
+   * Rank 0 serves the store from a worker thread (~0.1 s to start) instead of its own
+   * event loop. Use it when rank 0 makes blocking native calls that wait for a peer
+   * (NCCL point-to-point connection setup) while that peer needs the store.
+   */
+  storeInThread?: boolean;
 }
 
 /** A group of `worldSize` ranks that exchange objects through a store. */
@@ -56,7 +63,7 @@ export class StatelessProcessGroup {
   private readonly broadcastRecvSrcCounter: number[];
   private barrierCounter = 0;
   private readonly entries = new ExpiryQueue();
-  private owned: { client: TcpStoreClient; server: TcpStoreServer | null } | null = null;
+  private owned: { client: TcpStoreClient; server: { close(): Promise<void> } | null } | null = null;
   /** Rank whose process serves the store (rank 0 after create), or null. */
   private hostRank: number | null = null;
   private closing: Promise<void> | null = null;
@@ -94,7 +101,8 @@ export class StatelessProcessGroup {
     if (opts.port === 0 && opts.worldSize > 1) {
       throw new InvalidArgumentError('port', `0 (an ephemeral port) works only with worldSize 1; with ${opts.worldSize} ranks the others could not find the store`);
     }
-    const server = opts.rank === 0 ? await TcpStoreServer.listen({ host: opts.host, port: opts.port }) : null;
+    const listen = opts.storeInThread ? listenInThread : TcpStoreServer.listen.bind(TcpStoreServer);
+    const server = opts.rank === 0 ? await listen({ host: opts.host, port: opts.port }) : null;
     let client: TcpStoreClient;
     try {
       client = await TcpStoreClient.connect({ host: opts.host, port: server?.port ?? opts.port, timeoutMs: opts.storeTimeoutMs ?? 300_000 });

@@ -1,0 +1,20 @@
+// A TcpStoreServer in its own worker thread (src/store/server-thread.ts), so that a
+// rank whose thread blocks in a native call (an NCCL connection setup) keeps serving
+// its peers. tsx's hooks are registered inside the thread first (notes/node-stack §6).
+import { parentPort, workerData } from 'node:worker_threads';
+import { register } from 'tsx/esm/api';
+
+register();
+const { TcpStoreServer } = await import('../src/store/server.ts');
+try {
+  const server = await TcpStoreServer.listen(workerData);
+  parentPort.on('message', async (msg) => {
+    if (msg !== 'close') return;
+    await server.close();
+    parentPort.close();
+  });
+  parentPort.postMessage({ port: server.port });
+} catch (err) {
+  parentPort.postMessage({ error: err instanceof Error ? err.message : String(err) });
+  parentPort.close();
+}
