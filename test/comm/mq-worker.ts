@@ -1,23 +1,12 @@
 // Worker module for the MessageQueue tests across rank threads and processes.
 import { MessageQueue } from '../../src/comm/index.ts';
 import type { RankContext } from '../../src/orchestrator/index.ts';
+import { prng } from '../prng.ts';
 
 const WRITER = 2;
 
 function queue(ctx: RankContext, chunkBytes: number, chunks: number, writer = WRITER, timeoutMs = 20_000): Promise<MessageQueue> {
   return MessageQueue.createFromGroup(ctx.processGroup, chunkBytes, chunks, writer, { timeoutMs, abortSignal: ctx.abortSignal, name: 'test-mq' });
-}
-
-/** mulberry32: the same pseudo-random stream on every rank for one seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** Message i: an int64 array of length 1–10,000 with random bits. */

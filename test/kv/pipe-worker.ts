@@ -2,6 +2,7 @@
 import { NcclPipe } from '../../src/kv/index.ts';
 import type { RankContext } from '../../src/orchestrator/index.ts';
 import { Tensor } from '../../src/tensor/index.ts';
+import { prng } from '../prng.ts';
 
 let pipe: NcclPipe | null = null;
 
@@ -36,18 +37,6 @@ export async function roundTrip(ctx: RankContext) {
   await p.sendTensor(a);
   await p.sendTensor(b);
   return [await values(a), await values(b)];
-}
-
-/** mulberry32 */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function meanStd(v: ArrayLike<number>): [number, number] {
