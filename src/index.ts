@@ -4,9 +4,9 @@
  */
 export { launchGroup, Group } from './orchestrator/index.ts';
 export type { LaunchOptions, RankContext, RankExitEvent } from './orchestrator/index.ts';
-export { Tensor, Stream, CudaEvent, currentStream, setCurrentStream, withStream, setDevice, currentDevice, DTYPES } from './tensor/index.ts';
+export { Tensor, Stream, CudaEvent, currentStream, setCurrentStream, withStream, enqueueOn, setDevice, currentDevice, DTYPES } from './tensor/index.ts';
 export type { DType, TensorOptions } from './tensor/index.ts';
-export { TcpStoreServer, TcpStoreClient, PrefixStore, StatelessProcessGroup, freePort } from './store/index.ts';
+export { TcpStoreServer, TcpStoreClient, PrefixStore, StatelessProcessGroup, freePort, listenInThread } from './store/index.ts';
 export type { Store } from './store/index.ts';
 export { DeviceCommunicator, NcclCommunicator, CpuCommunicator, FlightRecorder, MessageQueue } from './comm/index.ts';
 export type { ReduceOp, MessageQueueOptions } from './comm/index.ts';
