@@ -5,4 +5,7 @@ import { register } from 'tsx/esm/api';
 
 register();
 const { main } = await import('../src/cli/main.ts');
-process.exitCode = await main(process.argv.slice(2));
+// Exit as soon as the run is over: a store connection still being retried (a node that
+// never saw its peers' store) must not keep the launcher alive. stdout/stderr are
+// synchronous on files and pipes here, so nothing written is lost.
+process.exit(await main(process.argv.slice(2)));

@@ -17,7 +17,7 @@ import { pathToFileURL } from 'node:url';
 import { cudaDeviceCount, ncclAvailable } from '../../native/index.ts';
 import { removeSegmentsOf } from '../comm/shm.ts';
 import { InvalidArgumentError } from '../errors.ts';
-import { freePort } from '../store/index.ts';
+import { TcpStoreClient, freePort } from '../store/index.ts';
 import type { RunOptions } from './args.ts';
 
 // Resolved from this file, so ranks find tsx wherever the launcher was started.
@@ -50,10 +50,12 @@ export interface RankExit {
 
 /** How the whole run ended. */
 export interface RunResult {
-  /** The launcher's exit code: 0, the failed rank's code, or 128+signal. */
+  /** The launcher's exit code: 0, the failed rank's code, 128+signal, or 1 for a failure on another node. */
   exitCode: number;
   /** The first rank that failed on its own, if any. */
   failed: RankExit | null;
+  /** What another node's launcher reported as its failure, when that stopped this node. */
+  remoteFailure: string | null;
   /** The signal that interrupted the launcher, if any. */
   interrupted: NodeJS.Signals | null;
   exits: RankExit[];
@@ -114,6 +116,64 @@ export type Log = (line: string) => void;
 
 const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
+/** The store key through which node launchers tell each other that a rank failed. */
+const FAILED_KEY = 'gpugroup/run/failed';
+const WATCH_SLICE_MS = 1_000;
+
+/** A launcher's link to the other nodes' launchers, through the job's store. */
+interface NodeLink {
+  report(message: string): void;
+  /** Stops watching; resolves once a report in flight reached the store (at most 5 s). */
+  stop(): Promise<void>;
+}
+
+/**
+ * Across nodes (nnodes > 1): connects to the job's store (served by rank 0 once its
+ * script has initialized; retried until then), watches the failure key and calls
+ * `onRemote` with what another launcher wrote there; `report` writes this node's
+ * failure. Best effort: when the store goes away (the job ended, or node 0 died) the
+ * watch just stops, and the ranks meet their own store errors.
+ */
+function linkNodes(plan: RunPlan, onRemote: (message: string) => void, log: Log): NodeLink {
+  let stopped = false;
+  let reported = false;
+  let pendingReport: Promise<unknown> = Promise.resolve();
+  const connected = TcpStoreClient.connect({ host: plan.masterAddr, port: plan.masterPort, timeoutMs: 300_000 });
+  connected.catch(() => undefined);
+  void (async () => {
+    try {
+      const c = await connected;
+      while (!stopped) {
+        try {
+          await c.wait([FAILED_KEY], WATCH_SLICE_MS);
+        } catch (err) {
+          if ((err as Error).name === 'StoreTimeoutError') continue;
+          throw err;
+        }
+        if (!stopped && !reported) onRemote(Buffer.from(await c.get(FAILED_KEY)).toString());
+        return;
+      }
+    } catch {
+      // The store is gone or never came up: nothing more to learn from it.
+    }
+  })();
+  return {
+    report(message) {
+      reported = true;
+      pendingReport = connected.then((c) => c.set(FAILED_KEY, Buffer.from(message))).catch((err: Error) => {
+        log(`gpugroup run: could not tell the other nodes (${err.message})`);
+      });
+    },
+    async stop() {
+      stopped = true;
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([pendingReport, new Promise((r) => (timer = setTimeout(r, 5_000)))]);
+      clearTimeout(timer);
+      void connected.then((c) => c.close(), () => undefined);
+    },
+  };
+}
+
 /**
  * Runs this node's ranks to the end. Resolves when every rank has exited; never
  * rejects for a rank's failure (that is in the result).
@@ -123,6 +183,7 @@ export function runRanks(plan: RunPlan, log: Log): Promise<RunResult> {
   const exits: RankExit[] = [];
   let failed: RankExit | null = null;
   let interrupted: NodeJS.Signals | null = null;
+  let remoteFailure: string | null = null;
   let stopping = false;
   let killTimer: NodeJS.Timeout | undefined;
   let finish: (r: RunResult) => void = () => undefined;
@@ -151,6 +212,14 @@ export function runRanks(plan: RunPlan, log: Log): Promise<RunResult> {
     stopAll(signal);
   };
   for (const s of FORWARDED) process.on(s, onSignal);
+  const link = plan.nnodes > 1
+    ? linkNodes(plan, (message) => {
+      if (stopping) return;
+      remoteFailure = message;
+      log(`gpugroup run: node ${plan.nodeRank}: another node failed (${message}); stopping ${live().length} rank(s)`);
+      stopAll('SIGTERM');
+    }, log)
+    : null;
 
   const settle = () => {
     if (live().length > 0) return;
@@ -159,12 +228,16 @@ export function runRanks(plan: RunPlan, log: Log): Promise<RunResult> {
     let exitCode = 0;
     if (interrupted) exitCode = 128 + signalNumber(interrupted);
     else if (failed) exitCode = failed.code ?? 128 + signalNumber(failed.signal ?? 'SIGKILL');
+    else if (remoteFailure) exitCode = 1;
     if (failed) {
       const others = exits.filter((e) => e !== failed && e.stopped).map((e) => `rank ${e.rank} ${describeExit(e)}`);
       log(`gpugroup run: FAILED: rank ${failed.rank} (local rank ${failed.localRank} on node ${plan.nodeRank}, pid ${failed.pid}) ${describeExit(failed)}` +
         (others.length > 0 ? `; stopped: ${others.join(', ')}` : ''));
     }
-    finish({ exitCode, failed, interrupted, exits: [...exits].sort((a, b) => a.rank - b.rank) });
+    if (remoteFailure && !failed) log(`gpugroup run: FAILED: stopped because another node failed: ${remoteFailure}`);
+    const result = { exitCode, failed, remoteFailure, interrupted, exits: [...exits].sort((a, b) => a.rank - b.rank) };
+    if (link) void link.stop().then(() => finish(result));
+    else finish(result);
   };
 
   for (let localRank = 0; localRank < plan.nprocPerNode; localRank++) {
@@ -183,6 +256,7 @@ export function runRanks(plan: RunPlan, log: Log): Promise<RunResult> {
       exits.push(entry.exit);
       if (!stopping && (code !== 0 || signal !== null)) {
         failed = entry.exit;
+        link?.report(`rank ${rank} (node ${plan.nodeRank}, local rank ${localRank}) ${describeExit(entry.exit)}`);
         const others = live().length;
         log(`gpugroup run: rank ${rank} ${describeExit(entry.exit)}` + (others > 0 ? `; stopping the other ${others} rank(s)` : ''));
         stopAll('SIGTERM');

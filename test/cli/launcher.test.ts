@@ -85,6 +85,23 @@ describe('gpugroup run', () => {
       .toEqual([['0', '0', '0', '0', '4', port], ['1', '1', '0', '0', '4', port], ['2', '0', '1', '1', '4', port], ['3', '1', '1', '1', '4', port]]);
   });
 
+  it('a rank failing on node 1 stops node 0 too: its launcher exits 1 naming the remote rank, within seconds', async () => {
+    const port = String(await freePort());
+    const node = (n: number) => startNode([gpugroupBin, 'run', '--nnodes', '2', '--node-rank', String(n), '--nproc-per-node', '2', '--master-port', port, '--backend', 'cpu', script, '--fail-rank', '3'], 30_000);
+    const n1 = node(1);
+    const n0 = node(0);
+    const [r0, r1] = await Promise.all([n0.done, n1.done]);
+    expect(r1.code).toBe(3);
+    expect(r1.stderr).toMatch(/FAILED: rank 3/);
+    expect(r0.code).toBe(1);
+    expect(r0.stderr).toMatch(/another node failed: rank 3 \(node 1, local rank 1\) exited with code 3/);
+    // The others wait in a barrier that would last the scripts' 30 s store deadline.
+    expect(r0.ms).toBeLessThan(15_000);
+    const waiting = jsonLines<{ waiting?: number }>(r0.stdout).flatMap((l) => (l.waiting ? [l.waiting] : []));
+    expect(waiting).toHaveLength(2);
+    for (const pid of waiting) expect(alive(pid)).toBe(false);
+  }, 40_000);
+
   it('--help, and command-line mistakes exit 2 naming the option, before starting anything', async () => {
     const help = await runNode([gpugroupBin, 'run', '--help'], 10_000);
     expect(help.code).toBe(0);
