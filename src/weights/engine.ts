@@ -199,6 +199,10 @@ export class NcclWeightTransferEngine extends WeightTransferEngine<NcclWeightTra
 
   private async receive(g: WeightTransferGroup, info: NcclWeightTransferUpdateInfo, loadWeights: LoadWeights): Promise<void> {
     await acceptUpdate(g.processGroup, 0, announcementOf(info));
+    await g.guard(() => this.receiveData(g, info, loadWeights));
+  }
+
+  private async receiveData(g: WeightTransferGroup, info: NcclWeightTransferUpdateInfo, loadWeights: LoadWeights): Promise<void> {
     const comm = g.communicator;
     if (info.packed) {
       const specs = info.names.map((name, i) => ({ name, dtype: info.dtypeNames[i], shape: info.shapes[i] }));
@@ -270,20 +274,22 @@ export class NcclWeightTransferEngine extends WeightTransferEngine<NcclWeightTra
       packed, packedBufferSizeBytes: bufferSizeBytes,
     });
     const comm = g.communicator;
-    if (packed) {
-      await packedBroadcastProducer(named, comm, { src, bufferSizeBytes, numBuffers, stream: args.stream, timeoutMs: g.timeoutMs });
-      return;
-    }
-    for (const [, t] of named) {
-      if (t.numel === 0) continue;
-      await enqueueOn(args.stream, () => {
-        const c = t.contiguous();
-        const p = comm.broadcast(c, src);
-        if (c !== t) c.dispose();
-        return p;
-      });
-    }
-    await enqueueOn(args.stream, () => comm.synchronize(g.timeoutMs));
+    await g.guard(async () => {
+      if (packed) {
+        await packedBroadcastProducer(named, comm, { src, bufferSizeBytes, numBuffers, stream: args.stream, timeoutMs: g.timeoutMs });
+        return;
+      }
+      for (const [, t] of named) {
+        if (t.numel === 0) continue;
+        await enqueueOn(args.stream, () => {
+          const c = t.contiguous();
+          const p = comm.broadcast(c, src);
+          if (c !== t) c.dispose();
+          return p;
+        });
+      }
+      await enqueueOn(args.stream, () => comm.synchronize(g.timeoutMs));
+    });
   }
 }
 

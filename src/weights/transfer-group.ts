@@ -6,7 +6,7 @@
  * the control message needs the store and the store must be closed by somebody.
  */
 import { CpuCommunicator, NcclCommunicator, type CpuTransport, type DeviceCommunicator } from '../comm/index.ts';
-import { InvalidArgumentError } from '../errors.ts';
+import { GroupClosedError, InvalidArgumentError } from '../errors.ts';
 import { StatelessProcessGroup } from '../store/index.ts';
 import { parseDevice } from '../tensor/index.ts';
 import type { NcclWeightTransferInitInfo } from './types.ts';
@@ -23,9 +23,15 @@ export interface WeightTransferGroupOptions {
   cpuTransport?: CpuTransport;
 }
 
+/** Where a party that failed mid-transfer tells the others (in the group's own store). */
+const FAILED_KEY = 'weight_transfer/failed';
+const WATCH_SLICE_MS = 500;
+
 /** The control and data plane of one trainer→workers transfer group. */
 export class WeightTransferGroup {
   private closing: Promise<void> | null = null;
+  /** Set once a transfer failed on some party: the communicator is aborted, the group unusable. */
+  private broken: Error | null = null;
 
   private constructor(
     /** Control plane (store-backed objects). */
@@ -34,7 +40,61 @@ export class WeightTransferGroup {
     readonly communicator: DeviceCommunicator,
     /** Deadline of waits, in ms. */
     readonly timeoutMs: number,
+    private readonly abortController: AbortController,
   ) {}
+
+  /**
+   * Runs the data-moving part of one transfer so that a failure on any party ends it
+   * on every party within about a second, instead of leaving the others blocked in a
+   * broadcast until the deadline: the party that fails writes what happened to the
+   * group's store and aborts its communicator; the others watch that key while they
+   * transfer, abort theirs and throw GroupClosedError naming the failed party. After
+   * that the group is unusable (close it and create a new one), as after ncclCommAbort.
+   */
+  async guard<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.broken) throw this.broken;
+    let done = false;
+    const remote = this.watchFailure(() => done);
+    const work = fn();
+    work.catch(() => undefined);
+    try {
+      return await Promise.race([work, remote]);
+    } catch (err) {
+      if (!this.broken) {
+        this.broken = err as Error;
+        const what = `transfer rank ${this.rank} failed: ${err instanceof Error ? `${err.name}: ${err.message}` : String(err)}`;
+        await this.processGroup.store.set(FAILED_KEY, Buffer.from(what)).catch(() => undefined);
+        this.abortController.abort(new GroupClosedError(`weight transfer aborted: ${what}`));
+      }
+      throw err;
+    } finally {
+      done = true;
+    }
+  }
+
+  /** Rejects when another party reports a failure; never resolves otherwise (stops once `finished()`). */
+  private watchFailure(finished: () => boolean): Promise<never> {
+    return new Promise<never>((_, reject) => {
+      void (async () => {
+        const store = this.processGroup.store;
+        while (!finished()) {
+          try {
+            await store.wait([FAILED_KEY], WATCH_SLICE_MS);
+          } catch (err) {
+            if ((err as Error).name === 'StoreTimeoutError') continue; // the slice ended
+            return; // the store is going away: the transfer itself will say so
+          }
+          if (finished() || this.broken) return;
+          const what = Buffer.from(await store.get(FAILED_KEY).catch(() => new Uint8Array())).toString();
+          const err = new GroupClosedError(`weight transfer aborted: ${what || 'another party failed'}`);
+          this.broken = err;
+          this.abortController.abort(err);
+          reject(err);
+          return;
+        }
+      })();
+    });
+  }
 
   /** This party's rank in the group (the trainer is 0). */
   get rank(): number {
@@ -67,11 +127,15 @@ export class WeightTransferGroup {
     });
     // Unique per store, so two transfer groups in one process never share a SAB channel name.
     const groupName = `weight_transfer@${info.masterAddress}:${info.masterPort}`;
+    // The communicator aborts on the caller's signal and on a failure reported by any party (guard).
+    const controller = new AbortController();
+    const forward = () => controller.abort(opts.abortSignal?.reason);
+    opts.abortSignal?.addEventListener('abort', forward, { once: true });
     try {
       const communicator = opts.device === 'cpu'
-        ? await CpuCommunicator.create({ group: pg, groupName, timeoutMs, abortSignal: opts.abortSignal, transport: opts.cpuTransport })
-        : await NcclCommunicator.create({ group: pg, device: opts.device, groupName, timeoutMs, abortSignal: opts.abortSignal });
-      return new WeightTransferGroup(pg, communicator, timeoutMs);
+        ? await CpuCommunicator.create({ group: pg, groupName, timeoutMs, abortSignal: controller.signal, transport: opts.cpuTransport })
+        : await NcclCommunicator.create({ group: pg, device: opts.device, groupName, timeoutMs, abortSignal: controller.signal });
+      return new WeightTransferGroup(pg, communicator, timeoutMs, controller);
     } catch (err) {
       await pg.close();
       throw err;

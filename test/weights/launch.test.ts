@@ -77,3 +77,30 @@ describe('weight transfer mismatch across launched workers', () => {
     }
   });
 });
+
+describe('a failure in the middle of a transfer', () => {
+  it("a worker's loadWeights throwing after the first buffer ends the update on every party in seconds, naming it", async () => {
+    const group = await launch({ mode: 'process', worldSize: 2, worker, timeoutMs: 60_000 });
+    const info = await initInfo(3);
+    const [trainer] = await Promise.all([NcclWeightTransferEngine.trainerInit(info, { device: 'cpu', timeoutMs: 60_000 }), group.callAll('initWeights', info)]);
+    try {
+      // 40 tensors of 4 KiB in 8 KiB buffers: 20 buffers; worker rank 2 fails at the 2nd.
+      const w: NamedTensors = Array.from({ length: 40 }, (_, i) => [`w${i}`, tensorOf([1024], 'float32', i)]);
+      const update = { names: w.map(([n]) => n), dtypeNames: w.map(() => 'float32'), shapes: w.map(() => [1024]), packed: true, packedBufferSizeBytes: 8192 };
+      const t0 = performance.now();
+      const [sent, got] = await Promise.allSettled([
+        NcclWeightTransferEngine.trainerSendWeights(w, { group: trainer, packed: true, packedBufferSizeBytes: 8192 }),
+        group.callAll<string>('receiveFailing', update, 1, 2),
+      ]);
+      expect(performance.now() - t0).toBeLessThan(10_000);
+      expect(sent.status).toBe('rejected');
+      expect(String((sent as PromiseRejectedResult).reason)).toMatch(/weight transfer aborted: transfer rank 2 failed: Error: disk full while loading/);
+      const [other, failing] = (got as PromiseFulfilledResult<string[]>).value;
+      expect(failing).toBe('Error: disk full while loading');
+      expect(other).toMatch(/GroupClosedError: weight transfer aborted: transfer rank 2 failed/);
+    } finally {
+      await group.callAll('shutdownWeights');
+      await trainer.close();
+    }
+  }, 30_000);
+});

@@ -55,6 +55,21 @@ export async function receive(_ctx: RankContext, update: Record<string, unknown>
   return { sums, counts, batches };
 }
 
+/** Receives one update whose loadWeights throws at the `failAt`-th call on this rank (1-based); returns the error. */
+export async function receiveFailing(ctx: RankContext, update: Record<string, unknown>, failOnRank: number, failAt: number): Promise<string> {
+  if (!engine) throw new Error('initWeights first');
+  let calls = 0;
+  try {
+    await engine.receiveWeights(update, (batch) => {
+      for (const [, t] of batch) t.dispose();
+      if (ctx.rank === failOnRank && ++calls === failAt) throw new Error('disk full while loading');
+    });
+    return 'resolved';
+  } catch (err) {
+    return `${(err as Error).name}: ${(err as Error).message}`;
+  }
+}
+
 export function ping(): string {
   return 'pong';
 }
