@@ -14,13 +14,23 @@
  *   in flight plus its own exceed `bufferSizeBytes` (a tensor larger than the whole
  *   buffer waits until the pipe is empty, then goes alone), with a deadline.
  * - Errors are not swallowed: a failed send or receive, a dead peer (abortSignal, a
- *   lost store connection) or close() breaks the pipe; the pending and every later
- *   call reject with BrokenPipeError carrying the cause. Bytes are released either way.
- *   close() first lets what is already queued go out, as vLLM's pool shutdown waits.
+ *   lost store connection, or the pipe's own peer watch, ./peer-watch.ts) or close()
+ *   breaks the pipe; the pending and every later call reject with BrokenPipeError
+ *   carrying the cause, and the pipe's communicator is aborted so nothing waits on a
+ *   gone peer. Bytes are released either way. close() first lets what is already
+ *   queued go out, as vLLM's pool shutdown waits.
+ * - The returned promises never become unhandled rejections when ignored (sendTensor's
+ *   usually is): a failure is reported by the next call instead. Only a bad argument
+ *   rejects loudly, since no later call could report it.
+ *
+ * The store: as in vLLM, kvRank 0 serves the group's store at kvIp:(kvPort + portOffset)
+ * and every rank connects there; on a device the store runs in a worker thread of
+ * kvRank 0 (NCCL connection setup blocks its thread while the peer needs the store).
  */
 import { CpuCommunicator, NcclCommunicator, type DeviceCommunicator } from '../comm/index.ts';
 import { BrokenPipeError, InvalidArgumentError } from '../errors.ts';
 import { StatelessProcessGroup } from '../store/index.ts';
+import { PeerWatch } from './peer-watch.ts';
 import { CudaEvent, Stream, Tensor, currentStream, enqueueOn, parseDevice, setDevice, type DType } from '../tensor/index.ts';
 
 /** Options of a pipe (vLLM's KVTransferConfig fields, camelCase). */
@@ -80,6 +90,12 @@ export class NcclPipe implements KVPipeBase {
   private inFlight = 0;
   private readonly waiters: Waiter[] = [];
   private failure: BrokenPipeError | null = null;
+  /** Rejects with the failure when the pipe breaks; pending calls race it. */
+  private readonly broken: Promise<never>;
+  private breakNow: (err: BrokenPipeError) => void = () => undefined;
+  /** Aborts the pipe's communicator when the pipe breaks. */
+  private readonly aborter = new AbortController();
+  private watch: PeerWatch | null = null;
   private closing: Promise<void> | null = null;
   private readonly onAbort: () => void;
 
@@ -99,8 +115,11 @@ export class NcclPipe implements KVPipeBase {
     this.timeoutMs = opts.storeTimeoutMs ?? 120_000;
     this.kvRank = opts.kvRank;
     this.kvParallelSize = opts.kvParallelSize;
+    this.broken = new Promise<never>((_, reject) => (this.breakNow = reject));
+    this.broken.catch(() => undefined);
     this.onAbort = () => this.fail(new BrokenPipeError(`KV pipe (rank ${this.kvRank}) aborted: ${describe(opts.abortSignal?.reason)}`, { cause: opts.abortSignal?.reason }));
     opts.abortSignal?.addEventListener('abort', this.onAbort, { once: true });
+    if (opts.abortSignal?.aborted) this.onAbort();
     this.ready = this.connect();
     // Reported by every call that awaits it; never an unhandled rejection.
     this.ready.catch(() => undefined);
@@ -142,11 +161,16 @@ export class NcclPipe implements KVPipeBase {
         storeInThread: ordinal !== null,
       });
       await this.group.barrier();
-      const common = { group: this.group, groupName: `kv-pipe:${o.kvPort + (o.portOffset ?? 0)}`, timeoutMs: this.timeoutMs, abortSignal: o.abortSignal };
+      this.watch = await PeerWatch.open(this.group, o.kvIp, this.timeoutMs, (what) => {
+        this.fail(new BrokenPipeError(`KV pipe (rank ${this.kvRank}): ${what}; the peer is gone`));
+      });
+      if (this.failure) throw this.failure;
+      const common = { group: this.group, groupName: `kv-pipe:${o.kvPort + (o.portOffset ?? 0)}`, timeoutMs: this.timeoutMs, abortSignal: this.aborter.signal };
       this.comm = ordinal === null ? await CpuCommunicator.create(common) : await NcclCommunicator.create({ ...common, device: this.device });
       if (this.comm instanceof NcclCommunicator) await this.connectPeers(this.comm);
       if (ordinal !== null) this.stream = new Stream();
     } catch (err) {
+      if (err === this.failure) throw err;
       throw this.fail(new BrokenPipeError(`KV pipe (rank ${this.kvRank}) could not connect to ${o.kvIp}:${o.kvPort + (o.portOffset ?? 0)}: ${describe(err)}`, { cause: err }));
     }
   }
@@ -177,19 +201,22 @@ export class NcclPipe implements KVPipeBase {
 
   /**
    * Queues `t` (or null) for the next rank. Resolves once the pipe has room for it
-   * (bytes in flight + its bytes ≤ bufferSizeBytes) — the send itself runs in order in
-   * the background; its failure breaks the pipe and reaches the next call. The tensor
-   * must not change until it has been sent.
+   * (bytes in flight + its bytes ≤ bufferSizeBytes, or an empty pipe); the send itself
+   * runs in order in the background. The promise may be ignored: a failure of this send
+   * breaks the pipe and reaches the next call. The tensor must not change until sent.
    */
   sendTensor(t: Tensor | null): Promise<void> {
     if (t !== null && !(t instanceof Tensor)) return Promise.reject(new InvalidArgumentError('t', `expected a Tensor or null, got ${typeof t}`));
-    if (this.failure) return Promise.reject(this.failure);
+    const refused = this.refusal();
+    if (refused) return refused;
     const bytes = t?.nbytes ?? 0;
     const admitted = this.admit(bytes);
+    admitted.catch(() => undefined); // reported through the pipe's failure
     const job = this.chain.then(async () => {
       await admitted;
       let completed: Promise<void>;
       try {
+        if (this.failure) throw this.failure;
         await this.ready;
         ({ completed } = await this.send(t));
       } catch (err) {
@@ -201,29 +228,57 @@ export class NcclPipe implements KVPipeBase {
         () => this.release(bytes),
         (err: unknown) => {
           this.release(bytes);
-          this.fail(new BrokenPipeError(`KV pipe (rank ${this.kvRank}): send to rank ${this.next} failed: ${describe(err)}`, { cause: err }));
+          this.fail(this.broke(err, `send to rank ${this.next} failed`));
         },
       );
     });
     this.chain = job.catch((err: unknown) => {
-      this.fail(err instanceof BrokenPipeError ? err : new BrokenPipeError(`KV pipe (rank ${this.kvRank}): send to rank ${this.next} failed: ${describe(err)}`, { cause: err }));
+      this.fail(this.broke(err, `send to rank ${this.next} failed`));
     });
-    return admitted;
+    return this.guard(admitted, `send to rank ${this.next} failed`);
   }
 
   /** The next tensor (or null) from the previous rank, in the order it was sent. */
   recvTensor(): Promise<Tensor | null> {
-    if (this.failure) return Promise.reject(this.failure);
+    const refused = this.refusal();
+    if (refused) return refused;
     const job = this.chain.then(async () => {
       if (this.failure) throw this.failure;
       await this.ready;
       return this.receive();
     });
-    const wrapped = job.catch((err: unknown) => {
-      throw this.fail(err instanceof BrokenPipeError ? err : new BrokenPipeError(`KV pipe (rank ${this.kvRank}): receive from rank ${this.prev} failed: ${describe(err)}`, { cause: err }));
+    const what = `receive from rank ${this.prev} failed`;
+    this.chain = job.then(
+      () => undefined,
+      (err: unknown) => {
+        this.fail(this.broke(err, what));
+      },
+    );
+    return this.guard(job, what);
+  }
+
+  /** A rejection with the failure (handled: the caller may ignore it), or null while the pipe is open. */
+  private refusal(): Promise<never> | null {
+    if (!this.failure && !this.closing) return null;
+    const p = Promise.reject(this.failure ?? new BrokenPipeError(`KV pipe (rank ${this.kvRank}) is closed`));
+    p.catch(() => undefined);
+    return p;
+  }
+
+  /**
+   * `work`, or the pipe's failure as soon as it breaks (a pending call does not wait
+   * for its own deadline once the peer is known gone). Marked handled.
+   */
+  private guard<T>(work: Promise<T>, what: string): Promise<T> {
+    const p = Promise.race([work, this.broken]).catch((err: unknown) => {
+      throw this.fail(this.broke(err, what));
     });
-    this.chain = wrapped.catch(() => undefined);
-    return wrapped;
+    p.catch(() => undefined);
+    return p;
+  }
+
+  private broke(err: unknown, what: string): BrokenPipeError {
+    return err instanceof BrokenPipeError ? err : new BrokenPipeError(`KV pipe (rank ${this.kvRank}): ${what}: ${describe(err)}`, { cause: err });
   }
 
   /**
@@ -310,7 +365,10 @@ export class NcclPipe implements KVPipeBase {
     }
   }
 
-  /** Breaks the pipe (first cause wins): waiting sends reject, later calls too. */
+  /**
+   * Breaks the pipe (first cause wins): waiting sends reject, pending calls and later
+   * ones too, and the communicator is aborted so no operation waits on the peer.
+   */
   private fail(err: BrokenPipeError): BrokenPipeError {
     if (this.failure) return this.failure;
     this.failure = err;
@@ -318,25 +376,30 @@ export class NcclPipe implements KVPipeBase {
       clearTimeout(w.timer);
       w.reject(err);
     }
+    this.breakNow(err);
+    this.aborter.abort(err);
     return err;
   }
 
   /**
-   * Lets the sends and receives already queued finish (up to the deadline), then breaks
-   * the pipe for later calls and releases the group, communicator and stream.
-   * Collective on a healthy pipe (every rank calls it); idempotent.
+   * Refuses later calls at once, lets the sends and receives already queued finish (up
+   * to the deadline), then breaks the pipe and releases the group, communicator and
+   * stream. Collective on a healthy pipe (every rank calls it: kvRank 0 keeps serving
+   * the store until the peers are done with it); idempotent.
    */
   close(): Promise<void> {
     this.closing ??= (async () => {
       let timer: NodeJS.Timeout | undefined;
-      await Promise.race([this.chain.then(() => this.completions), new Promise((resolve) => (timer = setTimeout(resolve, this.timeoutMs)))]);
+      const deadline = new Promise((resolve) => (timer = setTimeout(resolve, this.timeoutMs)));
+      await Promise.race([this.chain.then(() => this.completions).then(() => this.ready), deadline]).catch(() => undefined);
       clearTimeout(timer);
-      // A healthy pipe closes collectively: kvRank 0 serves the store and leaves the
-      // barrier last, so the peers' last reads are not cut off. A broken one just goes.
-      const healthy = !this.failure;
+      const healthy = !this.failure && this.group !== null;
       this.opts.abortSignal?.removeEventListener('abort', this.onAbort);
       this.fail(new BrokenPipeError(`KV pipe (rank ${this.kvRank}) is closed`));
-      if (healthy) await this.group?.barrier().catch(() => undefined);
+      // kvRank 0 serves the store and leaves the barrier last, so the peers' last reads
+      // are not cut off. A broken pipe just goes.
+      if (healthy) await this.group!.barrier().catch(() => undefined);
+      this.watch?.close();
       await this.ready.catch(() => undefined);
       await this.comm?.destroy();
       this.stream?.dispose();
