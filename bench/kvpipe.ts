@@ -2,7 +2,8 @@
  * `npm run bench -- kvpipe [--backend cpu]`: the KV pipe between two ranks (NcclPipe):
  * throughput of 16 MiB and 256 MiB tensors (op `send_recv`, `busbw` = bytes / time, as
  * nccl-tests' sendrecv reports for 2 ranks) and the p50 one-way latency of a 4 KiB tensor
- * with its metadata (op `kv_pipe_small`, `us`, half a round trip).
+ * with its metadata (op `kv_pipe_small`, `us`, half a round trip), and of a null item
+ * (op `kv_pipe_null`: the metadata path alone).
  */
 import { cudaDeviceCount } from '../native/index.ts';
 import { launchGroup } from '../src/orchestrator/index.ts';
@@ -24,6 +25,9 @@ export async function run(opts: BenchOptions): Promise<void> {
     const [lat] = await group.callAll<{ p50: number; p99: number; min: number }>('small', 500);
     opts.log(`kv pipe 4 KiB tensor + metadata, one way (${backend}): p50 ${lat.p50} us, p99 ${lat.p99} us`);
     opts.json({ impl: 'gpugroup', op: 'kv_pipe_small', world: 2, backend, bytes: 4096, us: lat.p50, p50_us: lat.p50, p99_us: lat.p99 });
+    const [meta] = await group.callAll<{ p50: number; p99: number; min: number }>('small', 500, true);
+    opts.log(`kv pipe null item (metadata alone), one way (${backend}): p50 ${meta.p50} us, p99 ${meta.p99} us`);
+    opts.json({ impl: 'gpugroup', op: 'kv_pipe_null', world: 2, backend, bytes: 0, us: meta.p50, p50_us: meta.p50, p99_us: meta.p99 });
     await group.callAll('close');
   } finally {
     await group.shutdown();

@@ -33,23 +33,26 @@ export async function stream(ctx: RankContext, args: { bytes: number; count: num
   return s;
 }
 
-/** p50 of one 4 KiB tensor (with its metadata) from rank 0 to rank 1 and back, halved. */
-export async function small(ctx: RankContext, iters: number) {
+/**
+ * p50 of one 4 KiB tensor (with its metadata) from rank 0 to rank 1 and back, halved;
+ * with `metadataOnly`, of a null item (the metadata path alone).
+ */
+export async function small(ctx: RankContext, iters: number, metadataOnly = false) {
   const p = pipe!;
-  const t = Tensor.zeros([1024], { dtype: 'float32', device: ctx.device });
+  const t = metadataOnly ? null : Tensor.zeros([1024], { dtype: 'float32', device: ctx.device });
   const lat: number[] = [];
   for (let i = 0; i < iters; i++) {
     const t0 = performance.now();
     if (ctx.rank === 0) {
       await p.sendTensor(t);
-      (await p.recvTensor())!.dispose();
+      (await p.recvTensor())?.dispose();
     } else {
-      const got = (await p.recvTensor())!;
+      const got = await p.recvTensor();
       await p.sendTensor(got);
     }
     lat.push(((performance.now() - t0) * 1000) / 2);
   }
-  t.dispose();
+  t?.dispose();
   return percentiles(lat.slice(Math.floor(iters / 10)));
 }
 

@@ -58,6 +58,11 @@ export interface NcclPipeOptions {
 /** What travels ahead of each item. */
 type Metadata = { dtype: DType; shape: number[] } | null;
 
+/** Metadata reads kept in flight ahead of the receiver. */
+const METADATA_AHEAD = 4;
+/** A read-ahead waits as long as the pipe lives (setTimeout's largest delay, ~24.8 days). */
+const NO_DEADLINE_MS = 2 ** 31 - 1;
+
 interface Waiter {
   bytes: number;
   resolve: () => void;
@@ -97,6 +102,10 @@ export class NcclPipe implements KVPipeBase {
   private readonly aborter = new AbortController();
   private watch: PeerWatch | null = null;
   private closing: Promise<void> | null = null;
+  /** Items sent so far (the first one's metadata write is awaited, see send()). */
+  private sentItems = 0;
+  /** Metadata reads issued ahead of recvTensor, oldest first. */
+  private readonly metadataAhead: Promise<Metadata>[] = [];
   private readonly onAbort: () => void;
 
   constructor(private readonly opts: NcclPipeOptions) {
@@ -284,15 +293,19 @@ export class NcclPipe implements KVPipeBase {
   /**
    * Issues one item: the metadata write, then for a non-empty tensor the send on the
    * pipe's stream. Resolves once issued, with a promise of the data's delivery.
+   *
+   * The metadata write is not awaited (it leaves in order on the store connection at
+   * the end of this tick; a failed write breaks the pipe), except the first: NCCL opens
+   * a peer connection inside a send and blocks the thread until the peer, which needs
+   * the metadata to post its receive, joins. connect() opened them already; awaiting
+   * the first write keeps even a lazily reopened connection from deadlocking.
    */
   private async send(t: Tensor | null): Promise<{ completed: Promise<void> }> {
     if (this.failure) throw this.failure;
     const meta: Metadata = t === null ? null : { dtype: t.dtype, shape: [...t.shape] };
-    // Awaited before the data: a first NCCL send to a peer sets up the connection inside
-    // the call, blocking this thread until the peer posts its receive, which it does only
-    // once it has read this metadata (x2: an unawaited write deadlocked until the store
-    // deadline).
-    await this.group!.sendObj(meta, this.next);
+    const written = this.group!.sendObj(meta, this.next);
+    if (this.sentItems++ === 0) await written;
+    else written.catch((err: unknown) => this.fail(this.broke(err, `metadata to rank ${this.next} failed`)));
     if (t === null || t.numel === 0) return { completed: Promise.resolve() };
     const { local, sent, done } = enqueueOn(this.stream, () => {
       const c = t.device === this.device ? t.contiguous() : t.to(this.device);
@@ -319,7 +332,7 @@ export class NcclPipe implements KVPipeBase {
    * the stream that was current when recvTensor was called, with no host wait.
    */
   private async receive(): Promise<Tensor | null> {
-    const meta = (await this.group!.recvObj(this.prev)) as Metadata;
+    const meta = await this.nextMetadata();
     if (meta === null) return null;
     const numel = meta.shape.reduce((a, b) => a * b, 1);
     if (numel === 0) return Tensor.empty(meta.shape, { dtype: meta.dtype, device: this.device });
@@ -327,6 +340,29 @@ export class NcclPipe implements KVPipeBase {
     const t = await received;
     if (this.stream) currentStream().waitStream(this.stream);
     return t;
+  }
+
+  /**
+   * The next item's metadata, within the deadline. Reads run METADATA_AHEAD items ahead
+   * of the caller, so a stream of tensors pays no store round trip per tensor; the reads
+   * themselves have no deadline (an idle pipe is not an error), the caller's wait has.
+   */
+  private async nextMetadata(): Promise<Metadata> {
+    while (this.metadataAhead.length < METADATA_AHEAD) {
+      const read = this.group!.recvObj(this.prev, NO_DEADLINE_MS) as Promise<Metadata>;
+      read.catch(() => undefined); // reported to the caller that takes it
+      this.metadataAhead.push(read);
+    }
+    const next = this.metadataAhead.shift()!;
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no metadata from rank ${this.prev} within ${this.timeoutMs} ms`)), this.timeoutMs);
+    });
+    try {
+      return await Promise.race([next, deadline]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Resolves once `bytes` fit; rejects at the deadline or when the pipe breaks. */

@@ -125,12 +125,16 @@ export class StatelessProcessGroup {
     await this.write(key, bytes, 1);
   }
 
-  /** Receives the next object rank `src` sent to this rank, waiting up to the store deadline. */
-  async recvObj(src: number): Promise<unknown> {
+  /**
+   * Receives the next object rank `src` sent to this rank, waiting up to `timeoutMs`
+   * (default: the store deadline).
+   */
+  async recvObj(src: number, timeoutMs = this.storeTimeoutMs): Promise<unknown> {
     this.checkPeer('src', src);
+    if (!(timeoutMs > 0)) throw new InvalidArgumentError('timeoutMs', `must be a positive number of milliseconds, got ${timeoutMs}`);
     this.checkOpen();
     const n = this.recvSrcCounter[src]++;
-    return this.read(`send_to/${this.rank}/${src}/${n}`, this.recvSrcCounter, src, n);
+    return this.read(`send_to/${this.rank}/${src}/${n}`, this.recvSrcCounter, src, n, timeoutMs);
   }
 
   /**
@@ -211,10 +215,10 @@ export class StatelessProcessGroup {
    * Reads `key` (counter value `n` of `counters[peer]`). When the read fails and no later
    * read was issued meanwhile, the counter steps back, so a retry reads the same message.
    */
-  private async read(key: string, counters: number[], peer: number, n: number): Promise<unknown> {
+  private async read(key: string, counters: number[], peer: number, n: number, timeoutMs = this.storeTimeoutMs): Promise<unknown> {
     let value: Uint8Array;
     try {
-      value = await this.store.get(key, this.storeTimeoutMs);
+      value = await this.store.get(key, timeoutMs);
     } catch (err) {
       if (counters[peer] === n + 1) counters[peer] = n;
       throw err;

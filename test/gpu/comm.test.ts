@@ -104,7 +104,10 @@ describe.skipIf(gpus < 2)('NCCL failures', () => {
       const out = await Promise.all(group.ranks.map((r) => group.callWithOptions<string>(r, 'skipOne', [1], { timeoutMs: 30_000 })));
       const took = performance.now() - t0;
       expect(out[1]).toBe('skipped');
+      // Every rank's outcome in the message, should one differ.
+      const outcomes = JSON.stringify(out);
       for (const r of group.ranks.filter((q) => q !== 1)) {
+        expect(out[r], outcomes).toMatch(/^CollectiveTimeoutError/);
         expect(out[r]).toMatch(/^CollectiveTimeoutError: all_reduce #\d+ in group 'world:0\/0' did not complete within 3000 ms; the communicator was aborted/);
         expect(out[r]).toMatch(/#\d+ all_reduce float32×4 pending/);
       }
