@@ -8,6 +8,7 @@
  * (us: the slowest rank's mean time per op) and `{impl:'memcpy', backend:'cpu', op:'memcpy',
  * world:1, bytes, us, busbw}` (busbw: bytes moved per µs).
  */
+import { tableHeader, tableLine } from './table.ts';
 import { launchGroup } from '../src/orchestrator/index.ts';
 import { busFactor, sizes, type CpuSweepArgs, type CpuSweepOp } from './workers/collectives-cpu.ts';
 
@@ -27,8 +28,6 @@ export interface CpuBenchOptions {
   comm?: CpuSweepArgs['comm'];
 }
 
-const fmt = (v: number): string => (v >= 100 ? v.toFixed(0) : v >= 1 ? v.toFixed(2) : v.toFixed(3));
-
 /** Runs the sweep and reports each record through `json` and a readable line through `log`. */
 export async function run(opts: CpuBenchOptions): Promise<void> {
   const minBytes = opts.minBytes ?? 8;
@@ -38,12 +37,13 @@ export async function run(opts: CpuBenchOptions): Promise<void> {
     try {
       type Row = { op: CpuSweepOp; bytes: number; us: number; transport: string };
       const perRank = await group.callAll<Row[]>('sweep', { ops: OPS, minBytes, maxBytes, comm: opts.comm } satisfies CpuSweepArgs);
-      opts.log(`# ${mode} ranks (${perRank[0][0]?.transport}), world ${WORLD}:        op       bytes        us   busbw GB/s`);
+      opts.log(`# ${mode} ranks (${perRank[0][0]?.transport}), world ${WORLD}`);
+      opts.log(tableHeader());
       perRank[0].forEach((row, i) => {
         const ranks = row.op === 'send_recv' ? perRank.slice(0, 2) : perRank;
         const us = Math.max(...ranks.map((r) => r[i].us));
         const busbw = (row.bytes / us / 1e3) * busFactor(row.op, WORLD);
-        opts.log(`${mode.padStart(8)} ${row.op.padStart(38)} ${String(row.bytes).padStart(11)} ${fmt(us).padStart(9)} ${fmt(busbw).padStart(9)}`);
+        opts.log(tableLine({ op: row.op, bytes: row.bytes, count: Math.max(1, Math.floor(row.bytes / 4)), dtype: 'float', us, busbw }));
         opts.json({ impl: 'gpugroup', backend: 'cpu', mode, transport: row.transport, op: row.op, world: WORLD, bytes: row.bytes, us: +us.toFixed(2), busbw: +busbw.toFixed(3) });
       });
     } finally {
@@ -58,7 +58,7 @@ export async function run(opts: CpuBenchOptions): Promise<void> {
     const t0 = performance.now();
     for (let i = 0; i < iters; i++) dst.set(src);
     const us = ((performance.now() - t0) * 1000) / iters;
-    opts.log(`  memcpy ${String(bytes).padStart(11)} ${fmt(us).padStart(9)} us ${fmt(bytes / us / 1e3).padStart(9)} GB/s`);
+    opts.log(tableLine({ label: 'memcpy', op: 'memcpy', bytes, count: bytes, dtype: 'uint8', us, busbw: bytes / us / 1e3 }));
     opts.json({ impl: 'memcpy', backend: 'cpu', op: 'memcpy', world: 1, bytes, us: +us.toFixed(3), busbw: +(bytes / us / 1e3).toFixed(3) });
   }
 }

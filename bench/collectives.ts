@@ -7,6 +7,7 @@
  */
 import { cudaDeviceCount, nccl } from '../native/index.ts';
 import { launchGroup } from '../src/orchestrator/index.ts';
+import { tableHeader, tableLine } from './table.ts';
 import type { BenchOptions } from './index.ts';
 import type { SweepOp } from './workers/collectives.ts';
 
@@ -28,9 +29,9 @@ export async function run(opts: BenchOptions): Promise<void> {
   const group = await launchGroup({ worldSize: world, worker, backend: 'nccl', mode: 'process', timeoutMs: 300_000 });
   try {
     const results = await group.callAll('sweep', { ops: OPS, minBytes: opts.minBytes ?? 8, maxBytes: opts.maxBytes ?? 1 << 30 });
-    opts.log('#       size         op      time(us)   busbw(GB/s)');
-    for (const rec of (results as Record<string, unknown>[][]).flat()) {
-      opts.log(`${String(rec.bytes).padStart(12)} ${String(rec.op).padStart(14)} ${String(rec.us).padStart(12)} ${String(rec.busbw).padStart(12)}`);
+    opts.log(tableHeader());
+    for (const rec of (results as { op: string; bytes: number; us: number; busbw: number }[][]).flat()) {
+      opts.log(tableLine({ op: rec.op, bytes: rec.bytes, count: Math.max(1, Math.floor(rec.bytes / 4)), dtype: 'float', us: rec.us, busbw: rec.busbw }));
       opts.json(rec);
     }
     const [cost] = (await group.callAll('hostCost', { iters: 2000 })) as ({ raw: number; gpugroup: number } | null)[];

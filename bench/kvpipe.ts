@@ -8,6 +8,7 @@
 import { cudaDeviceCount } from '../native/index.ts';
 import { launchGroup } from '../src/orchestrator/index.ts';
 import { freePort } from '../src/store/index.ts';
+import { tableHeader, tableLine } from './table.ts';
 import type { BenchOptions } from './index.ts';
 
 export async function run(opts: BenchOptions): Promise<void> {
@@ -15,11 +16,12 @@ export async function run(opts: BenchOptions): Promise<void> {
   const group = await launchGroup({ worldSize: 2, worker: new URL('./workers/kvpipe.ts', import.meta.url), backend, mode: 'process', timeoutMs: 300_000 });
   try {
     await group.callAll('open', await freePort());
+    opts.log(tableHeader());
     const sizes = backend === 'nccl' ? [[16 << 20, 40], [256 << 20, 10]] : [[1 << 20, 20], [16 << 20, 5]];
     for (const [bytes, count] of sizes) {
       const [, s] = await group.callAll<number>('stream', { bytes, count });
       const busbw = +((bytes * count) / s / 1e9).toFixed(2);
-      opts.log(`kv pipe ${bytes} B × ${count} (${backend}): ${(s / count * 1e6).toFixed(1)} us per tensor, ${busbw} GB/s`);
+      opts.log(tableLine({ op: 'kv_pipe_send_recv', bytes, count: bytes, dtype: 'uint8', us: (s / count) * 1e6, busbw }));
       opts.json({ impl: 'gpugroup', op: 'send_recv', world: 2, backend, bytes, us: +((s / count) * 1e6).toFixed(2), busbw, via: 'NcclPipe' });
     }
     const [lat] = await group.callAll<{ p50: number; p99: number; min: number }>('small', 500);

@@ -55,7 +55,7 @@ async function measure(ctx: RankContext, comm: DeviceCommunicator, op: SweepOp, 
   const loop = async (k: number) => {
     for (let i = 0; i < k; i++) await run();
   };
-  await loop(Math.min(5, iters));
+  await loop(Math.min(20, iters)); // JIT and pool warm-up (nccl-tests: -w 5 of C calls)
   await comm.synchronize();
   await ctx.processGroup.barrier();
   const us = await timed(ctx, comm, () => loop(iters));
@@ -70,7 +70,8 @@ export async function sweep(ctx: RankContext, args: { ops: SweepOp[]; minBytes: 
   for (const op of args.ops) {
     if (op === 'send_recv' && ctx.worldSize < 2) continue;
     for (let bytes = args.minBytes; bytes <= args.maxBytes; bytes *= 4) {
-      const iters = ctx.backend === 'nccl' ? (bytes >= 1 << 26 ? 20 : 100) : bytes >= 1 << 22 ? 5 : 50;
+      // Small sizes are host-bound: 200 back-to-back calls average out a minor GC.
+      const iters = ctx.backend === 'nccl' ? (bytes >= 1 << 26 ? 20 : 200) : bytes >= 1 << 22 ? 5 : 50;
       const us = await measure(ctx, comm, op, bytes, iters);
       const reporter = op === 'send_recv' ? 1 : 0;
       if (ctx.rank === reporter) {
