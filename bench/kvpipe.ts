@@ -31,6 +31,13 @@ export async function run(opts: BenchOptions): Promise<void> {
     opts.log(`kv pipe null item (metadata alone), one way (${backend}): p50 ${meta.p50} us, p99 ${meta.p99} us`);
     opts.json({ impl: 'gpugroup', op: 'kv_pipe_null', world: 2, backend, bytes: 0, us: meta.p50, p50_us: meta.p50, p99_us: meta.p99 });
     await group.callAll('close');
+    // Reference: the same traffic as plain send/recv on the group's communicator.
+    const [bytes, count] = sizes[0];
+    const [ref] = await group.callAll<{ streamS: number; smallP50: number }>('raw', { bytes, count, iters: 500 });
+    const busbw = +((bytes * count) / ref.streamS / 1e9).toFixed(2);
+    opts.log(`reference, plain send/recv on the group's communicator: ${bytes} B × ${count}: ${busbw} GB/s; 4 KiB one way (synchronized): p50 ${ref.smallP50} us`);
+    opts.json({ impl: 'gpugroup', op: 'send_recv', world: 2, backend, bytes, us: +((ref.streamS / count) * 1e6).toFixed(2), busbw, via: 'communicator' });
+    opts.json({ impl: 'gpugroup', op: 'send_recv_small_sync', world: 2, backend, bytes: 4096, us: ref.smallP50, p50_us: ref.smallP50, via: 'communicator' });
   } finally {
     await group.shutdown();
   }

@@ -60,3 +60,45 @@ export async function close(): Promise<void> {
   await pipe?.close();
   pipe = null;
 }
+
+/**
+ * The reference without the pipe: the same traffic as `stream` and `small` as plain
+ * send/recv on the group's own communicator (no metadata, no pipe bookkeeping).
+ * Returns { streamS, smallP50 }: seconds for `count` tensors of `bytes`, p50 one way of 4 KiB.
+ */
+export async function raw(ctx: RankContext, args: { bytes: number; count: number; iters: number }) {
+  const comm = ctx.communicator!;
+  const big = Tensor.zeros([args.bytes], { dtype: 'uint8', device: ctx.device });
+  const run = async () => {
+    for (let i = 0; i < args.count; i++) {
+      if (ctx.rank === 0) await comm.send(big, 1);
+      else (await comm.recv([args.bytes], 'uint8', 0)).dispose();
+    }
+    await comm.synchronize();
+  };
+  await run();
+  await ctx.processGroup.barrier();
+  const t0 = performance.now();
+  await run();
+  const streamS = (performance.now() - t0) / 1000;
+  await ctx.processGroup.barrier();
+  big.dispose();
+  const t = Tensor.zeros([1024], { dtype: 'float32', device: ctx.device });
+  const lat: number[] = [];
+  for (let i = 0; i < args.iters; i++) {
+    const t0 = performance.now();
+    if (ctx.rank === 0) {
+      await comm.send(t, 1);
+      (await comm.recv([1024], 'float32', 1)).dispose();
+      await comm.synchronize();
+    } else {
+      const got = await comm.recv([1024], 'float32', 0);
+      await comm.send(got, 0);
+      await comm.synchronize();
+      got.dispose();
+    }
+    lat.push(((performance.now() - t0) * 1000) / 2);
+  }
+  t.dispose();
+  return { streamS, smallP50: percentiles(lat.slice(Math.floor(args.iters / 10))).p50 };
+}

@@ -95,9 +95,8 @@ export class NcclPipe implements KVPipeBase {
   private inFlight = 0;
   private readonly waiters: Waiter[] = [];
   private failure: BrokenPipeError | null = null;
-  /** Rejects with the failure when the pipe breaks; pending calls race it. */
-  private readonly broken: Promise<never>;
-  private breakNow: (err: BrokenPipeError) => void = () => undefined;
+  /** Rejecters of the pending calls: a break rejects them at once (each leaves when settled). */
+  private readonly pendingCalls = new Set<(err: BrokenPipeError) => void>();
   /** Aborts the pipe's communicator when the pipe breaks. */
   private readonly aborter = new AbortController();
   private watch: PeerWatch | null = null;
@@ -124,8 +123,6 @@ export class NcclPipe implements KVPipeBase {
     this.timeoutMs = opts.storeTimeoutMs ?? 120_000;
     this.kvRank = opts.kvRank;
     this.kvParallelSize = opts.kvParallelSize;
-    this.broken = new Promise<never>((_, reject) => (this.breakNow = reject));
-    this.broken.catch(() => undefined);
     this.onAbort = () => this.fail(new BrokenPipeError(`KV pipe (rank ${this.kvRank}) aborted: ${describe(opts.abortSignal?.reason)}`, { cause: opts.abortSignal?.reason }));
     opts.abortSignal?.addEventListener('abort', this.onAbort, { once: true });
     if (opts.abortSignal?.aborted) this.onAbort();
@@ -223,17 +220,18 @@ export class NcclPipe implements KVPipeBase {
     admitted.catch(() => undefined); // reported through the pipe's failure
     const job = this.chain.then(async () => {
       await admitted;
-      let completed: Promise<void>;
+      let complete: () => Promise<void>;
       try {
         if (this.failure) throw this.failure;
         await this.ready;
-        ({ completed } = await this.send(t));
+        ({ complete } = await this.send(t));
       } catch (err) {
         this.release(bytes);
         throw err;
       }
       // The chain moves on once the send is enqueued; its completion frees its bytes.
-      this.completions = this.completions.then(() => completed).then(
+      // Sends complete in stream order: one wait at a time, the oldest first.
+      this.completions = this.completions.then(complete).then(
         () => this.release(bytes),
         (err: unknown) => {
           this.release(bytes);
@@ -279,7 +277,13 @@ export class NcclPipe implements KVPipeBase {
    * for its own deadline once the peer is known gone). Marked handled.
    */
   private guard<T>(work: Promise<T>, what: string): Promise<T> {
-    const p = Promise.race([work, this.broken]).catch((err: unknown) => {
+    const p = new Promise<T>((resolve, reject) => {
+      this.pendingCalls.add(reject);
+      work.then(
+        (value) => (this.pendingCalls.delete(reject), resolve(value)),
+        (err: unknown) => (this.pendingCalls.delete(reject), reject(err)),
+      );
+    }).catch((err: unknown) => {
       throw this.fail(this.broke(err, what));
     });
     p.catch(() => undefined);
@@ -292,7 +296,8 @@ export class NcclPipe implements KVPipeBase {
 
   /**
    * Issues one item: the metadata write, then for a non-empty tensor the send on the
-   * pipe's stream. Resolves once issued, with a promise of the data's delivery.
+   * pipe's stream. Resolves once issued, with a function that waits for the data's
+   * delivery and releases what the send held (called in send order).
    *
    * The metadata write is not awaited (it leaves in order on the store connection at
    * the end of this tick; a failed write breaks the pipe), except the first: NCCL opens
@@ -300,13 +305,13 @@ export class NcclPipe implements KVPipeBase {
    * the metadata to post its receive, joins. connect() opened them already; awaiting
    * the first write keeps even a lazily reopened connection from deadlocking.
    */
-  private async send(t: Tensor | null): Promise<{ completed: Promise<void> }> {
+  private async send(t: Tensor | null): Promise<{ complete: () => Promise<void> }> {
     if (this.failure) throw this.failure;
     const meta: Metadata = t === null ? null : { dtype: t.dtype, shape: [...t.shape] };
     const written = this.group!.sendObj(meta, this.next);
     if (this.sentItems++ === 0) await written;
     else written.catch((err: unknown) => this.fail(this.broke(err, `metadata to rank ${this.next} failed`)));
-    if (t === null || t.numel === 0) return { completed: Promise.resolve() };
+    if (t === null || t.numel === 0) return { complete: () => Promise.resolve() };
     const { local, sent, done } = enqueueOn(this.stream, () => {
       const c = t.device === this.device ? t.contiguous() : t.to(this.device);
       const p = this.comm!.send(c, this.next);
@@ -315,15 +320,17 @@ export class NcclPipe implements KVPipeBase {
       return { local: c, sent: p, done: ev };
     });
     await sent;
-    const finish = async (): Promise<void> => {
+    const complete = async (): Promise<void> => {
       try {
-        if (done) await done.wait(this.timeoutMs);
+        // A broken pipe aborted its communicator: nothing more will complete.
+        if (done && !this.failure) await done.wait(this.timeoutMs, { spin: false });
       } finally {
         done?.dispose();
-        if (local !== t) local.dispose();
+        // Freed in the pipe stream's order, after the send that read it.
+        if (local !== t) enqueueOn(this.stream, () => local.dispose());
       }
     };
-    return { completed: finish() };
+    return { complete };
   }
 
   /**
@@ -412,7 +419,8 @@ export class NcclPipe implements KVPipeBase {
       clearTimeout(w.timer);
       w.reject(err);
     }
-    this.breakNow(err);
+    for (const reject of this.pendingCalls) reject(err);
+    this.pendingCalls.clear();
     this.aborter.abort(err);
     return err;
   }

@@ -59,13 +59,13 @@ export function currentDevice(): number {
 const POLL_BUDGET_MS = Number(process.env.GPUGROUP_POLL_MS ?? 5);
 
 /**
- * Polls `done()` until it returns true: a short spin, then the event loop on
+ * Polls `done()` until it returns true: a short spin (`spinMs`), then the event loop on
  * setImmediate turns for POLL_BUDGET_MS (GPUGROUP_POLL_MS, default 5 ms: a collective
  * waiting on a slower peer ends within µs of it), then 1 ms timers for long waits.
  * Rejects with `onTimeout()` past the deadline.
  */
-export function pollUntil(done: () => boolean, timeoutMs: number, onTimeout: () => Error): Promise<void> {
-  const spinUntil = performance.now() + 0.02;
+export function pollUntil(done: () => boolean, timeoutMs: number, onTimeout: () => Error, spinMs = 0.02): Promise<void> {
+  const spinUntil = performance.now() + spinMs;
   do {
     if (done()) return Promise.resolve();
   } while (performance.now() < spinUntil);
@@ -157,9 +157,12 @@ export class CudaEvent {
     return cuda().cudaEventQuery(this.handle) !== cudaErrorNotReady;
   }
 
-  /** Resolves once the recorded work completed, polling with a deadline. */
-  wait(timeoutMs = 120_000): Promise<void> {
-    return pollUntil(() => this.query(), timeoutMs, () => new CollectiveTimeoutError('event', 'wait', 0, timeoutMs, []));
+  /**
+   * Resolves once the recorded work completed, polling with a deadline. `spin: false`
+   * skips the short synchronous spin, for a wait nobody is blocked on.
+   */
+  wait(timeoutMs = 120_000, { spin = true }: { spin?: boolean } = {}): Promise<void> {
+    return pollUntil(() => this.query(), timeoutMs, () => new CollectiveTimeoutError('event', 'wait', 0, timeoutMs, []), spin ? undefined : 0);
   }
 
   /** Milliseconds between `start` (recorded earlier) and this event; both need timing. */
