@@ -1,7 +1,7 @@
 // Rank side of `npm run bench -- kvpipe`: rank 0 sends through an NcclPipe, rank 1 receives.
 import { NcclPipe } from '../../src/kv/index.ts';
 import type { RankContext } from '../../src/orchestrator/index.ts';
-import { Tensor } from '../../src/tensor/index.ts';
+import { Tensor, currentStream } from '../../src/tensor/index.ts';
 import { percentiles } from '../stats.ts';
 
 let pipe: NcclPipe | null = null;
@@ -23,10 +23,14 @@ export async function stream(ctx: RankContext, args: { bytes: number; count: num
       else (await p.recvTensor())!.dispose();
     }
   };
+  const drained = () => (ctx.device === 'cpu' ? Promise.resolve() : currentStream().synchronize());
   await run(); // warm-up
+  await drained();
   await ctx.processGroup.barrier();
   const t0 = performance.now();
   await run();
+  // The last tensor is in once the receiving stream has it (recvTensor returns at enqueue).
+  await drained();
   const s = (performance.now() - t0) / 1000;
   await ctx.processGroup.barrier();
   t?.dispose();
