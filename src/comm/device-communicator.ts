@@ -86,7 +86,8 @@ export abstract class DeviceCommunicator {
     if (this.worldSize === 1) return input;
     const src = input.contiguous();
     const output = Tensor.empty(input.shape, { dtype: input.dtype, device: input.device });
-    await this._allReduce(src, output, op);
+    const pending = this._allReduce(src, output, op); // NCCL: void, enqueued already
+    if (pending) await pending;
     return output;
   }
 

@@ -165,6 +165,8 @@ export class NcclPipe implements KVPipeBase {
         host: o.kvIp, port: o.kvPort + (o.portOffset ?? 0), rank: o.kvRank, worldSize: o.kvParallelSize, storeTimeoutMs: this.timeoutMs,
         // NCCL point-to-point calls can block kvRank 0's thread while a peer still needs the store.
         storeInThread: ordinal !== null,
+        // Metadata goes rank to rank on a direct connection: no store round trip per item.
+        directPointToPoint: true,
       });
       await this.group.barrier();
       this.watch = await PeerWatch.open(this.group, o.kvIp, this.timeoutMs, (what) => {

@@ -51,6 +51,11 @@ export class TcpStoreClient implements Store {
     this.socket.uncork();
   };
 
+  /** The local address of the connection: this host's interface that reaches the server. */
+  get localAddress(): string {
+    return this.socket.localAddress ?? '127.0.0.1';
+  }
+
   private constructor(private readonly socket: Socket, host: string, port: number, timeoutMs: number) {
     this.host = host;
     this.port = port;

@@ -19,6 +19,7 @@ import { GroupClosedError, InvalidArgumentError } from '../errors.ts';
 import { log } from '../log.ts';
 import { storeBarrier } from './barrier.ts';
 import { TcpStoreClient } from './client.ts';
+import { DirectChannels } from './direct-p2p.ts';
 import { ExpiryQueue } from './expiry.ts';
 import { TcpStoreServer } from './server.ts';
 import { listenInThread } from './server-thread.ts';
@@ -46,6 +47,13 @@ export interface StatelessGroupOptions extends FromStoreOptions {
    * (NCCL point-to-point connection setup) while that peer needs the store.
    */
   storeInThread?: boolean;
+  /**
+   * sendObj/recvObj over direct TCP connections between the ranks (./direct-p2p.ts);
+   * the store then carries only their addresses, broadcasts and barriers. For a stream
+   * of small messages between two ranks (the KV pipe's metadata). Every rank of the
+   * group must pass the same value.
+   */
+  directPointToPoint?: boolean;
 }
 
 /** A group of `worldSize` ranks that exchange objects through a store. */
@@ -67,6 +75,8 @@ export class StatelessProcessGroup {
   /** Rank whose process serves the store (rank 0 after create), or null. */
   private hostRank: number | null = null;
   private closing: Promise<void> | null = null;
+  /** Direct connections for sendObj/recvObj (create with directPointToPoint), else null. */
+  private direct: DirectChannels | null = null;
 
   private constructor(store: Store, rank: number, worldSize: number, opts: FromStoreOptions) {
     this.store = store;
@@ -113,6 +123,14 @@ export class StatelessProcessGroup {
     const group = new StatelessProcessGroup(client, opts.rank, opts.worldSize, opts);
     group.owned = { client, server };
     group.hostRank = 0;
+    if (opts.directPointToPoint && opts.worldSize > 1) {
+      try {
+        group.direct = await DirectChannels.open(client, opts.rank, client.localAddress, group.storeTimeoutMs);
+      } catch (err) {
+        await group.close();
+        throw err;
+      }
+    }
     return group;
   }
 
@@ -121,6 +139,7 @@ export class StatelessProcessGroup {
     this.checkPeer('dst', dst);
     const bytes = encode(obj);
     this.checkOpen();
+    if (this.direct) return this.direct.send(dst, bytes);
     const key = `send_to/${dst}/${this.rank}/${this.sendDstCounter[dst]++}`;
     await this.write(key, bytes, 1);
   }
@@ -133,6 +152,7 @@ export class StatelessProcessGroup {
     this.checkPeer('src', src);
     if (!(timeoutMs > 0)) throw new InvalidArgumentError('timeoutMs', `must be a positive number of milliseconds, got ${timeoutMs}`);
     this.checkOpen();
+    if (this.direct) return deserialize(await this.direct.recv(src, timeoutMs));
     const n = this.recvSrcCounter[src]++;
     return this.read(`send_to/${this.rank}/${src}/${n}`, this.recvSrcCounter, src, n, timeoutMs);
   }
@@ -196,6 +216,7 @@ export class StatelessProcessGroup {
    */
   close(): Promise<void> {
     this.closing ??= (async () => {
+      this.direct?.close();
       if (!this.owned) return;
       await this.owned.client.close();
       await this.owned.server?.close();

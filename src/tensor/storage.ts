@@ -56,7 +56,8 @@ const registry = new FinalizationRegistry<DeviceHeld>((held) => {
 
 /**
  * Small device blocks kept for reuse, per stream and size class: torch's caching
- * allocator in small. A block freed on stream S is reused only by an allocation on S,
+ * allocator in small. Only a block allocated and freed on the same stream S is kept,
+ * and it is reused only by an allocation on S,
  * which the stream orders after every earlier use, exactly as cudaFreeAsync(ptr, S)
  * would have. cudaMallocAsync costs µs per call, a hot loop of small tensors (a
  * broadcastTensorDict per step) pays it per tensor otherwise. Blocks up to 1 MiB;
@@ -115,7 +116,7 @@ export class DeviceStorage {
   private readonly held: DeviceHeld;
   private graphOwned = false;
 
-  private constructor(ordinal: number, ptr: bigint, readonly bytes: number) {
+  private constructor(ordinal: number, ptr: bigint, readonly bytes: number, private readonly allocStream: bigint) {
     this.ordinal = ordinal;
     this.device = `cuda:${ordinal}`;
     this.held = { ptr };
@@ -128,7 +129,7 @@ export class DeviceStorage {
     if (current !== ordinal) {
       throw new InvalidArgumentError('device', `cuda:${ordinal} is not this thread's current device (cuda:${current}); one rank owns one device`);
     }
-    if (bytes === 0) return new DeviceStorage(ordinal, 0n, 0);
+    if (bytes === 0) return new DeviceStorage(ordinal, 0n, 0, 0n);
     const stream = currentStream().handle;
     const size = sizeClass(bytes);
     let ptr = capturing ? null : takeCached(stream, size);
@@ -137,7 +138,7 @@ export class DeviceStorage {
       cuda().cudaMallocAsync(out, size, stream);
       ptr = out[0];
     }
-    const storage = new DeviceStorage(ordinal, ptr, bytes);
+    const storage = new DeviceStorage(ordinal, ptr, bytes, stream);
     capturing?.add(storage);
     return storage;
   }
@@ -173,7 +174,12 @@ export class DeviceStorage {
     registry.unregister(this);
     const ptr = this.held.ptr;
     this.held.ptr = 0n;
-    release(ptr, sizeClass(this.bytes), currentStream().handle);
+    const stream = currentStream().handle;
+    // A block made on another stream (a pipe's receive, freed by its user) goes back to
+    // the pool: cached here it would serve only this stream, and the stream that
+    // allocates such blocks would grow the pool on every allocation.
+    if (stream === this.allocStream) release(ptr, sizeClass(this.bytes), stream);
+    else cuda().cudaFreeAsync(ptr, stream);
   }
 }
 

@@ -22,12 +22,19 @@ export type ValueArray = Float32Array | Float64Array | Int8Array | Uint8Array | 
 
 type NestedNumbers = number | bigint | NestedNumbers[];
 
+/** Parsed 'cuda:N' strings (every output tensor of a collective parses one). */
+const ordinals = new Map<string, number>();
+
 /** Parses `cpu` / `cuda:N`; anything else is an InvalidArgumentError naming `device`. */
 export function parseDevice(device: string): number | null {
   if (device === 'cpu') return null;
+  const known = ordinals.get(device);
+  if (known !== undefined) return known;
   const m = /^cuda:(\d+)$/.exec(device);
   if (!m) throw new InvalidArgumentError('device', `expected 'cpu' or 'cuda:N', got '${device}'`);
-  return Number(m[1]);
+  const ordinal = Number(m[1]);
+  ordinals.set(device, ordinal);
+  return ordinal;
 }
 
 /**
@@ -123,7 +130,7 @@ export class Tensor {
   /** Device pointer of the first element (device tensors only). */
   get dataPtr(): bigint {
     if (this.storage.kind !== 'device') throw new InvalidArgumentError('tensor', 'dataPtr is for device tensors; this one is on cpu');
-    return this.storage.ptr + BigInt(this.offset * this.info.bytes);
+    return this.offset === 0 ? this.storage.ptr : this.storage.ptr + BigInt(this.offset * this.info.bytes);
   }
 
   /** Zero-copy typed array (storage type) over a contiguous host tensor's elements. */

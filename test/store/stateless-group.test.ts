@@ -251,3 +251,58 @@ describe('StatelessProcessGroup: arguments and lifecycle', () => {
     expect(await clients[1].check(['still'])).toBe(true);
   });
 });
+
+describe('StatelessProcessGroup: direct point-to-point (directPointToPoint)', () => {
+  async function directGroups(worldSize: number, storeTimeoutMs = 5_000): Promise<StatelessProcessGroup[]> {
+    const port = await freePort();
+    const groups = await Promise.all(
+      Array.from({ length: worldSize }, (_, rank) => StatelessProcessGroup.create({ host: '127.0.0.1', port, rank, worldSize, storeTimeoutMs, directPointToPoint: true })),
+    );
+    onCleanup(async () => {
+      for (const g of [...groups].reverse()) await g.close();
+    });
+    return groups;
+  }
+
+  it('keeps order per sender with many receives outstanding, and the store holds no messages', async () => {
+    const groups = await directGroups(3);
+    // Receives issued before anything was sent, several ahead, from two senders at once.
+    const from1 = Array.from({ length: 50 }, () => groups[0].recvObj(1));
+    const from2 = Array.from({ length: 50 }, () => groups[0].recvObj(2));
+    for (let i = 0; i < 50; i++) {
+      void groups[1].sendObj({ i, from: 1 }, 0);
+      void groups[2].sendObj(new Map([['i', BigInt(i)]]), 0);
+    }
+    expect(await Promise.all(from1)).toEqual(Array.from({ length: 50 }, (_, i) => ({ i, from: 1 })));
+    expect(await Promise.all(from2)).toEqual(Array.from({ length: 50 }, (_, i) => new Map([['i', BigInt(i)]])));
+    // Broadcasts and barriers still go through the store, beside the direct messages.
+    expect(await Promise.all(groups.map((g) => g.broadcastObj(g.rank === 1 ? 'b' : null, 1)))).toEqual(['b', 'b', 'b']);
+    await Promise.all(groups.map((g) => g.barrier()));
+  });
+
+  it('a receive that times out says from whom and consumes nothing: a retry gets the message', async () => {
+    const groups = await directGroups(2, 200);
+    const t0 = performance.now();
+    const err = await groups[1].recvObj(0).catch((e: unknown) => e);
+    expect(performance.now() - t0).toBeLessThan(2_000);
+    expect(err).toBeInstanceOf(StoreTimeoutError);
+    expect((err as Error).message).toMatch(/from rank 0 to rank 1/);
+    await groups[0].sendObj('late', 1);
+    expect(await groups[1].recvObj(0)).toBe('late');
+    await expect(groups[1].recvObj(0, 50)).rejects.toBeInstanceOf(StoreTimeoutError);
+  });
+
+  it('a peer that closes its group fails the receives waiting on it with GroupClosedError, after what it sent', async () => {
+    const groups = await directGroups(2);
+    await groups[1].sendObj('first', 0);
+    expect(await groups[0].recvObj(1)).toBe('first');
+    await groups[1].sendObj('last', 0);
+    const pending = [groups[0].recvObj(1), groups[0].recvObj(1).catch((e: unknown) => e)];
+    await groups[1].close();
+    expect(await pending[0]).toBe('last');
+    const err = await pending[1];
+    expect(err).toBeInstanceOf(GroupClosedError);
+    expect((err as Error).message).toMatch(/rank 1 closed its group/);
+    await expect(groups[1].sendObj('after', 0)).rejects.toBeInstanceOf(GroupClosedError);
+  });
+});
