@@ -25,14 +25,14 @@ export async function run(opts: BenchOptions): Promise<void> {
     opts.log(`collectives: the NCCL sweep needs ${Math.max(world, 1)} GPUs, ${gpus} visible; skipped`);
     return;
   }
-  opts.log(`collectives: NCCL ${nccl().version} from ${nccl().path}, world ${world}`);
-  const group = await launchGroup({ worldSize: world, worker, backend: 'nccl', mode: 'process', timeoutMs: 300_000 });
+  opts.log(`collectives: NCCL ${nccl().version} from ${nccl().path}, world ${world}, ${opts.mode ?? 'process'} ranks`);
+  const group = await launchGroup({ worldSize: world, worker, backend: 'nccl', mode: opts.mode ?? 'process', timeoutMs: 300_000 });
   try {
     const results = await group.callAll('sweep', { ops: OPS, minBytes: opts.minBytes ?? 8, maxBytes: opts.maxBytes ?? 1 << 30 });
     opts.log(tableHeader());
     for (const rec of (results as { op: string; bytes: number; us: number; busbw: number }[][]).flat()) {
       opts.log(tableLine({ op: rec.op, bytes: rec.bytes, count: Math.max(1, Math.floor(rec.bytes / 4)), dtype: 'float', us: rec.us, busbw: rec.busbw }));
-      opts.json(rec);
+      opts.json({ ...rec, mode: opts.mode ?? 'process' });
     }
     const [cost] = (await group.callAll('hostCost', { iters: 2000 })) as ({ raw: number; gpugroup: number } | null)[];
     if (cost) {

@@ -10,7 +10,7 @@ import type { BenchOptions } from './index.ts';
 export async function run(opts: BenchOptions): Promise<void> {
   const backend = opts.backend ?? (cudaDeviceCount() > 0 ? 'nccl' : 'cpu');
   const world = opts.world ?? (backend === 'nccl' ? cudaDeviceCount() : 4);
-  const group = await launchGroup({ worldSize: world, worker: new URL('./workers/coordinator.ts', import.meta.url), backend, mode: 'process', timeoutMs: 120_000 });
+  const group = await launchGroup({ worldSize: world, worker: new URL('./workers/coordinator.ts', import.meta.url), backend, mode: opts.mode ?? 'process', timeoutMs: 120_000 });
   try {
     for (const tensors of [1, 8, 32]) {
       const out = await group.callAll<{ p50: number; min: number; issuedP50: number }>('broadcastTensorDict', { tensors, iters: 200, warmup: 50 });

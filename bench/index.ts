@@ -8,6 +8,7 @@
  *   --backend B       nccl | cpu
  *   --min-bytes N     smallest message of a sweep
  *   --max-bytes N     largest message of a sweep
+ *   --mode M          process (default) | thread: how suites that launch ranks run them
  */
 import { appendFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -20,6 +21,8 @@ export interface BenchOptions {
   backend?: 'nccl' | 'cpu';
   minBytes?: number;
   maxBytes?: number;
+  /** Rank actors as child processes (default) or worker threads of one process. */
+  mode?: 'process' | 'thread';
 }
 
 const suites: Record<string, () => Promise<{ run: (opts: BenchOptions) => Promise<void> }>> = {
@@ -42,6 +45,7 @@ const { values, positionals } = parseArgs({
     backend: { type: 'string' },
     'min-bytes': { type: 'string' },
     'max-bytes': { type: 'string' },
+    mode: { type: 'string' },
   },
 });
 
@@ -64,7 +68,12 @@ const opts: BenchOptions = {
   backend: values.backend as BenchOptions['backend'],
   minBytes: values['min-bytes'] ? Number(values['min-bytes']) : undefined,
   maxBytes: values['max-bytes'] ? Number(values['max-bytes']) : undefined,
+  mode: values.mode === 'thread' ? 'thread' : values.mode === undefined || values.mode === 'process' ? 'process' : undefined,
 };
+if (opts.mode === undefined) {
+  process.stderr.write(`--mode must be 'process' or 'thread', got '${values.mode}'\n`);
+  process.exit(2);
+}
 
 for (const name of names) {
   opts.log(`# suite ${name}`);
