@@ -103,6 +103,8 @@ export class NcclPipe implements KVPipeBase {
   private closing: Promise<void> | null = null;
   /** Items sent so far (the first one's metadata write is awaited, see send()). */
   private sentItems = 0;
+  /** Completion events of finished sends, for reuse (a new one per send costs two driver calls). */
+  private readonly spareEvents: CudaEvent[] = [];
   /** Metadata reads issued ahead of recvTensor, oldest first. */
   private readonly metadataAhead: Promise<Metadata>[] = [];
   private readonly onAbort: () => void;
@@ -301,8 +303,8 @@ export class NcclPipe implements KVPipeBase {
    * pipe's stream. Resolves once issued, with a function that waits for the data's
    * delivery and releases what the send held (called in send order).
    *
-   * The metadata write is not awaited (it leaves in order on the store connection at
-   * the end of this tick; a failed write breaks the pipe), except the first: NCCL opens
+   * The metadata write is not awaited (it leaves in order on the group's direct
+   * connection at the end of this tick; a failed write breaks the pipe), except the first: NCCL opens
    * a peer connection inside a send and blocks the thread until the peer, which needs
    * the metadata to post its receive, joins. connect() opened them already; awaiting
    * the first write keeps even a lazily reopened connection from deadlocking.
@@ -318,16 +320,19 @@ export class NcclPipe implements KVPipeBase {
       const c = t.device === this.device ? t.contiguous() : t.to(this.device);
       const p = this.comm!.send(c, this.next);
       // Device: an event after the send marks its completion; host: the send's own promise.
-      const ev = this.stream ? new CudaEvent().record(this.stream) : null;
+      const ev = this.stream ? (this.spareEvents.pop() ?? new CudaEvent()).record(this.stream) : null;
       return { local: c, sent: p, done: ev };
     });
     await sent;
     const complete = async (): Promise<void> => {
+      let reached = false;
       try {
         // A broken pipe aborted its communicator: nothing more will complete.
         if (done && !this.failure) await done.wait(this.timeoutMs, { spin: false });
+        reached = true;
       } finally {
-        done?.dispose();
+        if (done && reached && !this.failure) this.spareEvents.push(done);
+        else done?.dispose();
         // Freed in the pipe stream's order, after the send that read it.
         if (local !== t) enqueueOn(this.stream, () => local.dispose());
       }
@@ -448,6 +453,7 @@ export class NcclPipe implements KVPipeBase {
       this.watch?.close();
       await this.ready.catch(() => undefined);
       await this.comm?.destroy();
+      for (const ev of this.spareEvents.splice(0)) ev.dispose();
       this.stream?.dispose();
       await this.group?.close();
     })();

@@ -93,6 +93,8 @@ export class Stream {
   readonly handle: bigint;
   readonly device: number;
   private disposed = false;
+  /** The event other streams wait on (see waitStream), made on first use. */
+  private marker: CudaEvent | null = null;
 
   constructor(handle?: bigint) {
     this.device = currentDevice();
@@ -120,10 +122,11 @@ export class Stream {
 
   /** Makes this stream wait for everything enqueued on `other` so far. */
   waitStream(other: Stream): void {
-    const ev = new CudaEvent();
+    // One event per stream, recorded again each time: a wait takes the state of the
+    // event's latest record when it is issued, so reuse is safe and saves two calls.
+    const ev = (other.marker ??= new CudaEvent());
     ev.record(other);
     cuda().cudaStreamWaitEvent(this.handle, ev.handle, 0);
-    ev.dispose();
   }
 
   dispose(): void {
@@ -133,6 +136,7 @@ export class Stream {
     // Blocks cached for this stream go back to the pool first: a later stream could get
     // the same handle while this one's work is still pending.
     releaseCachedBlocks(this.handle);
+    this.marker?.dispose();
     cuda().cudaStreamDestroy(this.handle);
   }
 }
