@@ -3,21 +3,19 @@
  * planned by {@link planPackedBuffers} and broadcasts each; the consumer receives each
  * buffer and unpacks it into fresh tensors (copies, independent of the buffer).
  *
- * `numBuffers` slots rotate. On a device each slot has its own stream: buffer k is
- * packed and broadcast on slot k % n, so packing buffer k+1 (copies on another stream)
- * overlaps broadcasting buffer k; before a slot is reused, its earlier broadcast must
- * have finished (vLLM synchronizes the slot's stream; we poll it without blocking the
- * event loop). On the CPU backend there are no streams: up to n broadcasts are in
- * flight as promises and a slot waits for its previous one.
+ * On a device the buffers travel in segments, pipelined on two streams per side
+ * (./segmented.ts). On the CPU backend there are no streams: `numBuffers` slots rotate,
+ * up to that many broadcasts are in flight as promises and a slot waits for its
+ * previous one.
  *
  * Both sides skip a buffer of zero bytes (only empty tensors): nothing to move, and
  * vllm-spec §14 item 6 says empty tensors are never sent.
  */
 import type { DeviceCommunicator } from '../comm/index.ts';
-import { Stream, Tensor, currentStream, enqueueOn } from '../tensor/index.ts';
+import { Tensor, currentStream, type Stream } from '../tensor/index.ts';
 import { copyBytes } from './bytes.ts';
-
 import { planPackedBuffers, type PackedBufferPlan, type TensorSpec } from './packing.ts';
+import { consumeSegmented, produceSegmented } from './segmented.ts';
 
 /** What the packed broadcast needs of a communicator. */
 export type BroadcastCommunicator = Pick<DeviceCommunicator, 'device' | 'broadcast' | 'synchronize'>;
@@ -39,10 +37,9 @@ export interface PackedBroadcastOptions {
 /** A batch of unpacked tensors, handed to the consumer's callback once per buffer. */
 export type NamedTensors = [string, Tensor][];
 
-/** One buffer slot: a stream on a device, the last broadcast's promise everywhere. */
+/** One buffer slot on the host: the last broadcast's promise. */
 class Slot {
   private pending: Promise<unknown> | null = null;
-  constructor(readonly stream: Stream | null) {}
 
   /** Records the slot's latest broadcast (marked handled now; awaited at the next reuse). */
   use(p: Promise<unknown>): void {
@@ -50,52 +47,34 @@ class Slot {
     this.pending = p;
   }
 
-  /** Resolves once the slot's earlier work finished; rejects with the communicator's error. */
-  async idle(comm: BroadcastCommunicator, timeoutMs?: number): Promise<void> {
+  /** Resolves once the slot's earlier broadcast finished; rejects with its error. */
+  async idle(): Promise<void> {
     const p = this.pending;
     this.pending = null;
     if (p) await p;
-    if (this.stream) await enqueueOn(this.stream, () => comm.synchronize(timeoutMs));
-  }
-}
-
-function makeSlots(device: string, n: number): Slot[] {
-  return Array.from({ length: n }, () => new Slot(device === 'cpu' ? null : new Stream()));
-}
-
-/** Waits for every slot, then releases their streams (also after a failure). */
-async function drain(slots: Slot[], comm: BroadcastCommunicator, timeoutMs?: number): Promise<void> {
-  try {
-    const results = await Promise.allSettled(slots.map((s) => s.idle(comm, timeoutMs)));
-    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) throw failed.reason;
-  } finally {
-    for (const s of slots) s.stream?.dispose();
   }
 }
 
 /**
- * Runs `step` for each plan on slot k % numBuffers, after that slot's earlier work has
- * finished; then waits for every slot and releases their streams, also after a failure
- * (the first error is rethrown).
+ * Runs `step` for each plan on slot k % numBuffers, after that slot's earlier broadcast
+ * has finished; then waits for every slot (also after a failure: the first error is
+ * rethrown).
  */
-async function rotate(plans: PackedBufferPlan[], comm: BroadcastCommunicator, opts: PackedBroadcastOptions, step: (plan: PackedBufferPlan, slot: Slot) => Promise<void> | void): Promise<void> {
-  const slots = makeSlots(comm.device, opts.numBuffers);
+async function rotate(plans: PackedBufferPlan[], numBuffers: number, step: (plan: PackedBufferPlan, slot: Slot) => Promise<void> | void): Promise<void> {
+  const slots = Array.from({ length: numBuffers }, () => new Slot());
   let failure: unknown = null;
   try {
     for (let k = 0; k < plans.length; k++) {
       const slot = slots[k % slots.length];
-      await slot.idle(comm, opts.timeoutMs);
+      await slot.idle();
       await step(plans[k], slot);
     }
   } catch (err) {
     failure = err;
   }
-  try {
-    await drain(slots, comm, opts.timeoutMs);
-  } catch (err) {
-    failure ??= err;
-  }
+  const results = await Promise.allSettled(slots.map((s) => s.idle()));
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failure === null && failed) failure = failed.reason;
   if (failure !== null) throw failure;
 }
 
@@ -109,24 +88,20 @@ export async function packedBroadcastProducer(tensors: NamedTensors, comm: Broad
   const plans = planPackedBuffers(specs, opts.bufferSizeBytes);
   const device = comm.device;
   const user = device === 'cpu' ? null : (opts.stream ?? currentStream());
-  await rotate(plans, comm, opts, (plan, slot) => {
+  if (user) {
+    await produceSegmented(plans, tensors, comm, { src: opts.src, numBuffers: opts.numBuffers, user, timeoutMs: opts.timeoutMs });
+    return plans;
+  }
+  await rotate(plans, opts.numBuffers, (plan, slot) => {
     if (plan.bytes === 0) return;
-    const sent = enqueueOn(slot.stream, () => {
-      // The tensors were written on the user's stream: the slot reads them after that.
-      if (slot.stream && user) slot.stream.waitStream(user);
-      const buffer = Tensor.empty([plan.bytes], { dtype: 'uint8', device });
-      for (const s of plan.slices) {
-        const t = tensors[s.index][1];
-        const c = t.contiguous();
-        copyBytes(buffer, s.offset, c, 0, s.bytes);
-        if (c !== t) c.dispose();
-      }
-      const p = comm.broadcast(buffer, opts.src);
-      // Stream-ordered free: after the broadcast on the slot's stream (no-op on the host).
-      buffer.dispose();
-      return p;
-    });
-    slot.use(sent);
+    const buffer = Tensor.empty([plan.bytes], { dtype: 'uint8', device });
+    for (const s of plan.slices) {
+      const t = tensors[s.index][1];
+      const c = t.contiguous();
+      copyBytes(buffer, s.offset, c, 0, s.bytes);
+      if (c !== t) c.dispose();
+    }
+    slot.use(comm.broadcast(buffer, opts.src));
   });
   return plans;
 }
@@ -146,23 +121,18 @@ export async function packedBroadcastConsumer(
   const plans = planPackedBuffers(specs, opts.bufferSizeBytes);
   const device = comm.device;
   const user = device === 'cpu' ? null : (opts.stream ?? currentStream());
-  await rotate(plans, comm, opts, async (plan, slot) => {
-    const { buffer, received } = enqueueOn(slot.stream, () => {
-      const b = Tensor.empty([plan.bytes], { dtype: 'uint8', device });
-      return { buffer: b, received: plan.bytes > 0 ? comm.broadcast(b, opts.src) : Promise.resolve(b) };
+  if (user) {
+    await consumeSegmented(plans, comm, { src: opts.src, numBuffers: opts.numBuffers, user, timeoutMs: opts.timeoutMs }, onBuffer);
+    return plans;
+  }
+  await rotate(plans, opts.numBuffers, async (plan) => {
+    const buffer = Tensor.empty([plan.bytes], { dtype: 'uint8', device });
+    if (plan.bytes > 0) await comm.broadcast(buffer, opts.src);
+    const batch: NamedTensors = plan.slices.map((s) => {
+      const t = Tensor.empty(s.shape, { dtype: s.dtype, device });
+      copyBytes(t, 0, buffer, s.offset, s.bytes);
+      return [s.name, t];
     });
-    // Device: resolves once enqueued; host: once the bytes are here.
-    await received;
-    const batch = enqueueOn(slot.stream, () => {
-      const out: NamedTensors = plan.slices.map((s) => {
-        const t = Tensor.empty(s.shape, { dtype: s.dtype, device });
-        copyBytes(t, 0, buffer, s.offset, s.bytes);
-        return [s.name, t];
-      });
-      buffer.dispose();
-      return out;
-    });
-    if (slot.stream && user) user.waitStream(slot.stream);
     await onBuffer(batch);
   });
   return plans;
