@@ -69,6 +69,9 @@ export class NcclWatchdog {
       () => {
         if (this.failure) throw this.failure;
         if (rt.cudaStreamQuery(stream) !== 0) return false;
+        // An idle stream is not a success if NCCL reports an asynchronous error: kernels
+        // that NCCL itself ended leave the stream idle with nothing delivered.
+        this.throwIfAsyncError();
         this.finishedSeq = Math.max(this.finishedSeq, issuedSeq);
         this.opts.recorder.finishThrough(this.finishedSeq);
         return true;
@@ -130,10 +133,9 @@ export class NcclWatchdog {
       rt.cudaEventRecord(this.event, this.lastStream);
       this.eventSeq = this.lastIssuedSeq;
     }
-    this.opts.lib.ncclCommGetAsyncError(this.opts.comm, this.i32);
-    const state = this.i32[0];
-    if (state !== NcclResult.ncclSuccess && state !== NcclResult.ncclInProgress) {
-      this.fail(new NcclError(state, 'async', 'ncclCommGetAsyncError', this.opts.lib.ncclGetErrorString(state)));
+    try {
+      this.throwIfAsyncError();
+    } catch {
       return;
     }
     const oldest = this.opts.recorder.oldestPendingStartMs();
@@ -143,6 +145,15 @@ export class NcclWatchdog {
       return;
     }
     if (this.lastIssuedSeq > this.finishedSeq) this.schedule();
+  }
+
+  /** Fails the watchdog (and throws) when NCCL reports an asynchronous error. */
+  private throwIfAsyncError(): void {
+    this.opts.lib.ncclCommGetAsyncError(this.opts.comm, this.i32);
+    const state = this.i32[0];
+    if (state !== NcclResult.ncclSuccess && state !== NcclResult.ncclInProgress) {
+      throw this.fail(new NcclError(state, 'async', 'ncclCommGetAsyncError', this.opts.lib.ncclGetErrorString(state)));
+    }
   }
 
   private capturing(): boolean {
