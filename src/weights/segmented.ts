@@ -30,15 +30,15 @@ interface InFlight {
   done: CudaEvent;
 }
 
-/** [start, end) byte ranges of `bytes` in segments. */
-function segments(bytes: number): [number, number][] {
+/** @internal [start, end) byte ranges of `bytes` in segments of `size` (both sides cut the same). */
+export function segments(bytes: number, size = SEGMENT_BYTES): [number, number][] {
   const out: [number, number][] = [];
-  for (let a = 0; a < bytes; a += SEGMENT_BYTES) out.push([a, Math.min(bytes, a + SEGMENT_BYTES)]);
+  for (let a = 0; a < bytes; a += size) out.push([a, Math.min(bytes, a + size)]);
   return out;
 }
 
-/** The part of `slice` inside the buffer range [a, b), as offsets into the buffer and into the tensor. */
-function overlap(slice: PackedSlice, a: number, b: number): { at: number; within: number; bytes: number } | null {
+/** @internal The part of `slice` inside the buffer range [a, b), as offsets into the buffer and into the tensor. */
+export function overlap(slice: PackedSlice, a: number, b: number): { at: number; within: number; bytes: number } | null {
   const start = Math.max(a, slice.offset);
   const end = Math.min(b, slice.offset + slice.bytes);
   return end > start ? { at: start, within: start - slice.offset, bytes: end - start } : null;

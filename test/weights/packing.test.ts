@@ -104,3 +104,39 @@ describe('packing plan', () => {
     expect(await plain(got[1][1])).toEqual(await plain(sent[1][1]));
   });
 });
+
+describe('segments of a packed buffer (the device path broadcasts a buffer in segments)', () => {
+  it('cover each buffer exactly, and the overlaps put every byte of every tensor in place once', async () => {
+    const { segments, overlap } = await import('../../src/weights/segmented.ts');
+    const { prng } = await import('../prng.ts');
+    const rand = prng(7);
+    for (let trial = 0; trial < 200; trial++) {
+      const specs: TensorSpec[] = Array.from({ length: 1 + Math.floor(rand() * 20) }, (_, i) => ({
+        name: `t${i}`, dtype: rand() < 0.5 ? 'float32' : 'bfloat16', shape: [Math.floor(rand() * 300)],
+      }));
+      const size = 1 + Math.floor(rand() * 700);
+      for (const plan of planPackedBuffers(specs, 1 + Math.floor(rand() * 2000))) {
+        const cuts = segments(plan.bytes, size);
+        // Contiguous, in order, none empty, ending at the buffer's end.
+        let at = 0;
+        for (const [a, b] of cuts) {
+          expect(a).toBe(at);
+          expect(b).toBeGreaterThan(a);
+          expect(b - a).toBeLessThanOrEqual(size);
+          at = b;
+        }
+        expect(at).toBe(plan.bytes);
+        for (const slice of plan.slices) {
+          const covered = new Uint8Array(slice.bytes);
+          for (const [a, b] of cuts) {
+            const part = overlap(slice, a, b);
+            if (!part) continue;
+            expect(part.at - part.within).toBe(slice.offset); // same byte of the buffer and of the tensor
+            covered.fill(covered[part.within] + 1, part.within, part.within + part.bytes);
+          }
+          expect(covered.every((c) => c === 1)).toBe(true);
+        }
+      }
+    }
+  });
+});
