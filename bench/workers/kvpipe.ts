@@ -5,6 +5,8 @@ import { Tensor, currentStream } from '../../src/tensor/index.ts';
 import { percentiles } from '../stats.ts';
 
 let pipe: NcclPipe | null = null;
+/** Tensors sent last, freed after the pipe closed. */
+const leftovers: Tensor[] = [];
 
 export async function open(ctx: RankContext, port: number): Promise<void> {
   pipe = await NcclPipe.create({
@@ -45,6 +47,10 @@ export async function small(ctx: RankContext, iters: number, metadataOnly = fals
   const p = pipe!;
   const t = metadataOnly ? null : Tensor.zeros([1024], { dtype: 'float32', device: ctx.device });
   const lat: number[] = [];
+  // Rank 1 sends back what it received, so it may free that tensor only once the send
+  // has read it: after its next receive, which the pipe's stream orders after that
+  // send, and which the current stream waits for.
+  let echoed: Tensor | null = null;
   for (let i = 0; i < iters; i++) {
     const t0 = performance.now();
     if (ctx.rank === 0) {
@@ -52,10 +58,14 @@ export async function small(ctx: RankContext, iters: number, metadataOnly = fals
       (await p.recvTensor())?.dispose();
     } else {
       const got = await p.recvTensor();
+      echoed?.dispose();
       await p.sendTensor(got);
+      echoed = got;
     }
     lat.push(((performance.now() - t0) * 1000) / 2);
   }
+  // The last one may still be in flight: freed once the pipe has closed (close drains it).
+  if (echoed) leftovers.push(echoed);
   t?.dispose();
   return percentiles(lat.slice(Math.floor(iters / 10)));
 }
@@ -63,6 +73,7 @@ export async function small(ctx: RankContext, iters: number, metadataOnly = fals
 export async function close(): Promise<void> {
   await pipe?.close();
   pipe = null;
+  for (const t of leftovers.splice(0)) t.dispose();
 }
 
 /**
