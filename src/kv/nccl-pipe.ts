@@ -213,7 +213,9 @@ export class NcclPipe implements KVPipeBase {
    * Queues `t` (or null) for the next rank. Resolves once the pipe has room for it
    * (bytes in flight + its bytes ≤ bufferSizeBytes, or an empty pipe); the send itself
    * runs in order in the background. The promise may be ignored: a failure of this send
-   * breaks the pipe and reaches the next call. The tensor must not change until sent.
+   * breaks the pipe and reaches the next call. The tensor must not change, nor be
+   * disposed, until it has been sent: once a later recvTensor on this pipe has resolved
+   * (the caller's stream then runs after the send), or after close().
    */
   sendTensor(t: Tensor | null): Promise<void> {
     if (t !== null && !(t instanceof Tensor)) return Promise.reject(new InvalidArgumentError('t', `expected a Tensor or null, got ${typeof t}`));
