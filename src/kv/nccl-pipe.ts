@@ -214,8 +214,8 @@ export class NcclPipe implements KVPipeBase {
    * (bytes in flight + its bytes ≤ bufferSizeBytes, or an empty pipe); the send itself
    * runs in order in the background. The promise may be ignored: a failure of this send
    * breaks the pipe and reaches the next call. The tensor must not change, nor be
-   * disposed, until it has been sent: once a later recvTensor on this pipe has resolved
-   * (the caller's stream then runs after the send), or after close().
+   * disposed, until it has been sent: once a later recvTensor on this pipe has returned
+   * a non-empty tensor (the caller's stream then runs after the send), or after close().
    */
   sendTensor(t: Tensor | null): Promise<void> {
     if (t !== null && !(t instanceof Tensor)) return Promise.reject(new InvalidArgumentError('t', `expected a Tensor or null, got ${typeof t}`));
