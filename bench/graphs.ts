@@ -5,6 +5,7 @@
 import { cudaDeviceCount } from '../native/index.ts';
 import { launchGroup } from '../src/orchestrator/index.ts';
 import type { BenchOptions } from './index.ts';
+import { tableHeader, tableLine } from './table.ts';
 
 const SIZES = [8, 32, 128, 512, 1024, 2048, 8192, 32768, 65536, 131072, 524288, 1048576];
 
@@ -17,9 +18,12 @@ export async function run(opts: BenchOptions): Promise<void> {
   }
   const group = await launchGroup({ worldSize: world, worker: new URL('./workers/graphs.ts', import.meta.url), backend: 'nccl', timeoutMs: 120_000 });
   try {
-    const [records] = await group.callAll<Record<string, unknown>[]>('graphSweep', { sizes: SIZES });
+    const [records] = await group.callAll<{ bytes: number; us: number }[]>('graphSweep', { sizes: SIZES });
+    opts.log('# graph-captured all_reduce (100 per graph, 10 replays)');
+    opts.log(tableHeader());
     for (const rec of records) {
-      opts.log(`graph all_reduce ${String(rec.bytes).padStart(8)} B: ${rec.us} us per op`);
+      const busbw = (rec.bytes / rec.us / 1e3) * ((2 * (world - 1)) / world);
+      opts.log(tableLine({ op: 'all_reduce', bytes: rec.bytes, count: Math.max(1, Math.floor(rec.bytes / 4)), dtype: 'float', us: rec.us, busbw }));
       opts.json(rec);
     }
   } finally {
