@@ -31,6 +31,21 @@ function rankEnv(opts: ResolvedOptions, backendEnv: Record<string, string>, stor
     GROUP_RANK: String(opts.nodeRank),
     MASTER_ADDR: opts.masterAddr,
     MASTER_PORT: String(storePort),
+    ...(opts.shareDevices ? sharedDeviceEnv(opts, localRank) : {}),
+  };
+}
+
+/**
+ * NCCL refuses two ranks of one host on one GPU ("Duplicate GPU detected"). A host id
+ * of its own per rank process makes each rank a host of its own, reached through the
+ * socket transport on loopback; the user's own NCCL settings win.
+ */
+function sharedDeviceEnv(opts: ResolvedOptions, localRank: number): Record<string, string> {
+  const given = (name: string) => opts.env[name] ?? process.env[name];
+  return {
+    NCCL_HOSTID: `gpugroup-${process.pid}-${opts.nodeRank}-${localRank}`,
+    NCCL_SOCKET_IFNAME: given('NCCL_SOCKET_IFNAME') ?? 'lo',
+    NCCL_IB_DISABLE: given('NCCL_IB_DISABLE') ?? '1',
   };
 }
 

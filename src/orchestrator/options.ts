@@ -30,6 +30,15 @@ export interface LaunchOptions {
   masterPort?: number;
   /** Ranks started by this coordinator. Default worldSize / nnodes. */
   nprocPerNode?: number;
+  /**
+   * Lets several ranks share one CUDA device: a rehearsal of a multi-GPU job on fewer
+   * GPUs, for tests. Process mode only. Each rank process gets its own `NCCL_HOSTID`, so
+   * NCCL takes every rank for a host of its own and joins them through its socket
+   * transport over loopback (`NCCL_SOCKET_IFNAME=lo`, `NCCL_IB_DISABLE=1` unless set):
+   * results are NCCL's real ones, but the ranks' kernels time-share the GPU, so each
+   * collective takes milliseconds. Never for production or for timings. Default false.
+   */
+  shareDevices?: boolean;
 }
 
 /** Options after defaults, validated. */
@@ -49,6 +58,7 @@ export interface ResolvedOptions {
   masterAddr: string;
   masterPort: number;
   nprocPerNode: number;
+  shareDevices: boolean;
 }
 
 function positiveInt(name: string, value: unknown): number {
@@ -73,9 +83,14 @@ export function resolveOptions(opts: LaunchOptions): ResolvedOptions {
   if (!Array.isArray(devices) || devices.length !== nprocPerNode || !devices.every((d) => Number.isInteger(d) && d >= 0)) {
     throw new InvalidArgumentError('devices', `expected ${nprocPerNode} CUDA ordinals (one per local rank), got ${JSON.stringify(devices)}`);
   }
+  const shareDevices = opts.shareDevices ?? false;
+  if (typeof shareDevices !== 'boolean') throw new InvalidArgumentError('shareDevices', `expected a boolean, got ${String(shareDevices)}`);
+  // NCCL tells ranks apart by host id, which is per process (getenv): threads of one
+  // process cannot pose as separate hosts.
+  if (shareDevices && mode !== 'process') throw new InvalidArgumentError('shareDevices', "needs mode 'process' (NCCL reads its host id once per process)");
   const dup = devices.find((d, i) => devices.indexOf(d) !== i);
-  if (dup !== undefined) {
-    throw new InvalidArgumentError('devices', `cuda:${dup} is given to two ranks; one GPU per rank (two ranks on one device would deadlock NCCL)`);
+  if (dup !== undefined && !shareDevices) {
+    throw new InvalidArgumentError('devices', `cuda:${dup} is given to two ranks; one GPU per rank (two ranks on one device would deadlock NCCL; shareDevices rehearses on fewer GPUs)`);
   }
   const timeoutMs = positiveInt('timeoutMs', opts.timeoutMs ?? 120_000);
   const startupTimeoutMs = positiveInt('startupTimeoutMs', opts.startupTimeoutMs ?? Math.max(timeoutMs, 120_000));
@@ -98,6 +113,6 @@ export function resolveOptions(opts: LaunchOptions): ResolvedOptions {
   if (typeof masterAddr !== 'string' || masterAddr.length === 0) throw new InvalidArgumentError('masterAddr', `expected a host name or address, got ${JSON.stringify(masterAddr)}`);
   return {
     worldSize, workerUrl, mode, backend, devices, timeoutMs, startupTimeoutMs, env, tensorParallelSize, pipelineParallelSize,
-    nnodes, nodeRank, masterAddr, masterPort, nprocPerNode,
+    nnodes, nodeRank, masterAddr, masterPort, nprocPerNode, shareDevices,
   };
 }

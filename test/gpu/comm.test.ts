@@ -1,21 +1,19 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cudaDeviceCount } from '../../native/index.ts';
 import { RankFailedError } from '../../src/errors.ts';
 import { launchGroup, type Group } from '../../src/orchestrator/index.ts';
 import type { DType } from '../../src/tensor/index.ts';
 import type { OpRequest } from '../fixtures/comm-worker.ts';
 import { chunk, concat, input, sum } from '../comm/nd.ts';
+import { gpuModes, placement, world } from './world.ts';
 
-const gpus = cudaDeviceCount();
-const world = Math.min(4, gpus);
 const worker = new URL('../fixtures/comm-worker.ts', import.meta.url);
 const REDUCIBLE: DType[] = ['float32', 'float64', 'float16', 'bfloat16', 'int8', 'uint8', 'int32', 'int64'];
 type Plain = { shape: number[]; values: number[] };
 
-describe.skipIf(gpus < 2).each(['process', 'thread'] as const)('NCCL communicator on %s ranks', (mode) => {
+describe.skipIf(world < 2).each(gpuModes)('NCCL communicator on %s ranks', (mode) => {
   let group: Group;
   beforeAll(async () => {
-    group = await launchGroup({ worldSize: world, worker, backend: 'nccl', mode, timeoutMs: 60_000 });
+    group = await launchGroup({ worldSize: world, worker, backend: 'nccl', mode, timeoutMs: 60_000, ...placement(world) });
   }, 120_000);
   afterAll(() => group?.shutdown());
   const runAll = (req: OpRequest) => group.callAll<Plain | null>('run', req);
@@ -75,9 +73,9 @@ describe.skipIf(gpus < 2).each(['process', 'thread'] as const)('NCCL communicato
   });
 });
 
-describe.skipIf(gpus < 2)('NCCL failures', () => {
+describe.skipIf(world < 2)('NCCL failures', () => {
   it('a rank killed mid-all-reduce fails the survivors with RankFailedError within 5 s; a new group works afterwards', async () => {
-    const group = await launchGroup({ worldSize: world, worker, backend: 'nccl', mode: 'process', timeoutMs: 60_000 });
+    const group = await launchGroup({ worldSize: world, worker, backend: 'nccl', mode: 'process', timeoutMs: 60_000, ...placement(world) });
     const pending = group.callAll('loopAllReduce', 100_000, 64 << 20).catch((e) => e); // ~30 s of work
     await new Promise((r) => setTimeout(r, 1_000));
     const t0 = performance.now();
@@ -89,7 +87,7 @@ describe.skipIf(gpus < 2)('NCCL failures', () => {
     const s0 = performance.now();
     await group.shutdown();
     expect(performance.now() - s0).toBeLessThan(10_000);
-    const again = await launchGroup({ worldSize: world, worker, backend: 'nccl', mode: 'process', timeoutMs: 60_000 });
+    const again = await launchGroup({ worldSize: world, worker, backend: 'nccl', mode: 'process', timeoutMs: 60_000, ...placement(world) });
     try {
       for (const r of await again.callAll<Plain>('run', { op: 'allReduce', shape: [4], dtype: 'float32' })) expect(r).toEqual(sum(world, [4], 'float32'));
     } finally {
@@ -98,7 +96,7 @@ describe.skipIf(gpus < 2)('NCCL failures', () => {
   }, 120_000);
 
   it('a rank that never joins makes the others fail with CollectiveTimeoutError at the deadline, with the flight recorder', async () => {
-    const group = await launchGroup({ worldSize: world, worker, backend: 'nccl', mode: 'process', timeoutMs: 3_000, startupTimeoutMs: 60_000 });
+    const group = await launchGroup({ worldSize: world, worker, backend: 'nccl', mode: 'process', timeoutMs: 3_000, startupTimeoutMs: 60_000, ...placement(world) });
     try {
       const t0 = performance.now();
       const out = await Promise.all(group.ranks.map((r) => group.callWithOptions<string>(r, 'skipOne', [1], { timeoutMs: 30_000 })));

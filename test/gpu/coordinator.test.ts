@@ -1,20 +1,18 @@
 import { describe, expect, it } from 'vitest';
-import { cudaDeviceCount } from '../../native/index.ts';
 import { launchGroup } from '../../src/orchestrator/index.ts';
+import { deviceOf, gpuModes, placement, world } from './world.ts';
 
-const gpus = cudaDeviceCount();
-const world = Math.min(4, gpus);
 const graphWorker = new URL('../fixtures/graph-worker.ts', import.meta.url);
 const coordWorker = new URL('../fixtures/coordinator-worker.ts', import.meta.url);
 
-describe.skipIf(gpus < 2)('GroupCoordinator on NCCL', () => {
+describe.skipIf(world < 2)('GroupCoordinator on NCCL', () => {
   it('broadcastTensorDict mixing device and CPU tensors, and a pipeline send/recv of a dict', async () => {
     const pp = world >= 4 ? 2 : 1;
-    const group = await launchGroup({ worldSize: world, worker: coordWorker, backend: 'nccl', tensorParallelSize: 2, pipelineParallelSize: pp, timeoutMs: 60_000 });
+    const group = await launchGroup({ worldSize: world, worker: coordWorker, backend: 'nccl', tensorParallelSize: 2, pipelineParallelSize: pp, timeoutMs: 60_000, ...placement(world) });
     try {
       const out = await group.callAll<{ sameObject: boolean; dict: Record<string, { device?: string; values?: number[] }> }>('broadcastDict', 'world', world - 1);
       out.forEach((r, rank) => {
-        expect(r.dict.hidden).toEqual({ tensor: [2, 2], dtype: 'float32', device: `cuda:${rank}`, values: [100 + world - 1, 101 + world - 1, 102 + world - 1, 103 + world - 1] });
+        expect(r.dict.hidden).toEqual({ tensor: [2, 2], dtype: 'float32', device: deviceOf(rank), values: [100 + world - 1, 101 + world - 1, 102 + world - 1, 103 + world - 1] });
         expect(r.dict.positions).toEqual({ tensor: [3], dtype: 'int32', device: 'cpu', values: [100 + world - 1, 7, 9] });
         expect(r.dict.empty).toMatchObject({ tensor: [0, 3], values: [] });
         expect(r.dict.nested).toEqual({ a: [1, 'two', { three: 3 }], ok: true, none: null });
@@ -31,9 +29,9 @@ describe.skipIf(gpus < 2)('GroupCoordinator on NCCL', () => {
   }, 120_000);
 });
 
-describe.skipIf(gpus < 2).each(['process', 'thread'] as const)('broadcastTensorDict through the message queue on %s ranks', (mode) => {
+describe.skipIf(world < 2).each(gpuModes)('broadcastTensorDict through the message queue on %s ranks', (mode) => {
   it('200 dicts of 8 device tensors from the last rank, every 50th with a 5 MB value past the chunk', async () => {
-    const group = await launchGroup({ worldSize: world, worker: coordWorker, backend: 'nccl', mode, timeoutMs: 60_000 });
+    const group = await launchGroup({ worldSize: world, worker: coordWorker, backend: 'nccl', mode, timeoutMs: 60_000, ...placement(world) });
     try {
       expect(await group.callAll<string[]>('manyDicts', 200, world - 1)).toEqual(Array(world).fill([]));
     } finally {
@@ -42,9 +40,9 @@ describe.skipIf(gpus < 2).each(['process', 'thread'] as const)('broadcastTensorD
   }, 120_000);
 });
 
-describe.skipIf(gpus < 2)('graph capture on NCCL', () => {
+describe.skipIf(world < 2)('graph capture on NCCL', () => {
   it('two TP groups all-reducing a different number of times inside one capture, replayed on new inputs', async () => {
-    const group = await launchGroup({ worldSize: world, worker: graphWorker, backend: 'nccl', tensorParallelSize: 2, timeoutMs: 60_000 });
+    const group = await launchGroup({ worldSize: world, worker: graphWorker, backend: 'nccl', tensorParallelSize: 2, timeoutMs: 60_000, ...placement(world) });
     try {
       const out = await group.callAll<{ times: number; first: number[]; second: number[] }>('twoGroupsInOneGraph');
       out.forEach((r, rank) => {
@@ -61,7 +59,7 @@ describe.skipIf(gpus < 2)('graph capture on NCCL', () => {
   }, 120_000);
 
   it('a captured all-gather and reduce-scatter; 1,000 replays without device memory growth', async () => {
-    const group = await launchGroup({ worldSize: world, worker: graphWorker, backend: 'nccl', timeoutMs: 60_000 });
+    const group = await launchGroup({ worldSize: world, worker: graphWorker, backend: 'nccl', timeoutMs: 60_000, ...placement(world) });
     try {
       const out = await group.callAll<{ ag: number[]; agShape: number[]; rs: number[]; rsShape: number[] }>('gatherScatter');
       const total = (world * (world + 1)) / 2;

@@ -2,10 +2,9 @@
 // and must exit 0. Examples that need more GPUs than are visible are skipped by name.
 import { readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { cudaDeviceCount } from '../../native/index.ts';
 import { runNode } from '../cli/command.ts';
+import { gpus } from './world.ts';
 
-const gpus = cudaDeviceCount();
 const examples = readdirSync(new URL('../../examples/', import.meta.url)).filter((f) => f.endsWith('.ts')).sort();
 /** GPUs an example needs on NCCL; 2 unless listed. */
 const NEEDS: Record<string, number> = { 'pipeline.ts': 4, 'two-nodes.ts': 4 };

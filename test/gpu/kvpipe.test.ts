@@ -1,16 +1,15 @@
 // NcclPipe on real NCCL between two GPU ranks: the CPU suite's cases (test/kv) on cuda.
 import { describe, expect, it } from 'vitest';
-import { cudaDeviceCount } from '../../native/index.ts';
 import { launchGroup, type Group } from '../../src/orchestrator/index.ts';
 import { TcpStoreClient, freePort } from '../../src/store/index.ts';
+import { deviceOf, placement, world } from './world.ts';
 
-const gpus = cudaDeviceCount();
 const worker = new URL('../kv/pipe-worker.ts', import.meta.url);
 
-describe.skipIf(gpus < 2)('NcclPipe on NCCL, 2 GPU ranks', () => {
+describe.skipIf(world < 2)('NcclPipe on NCCL, 2 GPU ranks', () => {
   const start = async (bufferSizeBytes?: number): Promise<Group> => {
-    const group = await launchGroup({ worldSize: 2, worker, backend: 'nccl', timeoutMs: 60_000 });
-    expect(await group.callAll('open', await freePort(), bufferSizeBytes)).toEqual(['cuda:0', 'cuda:1']);
+    const group = await launchGroup({ worldSize: 2, worker, backend: 'nccl', timeoutMs: 60_000, ...placement(2) });
+    expect(await group.callAll('open', await freePort(), bufferSizeBytes)).toEqual([deviceOf(0), deviceOf(1)]);
     return group;
   };
 

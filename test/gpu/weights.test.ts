@@ -2,17 +2,16 @@
 // the inference workers a launchGroup on cuda:1.. (one GPU each). Worker side:
 // test/weights/worker.ts (the same module the CPU launch test uses).
 import { afterEach, describe, expect, it } from 'vitest';
-import { cudaDeviceCount } from '../../native/index.ts';
 import { launchGroup, type Group } from '../../src/orchestrator/index.ts';
 import { Tensor, setDevice, type DType } from '../../src/tensor/index.ts';
 import { NcclWeightTransferEngine, type NamedTensors, type WeightTransferGroup } from '../../src/weights/index.ts';
 import { initInfo } from '../weights/helpers.ts';
+import { placement, world } from './world.ts';
 
-const gpus = cudaDeviceCount();
 const worker = new URL('../weights/worker.ts', import.meta.url);
 type Received = { sums: Record<string, number>; counts: Record<string, number>; batches: number };
 
-describe.skipIf(gpus < 2)('NCCL weight transfer, trainer on cuda:0', () => {
+describe.skipIf(world < 2)('NCCL weight transfer, trainer on cuda:0', () => {
   let group: Group | null = null;
   let trainer: WeightTransferGroup | null = null;
   let weights: Tensor[] = [];
@@ -30,7 +29,7 @@ describe.skipIf(gpus < 2)('NCCL weight transfer, trainer on cuda:0', () => {
   /** Launches `n` workers on cuda:1..n and joins them with the trainer (rank 0 on cuda:0). */
   async function start(n: number): Promise<WeightTransferGroup> {
     setDevice(0);
-    group = await launchGroup({ worldSize: n, worker, backend: 'nccl', mode: 'process', devices: Array.from({ length: n }, (_, i) => i + 1), timeoutMs: 60_000 });
+    group = await launchGroup({ worldSize: n, worker, backend: 'nccl', mode: 'process', timeoutMs: 60_000, ...placement(n, 1) });
     const info = await initInfo(n + 1);
     const [t, ranks] = await Promise.all([
       NcclWeightTransferEngine.trainerInit(info, { timeoutMs: 60_000 }),
@@ -55,8 +54,8 @@ describe.skipIf(gpus < 2)('NCCL weight transfer, trainer on cuda:0', () => {
     expect(r.batches).toBe(1);
   }, 120_000);
 
-  it(`sends 2 GiB packed (1 GiB × 2 buffers) in 200 tensors of mixed dtypes to ${Math.min(3, gpus - 1)} workers, checksums verified`, async () => {
-    const n = Math.min(3, gpus - 1);
+  it(`sends 2 GiB packed (1 GiB × 2 buffers) in 200 tensors of mixed dtypes to ${Math.min(3, world - 1)} workers, checksums verified`, async () => {
+    const n = Math.min(3, world - 1);
     const t = await start(n);
     const dtypes: DType[] = ['float32', 'bfloat16', 'float16', 'int32'];
     const total = 2 ** 31;

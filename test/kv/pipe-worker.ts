@@ -10,7 +10,7 @@ let pipe: NcclPipe | null = null;
 export async function open(ctx: RankContext, port: number, bufferSizeBytes = 1e9): Promise<string> {
   pipe = await NcclPipe.create({
     localRank: ctx.localRank, kvRank: ctx.rank, kvParallelSize: 2, kvIp: '127.0.0.1', kvPort: port,
-    device: ctx.device === 'cpu' ? 'cpu' : 'cuda', bufferSizeBytes, storeTimeoutMs: 20_000, abortSignal: ctx.abortSignal,
+    device: ctx.device, bufferSizeBytes, storeTimeoutMs: 20_000, abortSignal: ctx.abortSignal,
   });
   return pipe.device;
 }

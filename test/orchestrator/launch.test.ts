@@ -52,6 +52,8 @@ describe.each(MODES)('launchGroup in %s mode', (mode) => {
 describe('launchGroup options', () => {
   it.each([
     [{ worldSize: 2, devices: [0, 0] }, 'devices', /cuda:0 is given to two ranks/],
+    [{ worldSize: 2, devices: [0, 0], shareDevices: true, mode: 'thread' }, 'shareDevices', /needs mode 'process'/],
+    [{ worldSize: 2, shareDevices: 'yes' }, 'shareDevices', /a boolean/],
     [{ worldSize: 0 }, 'worldSize', /positive integer/],
     [{ worldSize: 2, mode: 'fiber' }, 'mode', /'process' or 'thread'/],
     [{ worldSize: 2, backend: 'mpi' }, 'backend', /'nccl', 'cpu' or 'auto'/],

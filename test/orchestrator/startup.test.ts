@@ -68,6 +68,35 @@ describe.each(MODES)('startup in %s mode', (mode) => {
   });
 });
 
+describe('shareDevices (a multi-GPU rehearsal on fewer GPUs)', () => {
+  it('gives every rank process a host id of its own for NCCL; the user\'s NCCL settings win', async () => {
+    const group = await launchGroup({
+      worldSize: 3, mode: 'process', backend: 'cpu', worker: basicWorker, devices: [0, 0, 0], shareDevices: true,
+      env: { NCCL_SOCKET_IFNAME: 'eth9' }, timeoutMs: 20_000,
+    });
+    try {
+      const envs = await group.callAll<{ NCCL_HOSTID: string; NCCL_SOCKET_IFNAME: string; NCCL_IB_DISABLE: string }>('ncclEnv');
+      expect(new Set(envs.map((e) => e.NCCL_HOSTID)).size).toBe(3);
+      envs.forEach((e, rank) => {
+        expect(e.NCCL_HOSTID).toBe(`gpugroup-${process.pid}-0-${rank}`);
+        expect(e.NCCL_SOCKET_IFNAME).toBe('eth9');
+        expect(e.NCCL_IB_DISABLE).toBe(process.env.NCCL_IB_DISABLE ?? '1');
+      });
+    } finally {
+      await group.shutdown();
+    }
+  });
+
+  it('without it, ranks get no host id from gpugroup', async () => {
+    const group = await launchGroup({ worldSize: 2, mode: 'process', backend: 'cpu', worker: basicWorker, timeoutMs: 20_000 });
+    try {
+      for (const e of await group.callAll<{ NCCL_HOSTID?: string }>('ncclEnv')) expect(e.NCCL_HOSTID).toBe(process.env.NCCL_HOSTID);
+    } finally {
+      await group.shutdown();
+    }
+  });
+});
+
 describe('invalid options', () => {
   it('a duplicate device is rejected before any process, thread or port exists', async () => {
     await settle();
@@ -75,7 +104,7 @@ describe('invalid options', () => {
     const err = await launchGroup({ worldSize: 3, worker: basicWorker, mode: 'process', devices: [0, 1, 0] }).catch((e) => e);
     expect(err).toBeInstanceOf(InvalidArgumentError);
     expect(err.argument).toBe('devices');
-    expect(err.message).toBe('devices: cuda:0 is given to two ranks; one GPU per rank (two ranks on one device would deadlock NCCL)');
+    expect(err.message).toBe('devices: cuda:0 is given to two ranks; one GPU per rank (two ranks on one device would deadlock NCCL; shareDevices rehearses on fewer GPUs)');
     expect(childPids()).toEqual([]);
     expect(resourceCounts()).toEqual(before);
   });
