@@ -115,9 +115,19 @@ export async function produceSegmented(
   await finish(comm, [send, copy], inFlight, opts.timeoutMs, failure);
 }
 
+/** A buffer whose receives are enqueued: each segment with the event after its receive. */
+interface Incoming {
+  plan: PackedBufferPlan;
+  buffer: Tensor;
+  arrived: [number, number, CudaEvent][];
+}
+
 /**
  * Consumer side: receives the buffers for `plans` and calls `onBuffer` once per buffer
  * with fresh tensors, valid in the order of `opts.user` (which waits for the unpacking).
+ * With two buffers or more, the receives of buffer k+1 are enqueued before buffer k is
+ * unpacked: unpacking costs host time per tensor (an allocation and a copy, then the
+ * caller's own work), which then overlaps the next transfer instead of delaying it.
  */
 export async function consumeSegmented(
   plans: PackedBufferPlan[], comm: Comm,
@@ -127,15 +137,30 @@ export async function consumeSegmented(
   const recv = new Stream();
   const unpack = new Stream();
   const inFlight: InFlight[] = [];
+  const ahead = opts.numBuffers >= 2;
+  const issue = async (plan: PackedBufferPlan, holding: number): Promise<Incoming> => {
+    // `holding` buffers are received but not yet unpacked: they count against numBuffers.
+    recycle(inFlight, opts.numBuffers - holding, recv);
+    const buffer = enqueueOn(recv, () => Tensor.empty([plan.bytes], { dtype: 'uint8', device: comm.device }));
+    const arrived: Incoming['arrived'] = [];
+    for (const [a, b] of segments(plan.bytes)) {
+      await enqueueOn(recv, () => comm.broadcast(buffer.narrow(0, a, b - a), opts.src));
+      arrived.push([a, b, new CudaEvent().record(recv)]);
+    }
+    return { plan, buffer, arrived };
+  };
   let failure: unknown;
+  const queue: Incoming[] = []; // received (or being received), not yet unpacked
+  let unpacking: Incoming | null = null;
   try {
-    for (const plan of plans) {
-      recycle(inFlight, opts.numBuffers, recv);
-      const buffer = enqueueOn(recv, () => Tensor.empty([plan.bytes], { dtype: 'uint8', device: comm.device }));
+    for (let k = 0; k < plans.length; k++) {
+      if (queue.length === 0) queue.push(await issue(plans[k], 0));
+      if (ahead && k + 1 < plans.length) queue.push(await issue(plans[k + 1], 1));
+      unpacking = queue.shift()!;
+      const { plan, buffer, arrived } = unpacking;
       const outputs = enqueueOn(unpack, () => plan.slices.map((s) => Tensor.empty(s.shape, { dtype: s.dtype, device: comm.device })));
-      for (const [a, b] of segments(plan.bytes)) {
-        await enqueueOn(recv, () => comm.broadcast(buffer.narrow(0, a, b - a), opts.src));
-        unpack.waitStream(recv);
+      for (const [a, b, ev] of arrived) {
+        cuda().cudaStreamWaitEvent(unpack.handle, ev.handle, 0);
         enqueueOn(unpack, () => {
           plan.slices.forEach((s, i) => {
             const part = overlap(s, a, b);
@@ -143,12 +168,22 @@ export async function consumeSegmented(
           });
         });
       }
-      inFlight.push({ buffer, done: new CudaEvent().record(unpack) });
+      settle(unpacking, unpack, inFlight);
+      unpacking = null;
       opts.user.waitStream(unpack);
       await onBuffer(plan.slices.map((s, i) => [s.name, outputs[i]]));
     }
   } catch (err) {
     failure = err;
   }
+  // After a failure, what was received but not unpacked is freed with the rest.
+  for (const left of [...(unpacking ? [unpacking] : []), ...queue]) settle(left, recv, inFlight);
   await finish(comm, [unpack, recv], inFlight, opts.timeoutMs, failure);
+}
+
+/** Hands an incoming buffer to the rotation once `stream` (the last to use it) is done with it. */
+function settle(incoming: Incoming, stream: Stream, inFlight: InFlight[]): void {
+  for (const [, , ev] of incoming.arrived) ev.dispose();
+  incoming.arrived = [];
+  inFlight.push({ buffer: incoming.buffer, done: new CudaEvent().record(stream) });
 }
