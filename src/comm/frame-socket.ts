@@ -28,11 +28,6 @@ export class FrameSocket {
   private failure: Error | null = null;
   private closedByUs = false;
   private peerSaidBye = false;
-  private corked = false;
-  private readonly uncork = (): void => {
-    this.corked = false;
-    this.socket.uncork();
-  };
 
   /**
    * `onLost` runs once when the peer goes away without {@link close} on this side;
@@ -51,9 +46,11 @@ export class FrameSocket {
   }
 
   /**
-   * Queues one frame (header and body in one buffer). Frames queued in the same tick
-   * leave in one writev at the end of it: a stream of small messages costs one system
-   * call per tick, not one per message.
+   * Sends one frame (header and body in one buffer), written at once: when send returns
+   * the frame is in the kernel unless the socket's queue was already backed up. Never
+   * corked to the end of the tick: the caller may go on into a native call that blocks
+   * this thread until a peer acts (a blocking NCCL communicator connecting on first use
+   * waits for every peer), and a peer waiting for this frame would then never get it.
    */
   send(type: Frame, body: Uint8Array = EMPTY): boolean {
     if (this.failure) throw this.failure;
@@ -61,11 +58,6 @@ export class FrameSocket {
     frame.writeUInt32LE(body.length, 0);
     frame.writeUInt8(type, 4);
     frame.set(body, HEADER);
-    if (!this.corked) {
-      this.corked = true;
-      this.socket.cork();
-      process.nextTick(this.uncork);
-    }
     return this.socket.write(frame);
   }
 

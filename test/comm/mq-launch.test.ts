@@ -44,6 +44,17 @@ describe.each([['thread', 'sab'], ['process', 'shm']] as const)('MessageQueue ac
     }
   });
 
+  it('readers get the handshake and a message past the chunk while the writer\'s thread is blocked (as in a blocking NCCL call)', async () => {
+    const group = await launch({ mode, worldSize: 3, worker });
+    const out = await group.callAll<{ ready: number; got?: number; blocks?: [number, number][] }>('writerBlocks', 1_500);
+    const [first, second] = out[2].blocks!;
+    for (const r of [0, 1]) {
+      expect(out[r].ready).toBeLessThan(first[1] - 500);
+      expect(out[r].got!).toBeGreaterThanOrEqual(second[0] - 50);
+      expect(out[r].got!).toBeLessThan(second[1] - 500);
+    }
+  });
+
   it('four idle readers waiting 2 s use under 5% of a core each', async () => {
     const group = await launch({ mode, worldSize: 5, worker });
     const out = await group.callAll<{ cpuMs: number; wallMs: number }>('idle', 2_000);

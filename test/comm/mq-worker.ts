@@ -123,3 +123,39 @@ export async function idle(ctx: RankContext, waitMs: number): Promise<{ cpuMs: n
     await q.close();
   }
 }
+
+/** Blocks this thread (its event loop too) for `ms`, as a native call waiting for peers does. */
+function blockThread(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/**
+ * The writer's thread blocks for `blockMs` right after the handshake and right after an
+ * enqueue past the chunk (the socket path), as it would in a blocking NCCL call that
+ * waits for the readers; the readers must get the handshake and the message meanwhile.
+ * Times are wall-clock ms (Date.now()), comparable across processes.
+ */
+export async function writerBlocks(ctx: RankContext, blockMs: number): Promise<{ ready: number; got?: number; blocks?: [number, number][] }> {
+  const q = await queue(ctx, 1024, 4);
+  const ready = Date.now();
+  const blocks: [number, number][] = [];
+  const block = () => {
+    const t0 = Date.now();
+    blockThread(blockMs);
+    blocks.push([t0, Date.now()]);
+  };
+  try {
+    if (q.isWriter) {
+      block();
+      await q.enqueue(new Uint8Array(64 << 10).fill(7));
+      block();
+      return { ready, blocks };
+    }
+    const got = await q.dequeue<Uint8Array>();
+    if (got.length !== 64 << 10 || got.some((v) => v !== 7)) throw new Error(`rank ${ctx.rank}: the message differs`);
+    return { ready, got: Date.now() };
+  } finally {
+    await ctx.processGroup.barrier();
+    await q.close();
+  }
+}

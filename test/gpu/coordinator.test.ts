@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { launchGroup } from '../../src/orchestrator/index.ts';
+import { callAllReported } from '../helpers.ts';
 import { deviceOf, gpuModes, placement, world } from './world.ts';
 
 const graphWorker = new URL('../fixtures/graph-worker.ts', import.meta.url);
@@ -10,7 +11,7 @@ describe.skipIf(world < 2)('GroupCoordinator on NCCL', () => {
     const pp = world >= 4 ? 2 : 1;
     const group = await launchGroup({ worldSize: world, worker: coordWorker, backend: 'nccl', tensorParallelSize: 2, pipelineParallelSize: pp, timeoutMs: 60_000, ...placement(world) });
     try {
-      const out = await group.callAll<{ sameObject: boolean; dict: Record<string, { device?: string; values?: number[] }> }>('broadcastDict', 'world', world - 1);
+      const out = await callAllReported<{ sameObject: boolean; dict: Record<string, { device?: string; values?: number[] }> }>(group, 'broadcastDict', 'world', world - 1);
       out.forEach((r, rank) => {
         expect(r.dict.hidden).toEqual({ tensor: [2, 2], dtype: 'float32', device: deviceOf(rank), values: [100 + world - 1, 101 + world - 1, 102 + world - 1, 103 + world - 1] });
         expect(r.dict.positions).toEqual({ tensor: [3], dtype: 'int32', device: 'cpu', values: [100 + world - 1, 7, 9] });
@@ -19,7 +20,7 @@ describe.skipIf(world < 2)('GroupCoordinator on NCCL', () => {
         expect(r.sameObject).toBe(rank === world - 1);
       });
       if (pp === 2) {
-        const piped = await group.callAll<{ sent?: unknown; received?: Record<string, { values?: number[] }> }>('pipelineDict');
+        const piped = await callAllReported<{ sent?: unknown; received?: Record<string, { values?: number[] }> }>(group, 'pipelineDict');
         expect(piped[2].received!.hidden.values).toEqual([0, 1, 2, 3]);
         expect(piped[3].received!.hidden.values).toEqual([1, 2, 3, 4]);
       }
@@ -33,7 +34,7 @@ describe.skipIf(world < 2).each(gpuModes)('broadcastTensorDict through the messa
   it('200 dicts of 8 device tensors from the last rank, every 50th with a 5 MB value past the chunk', async () => {
     const group = await launchGroup({ worldSize: world, worker: coordWorker, backend: 'nccl', mode, timeoutMs: 60_000, ...placement(world) });
     try {
-      expect(await group.callAll<string[]>('manyDicts', 200, world - 1)).toEqual(Array(world).fill([]));
+      expect(await callAllReported<string[]>(group, 'manyDicts', 200, world - 1)).toEqual(Array(world).fill([]));
     } finally {
       await group.shutdown();
     }

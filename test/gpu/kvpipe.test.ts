@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { launchGroup, type Group } from '../../src/orchestrator/index.ts';
 import { TcpStoreClient, freePort } from '../../src/store/index.ts';
-import { deviceOf, placement, world } from './world.ts';
+import { deviceOf, placement, rehearsal, world } from './world.ts';
 
 const worker = new URL('../kv/pipe-worker.ts', import.meta.url);
 
@@ -33,7 +33,10 @@ describe.skipIf(world < 2)('NcclPipe on NCCL, 2 GPU ranks', () => {
     try {
       const [sender, receiver] = await group.callAll<{ most: number; returned: number[]; got: number[] }>('backPressure', 400);
       expect(sender.most).toBeLessThanOrEqual(1 << 20);
-      expect(sender.returned[15]).toBeGreaterThan(350);
+      // The late sends wait for the receiver (it starts after 400 ms). Not in a one-GPU
+      // rehearsal: NCCL's socket transport completes a small send into its own buffers
+      // before the receive is posted, and the pipe counts bytes until send completion.
+      if (!rehearsal) expect(sender.returned[15]).toBeGreaterThan(350);
       expect(receiver.got).toEqual(Array.from({ length: 16 }, (_, i) => i));
       await group.callAll('close');
     } finally {
