@@ -124,6 +124,10 @@ export class WeightTransferGroup {
     opts.abortSignal?.throwIfAborted();
     const pg = await StatelessProcessGroup.create({
       host: info.masterAddress, port: info.masterPort, rank, worldSize: info.worldSize, storeTimeoutMs: timeoutMs,
+      // The trainer serves the store. A blocking NCCL call (a broadcast connecting on first
+      // use waits for every worker) would freeze a store served from its own event loop
+      // while a worker still waits there for the update's control message.
+      storeInThread: opts.device !== 'cpu',
     });
     // Unique per store, so two transfer groups in one process never share a SAB channel name.
     const groupName = `weight_transfer@${info.masterAddress}:${info.masterPort}`;
