@@ -21,6 +21,7 @@ export async function run(opts: BenchOptions): Promise<void> {
     return;
   }
   const world = opts.world ?? gpus;
+  if (opts.shareDevices) return hostCostRehearsal(opts, world);
   if (world < 1 || gpus < world) {
     opts.log(`collectives: the NCCL sweep needs ${Math.max(world, 1)} GPUs, ${gpus} visible; skipped`);
     return;
@@ -34,12 +35,35 @@ export async function run(opts: BenchOptions): Promise<void> {
       opts.log(tableLine({ op: rec.op, bytes: rec.bytes, count: Math.max(1, Math.floor(rec.bytes / 4)), dtype: 'float', us: rec.us, busbw: rec.busbw }));
       opts.json({ ...rec, mode: opts.mode ?? 'process' });
     }
-    const [cost] = (await group.callAll('hostCost', { iters: 2000 })) as ({ raw: number; gpugroup: number } | null)[];
-    if (cost) {
-      opts.log(`host cost per allReduce call: gpugroup ${cost.gpugroup.toFixed(2)} us, raw koffi ncclAllReduce ${cost.raw.toFixed(2)} us`);
-      opts.json({ impl: 'gpugroup', op: 'all_reduce_host_cost', world, us: +cost.gpugroup.toFixed(3) });
-      opts.json({ impl: 'raw-koffi', op: 'all_reduce_host_cost', world, us: +cost.raw.toFixed(3) });
-    }
+    await reportHostCost(opts, world, group.callAll('hostCost', { iters: 2000 }), {});
+  } finally {
+    await group.shutdown();
+  }
+}
+
+type HostCost = { raw: number; gpugroup: number; allocFree: number } | null;
+
+async function reportHostCost(opts: BenchOptions, world: number, pending: Promise<unknown[]>, extra: object): Promise<void> {
+  const [cost] = (await pending) as HostCost[];
+  if (!cost) return;
+  opts.log(`host cost per allReduce call: gpugroup ${cost.gpugroup.toFixed(2)} us, raw koffi ncclAllReduce ${cost.raw.toFixed(2)} us (+${(cost.gpugroup - cost.raw).toFixed(2)}); output alloc+free ${cost.allocFree.toFixed(2)} us`);
+  opts.json({ impl: 'gpugroup', op: 'all_reduce_host_cost', world, us: +cost.gpugroup.toFixed(3), ...extra });
+  opts.json({ impl: 'raw-koffi', op: 'all_reduce_host_cost', world, us: +cost.raw.toFixed(3), ...extra });
+  opts.json({ impl: 'gpugroup', op: 'device_alloc_free_host_cost', world, us: +cost.allocFree.toFixed(3), ...extra });
+}
+
+/**
+ * `--share-devices`: the ranks share GPU 0 (launchGroup's shareDevices, NCCL's socket
+ * transport), so device timings mean nothing and the sweep is skipped; what stays
+ * meaningful is the host's enqueue cost, ours beside the raw call in the same process.
+ */
+async function hostCostRehearsal(opts: BenchOptions, world: number): Promise<void> {
+  opts.log(`collectives: ${world} ranks sharing GPU 0 (a rehearsal): the sweep is skipped; host cost only. NCCL ${nccl().version} from ${nccl().path}`);
+  const group = await launchGroup({
+    worldSize: world, worker, backend: 'nccl', mode: 'process', timeoutMs: 300_000, devices: Array<number>(world).fill(0), shareDevices: true,
+  });
+  try {
+    await reportHostCost(opts, world, group.callAll('hostCost', { iters: 640, batch: 32, rounds: 5 }), { shared_gpu: true });
   } finally {
     await group.shutdown();
   }

@@ -27,6 +27,8 @@ export async function run(opts: BenchOptions): Promise<void> {
         steps.forEach((p, r) => opts.log(`  steps ${tensors} tensors, rank ${r}: ${Object.entries(p).map(([k, v]) => `${k} ${v}`).join(', ')} (us from the barrier)`));
         const real = await group.callAll<Record<string, number>>('profileReal', { tensors, iters: 200 });
         real.forEach((p, r) => opts.log(`  real ${tensors} tensors, rank ${r}: ${Object.entries(p).map(([k, v]) => `${k} ${v}`).join(', ')} (us from the barrier)`));
+        const host = await group.callAll<Record<string, number>>('hostParts', { tensors, iters: 400 });
+        host.forEach((p, r) => opts.log(`  host work ${tensors} tensors, rank ${r}: ${Object.entries(p).map(([k, v]) => `${k} ${v}`).join(', ')} (us, median)`));
       }
     }
   } finally {

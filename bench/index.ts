@@ -9,6 +9,7 @@
  *   --min-bytes N     smallest message of a sweep
  *   --max-bytes N     largest message of a sweep
  *   --mode M          process (default) | thread: how suites that launch ranks run them
+ *   --share-devices   the ranks share GPU 0 (a rehearsal on fewer GPUs; host costs only)
  */
 import { appendFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -23,6 +24,8 @@ export interface BenchOptions {
   maxBytes?: number;
   /** Rank actors as child processes (default) or worker threads of one process. */
   mode?: 'process' | 'thread';
+  /** Ranks share GPU 0 (launchGroup's shareDevices): device timings mean nothing there. */
+  shareDevices?: boolean;
 }
 
 const suites: Record<string, () => Promise<{ run: (opts: BenchOptions) => Promise<void> }>> = {
@@ -46,6 +49,7 @@ const { values, positionals } = parseArgs({
     'min-bytes': { type: 'string' },
     'max-bytes': { type: 'string' },
     mode: { type: 'string' },
+    'share-devices': { type: 'boolean' },
   },
 });
 
@@ -68,6 +72,7 @@ const opts: BenchOptions = {
   backend: values.backend as BenchOptions['backend'],
   minBytes: values['min-bytes'] ? Number(values['min-bytes']) : undefined,
   maxBytes: values['max-bytes'] ? Number(values['max-bytes']) : undefined,
+  shareDevices: values['share-devices'] ?? false,
   mode: values.mode === 'thread' ? 'thread' : values.mode === undefined || values.mode === 'process' ? 'process' : undefined,
 };
 if (opts.mode === undefined) {

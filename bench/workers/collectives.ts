@@ -84,30 +84,46 @@ export async function sweep(ctx: RankContext, args: { ops: SweepOp[]; minBytes: 
 }
 
 /**
- * Host cost of one call: `iters` all-reduces of 8 bytes enqueued back to back, timed on
- * the host, through gpugroup's allReduce and through the raw koffi ncclAllReduce with
- * preallocated buffers. Both include NCCL's own enqueue work.
+ * Host cost of one call: all-reduces of 8 bytes enqueued back to back, timed on the
+ * host, through gpugroup's allReduce and through the raw koffi ncclAllReduce with
+ * preallocated buffers (both include NCCL's own enqueue work), plus gpugroup's output
+ * allocation and free alone. Calls go in batches of `batch` with the stream drained
+ * between batches, untimed, so that a slow device (a one-GPU rehearsal) never backs
+ * the host up; the figure is the best round's mean per call.
  */
-export async function hostCost(ctx: RankContext, args: { iters: number }) {
+export async function hostCost(ctx: RankContext, args: { iters: number; batch?: number; rounds?: number }) {
   const comm = ctx.communicator as NcclCommunicator;
   const x = Tensor.full([2], 1, { dtype: 'float32', device: ctx.device });
   const out = Tensor.empty([2], { dtype: 'float32', device: ctx.device });
   const lib = nccl();
   const stream = currentStream().handle;
+  const batch = args.batch ?? args.iters;
+  const send = x.dataPtr;
+  const recv = out.dataPtr;
+  const phases: Record<string, (n: number) => Promise<void> | void> = {
+    raw: (n) => {
+      for (let i = 0; i < n; i++) lib.ncclAllReduce(send, recv, 2, NcclDataType.ncclFloat32, NcclRedOp.sum, comm.comm, stream);
+    },
+    gpugroup: async (n) => {
+      for (let i = 0; i < n; i++) (await comm.allReduce(x)).dispose();
+    },
+    allocFree: (n) => {
+      for (let i = 0; i < n; i++) Tensor.empty([2], { dtype: 'float32', device: ctx.device }).dispose();
+    },
+  };
   const results: Record<string, number> = {};
-  for (let round = 0; round < 3; round++) {
-    await ctx.processGroup.barrier();
-    let t0 = performance.now();
-    const send = x.dataPtr;
-    const recv = out.dataPtr;
-    for (let i = 0; i < args.iters; i++) lib.ncclAllReduce(send, recv, 2, NcclDataType.ncclFloat32, NcclRedOp.sum, comm.comm, stream);
-    results.raw = Math.min(results.raw ?? Infinity, ((performance.now() - t0) * 1000) / args.iters);
-    await comm.synchronize();
-    await ctx.processGroup.barrier();
-    t0 = performance.now();
-    for (let i = 0; i < args.iters; i++) (await comm.allReduce(x)).dispose();
-    results.gpugroup = Math.min(results.gpugroup ?? Infinity, ((performance.now() - t0) * 1000) / args.iters);
-    await comm.synchronize();
+  for (let round = 0; round < (args.rounds ?? 3); round++) {
+    for (const [name, phase] of Object.entries(phases)) {
+      await ctx.processGroup.barrier();
+      let ms = 0;
+      for (let done = 0; done < args.iters; done += batch) {
+        const t0 = performance.now();
+        await phase(Math.min(batch, args.iters - done));
+        ms += performance.now() - t0;
+        await comm.synchronize();
+      }
+      results[name] = Math.min(results[name] ?? Infinity, (ms * 1000) / args.iters);
+    }
   }
   x.dispose();
   out.dispose();

@@ -170,3 +170,35 @@ export async function profileReal(ctx: RankContext, args: { tensors: number; ite
   delete (q as Partial<typeof q>).dequeue;
   return Object.fromEntries(Object.entries(marks).map(([k, v]) => [k, +median(v).toFixed(1)]));
 }
+
+/**
+ * broadcastTensorDict's host work on each side, piece by piece, `iters` back to back
+ * without barriers (GPUGROUP_BENCH_PROFILE=1), median µs: the metadata's v8 round trip,
+ * the receiver's allocation of the dict's device tensors, and the grouped broadcasts'
+ * issue through the coordinator's own path. Every rank runs the same collectives.
+ */
+export async function hostParts(ctx: RankContext, args: { tensors: number; iters: number }) {
+  const g = ctx.world;
+  const n = args.tensors;
+  const { serialize, deserialize } = await import('node:v8');
+  const internals = g as unknown as { broadcastTensors(ts: Tensor[], src: number): Promise<void> };
+  const meta = [['step', 1], ...Array.from({ length: n }, (_, i) => [`t${i}`, { __tensor: ['cuda', 'float32', [1024]] }])];
+  const bufs = Array.from({ length: n }, (_, i) => Tensor.full([1024], i, { dtype: 'float32', device: ctx.device }));
+  const parts: Record<string, number[]> = { metadataV8: [], allocate: [], broadcasts: [] };
+  for (let i = 0; i < args.iters; i++) {
+    let t0 = performance.now();
+    deserialize(serialize(meta));
+    parts.metadataV8.push((performance.now() - t0) * 1000);
+    t0 = performance.now();
+    const made = Array.from({ length: n }, () => Tensor.empty([1024], { dtype: 'float32', device: ctx.device }));
+    parts.allocate.push((performance.now() - t0) * 1000);
+    for (const t of made) t.dispose();
+    t0 = performance.now();
+    await internals.broadcastTensors(bufs, 0);
+    parts.broadcasts.push((performance.now() - t0) * 1000);
+    if (i % 16 === 15) await ctx.synchronize();
+  }
+  await ctx.synchronize();
+  for (const t of bufs) t.dispose();
+  return Object.fromEntries(Object.entries(parts).map(([k, v]) => [k, +median(v).toFixed(2)]));
+}

@@ -1,0 +1,106 @@
+/*
+ * A stand-in for libcudart, libcuda and libnccl with every function gpugroup binds
+ * (native/cuda.ts, native/nccl.ts), for measuring gpugroup's own host overhead on a
+ * machine without a GPU: device memory is host memory, copies and fills are memcpy and
+ * memset, streams and events are always complete, collectives move nothing. Figures
+ * measured on it are JavaScript and binding costs only; they say nothing about a GPU.
+ * Built by build.sh; never loaded unless GPUGROUP_*_SO_PATH points at it.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <stdio.h>
+
+typedef struct { char internal[128]; } ncclUniqueId;
+typedef struct { char reserved[64]; } cudaIpcMemHandle_t;
+typedef struct { int nranks, rank, device; } Comm;
+
+static __thread int current_device = 0;
+static uint64_t next_handle = 0x1000;
+static void put_ptr(void *out, void *value) { memcpy(out, &value, sizeof value); }
+static void put_handle(void *out) { uint64_t h = __atomic_add_fetch(&next_handle, 16, __ATOMIC_RELAXED); memcpy(out, &h, sizeof h); }
+
+const char *cudaGetErrorName(int e) { (void)e; return "cudaErrorStub"; }
+const char *cudaGetErrorString(int e) { (void)e; return "stub library"; }
+int cudaRuntimeGetVersion(int *v) { *v = 13000; return 0; }
+int cudaDriverGetVersion(int *v) { *v = 13000; return 0; }
+int cudaGetDeviceCount(int *n) { const char *s = getenv("GPUGROUP_STUB_GPUS"); *n = s ? atoi(s) : 4; return 0; }
+int cudaGetDevice(int *d) { *d = current_device; return 0; }
+int cudaSetDevice(int d) { current_device = d; return 0; }
+int cudaDeviceSynchronize(void) { return 0; }
+int cudaDeviceGetPCIBusId(char *id, int len, int d) { snprintf(id, len, "0000:%02x:00.0", d + 1); return 0; }
+int cudaDeviceCanAccessPeer(int *can, int a, int b) { (void)a; (void)b; *can = 1; return 0; }
+int cudaMemGetInfo(size_t *f, size_t *t) { *f = (size_t)100 << 30; *t = (size_t)140 << 30; return 0; }
+int cudaMalloc(void *out, size_t n) { put_ptr(out, malloc(n ? n : 1)); return 0; }
+int cudaFree(void *p) { free(p); return 0; }
+int cudaMallocAsync(void *out, size_t n, void *s) { (void)s; put_ptr(out, malloc(n ? n : 1)); return 0; }
+int cudaFreeAsync(void *p, void *s) { (void)s; free(p); return 0; }
+int cudaMallocHost(void *out, size_t n) { put_ptr(out, malloc(n ? n : 1)); return 0; }
+int cudaFreeHost(void *p) { free(p); return 0; }
+int cudaDeviceGetDefaultMemPool(void *out, int d) { (void)d; put_handle(out); return 0; }
+int cudaMemPoolSetAttribute(void *pool, int attr, void *v) { (void)pool; (void)attr; (void)v; return 0; }
+int cudaMemcpy(void *dst, const void *src, size_t n, int kind) { (void)kind; memmove(dst, src, n); return 0; }
+int cudaMemcpyAsync(void *dst, const void *src, size_t n, int kind, void *s) { (void)kind; (void)s; memmove(dst, src, n); return 0; }
+int cudaMemcpy2DAsync(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width, size_t height, int kind, void *s) {
+  (void)kind; (void)s;
+  for (size_t r = 0; r < height; r++) memmove((char *)dst + r * dpitch, (const char *)src + r * spitch, width);
+  return 0;
+}
+int cudaMemsetAsync(void *p, int v, size_t n, void *s) { (void)s; memset(p, v, n); return 0; }
+int cudaStreamCreateWithFlags(void *out, unsigned f) { (void)f; put_handle(out); return 0; }
+int cudaStreamQuery(void *s) { (void)s; return 0; }
+int cudaStreamSynchronize(void *s) { (void)s; return 0; }
+int cudaStreamDestroy(void *s) { (void)s; return 0; }
+int cudaStreamWaitEvent(void *s, void *e, unsigned f) { (void)s; (void)e; (void)f; return 0; }
+int cudaEventCreateWithFlags(void *out, unsigned f) { (void)f; put_handle(out); return 0; }
+int cudaEventRecord(void *e, void *s) { (void)e; (void)s; return 0; }
+int cudaEventQuery(void *e) { (void)e; return 0; }
+int cudaEventSynchronize(void *e) { (void)e; return 0; }
+int cudaEventElapsedTime(float *ms, void *a, void *b) { (void)a; (void)b; *ms = 0.001f; return 0; }
+int cudaEventDestroy(void *e) { (void)e; return 0; }
+int cudaStreamBeginCapture(void *s, int m) { (void)s; (void)m; return 0; }
+int cudaStreamEndCapture(void *s, void *out) { (void)s; put_handle(out); return 0; }
+int cudaStreamIsCapturing(void *s, int *st) { (void)s; *st = 0; return 0; }
+int cudaThreadExchangeStreamCaptureMode(int *m) { (void)m; return 0; }
+int cudaGraphInstantiate(void *out, void *g, unsigned long long f) { (void)g; (void)f; put_handle(out); return 0; }
+int cudaGraphLaunch(void *e, void *s) { (void)e; (void)s; return 0; }
+int cudaGraphExecDestroy(void *e) { (void)e; return 0; }
+int cudaGraphDestroy(void *g) { (void)g; return 0; }
+int cudaIpcGetMemHandle(void *out, void *p) { memset(out, 0, sizeof(cudaIpcMemHandle_t)); memcpy(out, &p, sizeof p); return 0; }
+int cudaIpcOpenMemHandle(void *out, cudaIpcMemHandle_t h, unsigned f) { (void)f; void *p; memcpy(&p, h.reserved, sizeof p); put_ptr(out, p); return 0; }
+int cudaIpcCloseMemHandle(void *p) { (void)p; return 0; }
+int cuMemsetD32Async(uint64_t dst, uint32_t v, size_t n, void *s) {
+  (void)s; uint32_t *p = (uint32_t *)(uintptr_t)dst;
+  for (size_t i = 0; i < n; i++) p[i] = v;
+  return 0;
+}
+
+const char *ncclGetErrorString(int r) { (void)r; return "stub library"; }
+const char *ncclGetLastError(void *c) { (void)c; return ""; }
+int ncclGetVersion(int *v) { *v = 22809; return 0; }
+int ncclGetUniqueId(ncclUniqueId *id) { memset(id, 7, sizeof *id); return 0; }
+static int init(void *out, int nranks, int rank) {
+  Comm *c = malloc(sizeof *c); c->nranks = nranks; c->rank = rank; c->device = current_device;
+  put_ptr(out, c); return 0;
+}
+int ncclCommInitRank(void *out, int nranks, ncclUniqueId id, int rank) { (void)id; return init(out, nranks, rank); }
+int ncclCommInitRankConfig(void *out, int nranks, ncclUniqueId id, int rank, void *cfg) { (void)id; (void)cfg; return init(out, nranks, rank); }
+int ncclCommSplit(void *comm, int color, int key, void *out, void *cfg) { (void)color; (void)cfg; Comm *c = comm; return init(out, c->nranks, key); }
+int ncclCommFinalize(void *c) { (void)c; return 0; }
+int ncclCommDestroy(void *c) { (void)c; return 0; }
+int ncclCommAbort(void *c) { (void)c; return 0; }
+int ncclCommGetAsyncError(void *c, int *e) { (void)c; *e = 0; return 0; }
+int ncclCommCount(void *c, int *n) { *n = ((Comm *)c)->nranks; return 0; }
+int ncclCommCuDevice(void *c, int *d) { *d = ((Comm *)c)->device; return 0; }
+int ncclCommUserRank(void *c, int *r) { *r = ((Comm *)c)->rank; return 0; }
+int ncclAllReduce(const void *s, void *r, size_t n, int t, int op, void *c, void *st) { (void)s; (void)r; (void)n; (void)t; (void)op; (void)c; (void)st; return 0; }
+int ncclReduce(const void *s, void *r, size_t n, int t, int op, int root, void *c, void *st) { (void)s; (void)r; (void)n; (void)t; (void)op; (void)root; (void)c; (void)st; return 0; }
+int ncclAllGather(const void *s, void *r, size_t n, int t, void *c, void *st) { (void)s; (void)r; (void)n; (void)t; (void)c; (void)st; return 0; }
+int ncclReduceScatter(const void *s, void *r, size_t n, int t, int op, void *c, void *st) { (void)s; (void)r; (void)n; (void)t; (void)op; (void)c; (void)st; return 0; }
+int ncclBroadcast(const void *s, void *r, size_t n, int t, int root, void *c, void *st) { (void)s; (void)r; (void)n; (void)t; (void)root; (void)c; (void)st; return 0; }
+int ncclSend(const void *s, size_t n, int t, int peer, void *c, void *st) { (void)s; (void)n; (void)t; (void)peer; (void)c; (void)st; return 0; }
+int ncclRecv(void *r, size_t n, int t, int peer, void *c, void *st) { (void)r; (void)n; (void)t; (void)peer; (void)c; (void)st; return 0; }
+int ncclGroupStart(void) { return 0; }
+int ncclGroupEnd(void) { return 0; }
+int ncclCommWindowRegister(void *c, void *b, size_t n, void *out, int f) { (void)c; (void)b; (void)n; (void)f; put_handle(out); return 0; }
+int ncclCommWindowDeregister(void *c, void *w) { (void)c; (void)w; return 0; }
