@@ -4,14 +4,21 @@
  * untimed ones, on the last rank as the torch baseline reports it).
  */
 import { cudaDeviceCount } from '../native/index.ts';
-import { launchGroup } from '../src/orchestrator/index.ts';
+import { launchGroup, type Group } from '../src/orchestrator/index.ts';
 import type { BenchOptions } from './index.ts';
 
 export async function run(opts: BenchOptions): Promise<void> {
   const backend = opts.backend ?? (cudaDeviceCount() > 0 ? 'nccl' : 'cpu');
   const world = opts.world ?? (backend === 'nccl' ? cudaDeviceCount() : 4);
-  const group = await launchGroup({ worldSize: world, worker: new URL('./workers/coordinator.ts', import.meta.url), backend, mode: opts.mode ?? 'process', timeoutMs: 120_000 });
+  const placement = opts.shareDevices ? { devices: Array<number>(world).fill(0), shareDevices: true } : {};
+  const group = await launchGroup({ worldSize: world, worker: new URL('./workers/coordinator.ts', import.meta.url), backend, mode: opts.mode ?? 'process', timeoutMs: 120_000, ...placement });
   try {
+    if (opts.shareDevices) {
+      // Ranks sharing a GPU (a rehearsal): latencies mean nothing, each side's host work does.
+      opts.log(`coordinator: ${world} ranks sharing GPU 0: host work only`);
+      for (const tensors of [1, 8, 32]) await logHostParts(opts, group, tensors);
+      return;
+    }
     for (const tensors of [1, 8, 32]) {
       const out = await group.callAll<{ p50: number; min: number; issuedP50: number }>('broadcastTensorDict', { tensors, iters: 200, warmup: 50 });
       const last = out[world - 1];
@@ -27,11 +34,18 @@ export async function run(opts: BenchOptions): Promise<void> {
         steps.forEach((p, r) => opts.log(`  steps ${tensors} tensors, rank ${r}: ${Object.entries(p).map(([k, v]) => `${k} ${v}`).join(', ')} (us from the barrier)`));
         const real = await group.callAll<Record<string, number>>('profileReal', { tensors, iters: 200 });
         real.forEach((p, r) => opts.log(`  real ${tensors} tensors, rank ${r}: ${Object.entries(p).map(([k, v]) => `${k} ${v}`).join(', ')} (us from the barrier)`));
-        const host = await group.callAll<Record<string, number>>('hostParts', { tensors, iters: 400 });
-        host.forEach((p, r) => opts.log(`  host work ${tensors} tensors, rank ${r}: ${Object.entries(p).map(([k, v]) => `${k} ${v}`).join(', ')} (us, median)`));
+        await logHostParts(opts, group, tensors);
       }
     }
   } finally {
     await group.shutdown();
   }
+}
+
+async function logHostParts(opts: BenchOptions, group: Group, tensors: number): Promise<void> {
+  const host = await group.callAll<Record<string, number>>('hostParts', { tensors, iters: 400 });
+  host.forEach((p, r) => {
+    opts.log(`  host work ${tensors} tensors, rank ${r}: ${Object.entries(p).map(([k, v]) => `${k} ${v}`).join(', ')} (us, median)`);
+    opts.json({ impl: 'gpugroup', op: 'broadcast_tensor_dict_host_work', rank: r, tensors, shared_gpu: opts.shareDevices ?? false, ...p });
+  });
 }

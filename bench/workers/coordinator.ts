@@ -174,28 +174,41 @@ export async function profileReal(ctx: RankContext, args: { tensors: number; ite
 /**
  * broadcastTensorDict's host work on each side, piece by piece, `iters` back to back
  * without barriers (GPUGROUP_BENCH_PROFILE=1), median µs: the metadata's v8 round trip,
- * the receiver's allocation of the dict's device tensors, and the grouped broadcasts'
- * issue through the coordinator's own path. Every rank runs the same collectives.
+ * and the tensors' wire (the source packs its small tensors into a staging buffer, a
+ * receiver allocates the pieces) with its broadcasts issued. Every rank runs the same
+ * collectives; group rank 0 is the source.
  */
 export async function hostParts(ctx: RankContext, args: { tensors: number; iters: number }) {
   const g = ctx.world;
   const n = args.tensors;
   const { serialize, deserialize } = await import('node:v8');
-  const internals = g as unknown as { broadcastTensors(ts: Tensor[], src: number): Promise<void> };
+  const { receiverWire, senderWire } = await import('../../src/parallel/dict-wire.ts');
+  const internals = g as unknown as { broadcastWire(wire: unknown, src: number): Promise<void> };
   const meta = [['step', 1], ...Array.from({ length: n }, (_, i) => [`t${i}`, { __tensor: ['cuda', 'float32', [1024]] }])];
+  const slots = Array.from({ length: n }, () => ({ dtype: 'float32' as const, shape: [1024], onCpu: false }));
   const bufs = Array.from({ length: n }, (_, i) => Tensor.full([1024], i, { dtype: 'float32', device: ctx.device }));
-  const parts: Record<string, number[]> = { metadataV8: [], allocate: [], broadcasts: [] };
+  const parts: Record<string, number[]> = { metadataV8: [], wirePacked: [], wireAlone: [] };
   for (let i = 0; i < args.iters; i++) {
     let t0 = performance.now();
     deserialize(serialize(meta));
     parts.metadataV8.push((performance.now() - t0) * 1000);
     t0 = performance.now();
-    const made = Array.from({ length: n }, () => Tensor.empty([1024], { dtype: 'float32', device: ctx.device }));
-    parts.allocate.push((performance.now() - t0) * 1000);
-    for (const t of made) t.dispose();
+    let received: Tensor[] = [];
+    if (g.rankInGroup === 0) {
+      await internals.broadcastWire(senderWire(bufs, slots), 0);
+    } else {
+      const { tensors, wire } = receiverWire(slots, ctx.device);
+      await internals.broadcastWire(wire, 0);
+      received = tensors;
+    }
+    parts.wirePacked.push((performance.now() - t0) * 1000);
+    for (const t of received) t.dispose();
+    // The same tensors one broadcast each in one NCCL group (the wire before packing).
     t0 = performance.now();
-    await internals.broadcastTensors(bufs, 0);
-    parts.broadcasts.push((performance.now() - t0) * 1000);
+    const alone = g.rankInGroup === 0 ? bufs : bufs.map(() => Tensor.empty([1024], { dtype: 'float32', device: ctx.device }));
+    await internals.broadcastWire({ device: alone, host: [], finish: () => undefined }, 0);
+    parts.wireAlone.push((performance.now() - t0) * 1000);
+    if (g.rankInGroup !== 0) for (const t of alone) t.dispose();
     if (i % 16 === 15) await ctx.synchronize();
   }
   await ctx.synchronize();

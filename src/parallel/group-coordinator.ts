@@ -10,6 +10,7 @@ import { StatelessProcessGroup, type Store } from '../store/index.ts';
 import { Tensor, type DType } from '../tensor/index.ts';
 import { captureGraph, type CudaGraph, type GraphCaptureContext } from './graph.ts';
 import { isTensorMetadata, splitTensorDict, type MetadataEntry, type TensorDict } from './tensor-dict.ts';
+import { receiverWire, senderWire, type Wire, type WireSlot } from './dict-wire.ts';
 
 /** Options of {@link GroupCoordinator.create}. */
 export interface GroupCoordinatorOptions {
@@ -227,17 +228,15 @@ export class GroupCoordinator {
     if (this.rankInGroup === src) {
       const { metadata, tensors } = splitTensorDict(tensorDict as TensorDict);
       await (await this.queueFor(src)).enqueue(metadata);
-      await this.broadcastTensors(tensors, src);
+      const slots = tensors.map((t): WireSlot => ({ dtype: t.dtype, shape: [...t.shape], onCpu: t.device === 'cpu' }));
+      await this.broadcastWire(senderWire(tensors, slots), src);
       return tensorDict;
     }
     const metadata = await (await this.queueFor(src)).dequeue<MetadataEntry[]>();
     const { dict, slots } = this.unpackMetadata(metadata);
-    const tensors = slots.map(([key, dtype, shape, onCpu]) => {
-      const t = Tensor.empty(shape, { dtype, device: onCpu ? 'cpu' : this.device });
-      dict[key] = t;
-      return t;
-    });
-    await this.broadcastTensors(tensors, src);
+    const { tensors, wire } = receiverWire(slots.map(([, dtype, shape, onCpu]) => ({ dtype, shape, onCpu })), this.device);
+    slots.forEach(([key], i) => (dict[key] = tensors[i]));
+    await this.broadcastWire(wire, src);
     return dict;
   }
 
@@ -311,24 +310,30 @@ export class GroupCoordinator {
     await this.cpuGroup.close();
   }
 
-  private async broadcastTensors(tensors: Tensor[], src: number): Promise<void> {
-    const device = tensors.filter((t) => t.numel > 0 && t.device !== 'cpu');
-    const host = tensors.filter((t) => t.numel > 0 && t.device === 'cpu');
-    const comm = this.comm();
-    // Device tensors go out as one NCCL group: one launch for the whole dict.
-    if (device.length > 0) {
-      if (comm instanceof NcclCommunicator && device.length > 1) {
-        comm.groupStart();
-        try {
+  /** Broadcasts a dict's wire (./dict-wire.ts): device buffers as one NCCL group, host ones over the CPU data plane. */
+  private async broadcastWire(wire: Wire, src: number): Promise<void> {
+    try {
+      const { device, host } = wire;
+      if (device.length > 0) {
+        const comm = this.comm();
+        if (comm instanceof NcclCommunicator && device.length > 1) {
+          comm.groupStart();
+          try {
+            for (const t of device) await comm.broadcast(t, src);
+          } finally {
+            comm.groupEnd();
+          }
+        } else {
           for (const t of device) await comm.broadcast(t, src);
-        } finally {
-          comm.groupEnd();
         }
-      } else {
-        for (const t of device) await comm.broadcast(t, src);
       }
+      if (host.length > 0) {
+        const plane = await this.dataPlaneForDevice('cpu');
+        for (const t of host) await plane.broadcast(t, src);
+      }
+    } finally {
+      wire.finish();
     }
-    for (const t of host) await (await this.dataPlaneFor(t)).broadcast(t, src);
   }
 
   /**

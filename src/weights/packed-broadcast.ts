@@ -12,8 +12,7 @@
  * vllm-spec §14 item 6 says empty tensors are never sent.
  */
 import type { DeviceCommunicator } from '../comm/index.ts';
-import { Tensor, currentStream, type Stream } from '../tensor/index.ts';
-import { copyBytes } from './bytes.ts';
+import { Tensor, copyBytes, currentStream, type Stream } from '../tensor/index.ts';
 import { planPackedBuffers, type PackedBufferPlan, type TensorSpec } from './packing.ts';
 import { consumeSegmented, produceSegmented } from './segmented.ts';
 

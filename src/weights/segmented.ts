@@ -15,8 +15,7 @@
  */
 import { cuda } from '../../native/index.ts';
 import type { DeviceCommunicator } from '../comm/index.ts';
-import { CudaEvent, Stream, Tensor, enqueueOn } from '../tensor/index.ts';
-import { copyBytes } from './bytes.ts';
+import { CudaEvent, Stream, Tensor, copyBytes, enqueueOn } from '../tensor/index.ts';
 import type { PackedBufferPlan, PackedSlice } from './packing.ts';
 
 /** Bytes per broadcast inside a packed buffer (NCCL reaches ~96% of its 1 GiB busbw at this size on H200). */

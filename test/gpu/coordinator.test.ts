@@ -30,6 +30,17 @@ describe.skipIf(world < 2)('GroupCoordinator on NCCL', () => {
   }, 120_000);
 });
 
+describe.skipIf(world < 2)('broadcastTensorDict packing on NCCL', () => {
+  it('mixed dtypes, 0-d, empty, non-contiguous, large and CPU tensors from rank 1; received device tensors are freed one by one', async () => {
+    const group = await launchGroup({ worldSize: world, worker: coordWorker, backend: 'nccl', timeoutMs: 60_000, ...placement(world) });
+    try {
+      expect(await callAllReported<string[]>(group, 'mixedDict', 1, 3)).toEqual(Array(world).fill([]));
+    } finally {
+      await group.shutdown();
+    }
+  }, 120_000);
+});
+
 describe.skipIf(world < 2).each(gpuModes)('broadcastTensorDict through the message queue on %s ranks', (mode) => {
   it('200 dicts of 8 device tensors from the last rank, every 50th with a 5 MB value past the chunk', async () => {
     const group = await launchGroup({ worldSize: world, worker: coordWorker, backend: 'nccl', mode, timeoutMs: 60_000, ...placement(world) });

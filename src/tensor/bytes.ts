@@ -7,7 +7,8 @@
  */
 import { MemcpyKind, cuda } from '../../native/index.ts';
 import { InvalidArgumentError } from '../errors.ts';
-import { currentStream, type Tensor } from '../tensor/index.ts';
+import { currentStream } from './stream.ts';
+import type { Tensor } from './tensor.ts';
 
 function hostBytes(t: Tensor): Uint8Array {
   const s = t.storage;
