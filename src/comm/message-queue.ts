@@ -77,7 +77,6 @@ interface QueueHandle {
 const SLEEP_SLICE_MS = 100;
 const SYNC_SPIN_MS = 0.03;
 /** Bytes a socket may hold unsent before enqueue waits for it to drain. */
-const MAX_BACKLOG = 64 << 20;
 const immediate = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 /** One writer, N readers; see the file comment. */
@@ -347,9 +346,12 @@ export class MessageQueue {
     }
     const viaSocket = inline ? this.remoteReaders : [...this.localReaders, ...this.remoteReaders];
     for (const r of viaSocket) this.sockets.get(r)!.send(Frame.Data, bytes);
+    // Resolved only once every byte is in the kernel: the caller may block this thread
+    // next (a blocking NCCL call that waits for the readers), and bytes left in user space
+    // would wait for this thread's event loop while the readers wait for them.
     for (const r of viaSocket) {
       const s = this.sockets.get(r)!;
-      if (s.backlog > MAX_BACKLOG) await s.drained(deadline, () => this.timeout('enqueue', [r], `reader ${this.describe([r])} does not take its socket messages`, timeoutMs));
+      if (s.backlog > 0) await s.drained(deadline, () => this.timeout('enqueue', [r], `reader ${this.describe([r])} does not take its socket messages`, timeoutMs));
     }
   }
 

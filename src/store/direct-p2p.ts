@@ -62,7 +62,10 @@ export class DirectChannels {
     return channels;
   }
 
-  /** Sends one message to `dst`; resolves once it is handed to the connection. */
+  /**
+   * Sends one message to `dst`; resolves once all of it is in the kernel, so the caller
+   * may block its thread next (a blocking NCCL call) without holding the message back.
+   */
   async send(dst: number, bytes: Uint8Array): Promise<void> {
     if (this.failure) throw this.failure;
     let link = this.outbound.get(dst);
@@ -71,7 +74,11 @@ export class DirectChannels {
       link.catch(() => this.outbound.delete(dst));
       this.outbound.set(dst, link);
     }
-    (await link).send(Frame.Data, bytes);
+    const socket = await link;
+    socket.send(Frame.Data, bytes);
+    if (socket.backlog > 0) {
+      await socket.drained(performance.now() + this.timeoutMs, () => new StoreTimeoutError(`p2p/${this.rank}->${dst}`, this.timeoutMs, 'direct send'));
+    }
   }
 
   /**

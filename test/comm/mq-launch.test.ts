@@ -44,7 +44,7 @@ describe.each([['thread', 'sab'], ['process', 'shm']] as const)('MessageQueue ac
     }
   });
 
-  it('readers get the handshake and a message past the chunk while the writer\'s thread is blocked (as in a blocking NCCL call)', async () => {
+  it('readers get the handshake and a 16 MiB message past the chunk while the writer\'s thread is blocked (as in a blocking NCCL call)', async () => {
     const group = await launch({ mode, worldSize: 3, worker });
     const out = await group.callAll<{ ready: number; got?: number; blocks?: [number, number][] }>('writerBlocks', 1_500);
     const [first, second] = out[2].blocks!;

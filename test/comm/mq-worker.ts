@@ -124,6 +124,9 @@ export async function idle(ctx: RankContext, waitMs: number): Promise<{ cpuMs: n
   }
 }
 
+/** Far past what a loopback socket takes in one write: most of it waits in user space unless the writer waits for it to drain. */
+const MESSAGE_BYTES = 16 << 20;
+
 /** Blocks this thread (its event loop too) for `ms`, as a native call waiting for peers does. */
 function blockThread(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
@@ -131,7 +134,7 @@ function blockThread(ms: number): void {
 
 /**
  * The writer's thread blocks for `blockMs` right after the handshake and right after an
- * enqueue past the chunk (the socket path), as it would in a blocking NCCL call that
+ * enqueue of 16 MiB, past the chunk and the socket's buffers (the socket path), as it would in a blocking NCCL call that
  * waits for the readers; the readers must get the handshake and the message meanwhile.
  * Times are wall-clock ms (Date.now()), comparable across processes.
  */
@@ -147,12 +150,12 @@ export async function writerBlocks(ctx: RankContext, blockMs: number): Promise<{
   try {
     if (q.isWriter) {
       block();
-      await q.enqueue(new Uint8Array(64 << 10).fill(7));
+      await q.enqueue(new Uint8Array(MESSAGE_BYTES).fill(7));
       block();
       return { ready, blocks };
     }
     const got = await q.dequeue<Uint8Array>();
-    if (got.length !== 64 << 10 || got.some((v) => v !== 7)) throw new Error(`rank ${ctx.rank}: the message differs`);
+    if (got.length !== MESSAGE_BYTES || got.some((v) => v !== 7)) throw new Error(`rank ${ctx.rank}: the message differs`);
     return { ready, got: Date.now() };
   } finally {
     await ctx.processGroup.barrier();
