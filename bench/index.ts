@@ -38,6 +38,7 @@ const suites: Record<string, () => Promise<{ run: (opts: BenchOptions) => Promis
   mq: () => import('./mq.ts'),
   weights: () => import('./weights.ts'),
   kvpipe: () => import('./kvpipe.ts'),
+  copies: () => import('./copies.ts'),
 };
 
 const { values, positionals } = parseArgs({

@@ -187,26 +187,37 @@ export function cudaDeviceCount(): number {
 }
 
 /**
- * The driver API's 32-bit memset (libcuda): a fill of any 4-byte pattern, stream
- * ordered, with no host buffer and no kernel of ours (the runtime's memset takes a byte
- * value only). Runtime device pointers and streams are valid here (same primary context).
+ * The few driver API calls (libcuda) the runtime lacks. Runtime device pointers and
+ * streams are valid here (same primary context).
+ * - cuMemsetD32Async: a fill of any 4-byte pattern, stream ordered, with no host buffer
+ *   and no kernel of ours (the runtime's memset takes a byte value only).
+ * - cuMemcpyBatchAsync_v2 (CUDA 13 drivers; absent before): many device copies in one
+ *   call, stream ordered as a whole. `attrs` is one CUmemcpyAttributes (24 bytes).
  */
-export interface CudaDriverMemset {
+export interface CudaDriver {
   cuMemsetD32Async(dst: bigint, value: number, count: number, stream: bigint): number;
+  cuMemcpyBatchAsync_v2?(
+    dsts: BigUint64Array, srcs: BigUint64Array, sizes: BigUint64Array, count: number,
+    attrs: Int32Array, attrsIdxs: BigUint64Array, numAttrs: number, stream: bigint,
+  ): number;
 }
 
 const driverTable: readonly ProtoRow[] = [
   { proto: 'int cuMemsetD32Async(uint64_t dst, uint32_t value, size_t count, void *stream)' },
+  {
+    proto: 'int cuMemcpyBatchAsync_v2(uint64_t *dsts, uint64_t *srcs, size_t *sizes, size_t count, void *attrs, size_t *attrsIdxs, size_t numAttrs, void *stream)',
+    optional: true,
+  },
 ];
 
-let driver: CudaDriverMemset | null | undefined;
+let driver: CudaDriver | null | undefined;
 
-/** libcuda's 32-bit memset, or null where the driver library cannot be loaded. */
-export function cudaDriverMemset(): CudaDriverMemset | null {
+/** libcuda's calls, or null where the driver library cannot be loaded. */
+export function cudaDriver(): CudaDriver | null {
   if (driver !== undefined) return driver;
   try {
     const lib = loadLibrary({ name: 'libcuda', envVar: 'GPUGROUP_CUDA_DRIVER_SO_PATH', sonames: ['libcuda.so.1'], pythonRelative: [] }).lib;
-    driver = bindTable(lib, driverTable, (code, call) => new CudaError(code, `CUresult ${code}`, call, 'driver API call failed')) as unknown as CudaDriverMemset;
+    driver = bindTable(lib, driverTable, (code, call) => new CudaError(code, `CUresult ${code}`, call, 'driver API call failed')) as unknown as CudaDriver;
   } catch {
     driver = null;
   }

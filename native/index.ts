@@ -2,8 +2,8 @@
  * native/: libnccl and libcudart through koffi 3. Tables of C prototypes, library
  * discovery, return-code checking and pinning; no other logic (STYLE §2).
  */
-export { cuda, cudaDeviceCount, cudaDriverMemset, cudaErrorNotReady, MemcpyKind, CaptureMode, CaptureStatus, Flags, MemPoolAttr } from './cuda.ts';
-export type { CudaRuntime, CudaDriverMemset } from './cuda.ts';
+export { cuda, cudaDeviceCount, cudaDriver, cudaErrorNotReady, MemcpyKind, CaptureMode, CaptureStatus, Flags, MemPoolAttr } from './cuda.ts';
+export type { CudaRuntime, CudaDriver } from './cuda.ts';
 export {
   nccl, ncclAvailable, ncclConfig, formatNcclVersion, uniqueIdFromBytes, ncclResultName,
   NcclResult, NcclDataType, NcclRedOp, NCCL_UNIQUE_ID_BYTES,

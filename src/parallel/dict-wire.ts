@@ -4,9 +4,11 @@
  * one broadcast per kind instead of one per tensor (on NCCL each grouped broadcast
  * costs microseconds of host time on every rank). Both ends derive the same plan from
  * the metadata. Receivers get their tensors as pieces of the received buffer, each
- * disposed on its own (src/tensor/packed.ts); nothing is copied on their side.
+ * disposed on its own (src/tensor/packed.ts); nothing is copied on their side. The
+ * source's copies into its staging buffer are one batched driver call where the driver
+ * has it (CUDA 13).
  */
-import { Tensor, copyBytes, dtypeInfo, emptyPacked, packedLayout, type DType, type PackedSpec } from '../tensor/index.ts';
+import { Tensor, copyBytes, copyBytesInto, dtypeInfo, emptyPacked, packedLayout, type DType, type PackedSpec } from '../tensor/index.ts';
 
 /** Tensors at most this large travel packed with the dict's other small tensors of their kind. */
 export const PACK_TENSOR_MAX_BYTES = 256 << 10;
@@ -64,12 +66,9 @@ export function senderWire(tensors: readonly Tensor[], slots: readonly WireSlot[
     if (positions.length === 0) continue;
     const { offsets, totalBytes } = packedLayout(specsOf(slots, positions));
     const buffer = Tensor.empty([totalBytes], { dtype: 'uint8', device: tensors[positions[0]].device });
-    positions.forEach((p, k) => {
-      const t = tensors[p];
-      const src = t.contiguous();
-      copyBytes(buffer, offsets[k], src, 0, t.nbytes);
-      if (src !== t) src.dispose();
-    });
+    const sources = positions.map((p) => tensors[p].contiguous());
+    copyBytesInto(buffer, offsets, sources);
+    positions.forEach((p, k) => sources[k] !== tensors[p] && sources[k].dispose());
     staging.push(buffer);
     wire[kind].push(buffer);
   }

@@ -3,7 +3,7 @@
  * CUDA device. Views (reshape of contiguous data, narrow, movedim) share storage;
  * `contiguous`, `clone` and `to` copy. Device work is enqueued on the current stream.
  */
-import { MemcpyKind, cuda, cudaDriverMemset } from '../../native/index.ts';
+import { MemcpyKind, cuda, cudaDriver } from '../../native/index.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import { copyDeviceStrided, copyHostStrided, contiguousStrides, type Layout } from './copy.ts';
 import { decodeValues, dtypeInfo, encodeValues, type DType, type DTypeInfo, type StorageArray } from './dtype.ts';
@@ -48,7 +48,7 @@ function fillOnDevice(shape: readonly number[], dtype: DType, one: StorageArray,
   const word = new Uint8Array(4);
   for (let i = 0; i < 4; i++) word[i] = bytes[i % bytes.length];
   if (bytes.length === 8 && bytes.some((b, i) => b !== word[i % 4])) return null;
-  const memset = cudaDriverMemset();
+  const memset = cudaDriver();
   if (!memset) return null;
   const t = Tensor.empty(shape, { dtype, device });
   if (t.nbytes % 4 !== 0) {
