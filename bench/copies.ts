@@ -1,14 +1,14 @@
 /**
- * `npm run bench -- copies`: on one GPU, the host cost of what packing a tensor dict's
- * small tensors takes: n byte copies of 4 KiB, one cudaMemcpyAsync each, beside one
- * cuMemcpyBatchAsync_v2 (CUDA 13 drivers) doing the same n copies; n Tensor.full (the
- * dict the bench builds) and a packed allocation of n pieces (a receiver's). Median µs
- * per batch of n over 2000 batches, the stream drained every 32 (untimed). The batch
- * copies (copyBytesInto, what the source of a packed dict runs) are read back into a
- * zeroed buffer and checked before anything is timed.
+ * `npm run bench -- copies`: on one GPU, the host cost of packing small device tensors
+ * into one buffer (what broadcastTensorDict would pay at its source to send a dict's
+ * tensors as one broadcast): n byte copies of 4 KiB, one cudaMemcpyAsync each, beside
+ * one cuMemcpyBatchAsync_v2 (CUDA 13 drivers) doing the same n copies, and n
+ * Tensor.full (the dict the coordinator bench builds). Median µs per batch of n over
+ * 2000 batches, the stream drained every 32 (untimed). The batch call's copies are read
+ * back from a zeroed buffer and checked before anything is timed.
  */
 import { cudaDeviceCount, cudaDriver } from '../native/index.ts';
-import { Tensor, copyBytes, copyBytesInto, currentStream, emptyPacked, packedLayout, setDevice } from '../src/tensor/index.ts';
+import { Tensor, copyBytes, currentStream, packedLayout, setDevice } from '../src/tensor/index.ts';
 import type { BenchOptions } from './index.ts';
 
 const BYTES = 4096;
@@ -24,28 +24,26 @@ export async function run(opts: BenchOptions): Promise<void> {
   for (const n of [1, 8, 32]) {
     const srcs = Array.from({ length: n }, (_, i) => Tensor.full([BYTES / 4], i + 1, { dtype: 'float32', device: 'cuda:0' }));
     const { offsets, totalBytes } = packedLayout(srcs.map((t) => ({ shape: t.shape, dtype: t.dtype })));
-    let dst = Tensor.empty([totalBytes], { dtype: 'uint8', device: 'cuda:0' });
+    const dst = Tensor.zeros([totalBytes], { dtype: 'uint8', device: 'cuda:0' });
     const batch = driver?.cuMemcpyBatchAsync_v2;
     const parts: Record<string, () => void> = {
       memcpyEach: () => srcs.forEach((t, i) => copyBytes(dst, offsets[i], t, 0, BYTES)),
       full: () => {
         for (let i = 0; i < n; i++) Tensor.full([BYTES / 4], i, { dtype: 'float32', device: 'cuda:0' }).dispose();
       },
-      packedAlloc: () => {
-        const p = emptyPacked(srcs.map((t) => ({ shape: t.shape, dtype: t.dtype })), 'cuda:0')!;
-        p.buffer.dispose();
-        for (const t of p.tensors) t.dispose();
-      },
     };
     if (batch) {
-      // copyBytesInto: the staging copy of broadcastTensorDict's source (one batched call).
-      parts.memcpyBatch = () => copyBytesInto(dst, offsets, srcs);
-      dst.dispose();
-      dst = Tensor.zeros([totalBytes], { dtype: 'uint8', device: 'cuda:0' });
+      const dsts = BigUint64Array.from(offsets, (o) => dst.dataPtr + BigInt(o));
+      const from = BigUint64Array.from(srcs, (t) => t.dataPtr);
+      const sizes = BigUint64Array.from(srcs, () => BigInt(BYTES));
+      // One CUmemcpyAttributes: source read in stream order (1), location hints on device 0, flags 0.
+      const attrs = Int32Array.from([1, 1, 0, 1, 0, 0]);
+      const firstAttr = BigUint64Array.from([0n]);
+      parts.memcpyBatch = () => void batch(dsts, from, sizes, n, attrs, firstAttr, 1, stream.handle);
       parts.memcpyBatch();
       const back = (await dst.toArray()) as Uint8Array;
       const ok = offsets.every((o, i) => new Float32Array(back.buffer.slice(o, o + BYTES)).every((v) => v === i + 1));
-      opts.log(`copies: copyBytesInto (cuMemcpyBatchAsync_v2) of ${n} × 4 KiB ${ok ? 'copied every byte right' : 'copied WRONG bytes'}`);
+      opts.log(`copies: cuMemcpyBatchAsync_v2 of ${n} × 4 KiB ${ok ? 'copied every byte right' : 'copied WRONG bytes'}`);
       if (!ok) delete parts.memcpyBatch;
     } else {
       opts.log('copies: cuMemcpyBatchAsync_v2 is not in this driver');

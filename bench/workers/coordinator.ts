@@ -174,9 +174,8 @@ export async function profileReal(ctx: RankContext, args: { tensors: number; ite
 /**
  * broadcastTensorDict's host work on each side, piece by piece, `iters` back to back
  * without barriers (GPUGROUP_BENCH_PROFILE=1), median µs: the metadata's v8 round trip,
- * and the tensors' wire (the source packs its small tensors into a staging buffer, a
- * receiver allocates the pieces) with its broadcasts issued. Every rank runs the same
- * collectives; group rank 0 is the source.
+ * and the tensors' wire (a receiver allocating its tensors) with its broadcasts issued.
+ * Every rank runs the same collectives; group rank 0 is the source.
  */
 export async function hostParts(ctx: RankContext, args: { tensors: number; iters: number }) {
   const g = ctx.world;
@@ -187,7 +186,7 @@ export async function hostParts(ctx: RankContext, args: { tensors: number; iters
   const meta = [['step', 1], ...Array.from({ length: n }, (_, i) => [`t${i}`, { __tensor: ['cuda', 'float32', [1024]] }])];
   const slots = Array.from({ length: n }, () => ({ dtype: 'float32' as const, shape: [1024], onCpu: false }));
   const bufs = Array.from({ length: n }, (_, i) => Tensor.full([1024], i, { dtype: 'float32', device: ctx.device }));
-  const parts: Record<string, number[]> = { metadataV8: [], wirePacked: [], wireAlone: [] };
+  const parts: Record<string, number[]> = { metadataV8: [], wire: [] };
   for (let i = 0; i < args.iters; i++) {
     let t0 = performance.now();
     deserialize(serialize(meta));
@@ -201,14 +200,8 @@ export async function hostParts(ctx: RankContext, args: { tensors: number; iters
       await internals.broadcastWire(wire, 0);
       received = tensors;
     }
-    parts.wirePacked.push((performance.now() - t0) * 1000);
+    parts.wire.push((performance.now() - t0) * 1000);
     for (const t of received) t.dispose();
-    // The same tensors one broadcast each in one NCCL group (the wire before packing).
-    t0 = performance.now();
-    const alone = g.rankInGroup === 0 ? bufs : bufs.map(() => Tensor.empty([1024], { dtype: 'float32', device: ctx.device }));
-    await internals.broadcastWire({ device: alone, host: [], finish: () => undefined }, 0);
-    parts.wireAlone.push((performance.now() - t0) * 1000);
-    if (g.rankInGroup !== 0) for (const t of alone) t.dispose();
     if (i % 16 === 15) await ctx.synchronize();
   }
   await ctx.synchronize();

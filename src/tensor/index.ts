@@ -5,6 +5,6 @@ export { DTYPES, dtypeInfo, floatToHalf, halfToFloat, floatToBfloat16, bfloat16T
 export type { DType, DTypeInfo, StorageArray } from './dtype.ts';
 export { Stream, CudaEvent, currentStream, setCurrentStream, withStream, enqueueOn, setDevice, currentDevice, pollUntil, failStream, throwIfStreamFailed } from './stream.ts';
 export { HostStorage, DeviceStorage, beginGraphAllocations, endGraphAllocations } from './storage.ts';
-export { copyBytes, copyBytesInto } from './bytes.ts';
-export { emptyPacked, packedLayout, PACK_ALIGN_BYTES } from './packed.ts';
+export { copyBytes } from './bytes.ts';
+export { emptyPackedHost, packedLayout, PACK_ALIGN_BYTES } from './packed.ts';
 export type { PackedSpec } from './packed.ts';

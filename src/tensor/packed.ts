@@ -1,14 +1,13 @@
 /**
- * Several tensors in one allocation: what a tensor dict's small tensors need to travel
- * as one broadcast instead of one each. Each tensor is its own storage over a piece of
- * the block and is disposed on its own; device memory goes back when the last piece
- * (or the whole-buffer view) is disposed. Host pieces are views of one SharedArrayBuffer.
+ * Several host tensors in one SharedArrayBuffer: what a tensor dict's small host
+ * tensors need to travel as one broadcast instead of one each. Each tensor is a view
+ * of its own piece of the buffer.
  */
 import { dtypeInfo, type DType } from './dtype.ts';
-import { DeviceStorage, HostStorage } from './storage.ts';
-import { Tensor, parseDevice } from './tensor.ts';
+import { HostStorage } from './storage.ts';
+import { Tensor } from './tensor.ts';
 
-/** Alignment of every piece: what torch's caching allocator gives a tensor (512 B) halves to 256 B, still past any vector load. */
+/** Alignment of every piece: past any typed-array or vector alignment. */
 export const PACK_ALIGN_BYTES = 256;
 
 /** Shape and dtype of one packed tensor. */
@@ -32,28 +31,13 @@ export function packedLayout(specs: readonly PackedSpec[]): { offsets: number[];
   return { offsets, bytes, totalBytes: end };
 }
 
-/**
- * Uninitialized tensors of `specs` in one allocation on `device`, and a uint8 view of
- * the whole buffer (dispose it once done with it; the tensors keep the memory alive).
- * Every spec must be non-empty. Null on a device while a graph capture allocates.
- */
-export function emptyPacked(specs: readonly PackedSpec[], device: string): { buffer: Tensor; tensors: Tensor[]; offsets: number[] } | null {
+/** Host tensors of `specs` over one buffer, and a uint8 tensor of the whole buffer. */
+export function emptyPackedHost(specs: readonly PackedSpec[]): { buffer: Tensor; tensors: Tensor[]; offsets: number[] } {
   const { offsets, bytes, totalBytes } = packedLayout(specs);
-  const ordinal = parseDevice(device);
-  if (ordinal === null) {
-    const whole = HostStorage.allocate(totalBytes);
-    return {
-      buffer: new Tensor(whole, 'uint8', [totalBytes]),
-      tensors: specs.map((s, i) => new Tensor(new HostStorage(whole.buffer, offsets[i], bytes[i]), s.dtype, [...s.shape])),
-      offsets,
-    };
-  }
-  const storages = DeviceStorage.carve(ordinal, totalBytes, offsets.map((o, i) => [o, bytes[i]] as const));
-  if (!storages) return null;
-  const [whole, ...pieces] = storages;
+  const whole = HostStorage.allocate(totalBytes);
   return {
     buffer: new Tensor(whole, 'uint8', [totalBytes]),
-    tensors: specs.map((s, i) => new Tensor(pieces[i], s.dtype, [...s.shape])),
+    tensors: specs.map((s, i) => new Tensor(new HostStorage(whole.buffer, offsets[i], bytes[i]), s.dtype, [...s.shape])),
     offsets,
   };
 }

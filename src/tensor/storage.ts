@@ -21,27 +21,6 @@ export class HostStorage {
 
 interface DeviceHeld {
   ptr: bigint;
-  /** Set when the bytes are a piece of a block shared with other storages. */
-  block: SharedBlock | null;
-}
-
-/**
- * One device allocation carved into several storages ({@link DeviceStorage.carve}):
- * each piece is disposed on its own, and the block goes back (to the cache or the
- * pool, on the stream current at that moment) when the last piece is released.
- */
-class SharedBlock {
-  refs: number;
-  constructor(readonly ptr: bigint, readonly size: number, readonly allocStream: bigint, pieces: number) {
-    this.refs = pieces;
-  }
-
-  release(): void {
-    if (--this.refs > 0) return;
-    const stream = currentStream().handle;
-    if (stream === this.allocStream) release(this.ptr, this.size, stream);
-    else cuda().cudaFreeAsync(this.ptr, stream);
-  }
 }
 
 /**
@@ -69,8 +48,7 @@ export function endGraphAllocations(): DeviceStorage[] {
 const registry = new FinalizationRegistry<DeviceHeld>((held) => {
   if (held.ptr === 0n) return;
   try {
-    if (held.block) held.block.release();
-    else cuda().cudaFreeAsync(held.ptr, currentStream().handle);
+    cuda().cudaFreeAsync(held.ptr, currentStream().handle);
   } catch {
     // The context is gone (process exit after an abort): the driver reclaims it.
   }
@@ -138,46 +116,31 @@ export class DeviceStorage {
   private readonly held: DeviceHeld;
   private graphOwned = false;
 
-  private constructor(ordinal: number, ptr: bigint, readonly bytes: number, private readonly allocStream: bigint, block: SharedBlock | null = null) {
+  private constructor(ordinal: number, ptr: bigint, readonly bytes: number, private readonly allocStream: bigint) {
     this.ordinal = ordinal;
     this.device = `cuda:${ordinal}`;
-    this.held = { ptr, block };
+    this.held = { ptr };
     if (ptr !== 0n) registry.register(this, this.held, this);
   }
 
   /** Allocates `bytes` on the current stream of the current device, which must be `ordinal`. */
   static allocate(ordinal: number, bytes: number): DeviceStorage {
-    checkCurrent(ordinal);
+    const current = currentDevice();
+    if (current !== ordinal) {
+      throw new InvalidArgumentError('device', `cuda:${ordinal} is not this thread's current device (cuda:${current}); one rank owns one device`);
+    }
     if (bytes === 0) return new DeviceStorage(ordinal, 0n, 0, 0n);
     const stream = currentStream().handle;
     const size = sizeClass(bytes);
-    const storage = new DeviceStorage(ordinal, allocateBlock(stream, size), bytes, stream);
+    let ptr = capturing ? null : takeCached(stream, size);
+    if (ptr === null) {
+      const out = new BigUint64Array(1);
+      cuda().cudaMallocAsync(out, size, stream);
+      ptr = out[0];
+    }
+    const storage = new DeviceStorage(ordinal, ptr, bytes, stream);
     capturing?.add(storage);
     return storage;
-  }
-
-  /**
-   * One allocation of `totalBytes` carved into storages: the whole block first, then
-   * one per piece (`[offset, bytes]`, inside the block, non-empty). Each is disposed on
-   * its own; the memory goes back when the last one is. Null while a graph capture
-   * allocates (the graph owns its allocations whole): allocate the pieces one by one then.
-   */
-  static carve(ordinal: number, totalBytes: number, pieces: readonly (readonly [number, number])[]): DeviceStorage[] | null {
-    checkCurrent(ordinal);
-    if (capturing) return null;
-    for (const [offset, bytes] of pieces) {
-      if (!(bytes > 0) || offset < 0 || offset + bytes > totalBytes) {
-        throw new InvalidArgumentError('pieces', `piece [${offset}, +${bytes}) is empty or outside a block of ${totalBytes} bytes`);
-      }
-    }
-    const stream = currentStream().handle;
-    const size = sizeClass(totalBytes);
-    const ptr = allocateBlock(stream, size);
-    const block = new SharedBlock(ptr, size, stream, pieces.length + 1);
-    return [
-      new DeviceStorage(ordinal, ptr, totalBytes, stream, block),
-      ...pieces.map(([offset, bytes]) => new DeviceStorage(ordinal, ptr + BigInt(offset), bytes, stream, block)),
-    ];
   }
 
   /** @internal the graph that allocated this storage owns it now. */
@@ -204,17 +167,13 @@ export class DeviceStorage {
     return this.held.ptr === 0n && this.bytes > 0;
   }
 
-  /** Frees the memory stream-ordered on the current stream (a carved piece: once every piece is disposed); idempotent. */
+  /** Frees the memory stream-ordered on the current stream; idempotent. */
   dispose(): void {
     if (this.held.ptr === 0n || this.graphOwned) return;
     capturing?.delete(this); // freed inside the capture: a free node of the graph
     registry.unregister(this);
     const ptr = this.held.ptr;
     this.held.ptr = 0n;
-    if (this.held.block) {
-      this.held.block.release();
-      return;
-    }
     const stream = currentStream().handle;
     // A block made on another stream (a pipe's receive, freed by its user) goes back to
     // the pool: cached here it would serve only this stream, and the stream that
@@ -225,19 +184,3 @@ export class DeviceStorage {
 }
 
 export type Storage = HostStorage | DeviceStorage;
-
-function checkCurrent(ordinal: number): void {
-  const current = currentDevice();
-  if (current !== ordinal) {
-    throw new InvalidArgumentError('device', `cuda:${ordinal} is not this thread's current device (cuda:${current}); one rank owns one device`);
-  }
-}
-
-/** A block of size class `size` on `stream`: from the cache when one is kept, else cudaMallocAsync. */
-function allocateBlock(stream: bigint, size: number): bigint {
-  const cached = capturing ? null : takeCached(stream, size);
-  if (cached !== null) return cached;
-  const out = new BigUint64Array(1);
-  cuda().cudaMallocAsync(out, size, stream);
-  return out[0];
-}

@@ -1,23 +1,22 @@
 import { describe, expect, it } from 'vitest';
 import { PACK_TENSOR_MAX_BYTES, planWire, receiverWire, senderWire, type WireSlot } from '../../src/parallel/dict-wire.ts';
-import { PACK_ALIGN_BYTES, Tensor, emptyPacked, packedLayout } from '../../src/tensor/index.ts';
+import { PACK_ALIGN_BYTES, Tensor, emptyPackedHost, packedLayout } from '../../src/tensor/index.ts';
 
 const slot = (dtype: WireSlot['dtype'], shape: number[], onCpu = false): WireSlot => ({ dtype, shape, onCpu });
 
 describe('the tensor-dict wire plan', () => {
-  it('packs the small non-empty tensors of each kind when two or more qualify; empty ones never travel', () => {
+  it('packs the small non-empty host tensors when two or more qualify; device ones, empty ones and large ones travel alone or not at all', () => {
     const big = PACK_TENSOR_MAX_BYTES / 4 + 1; // float32 elements just past the bound
     const plan = planWire([
-      slot('float32', [4]), slot('int64', [0, 3]), slot('float16', [8]), slot('float32', [big]),
-      slot('int32', [2], true), slot('uint8', [3]), slot('float32', [1], true), slot('float32', [big], true),
+      slot('float32', [4]), slot('int64', [0, 3], true), slot('float16', [8], true), slot('float32', [big], true),
+      slot('int32', [2], true), slot('uint8', [3]), slot('float32', [0]),
     ]);
-    expect(plan.packed.device).toEqual([0, 2, 5]);
-    expect(plan.packed.host).toEqual([4, 6]);
-    expect(plan.alone).toEqual([3, 7]);
+    expect(plan.packed).toEqual([2, 4]);
+    expect(plan.alone).toEqual([0, 3, 5]);
   });
 
-  it('a lone small tensor of its kind travels alone', () => {
-    expect(planWire([slot('float32', [4]), slot('float32', [4], true)])).toEqual({ packed: { device: [], host: [] }, alone: [0, 1] });
+  it('a lone small host tensor travels alone', () => {
+    expect(planWire([slot('float32', [4]), slot('float32', [4], true)])).toEqual({ packed: [], alone: [0, 1] });
   });
 
   it('lays pieces out aligned, in order', () => {
@@ -31,7 +30,7 @@ describe('the tensor-dict wire plan', () => {
 describe('packed host tensors', () => {
   it('are views of one buffer at their offsets', async () => {
     const specs = [slot('int32', [3]), slot('float32', [2])];
-    const packed = emptyPacked(specs, 'cpu')!;
+    const packed = emptyPackedHost(specs);
     (packed.tensors[0].hostView() as Int32Array).set([1, 2, 3]);
     (packed.tensors[1].hostView() as Float32Array).set([0.5, -2]);
     const bytes = packed.buffer.hostView() as Uint8Array;
