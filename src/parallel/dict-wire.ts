@@ -26,7 +26,7 @@ export interface Wire {
   device: Tensor[];
   /** Over the CPU data plane. */
   host: Tensor[];
-  /** Run once the wire has been broadcast: a receiver copies nothing, the source frees nothing (host memory). */
+  /** Run once the wire's broadcasts are enqueued: the source frees its contiguous copies. */
   finish(): void;
 }
 
@@ -53,17 +53,26 @@ export function planWire(slots: readonly WireSlot[]): Plan {
 const specsOf = (slots: readonly WireSlot[], positions: number[]): PackedSpec[] => positions.map((i) => slots[i]);
 const noop = (): void => undefined;
 
-/** The source's wire: its small host tensors copied into one buffer, the rest as they are. */
+/**
+ * The source's wire: its small host tensors copied into one buffer, the rest as they
+ * are, or as contiguous copies of the non-contiguous ones (freed by finish(), stream
+ * ordered after the broadcasts that read them).
+ */
 export function senderWire(tensors: readonly Tensor[], slots: readonly WireSlot[]): Wire {
   const plan = planWire(slots);
-  const wire: Wire = { device: [], host: [], finish: noop };
+  const copies: Tensor[] = [];
+  const wire: Wire = { device: [], host: [], finish: () => copies.forEach((t) => t.dispose()) };
   if (plan.packed.length > 0) {
     const { offsets, totalBytes } = packedLayout(specsOf(slots, plan.packed));
     const buffer = Tensor.empty([totalBytes], { dtype: 'uint8' });
     plan.packed.forEach((p, k) => copyBytes(buffer, offsets[k], tensors[p].contiguous(), 0, tensors[p].nbytes));
     wire.host.push(buffer);
   }
-  for (const p of plan.alone) wire[slots[p].onCpu ? 'host' : 'device'].push(tensors[p]);
+  for (const p of plan.alone) {
+    const t = tensors[p].contiguous();
+    if (t !== tensors[p]) copies.push(t);
+    wire[slots[p].onCpu ? 'host' : 'device'].push(t);
+  }
   return wire;
 }
 

@@ -227,9 +227,21 @@ export class GroupCoordinator {
     if (this.worldSize === 1) return tensorDict;
     if (this.rankInGroup === src) {
       const { metadata, tensors } = splitTensorDict(tensorDict as TensorDict);
-      await (await this.queueFor(src)).enqueue(metadata);
+      for (const [i, t] of tensors.entries()) {
+        if (t.device !== 'cpu' && t.device !== this.device) {
+          throw new InvalidArgumentError('tensorDict', `tensor ${i} of the dict is on ${t.device}, but group '${this.uniqueName}' works on ${this.device}`);
+        }
+      }
+      // The wire first: whatever it refuses fails here, before any rank was told to expect it.
       const slots = tensors.map((t): WireSlot => ({ dtype: t.dtype, shape: [...t.shape], onCpu: t.device === 'cpu' }));
-      await this.broadcastWire(senderWire(tensors, slots), src);
+      const wire = senderWire(tensors, slots);
+      try {
+        await (await this.queueFor(src)).enqueue(metadata);
+      } catch (err) {
+        wire.finish();
+        throw err;
+      }
+      await this.broadcastWire(wire, src);
       return tensorDict;
     }
     const metadata = await (await this.queueFor(src)).dequeue<MetadataEntry[]>();
