@@ -305,8 +305,8 @@ export class NcclPipe implements KVPipeBase {
    * pipe's stream. Resolves once issued, with a function that waits for the data's
    * delivery and releases what the send held (called in send order).
    *
-   * The metadata write is not awaited (it leaves in order on the group's direct
-   * connection at the end of this tick; a failed write breaks the pipe), except the first: NCCL opens
+   * The metadata write is not awaited (it is written to the group's direct connection at
+   * once and in order; a failed write breaks the pipe), except the first: NCCL opens
    * a peer connection inside a send and blocks the thread until the peer, which needs
    * the metadata to post its receive, joins. connect() opened them already; awaiting
    * the first write keeps even a lazily reopened connection from deadlocking.
