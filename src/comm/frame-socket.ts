@@ -28,6 +28,10 @@ export class FrameSocket {
   private failure: Error | null = null;
   private closedByUs = false;
   private peerSaidBye = false;
+  /** Frames handed to the socket, and the last one whose write callback ran (they run in order). */
+  private sentFrames = 0;
+  private flushedFrames = 0;
+  private readonly flushWaiters = new Set<(err?: Error) => void>();
 
   /**
    * `onLost` runs once when the peer goes away without {@link close} on this side;
@@ -58,7 +62,13 @@ export class FrameSocket {
     frame.writeUInt32LE(body.length, 0);
     frame.writeUInt8(type, 4);
     frame.set(body, HEADER);
-    return this.socket.write(frame);
+    const n = ++this.sentFrames;
+    return this.socket.write(frame, (err) => this.onFlushed(n, err ?? undefined));
+  }
+
+  private onFlushed(n: number, err?: Error): void {
+    this.flushedFrames = n;
+    for (const waiter of [...this.flushWaiters]) waiter(err);
   }
 
   /** Bytes queued in the socket and not yet handed to the kernel. */
@@ -66,21 +76,30 @@ export class FrameSocket {
     return this.socket.writableLength;
   }
 
-  /** Resolves once the socket's write queue has drained, or rejects at `deadline` (performance.now()). */
+  /**
+   * Resolves once every frame sent so far is in the kernel, or rejects at `deadline`
+   * (performance.now()). Waits on the frames' own write callbacks: a socket emits
+   * 'drain' only after a write that returned false, and a small frame queued behind a
+   * full kernel buffer returns true.
+   */
   drained(deadline: number, onTimeout: () => Error): Promise<void> {
-    if (this.socket.writableLength === 0) return Promise.resolve();
+    const target = this.sentFrames;
+    if (this.socket.writableLength === 0 || this.flushedFrames >= target) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const done = (err?: Error) => {
         clearTimeout(timer);
-        this.socket.off('drain', onDrain);
+        this.flushWaiters.delete(onFlushed);
         this.socket.off('close', onClose);
         if (err) reject(err);
         else resolve();
       };
-      const onDrain = () => done();
+      const onFlushed = (err?: Error) => {
+        if (err) done(this.failure ?? err);
+        else if (this.flushedFrames >= target) done();
+      };
       const onClose = () => done(this.failure ?? new Error('connection closed'));
       const timer = setTimeout(() => done(onTimeout()), Math.max(0, deadline - performance.now()));
-      this.socket.on('drain', onDrain);
+      this.flushWaiters.add(onFlushed);
       this.socket.on('close', onClose);
     });
   }
