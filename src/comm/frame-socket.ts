@@ -68,6 +68,7 @@ export class FrameSocket {
 
   private onFlushed(n: number, err?: Error): void {
     this.flushedFrames = n;
+    if (this.flushWaiters.size === 0) return;
     for (const waiter of [...this.flushWaiters]) waiter(err);
   }
 

@@ -43,11 +43,14 @@ function bytesOf(s: WireSlot): number {
 
 /** The plan both ends compute: empty tensors never travel; small host ones pack when two or more qualify. */
 export function planWire(slots: readonly WireSlot[]): Plan {
-  const small = slots.map((_, i) => i).filter((i) => slots[i].onCpu && bytesOf(slots[i]) > 0 && bytesOf(slots[i]) <= PACK_TENSOR_MAX_BYTES);
-  const packed = small.length >= 2 ? small : [];
-  const inPack = new Set(packed);
-  const alone = slots.map((_, i) => i).filter((i) => !inPack.has(i) && bytesOf(slots[i]) > 0);
-  return { packed, alone };
+  const small: number[] = [];
+  const others: number[] = [];
+  slots.forEach((s, i) => {
+    const n = bytesOf(s);
+    if (n > 0) (s.onCpu && n <= PACK_TENSOR_MAX_BYTES ? small : others).push(i);
+  });
+  if (small.length < 2) return { packed: [], alone: [...small, ...others].sort((a, b) => a - b) };
+  return { packed: small, alone: others };
 }
 
 const specsOf = (slots: readonly WireSlot[], positions: number[]): PackedSpec[] => positions.map((i) => slots[i]);
