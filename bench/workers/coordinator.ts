@@ -2,7 +2,9 @@
 // baseline times it (barrier, then the source builds the dict of device tensors and a
 // scalar, everyone broadcasts and synchronizes; per-rank wall time), after untimed
 // warm-up iterations (JIT, the broadcast queue's creation, the block cache).
+import { deserialize, serialize } from 'node:v8';
 import type { RankContext } from '../../src/orchestrator/index.ts';
+import { receiverWire, senderWire } from '../../src/parallel/dict-wire.ts';
 import { Tensor } from '../../src/tensor/index.ts';
 
 export async function broadcastTensorDict(ctx: RankContext, args: { tensors: number; iters: number; warmup?: number }) {
@@ -180,8 +182,6 @@ export async function profileReal(ctx: RankContext, args: { tensors: number; ite
 export async function hostParts(ctx: RankContext, args: { tensors: number; iters: number }) {
   const g = ctx.world;
   const n = args.tensors;
-  const { serialize, deserialize } = await import('node:v8');
-  const { receiverWire, senderWire } = await import('../../src/parallel/dict-wire.ts');
   const internals = g as unknown as { broadcastWire(wire: unknown, src: number): Promise<void> };
   const meta = [['step', 1], ...Array.from({ length: n }, (_, i) => [`t${i}`, { __tensor: ['cuda', 'float32', [1024]] }])];
   const slots = Array.from({ length: n }, () => ({ dtype: 'float32' as const, shape: [1024], onCpu: false }));

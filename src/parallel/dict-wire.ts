@@ -8,7 +8,7 @@
  * a copy (docs/results/h1-s4-copies.jsonl), more than the grouped broadcast it saves.
  * Both ends derive the same plan from the metadata.
  */
-import { Tensor, copyBytes, dtypeInfo, emptyPackedHost, packedLayout, type DType, type PackedSpec } from '../tensor/index.ts';
+import { Tensor, copyBytes, emptyPackedHost, packedLayout, specBytes, type DType, type PackedSpec } from '../tensor/index.ts';
 
 /** Host tensors at most this large travel packed with the dict's other small host tensors. */
 export const PACK_TENSOR_MAX_BYTES = 256 << 10;
@@ -37,16 +37,12 @@ interface Plan {
   alone: number[];
 }
 
-function bytesOf(s: WireSlot): number {
-  return s.shape.reduce((a, d) => a * d, 1) * dtypeInfo(s.dtype).bytes;
-}
-
 /** The plan both ends compute: empty tensors never travel; small host ones pack when two or more qualify. */
 export function planWire(slots: readonly WireSlot[]): Plan {
   const small: number[] = [];
   const others: number[] = [];
   slots.forEach((s, i) => {
-    const n = bytesOf(s);
+    const n = specBytes(s);
     if (n > 0) (s.onCpu && n <= PACK_TENSOR_MAX_BYTES ? small : others).push(i);
   });
   if (small.length < 2) return { packed: [], alone: [...small, ...others].sort((a, b) => a - b) };

@@ -6,5 +6,5 @@ export type { DType, DTypeInfo, StorageArray } from './dtype.ts';
 export { Stream, CudaEvent, currentStream, setCurrentStream, withStream, enqueueOn, setDevice, currentDevice, pollUntil, failStream, throwIfStreamFailed } from './stream.ts';
 export { HostStorage, DeviceStorage, beginGraphAllocations, endGraphAllocations } from './storage.ts';
 export { copyBytes } from './bytes.ts';
-export { emptyPackedHost, packedLayout, PACK_ALIGN_BYTES } from './packed.ts';
+export { emptyPackedHost, packedLayout, specBytes, PACK_ALIGN_BYTES } from './packed.ts';
 export type { PackedSpec } from './packed.ts';

@@ -16,6 +16,11 @@ export interface PackedSpec {
   dtype: DType;
 }
 
+/** Bytes of one tensor of `spec`. */
+export function specBytes(spec: PackedSpec): number {
+  return spec.shape.reduce((a, d) => a * d, 1) * dtypeInfo(spec.dtype).bytes;
+}
+
 /** Byte offsets of `specs` in a packed buffer, each aligned, and the buffer's size. */
 export function packedLayout(specs: readonly PackedSpec[]): { offsets: number[]; bytes: number[]; totalBytes: number } {
   const offsets: number[] = [];
@@ -23,7 +28,7 @@ export function packedLayout(specs: readonly PackedSpec[]): { offsets: number[];
   let end = 0;
   for (const s of specs) {
     const offset = Math.ceil(end / PACK_ALIGN_BYTES) * PACK_ALIGN_BYTES;
-    const n = s.shape.reduce((a, d) => a * d, 1) * dtypeInfo(s.dtype).bytes;
+    const n = specBytes(s);
     offsets.push(offset);
     bytes.push(n);
     end = offset + n;
