@@ -36,15 +36,39 @@ export async function run(opts: CpuBenchOptions): Promise<void> {
     const group = await launchGroup({ worldSize: WORLD, worker, backend: 'cpu', mode, timeoutMs: 300_000 });
     try {
       type Row = { op: CpuSweepOp; bytes: number; us: number; transport: string };
-      const perRank = await group.callAll<Row[]>('sweep', { ops: OPS, minBytes, maxBytes, comm: opts.comm } satisfies CpuSweepArgs);
+      const perRank = await group.callAll<Row[]>('sweep', {
+        ops: OPS,
+        minBytes,
+        maxBytes,
+        comm: opts.comm,
+      } satisfies CpuSweepArgs);
       opts.log(`# ${mode} ranks (${perRank[0][0]?.transport}), world ${WORLD}`);
       opts.log(tableHeader());
       perRank[0].forEach((row, i) => {
         const ranks = row.op === 'send_recv' ? perRank.slice(0, 2) : perRank;
         const us = Math.max(...ranks.map((r) => r[i].us));
         const busbw = (row.bytes / us / 1e3) * busFactor(row.op, WORLD);
-        opts.log(tableLine({ op: row.op, bytes: row.bytes, count: Math.max(1, Math.floor(row.bytes / 4)), dtype: 'float', us, busbw }));
-        opts.json({ impl: 'gpugroup', backend: 'cpu', mode, transport: row.transport, op: row.op, world: WORLD, bytes: row.bytes, us: +us.toFixed(2), busbw: +busbw.toFixed(3) });
+        opts.log(
+          tableLine({
+            op: row.op,
+            bytes: row.bytes,
+            count: Math.max(1, Math.floor(row.bytes / 4)),
+            dtype: 'float',
+            us,
+            busbw,
+          }),
+        );
+        opts.json({
+          impl: 'gpugroup',
+          backend: 'cpu',
+          mode,
+          transport: row.transport,
+          op: row.op,
+          world: WORLD,
+          bytes: row.bytes,
+          us: +us.toFixed(2),
+          busbw: +busbw.toFixed(3),
+        });
       });
     } finally {
       await group.shutdown();
@@ -58,7 +82,17 @@ export async function run(opts: CpuBenchOptions): Promise<void> {
     const t0 = performance.now();
     for (let i = 0; i < iters; i++) dst.set(src);
     const us = ((performance.now() - t0) * 1000) / iters;
-    opts.log(tableLine({ label: 'memcpy', op: 'memcpy', bytes, count: bytes, dtype: 'uint8', us, busbw: bytes / us / 1e3 }));
-    opts.json({ impl: 'memcpy', backend: 'cpu', op: 'memcpy', world: 1, bytes, us: +us.toFixed(3), busbw: +(bytes / us / 1e3).toFixed(3) });
+    opts.log(
+      tableLine({ label: 'memcpy', op: 'memcpy', bytes, count: bytes, dtype: 'uint8', us, busbw: bytes / us / 1e3 }),
+    );
+    opts.json({
+      impl: 'memcpy',
+      backend: 'cpu',
+      op: 'memcpy',
+      world: 1,
+      bytes,
+      us: +us.toFixed(3),
+      busbw: +(bytes / us / 1e3).toFixed(3),
+    });
   }
 }

@@ -27,12 +27,31 @@ export async function run(opts: BenchOptions): Promise<void> {
     return;
   }
   opts.log(`collectives: NCCL ${nccl().version} from ${nccl().path}, world ${world}, ${opts.mode ?? 'process'} ranks`);
-  const group = await launchGroup({ worldSize: world, worker, backend: 'nccl', mode: opts.mode ?? 'process', timeoutMs: 300_000 });
+  const group = await launchGroup({
+    worldSize: world,
+    worker,
+    backend: 'nccl',
+    mode: opts.mode ?? 'process',
+    timeoutMs: 300_000,
+  });
   try {
-    const results = await group.callAll('sweep', { ops: OPS, minBytes: opts.minBytes ?? 8, maxBytes: opts.maxBytes ?? 1 << 30 });
+    const results = await group.callAll('sweep', {
+      ops: OPS,
+      minBytes: opts.minBytes ?? 8,
+      maxBytes: opts.maxBytes ?? 1 << 30,
+    });
     opts.log(tableHeader());
     for (const rec of (results as { op: string; bytes: number; us: number; busbw: number }[][]).flat()) {
-      opts.log(tableLine({ op: rec.op, bytes: rec.bytes, count: Math.max(1, Math.floor(rec.bytes / 4)), dtype: 'float', us: rec.us, busbw: rec.busbw }));
+      opts.log(
+        tableLine({
+          op: rec.op,
+          bytes: rec.bytes,
+          count: Math.max(1, Math.floor(rec.bytes / 4)),
+          dtype: 'float',
+          us: rec.us,
+          busbw: rec.busbw,
+        }),
+      );
       opts.json({ ...rec, mode: opts.mode ?? 'process' });
     }
     await reportHostCost(opts, world, group.callAll('hostCost', { iters: 2000 }), {});
@@ -43,10 +62,17 @@ export async function run(opts: BenchOptions): Promise<void> {
 
 type HostCost = { raw: number; gpugroup: number; allocFree: number } | null;
 
-async function reportHostCost(opts: BenchOptions, world: number, pending: Promise<unknown[]>, extra: object): Promise<void> {
+async function reportHostCost(
+  opts: BenchOptions,
+  world: number,
+  pending: Promise<unknown[]>,
+  extra: object,
+): Promise<void> {
   const [cost] = (await pending) as HostCost[];
   if (!cost) return;
-  opts.log(`host cost per allReduce call: gpugroup ${cost.gpugroup.toFixed(2)} us, raw koffi ncclAllReduce ${cost.raw.toFixed(2)} us (+${(cost.gpugroup - cost.raw).toFixed(2)}); output alloc+free ${cost.allocFree.toFixed(2)} us`);
+  opts.log(
+    `host cost per allReduce call: gpugroup ${cost.gpugroup.toFixed(2)} us, raw koffi ncclAllReduce ${cost.raw.toFixed(2)} us (+${(cost.gpugroup - cost.raw).toFixed(2)}); output alloc+free ${cost.allocFree.toFixed(2)} us`,
+  );
   opts.json({ impl: 'gpugroup', op: 'all_reduce_host_cost', world, us: +cost.gpugroup.toFixed(3), ...extra });
   opts.json({ impl: 'raw-koffi', op: 'all_reduce_host_cost', world, us: +cost.raw.toFixed(3), ...extra });
   opts.json({ impl: 'gpugroup', op: 'device_alloc_free_host_cost', world, us: +cost.allocFree.toFixed(3), ...extra });
@@ -58,12 +84,22 @@ async function reportHostCost(opts: BenchOptions, world: number, pending: Promis
  * meaningful is the host's enqueue cost, ours beside the raw call in the same process.
  */
 async function hostCostRehearsal(opts: BenchOptions, world: number): Promise<void> {
-  opts.log(`collectives: ${world} ranks sharing GPU 0 (a rehearsal): the sweep is skipped; host cost only. NCCL ${nccl().version} from ${nccl().path}`);
+  opts.log(
+    `collectives: ${world} ranks sharing GPU 0 (a rehearsal): the sweep is skipped; host cost only. NCCL ${nccl().version} from ${nccl().path}`,
+  );
   const group = await launchGroup({
-    worldSize: world, worker, backend: 'nccl', mode: 'process', timeoutMs: 300_000, devices: Array<number>(world).fill(0), shareDevices: true,
+    worldSize: world,
+    worker,
+    backend: 'nccl',
+    mode: 'process',
+    timeoutMs: 300_000,
+    devices: Array<number>(world).fill(0),
+    shareDevices: true,
   });
   try {
-    await reportHostCost(opts, world, group.callAll('hostCost', { iters: 640, batch: 32, rounds: 5 }), { shared_gpu: true });
+    await reportHostCost(opts, world, group.callAll('hostCost', { iters: 640, batch: 32, rounds: 5 }), {
+      shared_gpu: true,
+    });
   } finally {
     await group.shutdown();
   }

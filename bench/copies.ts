@@ -22,7 +22,9 @@ export async function run(opts: BenchOptions): Promise<void> {
   const stream = currentStream();
   const driver = cudaDriver();
   for (const n of [1, 8, 32]) {
-    const srcs = Array.from({ length: n }, (_, i) => Tensor.full([BYTES / 4], i + 1, { dtype: 'float32', device: 'cuda:0' }));
+    const srcs = Array.from({ length: n }, (_, i) =>
+      Tensor.full([BYTES / 4], i + 1, { dtype: 'float32', device: 'cuda:0' }),
+    );
     const { offsets, totalBytes } = packedLayout(srcs.map((t) => ({ shape: t.shape, dtype: t.dtype })));
     const dst = Tensor.zeros([totalBytes], { dtype: 'uint8', device: 'cuda:0' });
     const batch = driver?.cuMemcpyBatchAsync_v2;
@@ -43,7 +45,9 @@ export async function run(opts: BenchOptions): Promise<void> {
       parts.memcpyBatch();
       const back = (await dst.toArray()) as Uint8Array;
       const ok = offsets.every((o, i) => new Float32Array(back.buffer.slice(o, o + BYTES)).every((v) => v === i + 1));
-      opts.log(`copies: cuMemcpyBatchAsync_v2 of ${n} × 4 KiB ${ok ? 'copied every byte right' : 'copied WRONG bytes'}`);
+      opts.log(
+        `copies: cuMemcpyBatchAsync_v2 of ${n} × 4 KiB ${ok ? 'copied every byte right' : 'copied WRONG bytes'}`,
+      );
       if (!ok) delete parts.memcpyBatch;
     } else {
       opts.log('copies: cuMemcpyBatchAsync_v2 is not in this driver');

@@ -16,14 +16,28 @@ export async function run(opts: BenchOptions): Promise<void> {
     opts.log(`graphs: needs ${Math.max(world, 2)} GPUs, ${gpus} visible; skipped`);
     return;
   }
-  const group = await launchGroup({ worldSize: world, worker: new URL('./workers/graphs.ts', import.meta.url), backend: 'nccl', timeoutMs: 120_000 });
+  const group = await launchGroup({
+    worldSize: world,
+    worker: new URL('./workers/graphs.ts', import.meta.url),
+    backend: 'nccl',
+    timeoutMs: 120_000,
+  });
   try {
     const [records] = await group.callAll<{ bytes: number; us: number }[]>('graphSweep', { sizes: SIZES });
     opts.log('# graph-captured all_reduce (100 per graph, 10 replays)');
     opts.log(tableHeader());
     for (const rec of records) {
       const busbw = (rec.bytes / rec.us / 1e3) * ((2 * (world - 1)) / world);
-      opts.log(tableLine({ op: 'all_reduce', bytes: rec.bytes, count: Math.max(1, Math.floor(rec.bytes / 4)), dtype: 'float', us: rec.us, busbw }));
+      opts.log(
+        tableLine({
+          op: 'all_reduce',
+          bytes: rec.bytes,
+          count: Math.max(1, Math.floor(rec.bytes / 4)),
+          dtype: 'float',
+          us: rec.us,
+          busbw,
+        }),
+      );
       opts.json(rec);
     }
   } finally {

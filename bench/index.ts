@@ -74,7 +74,12 @@ const opts: BenchOptions = {
   minBytes: values['min-bytes'] ? Number(values['min-bytes']) : undefined,
   maxBytes: values['max-bytes'] ? Number(values['max-bytes']) : undefined,
   shareDevices: values['share-devices'] ?? false,
-  mode: values.mode === 'thread' ? 'thread' : values.mode === undefined || values.mode === 'process' ? 'process' : undefined,
+  mode:
+    values.mode === 'thread'
+      ? 'thread'
+      : values.mode === undefined || values.mode === 'process'
+        ? 'process'
+        : undefined,
 };
 if (opts.mode === undefined) {
   process.stderr.write(`--mode must be 'process' or 'thread', got '${values.mode}'\n`);

@@ -13,32 +13,96 @@ import type { BenchOptions } from './index.ts';
 
 export async function run(opts: BenchOptions): Promise<void> {
   const backend = opts.backend ?? (cudaDeviceCount() >= 2 ? 'nccl' : 'cpu');
-  const group = await launchGroup({ worldSize: 2, worker: new URL('./workers/kvpipe.ts', import.meta.url), backend, mode: 'process', timeoutMs: 300_000 });
+  const group = await launchGroup({
+    worldSize: 2,
+    worker: new URL('./workers/kvpipe.ts', import.meta.url),
+    backend,
+    mode: 'process',
+    timeoutMs: 300_000,
+  });
   try {
     await group.callAll('open', await freePort());
     opts.log(tableHeader());
-    const sizes = backend === 'nccl' ? [[16 << 20, 40], [256 << 20, 10]] : [[1 << 20, 20], [16 << 20, 5]];
+    const sizes =
+      backend === 'nccl'
+        ? [
+            [16 << 20, 40],
+            [256 << 20, 10],
+          ]
+        : [
+            [1 << 20, 20],
+            [16 << 20, 5],
+          ];
     for (const [bytes, count] of sizes) {
       const [, s] = await group.callAll<number>('stream', { bytes, count });
       const busbw = +((bytes * count) / s / 1e9).toFixed(2);
-      opts.log(tableLine({ op: 'kv_pipe_send_recv', bytes, count: bytes, dtype: 'uint8', us: (s / count) * 1e6, busbw }));
-      opts.json({ impl: 'gpugroup', op: 'send_recv', world: 2, backend, bytes, us: +((s / count) * 1e6).toFixed(2), busbw, via: 'NcclPipe' });
+      opts.log(
+        tableLine({ op: 'kv_pipe_send_recv', bytes, count: bytes, dtype: 'uint8', us: (s / count) * 1e6, busbw }),
+      );
+      opts.json({
+        impl: 'gpugroup',
+        op: 'send_recv',
+        world: 2,
+        backend,
+        bytes,
+        us: +((s / count) * 1e6).toFixed(2),
+        busbw,
+        via: 'NcclPipe',
+      });
     }
     const [lat] = await group.callAll<{ p50: number; p99: number; min: number }>('small', 500);
     opts.log(`kv pipe 4 KiB tensor + metadata, one way (${backend}): p50 ${lat.p50} us, p99 ${lat.p99} us`);
-    opts.json({ impl: 'gpugroup', op: 'kv_pipe_small', world: 2, backend, bytes: 4096, us: lat.p50, p50_us: lat.p50, p99_us: lat.p99 });
+    opts.json({
+      impl: 'gpugroup',
+      op: 'kv_pipe_small',
+      world: 2,
+      backend,
+      bytes: 4096,
+      us: lat.p50,
+      p50_us: lat.p50,
+      p99_us: lat.p99,
+    });
     const [meta] = await group.callAll<{ p50: number; p99: number; min: number }>('small', 500, true);
     opts.log(`kv pipe null item (metadata alone), one way (${backend}): p50 ${meta.p50} us, p99 ${meta.p99} us`);
-    opts.json({ impl: 'gpugroup', op: 'kv_pipe_null', world: 2, backend, bytes: 0, us: meta.p50, p50_us: meta.p50, p99_us: meta.p99 });
+    opts.json({
+      impl: 'gpugroup',
+      op: 'kv_pipe_null',
+      world: 2,
+      backend,
+      bytes: 0,
+      us: meta.p50,
+      p50_us: meta.p50,
+      p99_us: meta.p99,
+    });
     await group.callAll('close');
     // Reference: the same traffic as plain send/recv on the group's communicator.
     const [bytes, count] = sizes[0];
     const [ref] = await group.callAll<{ streamS: number; smallP50: number }>('raw', { bytes, count, iters: 500 });
     const busbw = +((bytes * count) / ref.streamS / 1e9).toFixed(2);
-    opts.log(`reference, plain send/recv on the group's communicator: ${bytes} B × ${count}: ${busbw} GB/s; 4 KiB one way (synchronized): p50 ${ref.smallP50} us`);
+    opts.log(
+      `reference, plain send/recv on the group's communicator: ${bytes} B × ${count}: ${busbw} GB/s; 4 KiB one way (synchronized): p50 ${ref.smallP50} us`,
+    );
     // Its own op name, so that compare.mjs joins the baselines' send_recv with the pipe's figure only.
-    opts.json({ impl: 'gpugroup', op: 'send_recv_plain', world: 2, backend, bytes, us: +((ref.streamS / count) * 1e6).toFixed(2), busbw, via: 'communicator' });
-    opts.json({ impl: 'gpugroup', op: 'send_recv_small_sync', world: 2, backend, bytes: 4096, us: ref.smallP50, p50_us: ref.smallP50, via: 'communicator' });
+    opts.json({
+      impl: 'gpugroup',
+      op: 'send_recv_plain',
+      world: 2,
+      backend,
+      bytes,
+      us: +((ref.streamS / count) * 1e6).toFixed(2),
+      busbw,
+      via: 'communicator',
+    });
+    opts.json({
+      impl: 'gpugroup',
+      op: 'send_recv_small_sync',
+      world: 2,
+      backend,
+      bytes: 4096,
+      us: ref.smallP50,
+      p50_us: ref.smallP50,
+      via: 'communicator',
+    });
   } finally {
     await group.shutdown();
   }

@@ -10,17 +10,51 @@ import type { BenchOptions } from './index.ts';
 export async function run(opts: BenchOptions): Promise<void> {
   const world = opts.world ?? 4;
   for (const mode of ['thread', 'process'] as const) {
-    const group = await launchGroup({ worldSize: world, worker: new URL('./workers/mq.ts', import.meta.url), backend: 'cpu', mode, timeoutMs: 120_000 });
+    const group = await launchGroup({
+      worldSize: world,
+      worker: new URL('./workers/mq.ts', import.meta.url),
+      backend: 'cpu',
+      mode,
+      timeoutMs: 120_000,
+    });
     try {
       for (const bytes of [64, 4096]) {
-        const [rt] = await group.callAll<{ p50: number; p99: number; min: number } | null>('roundTrip', { iters: 2000, bytes });
-        opts.log(`mq round trip ${bytes} B (${mode}, 1 → ${world - 1}): p50 ${rt!.p50} us, p99 ${rt!.p99} us, min ${rt!.min} us`);
-        opts.json({ impl: 'gpugroup', op: 'mq_round_trip', world, mode, bytes, p50_us: rt!.p50, p99_us: rt!.p99, min_us: rt!.min });
+        const [rt] = await group.callAll<{ p50: number; p99: number; min: number } | null>('roundTrip', {
+          iters: 2000,
+          bytes,
+        });
+        opts.log(
+          `mq round trip ${bytes} B (${mode}, 1 → ${world - 1}): p50 ${rt!.p50} us, p99 ${rt!.p99} us, min ${rt!.min} us`,
+        );
+        opts.json({
+          impl: 'gpugroup',
+          op: 'mq_round_trip',
+          world,
+          mode,
+          bytes,
+          p50_us: rt!.p50,
+          p99_us: rt!.p99,
+          min_us: rt!.min,
+        });
       }
-      for (const [bytes, count] of [[4096, 20_000], [1 << 20, 300]] as const) {
+      for (const [bytes, count] of [
+        [4096, 20_000],
+        [1 << 20, 300],
+      ] as const) {
         const [t] = await group.callAll<{ s: number; MBps: number }>('throughput', { count, bytes });
-        opts.log(`mq throughput ${bytes} B × ${count} (${mode}, 1 → ${world - 1}): ${t.MBps.toFixed(0)} MB/s per reader (${(count / t.s).toFixed(0)} msg/s)`);
-        opts.json({ impl: 'gpugroup', op: 'mq_throughput', world, mode, bytes, count, s: +t.s.toFixed(4), MBps: +t.MBps.toFixed(1) });
+        opts.log(
+          `mq throughput ${bytes} B × ${count} (${mode}, 1 → ${world - 1}): ${t.MBps.toFixed(0)} MB/s per reader (${(count / t.s).toFixed(0)} msg/s)`,
+        );
+        opts.json({
+          impl: 'gpugroup',
+          op: 'mq_throughput',
+          world,
+          mode,
+          bytes,
+          count,
+          s: +t.s.toFixed(4),
+          MBps: +t.MBps.toFixed(1),
+        });
       }
     } finally {
       await group.shutdown();

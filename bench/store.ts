@@ -20,7 +20,9 @@ const BYTES = 1024;
 /** Runs the store suite, emitting one JSON record per measurement. */
 export async function run(opts: StoreBenchOptions): Promise<void> {
   const server = await TcpStoreServer.listen();
-  const clients = await Promise.all(Array.from({ length: WORLD }, () => TcpStoreClient.connect({ host: '127.0.0.1', port: server.port })));
+  const clients = await Promise.all(
+    Array.from({ length: WORLD }, () => TcpStoreClient.connect({ host: '127.0.0.1', port: server.port })),
+  );
   try {
     const value = new Uint8Array(BYTES).fill(7);
     const rt = await sample(5_000, 500, async (i) => {
@@ -31,7 +33,9 @@ export async function run(opts: StoreBenchOptions): Promise<void> {
     opts.log(`store set+get ${BYTES} B: p50 ${rt.p50} us, p99 ${rt.p99} us`);
     opts.json({ impl: 'gpugroup', op: 'store_set_get', world: 1, bytes: BYTES, p50_us: rt.p50, p99_us: rt.p99 });
 
-    const groups = clients.map((c, r) => StatelessProcessGroup.fromStore(c.withPrefix('bench'), r, WORLD, { storeTimeoutMs: 30_000 }));
+    const groups = clients.map((c, r) =>
+      StatelessProcessGroup.fromStore(c.withPrefix('bench'), r, WORLD, { storeTimeoutMs: 30_000 }),
+    );
     const obj = { payload: new Uint8Array(BYTES).fill(1) };
     const b = await sample(2_000, 200, async () => {
       await Promise.all(groups.map((g) => g.broadcastObj(g.rank === 0 ? obj : null, 0)));

@@ -27,6 +27,14 @@ export function tableHeader(label = ''): string {
 /** One formatted row; algbw is bytes / time. */
 export function tableLine(row: TableRow): string {
   const algbw = row.us > 0 ? row.bytes / row.us / 1e3 : 0;
-  const cells = [String(row.bytes), String(row.count), row.dtype, row.op, row.us.toFixed(2), algbw.toFixed(2), row.busbw.toFixed(2)];
+  const cells = [
+    String(row.bytes),
+    String(row.count),
+    row.dtype,
+    row.op,
+    row.us.toFixed(2),
+    algbw.toFixed(2),
+    row.busbw.toFixed(2),
+  ];
   return ` ${row.label ? `${row.label} ` : ''}${cells.map((c, i) => c.padStart(WIDTHS[i])).join(' ')}`;
 }

@@ -11,14 +11,18 @@ import { cudaDeviceCount } from '../native/index.ts';
 import { launchGroup } from '../src/orchestrator/index.ts';
 import { freePort } from '../src/store/index.ts';
 import { CudaEvent, Tensor, setDevice } from '../src/tensor/index.ts';
-import { NcclWeightTransferEngine, packedBroadcastProducer, type NamedTensors, type WeightTransferGroup } from '../src/weights/index.ts';
+import {
+  NcclWeightTransferEngine,
+  packedBroadcastProducer,
+  type NamedTensors,
+  type WeightTransferGroup,
+} from '../src/weights/index.ts';
 import type { BenchOptions } from './index.ts';
 
 const worker = new URL('./workers/weights-worker.ts', import.meta.url);
 const TENSORS = 512;
 const WARMUP = 1;
 const ITERS = 3;
-
 
 const gbps = (bytes: number, s: number): number => +(bytes / s / 1e9).toFixed(2);
 
@@ -31,7 +35,9 @@ export async function run(opts: BenchOptions): Promise<void> {
     return;
   }
   if (backend === 'nccl' && gpus < world) {
-    opts.log(`weights: NCCL needs ${world} GPUs (trainer + ${world - 1} workers), ${gpus} visible; skipped (try --backend cpu)`);
+    opts.log(
+      `weights: NCCL needs ${world} GPUs (trainer + ${world - 1} workers), ${gpus} visible; skipped (try --backend cpu)`,
+    );
     return;
   }
   const device = backend === 'nccl' ? 'cuda:0' : 'cpu';
@@ -41,13 +47,20 @@ export async function run(opts: BenchOptions): Promise<void> {
   const workers = world - 1;
   if (backend === 'nccl') setDevice(0);
   const group = await launchGroup({
-    worldSize: workers, worker, backend, mode: 'process', timeoutMs: 300_000,
+    worldSize: workers,
+    worker,
+    backend,
+    mode: 'process',
+    timeoutMs: 300_000,
     devices: backend === 'nccl' ? Array.from({ length: workers }, (_, i) => i + 1) : undefined,
   });
   let trainer: WeightTransferGroup | null = null;
   let ref: WeightTransferGroup | null = null;
   const numel = totalBytes / TENSORS / 2;
-  const weights: NamedTensors = Array.from({ length: TENSORS }, (_, i) => [`layers.${i}.weight`, Tensor.zeros([numel], { dtype: 'bfloat16', device })]);
+  const weights: NamedTensors = Array.from({ length: TENSORS }, (_, i) => [
+    `layers.${i}.weight`,
+    Tensor.zeros([numel], { dtype: 'bfloat16', device }),
+  ]);
   try {
     const info = { masterAddress: '127.0.0.1', masterPort: await freePort(), rankOffset: 1, worldSize: world };
     const refInfo = { ...info, masterPort: await freePort() };
@@ -58,42 +71,79 @@ export async function run(opts: BenchOptions): Promise<void> {
     ]);
     trainer = t;
     ref = r;
-    opts.log(`weights: ${backend}, trainer on ${device} + ${workers} workers; state dict ${totalBytes / 2 ** 20} MiB in ${TENSORS} bf16 tensors`);
+    opts.log(
+      `weights: ${backend}, trainer on ${device} + ${workers} workers; state dict ${totalBytes / 2 ** 20} MiB in ${TENSORS} bf16 tensors`,
+    );
     opts.log('#        bytes  tensors  packed     time(s)  GB/s');
     for (const packed of [true, false]) {
       const update = {
-        names: weights.map(([n]) => n), dtypeNames: weights.map(([, t]) => t.dtype), shapes: weights.map(([, t]) => [...t.shape]),
-        packed, packedBufferSizeBytes: bufferBytes, packedNumBuffers: 2,
+        names: weights.map(([n]) => n),
+        dtypeNames: weights.map(([, t]) => t.dtype),
+        shapes: weights.map(([, t]) => [...t.shape]),
+        packed,
+        packedBufferSizeBytes: bufferBytes,
+        packedNumBuffers: 2,
       };
       const times: number[] = [];
       for (let i = 0; i < WARMUP + ITERS; i++) {
         const t0 = performance.now();
         await Promise.all([
-          NcclWeightTransferEngine.trainerSendWeights(weights, { group: trainer, packed, packedBufferSizeBytes: bufferBytes, packedNumBuffers: 2 }),
+          NcclWeightTransferEngine.trainerSendWeights(weights, {
+            group: trainer,
+            packed,
+            packedBufferSizeBytes: bufferBytes,
+            packedNumBuffers: 2,
+          }),
           group.callAll('receive', update),
         ]);
         if (i >= WARMUP) times.push((performance.now() - t0) / 1000);
       }
       const s = Math.min(...times);
-      const rec = { impl: 'gpugroup', backend, op: 'weight_transfer', world, bytes: totalBytes, tensors: TENSORS, packed, s: +s.toFixed(4), busbw: gbps(totalBytes, s) };
-      opts.log(`${String(totalBytes).padStart(14)} ${String(TENSORS).padStart(8)} ${String(packed).padStart(7)} ${s.toFixed(4).padStart(11)} ${String(rec.busbw).padStart(5)}`);
+      const rec = {
+        impl: 'gpugroup',
+        backend,
+        op: 'weight_transfer',
+        world,
+        bytes: totalBytes,
+        tensors: TENSORS,
+        packed,
+        s: +s.toFixed(4),
+        busbw: gbps(totalBytes, s),
+      };
+      opts.log(
+        `${String(totalBytes).padStart(14)} ${String(TENSORS).padStart(8)} ${String(packed).padStart(7)} ${s.toFixed(4).padStart(11)} ${String(rec.busbw).padStart(5)}`,
+      );
       opts.json(rec);
     }
     // The engine's fixed cost: an update of one 2-byte tensor (handshake, calls, final sync).
     {
       const tiny: NamedTensors = [['tiny', Tensor.zeros([1], { dtype: 'bfloat16', device })]];
-      const update = { names: ['tiny'], dtypeNames: ['bfloat16'], shapes: [[1]], packed: true, packedBufferSizeBytes: bufferBytes, packedNumBuffers: 2 };
+      const update = {
+        names: ['tiny'],
+        dtypeNames: ['bfloat16'],
+        shapes: [[1]],
+        packed: true,
+        packedBufferSizeBytes: bufferBytes,
+        packedNumBuffers: 2,
+      };
       const times: number[] = [];
       for (let i = 0; i < 6; i++) {
         const t0 = performance.now();
         await Promise.all([
-          NcclWeightTransferEngine.trainerSendWeights(tiny, { group: trainer, packed: true, packedBufferSizeBytes: bufferBytes, packedNumBuffers: 2 }),
+          NcclWeightTransferEngine.trainerSendWeights(tiny, {
+            group: trainer,
+            packed: true,
+            packedBufferSizeBytes: bufferBytes,
+            packedNumBuffers: 2,
+          }),
           group.callAll('receive', update),
         ]);
         if (i > 0) times.push((performance.now() - t0) * 1000);
       }
       tiny[0][1].dispose();
-      opts.log(`engine fixed cost (one 2-byte tensor, packed): min ${Math.min(...times).toFixed(0)} us, median ${times.sort((a, b) => a - b)[2].toFixed(0)} us`);
+      opts.log(
+        `engine fixed cost (one 2-byte tensor, packed): min ${Math.min(...times).toFixed(0)} us, median ${times.sort((a, b) => a - b)[2].toFixed(0)} us`,
+      );
     }
     // The packed pipeline alone (no engine, no handshake), on the reference group: where the engine's time goes.
     {
@@ -102,15 +152,25 @@ export async function run(opts: BenchOptions): Promise<void> {
       for (let i = 0; i < WARMUP + ITERS; i++) {
         const t0 = performance.now();
         await Promise.all([
-          packedBroadcastProducer(weights, r.communicator, { src: 0, bufferSizeBytes: bufferBytes, numBuffers: 2 }).then(() => r.communicator.synchronize()),
+          packedBroadcastProducer(weights, r.communicator, {
+            src: 0,
+            bufferSizeBytes: bufferBytes,
+            numBuffers: 2,
+          }).then(() => r.communicator.synchronize()),
           group.callAll('packedPipeline', { specs, bufferBytes }),
         ]);
         if (i >= WARMUP) times.push((performance.now() - t0) / 1000);
       }
       const s = Math.min(...times);
-      opts.log(`packed pipeline alone (packedBroadcastProducer/Consumer, no handshake): ${s.toFixed(4)} s, ${gbps(totalBytes, s)} GB/s`);
+      opts.log(
+        `packed pipeline alone (packedBroadcastProducer/Consumer, no handshake): ${s.toFixed(4)} s, ${gbps(totalBytes, s)} GB/s`,
+      );
       // The trainer's packing alone: the same producer with a broadcast that moves nothing.
-      const packOnly = { device: r.communicator.device, broadcast: async (t: Tensor) => t, synchronize: (ms?: number) => r.communicator.synchronize(ms) };
+      const packOnly = {
+        device: r.communicator.device,
+        broadcast: async (t: Tensor) => t,
+        synchronize: (ms?: number) => r.communicator.synchronize(ms),
+      };
       const packTimes: number[] = [];
       for (let i = 0; i < WARMUP + ITERS; i++) {
         const t0 = performance.now();
@@ -119,7 +179,9 @@ export async function run(opts: BenchOptions): Promise<void> {
         if (i >= WARMUP) packTimes.push((performance.now() - t0) / 1000);
       }
       const p = Math.min(...packTimes);
-      opts.log(`packing alone (the producer with a broadcast that moves nothing): ${p.toFixed(4)} s, ${gbps(totalBytes, p)} GB/s of tensors packed`);
+      opts.log(
+        `packing alone (the producer with a broadcast that moves nothing): ${p.toFixed(4)} s, ${gbps(totalBytes, p)} GB/s of tensors packed`,
+      );
     }
     // Reference: raw broadcasts of one packed buffer's size, nccl-tests' method (events around back-to-back ops).
     const refIters = backend === 'nccl' ? 20 : 5;
@@ -146,8 +208,10 @@ export async function run(opts: BenchOptions): Promise<void> {
     }
     await refDone;
     buf.dispose();
-    opts.log(`reference: raw broadcast of ${refBytes / 2 ** 20} MiB in the same group: ${gbps(refBytes, seconds)} GB/s busbw ` +
-      `(compare with nccl-tests broadcast_perf at 1 GiB; weight_transfer busbw / this = the engine's efficiency)`);
+    opts.log(
+      `reference: raw broadcast of ${refBytes / 2 ** 20} MiB in the same group: ${gbps(refBytes, seconds)} GB/s busbw ` +
+        `(compare with nccl-tests broadcast_perf at 1 GiB; weight_transfer busbw / this = the engine's efficiency)`,
+    );
   } finally {
     for (const [, t] of weights) t.dispose();
     await group.callAll('leave').catch((err: Error) => opts.log(`weights: leave failed: ${err.message}`));

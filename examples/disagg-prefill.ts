@@ -16,15 +16,25 @@ const { values } = parseArgs({ options: { backend: { type: 'string' }, requests:
 const gpus = cudaDeviceCount();
 const backend = (values.backend ?? (gpus >= 2 && ncclAvailable() ? 'nccl' : 'cpu')) as 'cpu' | 'nccl';
 const requests = Number(values.requests);
-const usage = backend !== 'cpu' && backend !== 'nccl' ? `--backend must be cpu or nccl, got ${String(backend)}`
-  : backend === 'nccl' && gpus < 2 ? `--backend nccl needs 2 GPUs, ${gpus} visible`
-  : !(Number.isInteger(requests) && requests > 0) ? `--requests must be a positive integer, got ${values.requests}` : null;
+const usage =
+  backend !== 'cpu' && backend !== 'nccl'
+    ? `--backend must be cpu or nccl, got ${String(backend)}`
+    : backend === 'nccl' && gpus < 2
+      ? `--backend nccl needs 2 GPUs, ${gpus} visible`
+      : !(Number.isInteger(requests) && requests > 0)
+        ? `--requests must be a positive integer, got ${values.requests}`
+        : null;
 if (usage) {
   console.error(`disagg-prefill: ${usage}`);
   process.exit(2);
 }
 
-const group = await launchGroup({ worldSize: 2, worker: new URL('./workers/disagg-prefill-worker.ts', import.meta.url), backend, timeoutMs: 60_000 });
+const group = await launchGroup({
+  worldSize: 2,
+  worker: new URL('./workers/disagg-prefill-worker.ts', import.meta.url),
+  backend,
+  timeoutMs: 60_000,
+});
 let ok = false;
 try {
   const t0 = performance.now();
@@ -33,8 +43,10 @@ try {
   if (decode.errors.length > 0) {
     console.error(`disagg-prefill: FAILED (${backend}):\n  ${decode.errors.join('\n  ')}`);
   } else {
-    console.log(`disagg-prefill: ${requests} requests' KV caches (${decode.checked} layer tensors) went prefill → decode through NcclPipe on ${backend}; ` +
-      `every value checked (${ms.toFixed(0)} ms)`);
+    console.log(
+      `disagg-prefill: ${requests} requests' KV caches (${decode.checked} layer tensors) went prefill → decode through NcclPipe on ${backend}; ` +
+        `every value checked (${ms.toFixed(0)} ms)`,
+    );
     ok = true;
   }
 } finally {

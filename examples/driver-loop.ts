@@ -18,9 +18,14 @@ const { values } = parseArgs({ options: { backend: { type: 'string' }, steps: { 
 const gpus = cudaDeviceCount();
 const backend = (values.backend ?? (gpus >= 2 && ncclAvailable() ? 'nccl' : 'cpu')) as 'cpu' | 'nccl';
 const steps = Number(values.steps);
-const usage = backend !== 'cpu' && backend !== 'nccl' ? `--backend must be cpu or nccl, got ${String(backend)}`
-  : backend === 'nccl' && gpus < 2 ? `--backend nccl needs 2 GPUs, ${gpus} visible`
-  : !(Number.isInteger(steps) && steps > 0) ? `--steps must be a positive integer, got ${values.steps}` : null;
+const usage =
+  backend !== 'cpu' && backend !== 'nccl'
+    ? `--backend must be cpu or nccl, got ${String(backend)}`
+    : backend === 'nccl' && gpus < 2
+      ? `--backend nccl needs 2 GPUs, ${gpus} visible`
+      : !(Number.isInteger(steps) && steps > 0)
+        ? `--steps must be a positive integer, got ${values.steps}`
+        : null;
 if (usage) {
   console.error(`driver-loop: ${usage}`);
   process.exit(2);
@@ -28,7 +33,11 @@ if (usage) {
 const worldSize = backend === 'nccl' ? Math.min(4, gpus) : 4;
 
 const group = await launchGroup({
-  worldSize, tensorParallelSize: worldSize, worker: new URL('./workers/driver-loop-worker.ts', import.meta.url), backend, timeoutMs: 60_000,
+  worldSize,
+  tensorParallelSize: worldSize,
+  worker: new URL('./workers/driver-loop-worker.ts', import.meta.url),
+  backend,
+  timeoutMs: 60_000,
 });
 let ok = false;
 try {
@@ -44,8 +53,10 @@ try {
     console.error(`driver-loop: FAILED (${backend}):\n  ${errors.join('\n  ')}`);
   } else {
     const ms = Math.max(...results.map((r) => r.ms));
-    console.log(`driver-loop: driver broadcast ${steps} steps of inputs (3 tensors + 2 values each) to ${worldSize - 1} workers on ${backend}, ` +
-      `then stopped them; every checksum matches (${(ms / steps).toFixed(2)} ms/step)`);
+    console.log(
+      `driver-loop: driver broadcast ${steps} steps of inputs (3 tensors + 2 values each) to ${worldSize - 1} workers on ${backend}, ` +
+        `then stopped them; every checksum matches (${(ms / steps).toFixed(2)} ms/step)`,
+    );
     ok = true;
   }
 } finally {

@@ -14,13 +14,20 @@ import { parseArgs } from 'node:util';
 import { cudaDeviceCount, launchGroup, ncclAvailable } from '../src/index.ts';
 import { reference, type PipelineJob, type run } from './workers/pipeline-worker.ts';
 
-const { values } = parseArgs({ options: { backend: { type: 'string' }, microbatches: { type: 'string', default: '4' } } });
+const { values } = parseArgs({
+  options: { backend: { type: 'string' }, microbatches: { type: 'string', default: '4' } },
+});
 const gpus = cudaDeviceCount();
 const backend = (values.backend ?? (gpus >= 4 && ncclAvailable() ? 'nccl' : 'cpu')) as 'cpu' | 'nccl';
 const microbatches = Number(values.microbatches);
-const usage = backend !== 'cpu' && backend !== 'nccl' ? `--backend must be cpu or nccl, got ${String(backend)}`
-  : backend === 'nccl' && gpus < 4 ? `--backend nccl needs 4 GPUs (PP=2 × TP=2), ${gpus} visible`
-  : !(Number.isInteger(microbatches) && microbatches > 0) ? `--microbatches must be a positive integer, got ${values.microbatches}` : null;
+const usage =
+  backend !== 'cpu' && backend !== 'nccl'
+    ? `--backend must be cpu or nccl, got ${String(backend)}`
+    : backend === 'nccl' && gpus < 4
+      ? `--backend nccl needs 4 GPUs (PP=2 × TP=2), ${gpus} visible`
+      : !(Number.isInteger(microbatches) && microbatches > 0)
+        ? `--microbatches must be a positive integer, got ${values.microbatches}`
+        : null;
 if (usage) {
   console.error(`pipeline: ${usage}`);
   process.exit(2);
@@ -30,8 +37,12 @@ const tp = 2;
 const pp = 2;
 const job: PipelineJob = { numLayers: 8, microbatches, tokens: 8, hidden: 32 };
 const group = await launchGroup({
-  worldSize: tp * pp, tensorParallelSize: tp, pipelineParallelSize: pp,
-  worker: new URL('./workers/pipeline-worker.ts', import.meta.url), backend, timeoutMs: 60_000,
+  worldSize: tp * pp,
+  tensorParallelSize: tp,
+  pipelineParallelSize: pp,
+  worker: new URL('./workers/pipeline-worker.ts', import.meta.url),
+  backend,
+  timeoutMs: 60_000,
 });
 let ok = false;
 try {
@@ -40,20 +51,27 @@ try {
   const last = results.filter((r) => r.stage === pp - 1);
   if (last.length !== tp) errors.push(`expected ${tp} ranks in the last stage, got ${last.length}`);
   for (const r of last) {
-    if (r.outputs.length !== microbatches) errors.push(`rank ${r.rank}: ${r.outputs.length} outputs, expected ${microbatches}`);
+    if (r.outputs.length !== microbatches)
+      errors.push(`rank ${r.rank}: ${r.outputs.length} outputs, expected ${microbatches}`);
     r.outputs.forEach((out, mb) => {
       const want = reference(job, mb, tp);
       const bad = want.findIndex((v, i) => out[i] !== v);
-      if (out.length !== want.length) errors.push(`rank ${r.rank} microbatch ${mb}: ${out.length} elements, expected ${want.length}`);
-      else if (bad !== -1) errors.push(`rank ${r.rank} microbatch ${mb}: element ${bad} is ${out[bad]}, expected ${want[bad]}`);
+      if (out.length !== want.length)
+        errors.push(`rank ${r.rank} microbatch ${mb}: ${out.length} elements, expected ${want.length}`);
+      else if (bad !== -1)
+        errors.push(`rank ${r.rank} microbatch ${mb}: element ${bad} is ${out[bad]}, expected ${want[bad]}`);
     });
   }
   if (errors.length > 0) {
     console.error(`pipeline: FAILED (${backend}):\n  ${errors.join('\n  ')}`);
   } else {
-    const stages = [0, 1].map((s) => results.find((r) => r.stage === s)!).map((r) => `stage ${r.stage}: layers ${r.layers[0]}–${r.layers[1] - 1}`);
+    const stages = [0, 1]
+      .map((s) => results.find((r) => r.stage === s)!)
+      .map((r) => `stage ${r.stage}: layers ${r.layers[0]}–${r.layers[1] - 1}`);
     const ms = Math.max(...results.map((r) => r.ms));
-    console.log(`pipeline: PP=${pp} × TP=${tp} on ${backend} (${stages.join(', ')}): ${microbatches} microbatches sent as tensor dicts, outputs match the unsplit model (${ms.toFixed(1)} ms)`);
+    console.log(
+      `pipeline: PP=${pp} × TP=${tp} on ${backend} (${stages.join(', ')}): ${microbatches} microbatches sent as tensor dicts, outputs match the unsplit model (${ms.toFixed(1)} ms)`,
+    );
     ok = true;
   }
 } finally {

@@ -35,7 +35,8 @@ function progress(text: string): () => void {
   }
   const frames = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
   let i = 0;
-  const draw = () => process.stdout.write(`\r${frames[i++ % frames.length]} ${text}… ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  const draw = () =>
+    process.stdout.write(`\r${frames[i++ % frames.length]} ${text}… ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   draw();
   const timer = setInterval(draw, 100);
   return () => {
@@ -51,13 +52,24 @@ const ms = (v: number) => (v < 1 ? `${(v * 1000).toFixed(1)} µs` : `${v.toFixed
 /** Combines the ranks' checks: all must pass; the time is the slowest rank's. */
 function combine(checks: Check[]): Check {
   const bad = checks.findIndex((c) => !c.ok);
-  return { ok: bad === -1, detail: bad === -1 ? checks[0].detail : `rank ${bad}: ${checks[bad].detail}`, ms: Math.max(...checks.map((c) => c.ms)) };
+  return {
+    ok: bad === -1,
+    detail: bad === -1 ? checks[0].detail : `rank ${bad}: ${checks[bad].detail}`,
+    ms: Math.max(...checks.map((c) => c.ms)),
+  };
 }
 
 const stop = progress(`starting ${worldSize} ${backend === 'nccl' ? 'GPU' : 'CPU'} ranks (one process each)`);
 let group: Group;
 try {
-  group = await launchGroup({ worldSize, worker: new URL('./workers/quickstart-worker.ts', import.meta.url), backend, mode: 'process', timeoutMs: 60_000, startupTimeoutMs: 60_000 });
+  group = await launchGroup({
+    worldSize,
+    worker: new URL('./workers/quickstart-worker.ts', import.meta.url),
+    backend,
+    mode: 'process',
+    timeoutMs: 60_000,
+    startupTimeoutMs: 60_000,
+  });
 } catch (err) {
   stop();
   console.error(`quickstart: FAILED to start the ranks: ${(err as Error).message}`);
@@ -69,19 +81,36 @@ const launchS = (performance.now() - t0) / 1000;
 const results: Check[] = [];
 try {
   console.log('gpugroup quickstart');
-  row('backend', backend === 'nccl' ? 'nccl' : `cpu${gpus < 2 ? ` (${gpus === 0 ? 'no GPU' : 'one GPU'} visible)` : ' (asked for)'}`);
+  row(
+    'backend',
+    backend === 'nccl' ? 'nccl' : `cpu${gpus < 2 ? ` (${gpus === 0 ? 'no GPU' : 'one GPU'} visible)` : ' (asked for)'}`,
+  );
   row('ranks', `${worldSize} processes, ready in ${launchS.toFixed(2)} s`);
-  row('devices', backend === 'nccl' ? Array.from({ length: worldSize }, (_, i) => `cuda:${i}`).join(', ') : `cpu × ${worldSize}`);
-  row('NCCL', ncclAvailable() ? `${nccl().version} (${nccl().path})${backend === 'cpu' ? ', not used' : ''}` : 'not found (CPU backend only)');
+  row(
+    'devices',
+    backend === 'nccl' ? Array.from({ length: worldSize }, (_, i) => `cuda:${i}`).join(', ') : `cpu × ${worldSize}`,
+  );
+  row(
+    'NCCL',
+    ncclAvailable()
+      ? `${nccl().version} (${nccl().path})${backend === 'cpu' ? ', not used' : ''}`
+      : 'not found (CPU backend only)',
+  );
 
   const numel = 1 << 18;
   const ar = combine(await group.callAll<Check>('allReduce', { numel, iters: 20 }));
   results.push(ar);
-  row('all-reduce', `${mark(ar)} ${(numel * 4) >> 20} MiB float32 over ${worldSize} ranks: ${ar.detail}; ${ms(ar.ms)} per op`);
+  row(
+    'all-reduce',
+    `${mark(ar)} ${(numel * 4) >> 20} MiB float32 over ${worldSize} ranks: ${ar.detail}; ${ms(ar.ms)} per op`,
+  );
 
   const bd = combine(await group.callAll<Check>('broadcastDict', { iters: 10 }));
   results.push(bd);
-  row('tensor dict', `${mark(bd)} broadcastTensorDict from rank 0 (2 tensors + 2 values): ${bd.detail}; ${ms(bd.ms)} per call`);
+  row(
+    'tensor dict',
+    `${mark(bd)} broadcastTensorDict from rank 0 (2 tensors + 2 values): ${bd.detail}; ${ms(bd.ms)} per call`,
+  );
 
   if (backend === 'nccl') {
     const replays = 100;
@@ -100,5 +129,7 @@ try {
   row('shutdown', `${((performance.now() - s0) / 1000).toFixed(2)} s`);
 }
 const ok = results.length > 0 && results.every((r) => r.ok);
-console.log(ok ? `OK: every check passed in ${((performance.now() - t0) / 1000).toFixed(1)} s` : 'FAILED: see the ✗ lines above');
+console.log(
+  ok ? `OK: every check passed in ${((performance.now() - t0) / 1000).toFixed(1)} s` : 'FAILED: see the ✗ lines above',
+);
 process.exitCode = ok ? 0 : 1;

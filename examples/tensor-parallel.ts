@@ -19,9 +19,14 @@ const tp = Number(values.tp);
 const backend = (values.backend ?? (gpus >= tp && gpus >= 2 && ncclAvailable() ? 'nccl' : 'cpu')) as 'cpu' | 'nccl';
 // 4 ranks (two TP groups at --tp 2, so that the DP replicas differ); fewer GPUs: one TP group.
 const worldSize = backend === 'nccl' && gpus < 4 ? tp : 4;
-const usage = tp !== 2 && tp !== 4 ? `--tp must be 2 or 4, got ${values.tp}`
-  : backend !== 'cpu' && backend !== 'nccl' ? `--backend must be cpu or nccl, got ${String(backend)}`
-  : backend === 'nccl' && gpus < tp ? `--backend nccl with --tp ${tp} needs ${tp} GPUs, ${gpus} visible` : null;
+const usage =
+  tp !== 2 && tp !== 4
+    ? `--tp must be 2 or 4, got ${values.tp}`
+    : backend !== 'cpu' && backend !== 'nccl'
+      ? `--backend must be cpu or nccl, got ${String(backend)}`
+      : backend === 'nccl' && gpus < tp
+        ? `--backend nccl with --tp ${tp} needs ${tp} GPUs, ${gpus} visible`
+        : null;
 if (usage) {
   console.error(`tensor-parallel: ${usage}`);
   process.exit(2);
@@ -29,22 +34,31 @@ if (usage) {
 
 const shape = { tokens: 16, hidden: 64, ffn: 256 };
 const group = await launchGroup({
-  worldSize, tensorParallelSize: tp, worker: new URL('./workers/tensor-parallel-worker.ts', import.meta.url), backend, timeoutMs: 60_000,
+  worldSize,
+  tensorParallelSize: tp,
+  worker: new URL('./workers/tensor-parallel-worker.ts', import.meta.url),
+  backend,
+  timeoutMs: 60_000,
 });
 let ok = false;
 try {
   const results = await group.callAll<Awaited<ReturnType<typeof forward>>>('forward', shape);
-  const errors = results.flatMap((r) => r.errors.map((e) => `rank ${r.rank} (tp ${r.tpRank}, replica ${r.replica}): ${e}`));
+  const errors = results.flatMap((r) =>
+    r.errors.map((e) => `rank ${r.rank} (tp ${r.tpRank}, replica ${r.replica}): ${e}`),
+  );
   // Replicas see different batches: their outputs must differ, TP peers' must agree.
   const byReplica = new Map(results.map((r) => [r.replica, r.checksum]));
   if (results.some((r) => r.checksum !== byReplica.get(r.replica))) errors.push('TP peers disagree on the output');
-  if (byReplica.size !== worldSize / tp) errors.push(`expected ${worldSize / tp} distinct replica outputs, got ${byReplica.size}`);
+  if (byReplica.size !== worldSize / tp)
+    errors.push(`expected ${worldSize / tp} distinct replica outputs, got ${byReplica.size}`);
   if (errors.length > 0) {
     console.error(`tensor-parallel: FAILED (${backend}):\n  ${errors.join('\n  ')}`);
   } else {
     const ms = Math.max(...results.map((r) => r.ms));
-    console.log(`tensor-parallel: MLP [${shape.tokens}×${shape.hidden}] → ${shape.ffn} → ${shape.hidden} split over TP=${tp} × DP=${worldSize / tp} on ${backend}: ` +
-      `all-gather and all-reduce match the unsplit block on all ${worldSize} ranks (${ms.toFixed(2)} ms)`);
+    console.log(
+      `tensor-parallel: MLP [${shape.tokens}×${shape.hidden}] → ${shape.ffn} → ${shape.hidden} split over TP=${tp} × DP=${worldSize / tp} on ${backend}: ` +
+        `all-gather and all-reduce match the unsplit block on all ${worldSize} ranks (${ms.toFixed(2)} ms)`,
+    );
     ok = true;
   }
 } finally {

@@ -24,8 +24,12 @@ import { cudaDeviceCount, freePort, ncclAvailable } from '../src/index.ts';
 const { values } = parseArgs({ options: { backend: { type: 'string' } } });
 const gpus = cudaDeviceCount();
 const backend = (values.backend ?? (gpus >= 4 && ncclAvailable() ? 'nccl' : 'cpu')) as 'cpu' | 'nccl';
-const usage = backend !== 'cpu' && backend !== 'nccl' ? `--backend must be cpu or nccl, got ${String(backend)}`
-  : backend === 'nccl' && gpus < 4 ? `--backend nccl needs 4 GPUs (2 per node), ${gpus} visible` : null;
+const usage =
+  backend !== 'cpu' && backend !== 'nccl'
+    ? `--backend must be cpu or nccl, got ${String(backend)}`
+    : backend === 'nccl' && gpus < 4
+      ? `--backend nccl needs 4 GPUs (2 per node), ${gpus} visible`
+      : null;
 if (usage) {
   console.error(`two-nodes: ${usage}`);
   process.exit(2);
@@ -53,8 +57,23 @@ const t0 = performance.now();
 /** Starts node `node`'s launcher; resolves with its exit code. Rank lines are echoed with the node's name. */
 function startNode(node: number): { child: ChildProcess; exited: Promise<number> } {
   const args = [
-    launcher, 'run', '--nnodes', String(NODES), '--node-rank', String(node), '--nproc-per-node', String(PER_NODE),
-    '--master-addr', '127.0.0.1', '--master-port', String(port), '--backend', backend, '--grace-ms', '2000', script,
+    launcher,
+    'run',
+    '--nnodes',
+    String(NODES),
+    '--node-rank',
+    String(node),
+    '--nproc-per-node',
+    String(PER_NODE),
+    '--master-addr',
+    '127.0.0.1',
+    '--master-port',
+    String(port),
+    '--backend',
+    backend,
+    '--grace-ms',
+    '2000',
+    script,
   ];
   const env = { ...process.env };
   if (backend === 'nccl') env.CUDA_VISIBLE_DEVICES = visible.slice(node * PER_NODE, (node + 1) * PER_NODE).join(',');
@@ -77,7 +96,10 @@ const nodes = Array.from({ length: NODES }, (_, n) => startNode(n));
 /** Stops every launcher still running (each forwards SIGTERM to its ranks), SIGKILL after a grace. */
 const stopAll = () => {
   for (const { child } of nodes) if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-  setTimeout(() => nodes.forEach(({ child }) => child.exitCode === null && child.signalCode === null && child.kill('SIGKILL')), 3_000).unref();
+  setTimeout(
+    () => nodes.forEach(({ child }) => child.exitCode === null && child.signalCode === null && child.kill('SIGKILL')),
+    3_000,
+  ).unref();
 };
 // A node that fails takes the other one down (a real cluster's ranks would time out instead).
 nodes.forEach(({ exited }) => void exited.then((code) => code !== 0 && stopAll()));
@@ -91,7 +113,8 @@ clearTimeout(deadline);
 const errors: string[] = [];
 codes.forEach((code, n) => code !== 0 && errors.push(`node ${n}'s launcher exited with code ${code}`));
 results.sort((a, b) => a.rank - b.rank);
-if (results.map((r) => r.rank).join() !== '0,1,2,3') errors.push(`results from ranks [${results.map((r) => r.rank).join(', ')}], expected [0, 1, 2, 3]`);
+if (results.map((r) => r.rank).join() !== '0,1,2,3')
+  errors.push(`results from ranks [${results.map((r) => r.rank).join(', ')}], expected [0, 1, 2, 3]`);
 for (const r of results) {
   if (r.node !== Math.floor(r.rank / PER_NODE)) errors.push(`rank ${r.rank} ran on node ${r.node}`);
   if (r.backend !== backend) errors.push(`rank ${r.rank} used backend ${r.backend}`);
@@ -102,6 +125,8 @@ if (errors.length > 0) {
   process.exitCode = 1;
 } else {
   const devices = results.map((r) => `${r.rank}@node${r.node}:${r.device}`).join(' ');
-  console.log(`two-nodes: 2 launchers × 2 ranks on ${backend} met at 127.0.0.1:${port} (${devices}); TP=2 all-reduce inside each node and ` +
-    `PP=2 tensor dicts across the nodes check out (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+  console.log(
+    `two-nodes: 2 launchers × 2 ranks on ${backend} met at 127.0.0.1:${port} (${devices}); TP=2 all-reduce inside each node and ` +
+      `PP=2 tensor dicts across the nodes check out (${((performance.now() - t0) / 1000).toFixed(1)} s)`,
+  );
 }

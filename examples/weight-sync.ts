@@ -17,9 +17,14 @@ const { values } = parseArgs({ options: { backend: { type: 'string' }, steps: { 
 const gpus = cudaDeviceCount();
 const backend = (values.backend ?? (gpus >= 2 && ncclAvailable() ? 'nccl' : 'cpu')) as 'cpu' | 'nccl';
 const steps = Number(values.steps);
-const usage = backend !== 'cpu' && backend !== 'nccl' ? `--backend must be cpu or nccl, got ${backend}`
-  : backend === 'nccl' && gpus < 2 ? `--backend nccl needs 2 GPUs (trainer + 1 worker), ${gpus} visible`
-  : !(Number.isInteger(steps) && steps > 0) ? `--steps must be a positive integer, got ${values.steps}` : null;
+const usage =
+  backend !== 'cpu' && backend !== 'nccl'
+    ? `--backend must be cpu or nccl, got ${backend}`
+    : backend === 'nccl' && gpus < 2
+      ? `--backend nccl needs 2 GPUs (trainer + 1 worker), ${gpus} visible`
+      : !(Number.isInteger(steps) && steps > 0)
+        ? `--steps must be a positive integer, got ${values.steps}`
+        : null;
 if (usage) {
   console.error(`weight-sync: ${usage}`);
   process.exit(2);
@@ -51,16 +56,22 @@ function weightsAt(step: number): { weights: NamedTensors; checksums: Record<str
   return { weights, checksums };
 }
 
-
 if (backend === 'nccl') setDevice(0);
 const group = await launchGroup({
-  worldSize: workers, worker: new URL('./workers/weight-sync-worker.ts', import.meta.url), backend, mode: 'process',
-  devices: backend === 'nccl' ? Array.from({ length: workers }, (_, i) => i + 1) : undefined, timeoutMs: 60_000,
+  worldSize: workers,
+  worker: new URL('./workers/weight-sync-worker.ts', import.meta.url),
+  backend,
+  mode: 'process',
+  devices: backend === 'nccl' ? Array.from({ length: workers }, (_, i) => i + 1) : undefined,
+  timeoutMs: 60_000,
 });
 let ok = false;
 try {
   const info = { masterAddress: '127.0.0.1', masterPort: await freePort(), rankOffset: 1, worldSize: workers + 1 };
-  const [trainer] = await Promise.all([NcclWeightTransferEngine.trainerInit(info, { device, timeoutMs: 60_000 }), group.callAll('join', info)]);
+  const [trainer] = await Promise.all([
+    NcclWeightTransferEngine.trainerInit(info, { device, timeoutMs: 60_000 }),
+    group.callAll('join', info),
+  ]);
   try {
     const bufferBytes = 64 << 10;
     let tensors = 0;
@@ -70,15 +81,23 @@ try {
     for (let step = 1; step <= steps; step++) {
       const { weights, checksums } = weightsAt(step);
       const update = {
-        names: weights.map(([n]) => n), dtypeNames: weights.map(([, t]) => t.dtype), shapes: weights.map(([, t]) => [...t.shape]),
-        packed: true, packedBufferSizeBytes: bufferBytes,
+        names: weights.map(([n]) => n),
+        dtypeNames: weights.map(([, t]) => t.dtype),
+        shapes: weights.map(([, t]) => [...t.shape]),
+        packed: true,
+        packedBufferSizeBytes: bufferBytes,
       };
       const [, results] = await Promise.all([
-        NcclWeightTransferEngine.trainerSendWeights(weights, { group: trainer, packed: true, packedBufferSizeBytes: bufferBytes }),
+        NcclWeightTransferEngine.trainerSendWeights(weights, {
+          group: trainer,
+          packed: true,
+          packedBufferSizeBytes: bufferBytes,
+        }),
         group.callAll<{ loaded: number; bad: string[] }>('sync', { update, checksums }),
       ]);
       results.forEach((r, w) => {
-        if (r.loaded !== weights.length) failures.push(`step ${step} worker ${w}: loaded ${r.loaded} of ${weights.length}`);
+        if (r.loaded !== weights.length)
+          failures.push(`step ${step} worker ${w}: loaded ${r.loaded} of ${weights.length}`);
         failures.push(...r.bad.map((b) => `step ${step} worker ${w}: ${b}`));
       });
       tensors = weights.length;
@@ -89,7 +108,9 @@ try {
     if (failures.length > 0) {
       console.error(`weight-sync: FAILED (${backend}):\n  ${failures.join('\n  ')}`);
     } else {
-      console.log(`weight-sync: ${steps} steps × ${tensors} tensors (${(bytes / 1e6).toFixed(2)} MB, packed in ${bufferBytes >> 10} KiB buffers) to ${workers} workers on ${backend}: all checksums match, ${ms.toFixed(1)} ms/step`);
+      console.log(
+        `weight-sync: ${steps} steps × ${tensors} tensors (${(bytes / 1e6).toFixed(2)} MB, packed in ${bufferBytes >> 10} KiB buffers) to ${workers} workers on ${backend}: all checksums match, ${ms.toFixed(1)} ms/step`,
+      );
       ok = true;
     }
   } finally {

@@ -121,9 +121,22 @@ export interface CudaRuntime {
   /** `value` points at the attribute's value, e.g. a BigUint64Array(1) for the release threshold. */
   cudaMemPoolSetAttribute(pool: Ptr, attr: number, value: ArrayBufferView): number;
   cudaMemcpy(dst: Ptr | ArrayBufferView, src: Ptr | ArrayBufferView, bytes: number | bigint, kind: number): number;
-  cudaMemcpyAsync(dst: Ptr | ArrayBufferView, src: Ptr | ArrayBufferView, bytes: number | bigint, kind: number, stream: Ptr): number;
+  cudaMemcpyAsync(
+    dst: Ptr | ArrayBufferView,
+    src: Ptr | ArrayBufferView,
+    bytes: number | bigint,
+    kind: number,
+    stream: Ptr,
+  ): number;
   cudaMemcpy2DAsync(
-    dst: Ptr, dpitch: number, src: Ptr, spitch: number, width: number, height: number, kind: number, stream: Ptr,
+    dst: Ptr,
+    dpitch: number,
+    src: Ptr,
+    spitch: number,
+    width: number,
+    height: number,
+    kind: number,
+    stream: Ptr,
   ): number;
   cudaMemsetAsync(ptr: Ptr, value: number, bytes: number | bigint, stream: Ptr): number;
   cudaStreamCreateWithFlags(out: Out64, flags: number): number;
@@ -197,15 +210,22 @@ export function cudaDeviceCount(): number {
 export interface CudaDriver {
   cuMemsetD32Async(dst: bigint, value: number, count: number, stream: bigint): number;
   cuMemcpyBatchAsync_v2?(
-    dsts: BigUint64Array, srcs: BigUint64Array, sizes: BigUint64Array, count: number,
-    attrs: Int32Array, attrsIdxs: BigUint64Array, numAttrs: number, stream: bigint,
+    dsts: BigUint64Array,
+    srcs: BigUint64Array,
+    sizes: BigUint64Array,
+    count: number,
+    attrs: Int32Array,
+    attrsIdxs: BigUint64Array,
+    numAttrs: number,
+    stream: bigint,
   ): number;
 }
 
 const driverTable: readonly ProtoRow[] = [
   { proto: 'int cuMemsetD32Async(uint64_t dst, uint32_t value, size_t count, void *stream)' },
   {
-    proto: 'int cuMemcpyBatchAsync_v2(uint64_t *dsts, uint64_t *srcs, size_t *sizes, size_t count, void *attrs, size_t *attrsIdxs, size_t numAttrs, void *stream)',
+    proto:
+      'int cuMemcpyBatchAsync_v2(uint64_t *dsts, uint64_t *srcs, size_t *sizes, size_t count, void *attrs, size_t *attrsIdxs, size_t numAttrs, void *stream)',
     optional: true,
   },
 ];
@@ -216,8 +236,17 @@ let driver: CudaDriver | null | undefined;
 export function cudaDriver(): CudaDriver | null {
   if (driver !== undefined) return driver;
   try {
-    const lib = loadLibrary({ name: 'libcuda', envVar: 'GPUGROUP_CUDA_DRIVER_SO_PATH', sonames: ['libcuda.so.1'], pythonRelative: [] }).lib;
-    driver = bindTable(lib, driverTable, (code, call) => new CudaError(code, `CUresult ${code}`, call, 'driver API call failed')) as unknown as CudaDriver;
+    const lib = loadLibrary({
+      name: 'libcuda',
+      envVar: 'GPUGROUP_CUDA_DRIVER_SO_PATH',
+      sonames: ['libcuda.so.1'],
+      pythonRelative: [],
+    }).lib;
+    driver = bindTable(
+      lib,
+      driverTable,
+      (code, call) => new CudaError(code, `CUresult ${code}`, call, 'driver API call failed'),
+    ) as unknown as CudaDriver;
   } catch {
     driver = null;
   }

@@ -2,11 +2,29 @@
  * native/: libnccl and libcudart through koffi 3. Tables of C prototypes, library
  * discovery, return-code checking and pinning; no other logic (STYLE §2).
  */
-export { cuda, cudaDeviceCount, cudaDriver, cudaErrorNotReady, MemcpyKind, CaptureMode, CaptureStatus, Flags, MemPoolAttr } from './cuda.ts';
+export {
+  cuda,
+  cudaDeviceCount,
+  cudaDriver,
+  cudaErrorNotReady,
+  MemcpyKind,
+  CaptureMode,
+  CaptureStatus,
+  Flags,
+  MemPoolAttr,
+} from './cuda.ts';
 export type { CudaRuntime, CudaDriver } from './cuda.ts';
 export {
-  nccl, ncclAvailable, ncclConfig, formatNcclVersion, uniqueIdFromBytes, ncclResultName,
-  NcclResult, NcclDataType, NcclRedOp, NCCL_UNIQUE_ID_BYTES,
+  nccl,
+  ncclAvailable,
+  ncclConfig,
+  formatNcclVersion,
+  uniqueIdFromBytes,
+  ncclResultName,
+  NcclResult,
+  NcclDataType,
+  NcclRedOp,
+  NCCL_UNIQUE_ID_BYTES,
 } from './nccl.ts';
 export type { NcclLibrary, NcclConfigOptions, UniqueId, ReduceOp } from './nccl.ts';
 export { GpuGroupError, LibraryNotFoundError, NcclError, CudaError } from './errors.ts';

@@ -50,8 +50,19 @@ function pythonSitePackages(): string[] {
   const script =
     "import site, sysconfig; print('\\n'.join(site.getsitepackages() + [sysconfig.get_paths()['purelib']]))";
   try {
-    const out = execFileSync('python3', ['-c', script], { encoding: 'utf8', timeout: 10_000, stdio: ['ignore', 'pipe', 'ignore'] });
-    pythonSiteDirs = [...new Set(out.split('\n').map((s) => s.trim()).filter(Boolean))];
+    const out = execFileSync('python3', ['-c', script], {
+      encoding: 'utf8',
+      timeout: 10_000,
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    pythonSiteDirs = [
+      ...new Set(
+        out
+          .split('\n')
+          .map((s) => s.trim())
+          .filter(Boolean),
+      ),
+    ];
   } catch {
     pythonSiteDirs = [];
   }

@@ -23,8 +23,18 @@ export const NcclResult = {
 
 /** ncclDataType_t values (vllm-spec §8.5). */
 export const NcclDataType = {
-  ncclInt8: 0, ncclUint8: 1, ncclInt32: 2, ncclUint32: 3, ncclInt64: 4, ncclUint64: 5,
-  ncclFloat16: 6, ncclFloat32: 7, ncclFloat64: 8, ncclBfloat16: 9, ncclFloat8e4m3: 10, ncclFloat8e5m2: 11,
+  ncclInt8: 0,
+  ncclUint8: 1,
+  ncclInt32: 2,
+  ncclUint32: 3,
+  ncclInt64: 4,
+  ncclUint64: 5,
+  ncclFloat16: 6,
+  ncclFloat32: 7,
+  ncclFloat64: 8,
+  ncclBfloat16: 9,
+  ncclFloat8e4m3: 10,
+  ncclFloat8e5m2: 11,
 } as const;
 
 /** ncclRedOp_t values. */
@@ -57,7 +67,10 @@ const table: readonly ProtoRow[] = [
   { proto: 'int ncclGetVersion(int *version)' },
   { proto: 'int ncclGetUniqueId(_Out_ ncclUniqueId *uniqueId)' },
   { proto: 'int ncclCommInitRank(void *commOut, int nranks, ncclUniqueId commId, int rank)' },
-  { proto: 'int ncclCommInitRankConfig(void *commOut, int nranks, ncclUniqueId commId, int rank, void *config)', okCodes: inProgress },
+  {
+    proto: 'int ncclCommInitRankConfig(void *commOut, int nranks, ncclUniqueId commId, int rank, void *config)',
+    okCodes: inProgress,
+  },
   { proto: 'int ncclCommSplit(void *comm, int color, int key, void *newCommOut, void *config)', okCodes: inProgress },
   { proto: 'int ncclCommFinalize(void *comm)', okCodes: inProgress },
   { proto: 'int ncclCommDestroy(void *comm)' },
@@ -67,30 +80,44 @@ const table: readonly ProtoRow[] = [
   { proto: 'int ncclCommCuDevice(void *comm, int *device)' },
   { proto: 'int ncclCommUserRank(void *comm, int *rank)' },
   {
-    proto: 'int ncclAllReduce(const void *sendbuff, void *recvbuff, size_t count, int datatype, int op, void *comm, void *stream)',
+    proto:
+      'int ncclAllReduce(const void *sendbuff, void *recvbuff, size_t count, int datatype, int op, void *comm, void *stream)',
     okCodes: inProgress,
   },
   {
-    proto: 'int ncclReduce(const void *sendbuff, void *recvbuff, size_t count, int datatype, int op, int root, void *comm, void *stream)',
+    proto:
+      'int ncclReduce(const void *sendbuff, void *recvbuff, size_t count, int datatype, int op, int root, void *comm, void *stream)',
     okCodes: inProgress,
   },
   {
-    proto: 'int ncclAllGather(const void *sendbuff, void *recvbuff, size_t sendcount, int datatype, void *comm, void *stream)',
+    proto:
+      'int ncclAllGather(const void *sendbuff, void *recvbuff, size_t sendcount, int datatype, void *comm, void *stream)',
     okCodes: inProgress,
   },
   {
-    proto: 'int ncclReduceScatter(const void *sendbuff, void *recvbuff, size_t recvcount, int datatype, int op, void *comm, void *stream)',
+    proto:
+      'int ncclReduceScatter(const void *sendbuff, void *recvbuff, size_t recvcount, int datatype, int op, void *comm, void *stream)',
     okCodes: inProgress,
   },
   {
-    proto: 'int ncclBroadcast(const void *sendbuff, void *recvbuff, size_t count, int datatype, int root, void *comm, void *stream)',
+    proto:
+      'int ncclBroadcast(const void *sendbuff, void *recvbuff, size_t count, int datatype, int root, void *comm, void *stream)',
     okCodes: inProgress,
   },
-  { proto: 'int ncclSend(const void *sendbuff, size_t count, int datatype, int peer, void *comm, void *stream)', okCodes: inProgress },
-  { proto: 'int ncclRecv(void *recvbuff, size_t count, int datatype, int peer, void *comm, void *stream)', okCodes: inProgress },
+  {
+    proto: 'int ncclSend(const void *sendbuff, size_t count, int datatype, int peer, void *comm, void *stream)',
+    okCodes: inProgress,
+  },
+  {
+    proto: 'int ncclRecv(void *recvbuff, size_t count, int datatype, int peer, void *comm, void *stream)',
+    okCodes: inProgress,
+  },
   { proto: 'int ncclGroupStart()' },
   { proto: 'int ncclGroupEnd()', okCodes: inProgress },
-  { proto: 'int ncclCommWindowRegister(void *comm, void *buff, size_t size, void *winOut, int winFlags)', optional: true },
+  {
+    proto: 'int ncclCommWindowRegister(void *comm, void *buff, size_t size, void *winOut, int winFlags)',
+    optional: true,
+  },
   { proto: 'int ncclCommWindowDeregister(void *comm, void *win)', optional: true },
 ];
 
@@ -127,7 +154,16 @@ export interface NcclLibrary {
   ncclCommCuDevice(comm: Ptr, out: Out32): number;
   ncclCommUserRank(comm: Ptr, out: Out32): number;
   ncclAllReduce(send: Ptr, recv: Ptr, count: number, dtype: number, op: number, comm: Ptr, stream: Ptr): number;
-  ncclReduce(send: Ptr, recv: Ptr, count: number, dtype: number, op: number, root: number, comm: Ptr, stream: Ptr): number;
+  ncclReduce(
+    send: Ptr,
+    recv: Ptr,
+    count: number,
+    dtype: number,
+    op: number,
+    root: number,
+    comm: Ptr,
+    stream: Ptr,
+  ): number;
   ncclAllGather(send: Ptr, recv: Ptr, sendcount: number, dtype: number, comm: Ptr, stream: Ptr): number;
   ncclReduceScatter(send: Ptr, recv: Ptr, recvcount: number, dtype: number, op: number, comm: Ptr, stream: Ptr): number;
   ncclBroadcast(send: Ptr, recv: Ptr, count: number, dtype: number, root: number, comm: Ptr, stream: Ptr): number;
@@ -182,8 +218,18 @@ const NCCL_API_MAGIC = 0xcafebeef;
 const CONFIG_BYTES = 80;
 const CONFIG_VERSION = 22800;
 const intFields: Record<string, number> = {
-  blocking: 16, cgaClusterSize: 20, minCTAs: 24, maxCTAs: 28, splitShare: 40, trafficClass: 44,
-  collnetEnable: 56, CTAPolicy: 60, shrinkShare: 64, nvlsCTAs: 68, nChannelsPerNetPeer: 72, nvlinkCentricSched: 76,
+  blocking: 16,
+  cgaClusterSize: 20,
+  minCTAs: 24,
+  maxCTAs: 28,
+  splitShare: 40,
+  trafficClass: 44,
+  collnetEnable: 56,
+  CTAPolicy: 60,
+  shrinkShare: 64,
+  nvlsCTAs: 68,
+  nChannelsPerNetPeer: 72,
+  nvlinkCentricSched: 76,
 };
 
 /**
@@ -220,7 +266,11 @@ export function nccl(): NcclLibrary {
   bound = bindTable(lib, table, makeError);
   const out = new Int32Array(1);
   (bound.ncclGetVersion as (o: Int32Array) => number)(out);
-  library = Object.assign(bound, { path, versionCode: out[0], version: formatNcclVersion(out[0]) }) as unknown as NcclLibrary;
+  library = Object.assign(bound, {
+    path,
+    versionCode: out[0],
+    version: formatNcclVersion(out[0]),
+  }) as unknown as NcclLibrary;
   return library;
 }
 

@@ -100,7 +100,13 @@ export class QueueTimeoutError extends GpuGroupError {
   readonly queue: string;
   readonly op: 'enqueue' | 'dequeue' | 'ready';
   readonly waitingFor: number[];
-  constructor(queue: string, op: 'enqueue' | 'dequeue' | 'ready', waitingFor: number[], timeoutMs: number, detail: string) {
+  constructor(
+    queue: string,
+    op: 'enqueue' | 'dequeue' | 'ready',
+    waitingFor: number[],
+    timeoutMs: number,
+    detail: string,
+  ) {
     super('GPUGROUP_QUEUE_TIMEOUT', `${op} on message queue '${queue}' timed out after ${timeoutMs} ms: ${detail}`);
     this.queue = queue;
     this.op = op;
@@ -189,10 +195,23 @@ export interface WireError {
 }
 
 const classes: Record<string, new (...args: never[]) => GpuGroupError> = {
-  GpuGroupError, LibraryNotFoundError, NcclError, CudaError, InvalidArgumentError,
-  StoreTimeoutError, StoreError, RankFailedError, CallTimeoutError, CollectiveTimeoutError,
-  BrokenPipeError, GroupClosedError, RemoteError, SharedMemoryError, QueueTimeoutError,
-  WeightTransferNotInitializedError, WeightTransferMismatchError,
+  GpuGroupError,
+  LibraryNotFoundError,
+  NcclError,
+  CudaError,
+  InvalidArgumentError,
+  StoreTimeoutError,
+  StoreError,
+  RankFailedError,
+  CallTimeoutError,
+  CollectiveTimeoutError,
+  BrokenPipeError,
+  GroupClosedError,
+  RemoteError,
+  SharedMemoryError,
+  QueueTimeoutError,
+  WeightTransferNotInitializedError,
+  WeightTransferMismatchError,
 };
 
 /** Converts any thrown value to its wire form, keeping own enumerable fields. */

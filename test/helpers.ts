@@ -27,7 +27,10 @@ export async function launch(opts: Partial<LaunchOptions> & { mode: 'thread' | '
 export async function callAllReported<T>(group: Group, fn: string, ...args: unknown[]): Promise<T[]> {
   const settled = await Promise.allSettled(group.ranks.map((r) => group.call<T>(r, fn, ...args)));
   if (settled.every((s) => s.status === 'fulfilled')) return settled.map((s) => (s as PromiseFulfilledResult<T>).value);
-  const lines = settled.map((s, r) => `rank ${r}: ${s.status === 'fulfilled' ? 'ok' : `${(s.reason as Error).name}: ${(s.reason as Error).message}`}`);
+  const lines = settled.map(
+    (s, r) =>
+      `rank ${r}: ${s.status === 'fulfilled' ? 'ok' : `${(s.reason as Error).name}: ${(s.reason as Error).message}`}`,
+  );
   throw new Error(`${fn} failed on some ranks:\n${lines.join('\n')}`);
 }
 

@@ -26,7 +26,13 @@ function itersFor(bytes: number): number {
  * One op at one size; `bytes` follows nccl-tests (all-gather: the output; reduce-scatter:
  * the input). Returns microseconds per op on this rank.
  */
-async function measure(ctx: RankContext, comm: DeviceCommunicator, op: CpuSweepOp, bytes: number, iters: number): Promise<number> {
+async function measure(
+  ctx: RankContext,
+  comm: DeviceCommunicator,
+  op: CpuSweepOp,
+  bytes: number,
+  iters: number,
+): Promise<number> {
   const n = ctx.worldSize;
   const piece = Math.max(1, Math.floor(bytes / 4 / n));
   const whole = Math.max(1, Math.floor(bytes / 4));

@@ -37,7 +37,13 @@ async function timed(ctx: RankContext, comm: DeviceCommunicator, body: () => Pro
  * One op at one size. `bytes` follows nccl-tests: the whole buffer (all-gather: the
  * output; reduce-scatter: the input). Returns microseconds per op on this rank.
  */
-async function measure(ctx: RankContext, comm: DeviceCommunicator, op: SweepOp, bytes: number, iters: number): Promise<number> {
+async function measure(
+  ctx: RankContext,
+  comm: DeviceCommunicator,
+  op: SweepOp,
+  bytes: number,
+  iters: number,
+): Promise<number> {
   const n = ctx.worldSize;
   const piece = Math.max(1, Math.floor(bytes / 4 / n)); // per-rank elements of all-gather / reduce-scatter
   const whole = Math.max(1, Math.floor(bytes / 4));
@@ -76,7 +82,16 @@ export async function sweep(ctx: RankContext, args: { ops: SweepOp[]; minBytes: 
       const reporter = op === 'send_recv' ? 1 : 0;
       if (ctx.rank === reporter) {
         const busbw = +((bytes / us / 1e3) * busFactor(op, ctx.worldSize)).toFixed(2);
-        records.push({ impl: 'gpugroup', backend: ctx.backend, op, world: ctx.worldSize, graph: false, bytes, us: +us.toFixed(2), busbw });
+        records.push({
+          impl: 'gpugroup',
+          backend: ctx.backend,
+          op,
+          world: ctx.worldSize,
+          graph: false,
+          bytes,
+          us: +us.toFixed(2),
+          busbw,
+        });
       }
     }
   }
@@ -102,7 +117,8 @@ export async function hostCost(ctx: RankContext, args: { iters: number; batch?: 
   const recv = out.dataPtr;
   const phases: Record<string, (n: number) => Promise<void> | void> = {
     raw: (n) => {
-      for (let i = 0; i < n; i++) lib.ncclAllReduce(send, recv, 2, NcclDataType.ncclFloat32, NcclRedOp.sum, comm.comm, stream);
+      for (let i = 0; i < n; i++)
+        lib.ncclAllReduce(send, recv, 2, NcclDataType.ncclFloat32, NcclRedOp.sum, comm.comm, stream);
     },
     gpugroup: async (n) => {
       for (let i = 0; i < n; i++) (await comm.allReduce(x)).dispose();

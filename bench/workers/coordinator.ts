@@ -18,7 +18,8 @@ export async function broadcastTensorDict(ctx: RankContext, args: { tensors: num
     let dict: Record<string, unknown> | null = null;
     if (group.rankInGroup === 0) {
       dict = { step: it };
-      for (let i = 0; i < args.tensors; i++) dict[`t${i}`] = Tensor.full([1024], i, { dtype: 'float32', device: ctx.device });
+      for (let i = 0; i < args.tensors; i++)
+        dict[`t${i}`] = Tensor.full([1024], i, { dtype: 'float32', device: ctx.device });
     }
     const got = await group.broadcastTensorDict(dict, 0);
     if (it >= warmup) issued.push((performance.now() - t0) * 1000);
@@ -61,13 +62,20 @@ export async function profile(ctx: RankContext, args: { tensors: number; iters: 
   });
   for (const t of made.splice(0)) t.dispose();
   const sync = await time(() => ctx.synchronize());
-  const meta = [['step', 1], ...Array.from({ length: n }, (_, i) => [`t${i}`, { __tensor: ['cuda', 'float32', [1024]] }])];
+  const meta = [
+    ['step', 1],
+    ...Array.from({ length: n }, (_, i) => [`t${i}`, { __tensor: ['cuda', 'float32', [1024]] }]),
+  ];
   const roundTrip = await time(async () => {
     await g.broadcastObject(g.rankInGroup === 0 ? meta : undefined, 0);
     await g.broadcastObject(g.rankInGroup === 1 ? meta : undefined, 1);
   });
   const bufs = Array.from({ length: n }, (_, i) => Tensor.full([1024], i, { dtype: 'float32', device: ctx.device }));
-  const comm = g.deviceCommunicator as unknown as { groupStart?(): void; groupEnd?(): void; broadcast(t: Tensor, src: number): Promise<Tensor> };
+  const comm = g.deviceCommunicator as unknown as {
+    groupStart?(): void;
+    groupEnd?(): void;
+    broadcast(t: Tensor, src: number): Promise<Tensor>;
+  };
   const issue = async () => {
     comm.groupStart?.();
     try {
@@ -100,19 +108,30 @@ export async function profile(ctx: RankContext, args: { tensors: number; iters: 
  */
 export async function profileSteps(ctx: RankContext, args: { tensors: number; iters: number }) {
   const g = ctx.world;
-  const internals = g as unknown as { queueFor(src: number): Promise<{ enqueue(o: unknown): Promise<void>; dequeue<T>(): Promise<T> }> };
+  const internals = g as unknown as {
+    queueFor(src: number): Promise<{ enqueue(o: unknown): Promise<void>; dequeue<T>(): Promise<T> }>;
+  };
   const marks: Record<string, number[]> = {};
   const mark = (name: string, t0: number) => (marks[name] ??= []).push((performance.now() - t0) * 1000);
-  const comm = g.deviceCommunicator as unknown as { groupStart?(): void; groupEnd?(): void; broadcast(t: Tensor, src: number): Promise<Tensor> };
+  const comm = g.deviceCommunicator as unknown as {
+    groupStart?(): void;
+    groupEnd?(): void;
+    broadcast(t: Tensor, src: number): Promise<Tensor>;
+  };
   for (let it = 0; it < args.iters; it++) {
     const dict: Record<string, unknown> = { step: it };
-    if (g.rankInGroup === 0) for (let i = 0; i < args.tensors; i++) dict[`t${i}`] = Tensor.full([1024], i, { dtype: 'float32', device: ctx.device });
+    if (g.rankInGroup === 0)
+      for (let i = 0; i < args.tensors; i++)
+        dict[`t${i}`] = Tensor.full([1024], i, { dtype: 'float32', device: ctx.device });
     await ctx.world.barrier();
     const t0 = performance.now();
     const q = await internals.queueFor(0);
     let tensors: Tensor[];
     if (g.rankInGroup === 0) {
-      const metadata = Object.entries(dict).map(([k, v]) => [k, v instanceof Tensor ? { __tensor: ['cuda', v.dtype, [...v.shape]] } : v]);
+      const metadata = Object.entries(dict).map(([k, v]) => [
+        k,
+        v instanceof Tensor ? { __tensor: ['cuda', v.dtype, [...v.shape]] } : v,
+      ]);
       mark('split', t0);
       await q.enqueue(metadata);
       mark('queued', t0);
@@ -120,7 +139,9 @@ export async function profileSteps(ctx: RankContext, args: { tensors: number; it
     } else {
       const metadata = await q.dequeue<[string, unknown][]>();
       mark('dequeued', t0);
-      tensors = metadata.filter(([, v]) => typeof v === 'object' && v !== null).map(() => Tensor.empty([1024], { dtype: 'float32', device: ctx.device }));
+      tensors = metadata
+        .filter(([, v]) => typeof v === 'object' && v !== null)
+        .map(() => Tensor.empty([1024], { dtype: 'float32', device: ctx.device }));
       mark('allocated', t0);
     }
     comm.groupStart?.();
@@ -140,7 +161,11 @@ export async function profileSteps(ctx: RankContext, args: { tensors: number; it
  */
 export async function profileReal(ctx: RankContext, args: { tensors: number; iters: number }) {
   const g = ctx.world;
-  const q = await (g as unknown as { queueFor(src: number): Promise<Record<'enqueue' | 'dequeue', (...a: unknown[]) => Promise<unknown>>> }).queueFor(0);
+  const q = await (
+    g as unknown as {
+      queueFor(src: number): Promise<Record<'enqueue' | 'dequeue', (...a: unknown[]) => Promise<unknown>>>;
+    }
+  ).queueFor(0);
   let t0 = 0;
   const marks: Record<string, number[]> = {};
   const mark = (name: string) => (marks[name] ??= []).push((performance.now() - t0) * 1000);
@@ -159,7 +184,8 @@ export async function profileReal(ctx: RankContext, args: { tensors: number; ite
     let dict: Record<string, unknown> | null = null;
     if (g.rankInGroup === 0) {
       dict = { step: it };
-      for (let i = 0; i < args.tensors; i++) dict[`t${i}`] = Tensor.full([1024], i, { dtype: 'float32', device: ctx.device });
+      for (let i = 0; i < args.tensors; i++)
+        dict[`t${i}`] = Tensor.full([1024], i, { dtype: 'float32', device: ctx.device });
       mark('built');
     }
     const got = await g.broadcastTensorDict(dict, 0);
@@ -183,7 +209,10 @@ export async function hostParts(ctx: RankContext, args: { tensors: number; iters
   const g = ctx.world;
   const n = args.tensors;
   const internals = g as unknown as { broadcastWire(wire: unknown, src: number): Promise<void> };
-  const meta = [['step', 1], ...Array.from({ length: n }, (_, i) => [`t${i}`, { __tensor: ['cuda', 'float32', [1024]] }])];
+  const meta = [
+    ['step', 1],
+    ...Array.from({ length: n }, (_, i) => [`t${i}`, { __tensor: ['cuda', 'float32', [1024]] }]),
+  ];
   const slots = Array.from({ length: n }, () => ({ dtype: 'float32' as const, shape: [1024], onCpu: false }));
   const bufs = Array.from({ length: n }, (_, i) => Tensor.full([1024], i, { dtype: 'float32', device: ctx.device }));
   const parts: Record<string, number[]> = { metadataV8: [], wire: [] };

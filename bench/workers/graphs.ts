@@ -24,7 +24,15 @@ export async function graphSweep(ctx: RankContext, args: { sizes: number[] }) {
     end.dispose();
     graph.dispose();
     x.dispose();
-    if (ctx.rank === 0) records.push({ impl: 'gpugroup', op: 'all_reduce', graph: true, world: ctx.worldSize, bytes, us: +us.toFixed(2) });
+    if (ctx.rank === 0)
+      records.push({
+        impl: 'gpugroup',
+        op: 'all_reduce',
+        graph: true,
+        world: ctx.worldSize,
+        bytes,
+        us: +us.toFixed(2),
+      });
   }
   return records;
 }

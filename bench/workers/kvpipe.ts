@@ -10,8 +10,15 @@ const leftovers: Tensor[] = [];
 
 export async function open(ctx: RankContext, port: number): Promise<void> {
   pipe = await NcclPipe.create({
-    localRank: ctx.localRank, kvRank: ctx.rank, kvParallelSize: 2, kvIp: '127.0.0.1', kvPort: port,
-    device: ctx.device === 'cpu' ? 'cpu' : 'cuda', bufferSizeBytes: 4 * 2 ** 30, storeTimeoutMs: 60_000, abortSignal: ctx.abortSignal,
+    localRank: ctx.localRank,
+    kvRank: ctx.rank,
+    kvParallelSize: 2,
+    kvIp: '127.0.0.1',
+    kvPort: port,
+    device: ctx.device === 'cpu' ? 'cpu' : 'cuda',
+    bufferSizeBytes: 4 * 2 ** 30,
+    storeTimeoutMs: 60_000,
+    abortSignal: ctx.abortSignal,
   });
 }
 

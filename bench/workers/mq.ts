@@ -14,7 +14,10 @@ const CHUNKS = 6;
  */
 export async function roundTrip(ctx: RankContext, args: { iters: number; bytes: number }) {
   const q = await MessageQueue.createFromGroup(ctx.processGroup, CHUNK_BYTES, CHUNKS, 0, { timeoutMs: 60_000 });
-  const pair = ctx.rank < 2 ? StatelessProcessGroup.fromStore(ctx.store.withPrefix('mq-bench-ack'), ctx.rank, 2, { storeTimeoutMs: 60_000 }) : null;
+  const pair =
+    ctx.rank < 2
+      ? StatelessProcessGroup.fromStore(ctx.store.withPrefix('mq-bench-ack'), ctx.rank, 2, { storeTimeoutMs: 60_000 })
+      : null;
   const ack = pair ? await MessageQueue.createFromGroup(pair, CHUNK_BYTES, CHUNKS, 1, { timeoutMs: 60_000 }) : null;
   const payload = new Uint8Array(args.bytes);
   const samples: number[] = [];

@@ -3,16 +3,29 @@
 // broadcast reference measured in the same topology.
 import type { RankContext } from '../../src/orchestrator/index.ts';
 import { Tensor } from '../../src/tensor/index.ts';
-import { NcclWeightTransferEngine, WeightTransferGroup, packedBroadcastConsumer, parseNcclInitInfo, type TensorSpec } from '../../src/weights/index.ts';
+import {
+  NcclWeightTransferEngine,
+  WeightTransferGroup,
+  packedBroadcastConsumer,
+  parseNcclInitInfo,
+  type TensorSpec,
+} from '../../src/weights/index.ts';
 
 let engine: NcclWeightTransferEngine | null = null;
 let ref: WeightTransferGroup | null = null;
 
 /** Joins the transfer group and the reference group (both collective with the trainer). */
-export async function join(ctx: RankContext, info: Record<string, unknown>, refInfo: Record<string, unknown>): Promise<void> {
+export async function join(
+  ctx: RankContext,
+  info: Record<string, unknown>,
+  refInfo: Record<string, unknown>,
+): Promise<void> {
   engine = NcclWeightTransferEngine.forRank(ctx);
   await engine.initTransferEngine(info);
-  ref = await WeightTransferGroup.create(parseNcclInitInfo(refInfo), engine.transferRank(parseNcclInitInfo(info)), { device: ctx.device, timeoutMs: ctx.timeoutMs });
+  ref = await WeightTransferGroup.create(parseNcclInitInfo(refInfo), engine.transferRank(parseNcclInitInfo(info)), {
+    device: ctx.device,
+    timeoutMs: ctx.timeoutMs,
+  });
 }
 
 /** Receives one update; loadWeights frees each tensor at once. */
@@ -23,7 +36,10 @@ export async function receive(_ctx: RankContext, update: Record<string, unknown>
 }
 
 /** The receiving side of the reference: `warmup + iters` broadcasts of `bytes` from the trainer. */
-export async function refBroadcast(ctx: RankContext, args: { bytes: number; warmup: number; iters: number }): Promise<void> {
+export async function refBroadcast(
+  ctx: RankContext,
+  args: { bytes: number; warmup: number; iters: number },
+): Promise<void> {
   const comm = ref!.communicator;
   const t = Tensor.empty([args.bytes], { dtype: 'uint8', device: ctx.device });
   for (let i = 0; i < args.warmup; i++) await comm.broadcast(t, 0);
@@ -35,10 +51,18 @@ export async function refBroadcast(ctx: RankContext, args: { bytes: number; warm
 }
 
 /** The packed pipeline alone on the reference group (no engine, no handshake): the consumer side. */
-export async function packedPipeline(_ctx: RankContext, args: { specs: TensorSpec[]; bufferBytes: number }): Promise<void> {
-  await packedBroadcastConsumer(args.specs, ref!.communicator, { src: 0, bufferSizeBytes: args.bufferBytes, numBuffers: 2 }, (batch) => {
-    for (const [, t] of batch) t.dispose();
-  });
+export async function packedPipeline(
+  _ctx: RankContext,
+  args: { specs: TensorSpec[]; bufferBytes: number },
+): Promise<void> {
+  await packedBroadcastConsumer(
+    args.specs,
+    ref!.communicator,
+    { src: 0, bufferSizeBytes: args.bufferBytes, numBuffers: 2 },
+    (batch) => {
+      for (const [, t] of batch) t.dispose();
+    },
+  );
   await ref!.communicator.synchronize();
 }
 

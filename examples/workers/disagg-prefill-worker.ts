@@ -18,8 +18,14 @@ export function kvValue(r: number, l: number, kind: 0 | 1): number {
  */
 export async function run(ctx: RankContext, args: { port: number; requests: number }) {
   const pipe = await NcclPipe.create({
-    localRank: ctx.localRank, kvRank: ctx.rank, kvParallelSize: 2, kvIp: '127.0.0.1', kvPort: args.port,
-    device: ctx.device === 'cpu' ? 'cpu' : 'cuda', bufferSizeBytes: 64 << 20, abortSignal: ctx.abortSignal,
+    localRank: ctx.localRank,
+    kvRank: ctx.rank,
+    kvParallelSize: 2,
+    kvIp: '127.0.0.1',
+    kvPort: args.port,
+    device: ctx.device === 'cpu' ? 'cpu' : 'cuda',
+    bufferSizeBytes: 64 << 20,
+    abortSignal: ctx.abortSignal,
   });
   const errors: string[] = [];
   let checked = 0;
@@ -30,7 +36,9 @@ export async function run(ctx: RankContext, args: { port: number; requests: numb
         await pipe.sendTensor(Tensor.arange(tokens, undefined, 1, { dtype: 'int64' }).to(ctx.device));
         for (let l = 0; l < LAYERS; l++) {
           for (const kind of [0, 1] as const) {
-            await pipe.sendTensor(Tensor.full([tokens, HEADS, HEAD_DIM], kvValue(r, l, kind), { dtype: 'bfloat16', device: ctx.device }));
+            await pipe.sendTensor(
+              Tensor.full([tokens, HEADS, HEAD_DIM], kvValue(r, l, kind), { dtype: 'bfloat16', device: ctx.device }),
+            );
           }
         }
         await pipe.sendTensor(Tensor.full([tokens, HEADS * HEAD_DIM], r, { dtype: 'float32', device: ctx.device }));
@@ -42,15 +50,22 @@ export async function run(ctx: RankContext, args: { port: number; requests: numb
         for (const kind of [0, 1] as const) {
           const kv = (await pipe.recvTensor())!;
           const v = (await kv.toArray()) as Float32Array;
-          if (kv.dtype !== 'bfloat16' || kv.shape.join() !== [tokens, HEADS, HEAD_DIM].join() || v.some((x) => x !== kvValue(r, l, kind))) {
-            errors.push(`request ${r} layer ${l} ${kind ? 'values' : 'keys'}: wrong ${kv.dtype} [${kv.shape}] or contents`);
+          if (
+            kv.dtype !== 'bfloat16' ||
+            kv.shape.join() !== [tokens, HEADS, HEAD_DIM].join() ||
+            v.some((x) => x !== kvValue(r, l, kind))
+          ) {
+            errors.push(
+              `request ${r} layer ${l} ${kind ? 'values' : 'keys'}: wrong ${kv.dtype} [${kv.shape}] or contents`,
+            );
           }
           kv.dispose();
           checked++;
         }
       }
       const hidden = (await pipe.recvTensor())!;
-      if (((await hidden.toArray()) as Float32Array).some((x) => x !== r)) errors.push(`request ${r}: hidden state differs`);
+      if (((await hidden.toArray()) as Float32Array).some((x) => x !== r))
+        errors.push(`request ${r}: hidden state differs`);
     }
     if (ctx.rank === 0) await pipe.sendTensor(null);
     else if ((await pipe.recvTensor()) !== null) errors.push('expected the null that ends the stream');

@@ -9,9 +9,18 @@ import { Tensor, type RankContext, type TensorDict } from '../../src/index.ts';
 export function stepInputs(step: number, device: string): TensorDict {
   const batch = 4 + (step % 5); // the batch size changes from step to step
   return {
-    input_ids: Tensor.fromArray(Array.from({ length: batch }, (_, i) => (step * 31 + i * 7) % 1000), { dtype: 'int32', device }),
-    positions: Tensor.fromArray(Array.from({ length: batch }, (_, i) => step + i), { dtype: 'int32', device }),
-    temperatures: Tensor.fromArray(Array.from({ length: batch }, (_, i) => 0.5 + 0.25 * (i % 3)), { dtype: 'float32' }),
+    input_ids: Tensor.fromArray(
+      Array.from({ length: batch }, (_, i) => (step * 31 + i * 7) % 1000),
+      { dtype: 'int32', device },
+    ),
+    positions: Tensor.fromArray(
+      Array.from({ length: batch }, (_, i) => step + i),
+      { dtype: 'int32', device },
+    ),
+    temperatures: Tensor.fromArray(
+      Array.from({ length: batch }, (_, i) => 0.5 + 0.25 * (i % 3)),
+      { dtype: 'float32' },
+    ),
     step,
     is_prompt: step === 0,
   };
@@ -40,7 +49,10 @@ export async function loop(ctx: RankContext, args: { steps: number }) {
   const errors: string[] = [];
   const t0 = performance.now();
   for (let step = 0; ; step++) {
-    const inputs = (await group.broadcastTensorDict(driver ? (step < args.steps ? stepInputs(step, ctx.device) : {}) : undefined, 0)) as TensorDict;
+    const inputs = (await group.broadcastTensorDict(
+      driver ? (step < args.steps ? stepInputs(step, ctx.device) : {}) : undefined,
+      0,
+    )) as TensorDict;
     if (Object.keys(inputs).length === 0) break; // the driver's stop signal
     const mine = await execute(inputs);
     // Every rank's checksum summed over the group: equal to size × mine only when all agree.
@@ -49,7 +61,8 @@ export async function loop(ctx: RankContext, args: { steps: number }) {
     const total = (await reduced.toArray())[0] as number;
     local.dispose();
     reduced.dispose();
-    if (total !== mine * group.worldSize) errors.push(`step ${step}: the ranks' checksums differ (sum ${total}, mine ${mine})`);
+    if (total !== mine * group.worldSize)
+      errors.push(`step ${step}: the ranks' checksums differ (sum ${total}, mine ${mine})`);
     sums.push(mine);
     for (const v of Object.values(inputs)) if (v instanceof Tensor) v.dispose();
   }

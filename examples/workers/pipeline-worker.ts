@@ -49,9 +49,13 @@ export async function run(ctx: RankContext, job: PipelineJob) {
       const residual = got.residual as Tensor;
       h = (await hidden.toArray()) as Float32Array;
       const res = (await residual.toArray()) as Int32Array;
-      if (got.microbatch !== mb || got.layersDone !== start) errors.push(`stage ${stage} got microbatch ${String(got.microbatch)} after layer ${String(got.layersDone)}, expected ${mb} after ${start}`);
+      if (got.microbatch !== mb || got.layersDone !== start)
+        errors.push(
+          `stage ${stage} got microbatch ${String(got.microbatch)} after layer ${String(got.layersDone)}, expected ${mb} after ${start}`,
+        );
       if (hidden.shape.join('x') !== shape.join('x')) errors.push(`hidden arrived as ${hidden.shape.join('x')}`);
-      if (!input(job, mb).every((v, i) => res[i] === v)) errors.push(`microbatch ${mb}: residual differs from the input`);
+      if (!input(job, mb).every((v, i) => res[i] === v))
+        errors.push(`microbatch ${mb}: residual differs from the input`);
       hidden.dispose();
       residual.dispose();
     }
@@ -77,5 +81,13 @@ export async function run(ctx: RankContext, job: PipelineJob) {
       (dict.residual as Tensor).dispose();
     }
   }
-  return { rank: ctx.rank, stage, tpRank: ctx.tp.rankInGroup, layers: [start, end], errors, outputs, ms: performance.now() - t0 };
+  return {
+    rank: ctx.rank,
+    stage,
+    tpRank: ctx.tp.rankInGroup,
+    layers: [start, end],
+    errors,
+    outputs,
+    ms: performance.now() - t0,
+  };
 }

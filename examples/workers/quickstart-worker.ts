@@ -23,7 +23,11 @@ export async function allReduce(ctx: RankContext, args: { numel: number; iters: 
   await ctx.synchronize();
   const ms = (performance.now() - t0) / args.iters;
   x.dispose();
-  return { ok: bad === -1, detail: bad === -1 ? `every element ${expected}` : `element ${bad} is ${values[bad]}, expected ${expected}`, ms };
+  return {
+    ok: bad === -1,
+    detail: bad === -1 ? `every element ${expected}` : `element ${bad} is ${values[bad]}, expected ${expected}`,
+    ms,
+  };
 }
 
 /** What rank 0 broadcasts: two tensors (one on the rank's device, one on the host) and two plain values. */
@@ -49,13 +53,18 @@ export async function broadcastDict(ctx: RankContext, args: { iters: number }): 
     const positions = got.positions as Tensor;
     const h = Array.from((await hidden.toArray()) as Float32Array);
     const p = Array.from((await positions.toArray()) as Int32Array);
-    if (hidden.device !== ctx.device || hidden.shape.join('x') !== '4x8' || h.some((v, i) => v !== i)) errors.push(`hidden on ${hidden.device} ${hidden.shape.join('x')}: ${h.slice(0, 4).join(',')}…`);
+    if (hidden.device !== ctx.device || hidden.shape.join('x') !== '4x8' || h.some((v, i) => v !== i))
+      errors.push(`hidden on ${hidden.device} ${hidden.shape.join('x')}: ${h.slice(0, 4).join(',')}…`);
     if (positions.device !== 'cpu' || p.join(',') !== `0,1,2,3,${step}`) errors.push(`positions ${p.join(',')}`);
     if (got.step !== step || got.phase !== 'decode') errors.push(`step ${String(got.step)} phase ${String(got.phase)}`);
     hidden.dispose();
     positions.dispose();
   }
-  return { ok: errors.length === 0, detail: errors[0] ?? 'every key arrived intact', ms: ms / Math.max(1, args.iters - 1) };
+  return {
+    ok: errors.length === 0,
+    detail: errors[0] ?? 'every key arrived intact',
+    ms: ms / Math.max(1, args.iters - 1),
+  };
 }
 
 /** Captures an all-reduce into a CUDA graph, replays it `replays` times, checks the result (NCCL only). */
@@ -72,7 +81,11 @@ export async function graph(ctx: RankContext, args: { replays: number }): Promis
     const expected = (ctx.worldSize * (ctx.worldSize + 1)) / 2;
     const values = (await g.result.toArray()) as Float32Array;
     const bad = values.findIndex((v) => v !== expected);
-    return { ok: bad === -1, detail: bad === -1 ? `every element ${expected}` : `element ${bad} is ${values[bad]}, expected ${expected}`, ms };
+    return {
+      ok: bad === -1,
+      detail: bad === -1 ? `every element ${expected}` : `element ${bad} is ${values[bad]}, expected ${expected}`,
+      ms,
+    };
   } finally {
     g.dispose();
     x.dispose();

@@ -27,7 +27,16 @@ function matrix(seed: number, rows: number, cols: number, span: number): Float32
 }
 
 /** a [n, k] · b [k, m], with b's columns [c0, c1) and rows [r0, r0 + k). */
-function matmul(a: Float32Array, n: number, k: number, b: Float32Array, bCols: number, r0: number, c0: number, c1: number): Float32Array {
+function matmul(
+  a: Float32Array,
+  n: number,
+  k: number,
+  b: Float32Array,
+  bCols: number,
+  r0: number,
+  c0: number,
+  c1: number,
+): Float32Array {
   const m = c1 - c0;
   const out = new Float32Array(n * m);
   for (let i = 0; i < n; i++) {

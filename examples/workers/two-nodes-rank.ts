@@ -4,8 +4,15 @@
 // all-reduce inside TP, and a tensor dict sent across PP and answered. It prints one
 // line `two-nodes-result {json}` for the parent to collect.
 import {
-  Tensor, destroyDistributedEnvironment, getPpGroup, getTpGroup, getWorldGroup, inTheSameNodeAs,
-  initDistributedEnvironment, initializeModelParallel, type TensorDict,
+  Tensor,
+  destroyDistributedEnvironment,
+  getPpGroup,
+  getTpGroup,
+  getWorldGroup,
+  inTheSameNodeAs,
+  initDistributedEnvironment,
+  initializeModelParallel,
+  type TensorDict,
 } from '../../src/index.ts';
 
 const node = Number(process.env.NODE_RANK);
@@ -18,7 +25,8 @@ const pp = getPpGroup();
 const rank = world.rankInGroup;
 const errors: string[] = [];
 const expect = (what: string, got: unknown, want: unknown) => {
-  if (JSON.stringify(got) !== JSON.stringify(want)) errors.push(`${what}: got ${JSON.stringify(got)}, expected ${JSON.stringify(want)}`);
+  if (JSON.stringify(got) !== JSON.stringify(want))
+    errors.push(`${what}: got ${JSON.stringify(got)}, expected ${JSON.stringify(want)}`);
 };
 
 // vLLM's layout: TP groups are consecutive ranks (one node each here), PP groups stride by TP.
@@ -34,9 +42,17 @@ expect('TP all-reduce', Array.from((await sum.toArray()) as Float32Array), Array
 // Across the nodes: stage 0 sends activations, stage 1 checks them and sends back twice the values.
 const activations = (r: number) => Array.from({ length: 16 }, (_, i) => i + 100 * r);
 if (pp.isFirstRank) {
-  await pp.sendTensorDict({ hidden: Tensor.fromArray(activations(rank), { shape: [4, 4], device: world.device }), fromRank: rank, fromNode: node });
+  await pp.sendTensorDict({
+    hidden: Tensor.fromArray(activations(rank), { shape: [4, 4], device: world.device }),
+    fromRank: rank,
+    fromNode: node,
+  });
   const reply = (await pp.recvTensorDict(1)) as TensorDict;
-  expect('reply from stage 1', Array.from((await (reply.hidden as Tensor).toArray()) as Float32Array), activations(rank).map((v) => 2 * v));
+  expect(
+    'reply from stage 1',
+    Array.from((await (reply.hidden as Tensor).toArray()) as Float32Array),
+    activations(rank).map((v) => 2 * v),
+  );
   expect('reply sender', [reply.fromRank, reply.fromNode], [rank + 2, 1]);
 } else {
   const got = (await pp.recvTensorDict(0)) as TensorDict;
@@ -44,10 +60,22 @@ if (pp.isFirstRank) {
   const values = Array.from((await hidden.toArray()) as Float32Array);
   expect('activations from stage 0', values, activations(rank - 2));
   expect('sender', [got.fromRank, got.fromNode, [...hidden.shape]], [rank - 2, 0, [4, 4]]);
-  await pp.sendTensorDict({ hidden: Tensor.fromArray(values.map((v) => 2 * v), { shape: [4, 4], device: world.device }), fromRank: rank, fromNode: node }, 0);
+  await pp.sendTensorDict(
+    {
+      hidden: Tensor.fromArray(
+        values.map((v) => 2 * v),
+        { shape: [4, 4], device: world.device },
+      ),
+      fromRank: rank,
+      fromNode: node,
+    },
+    0,
+  );
 }
 
-console.log(`two-nodes-result ${JSON.stringify({ rank, node, device: world.device, backend: process.env.GPUGROUP_BACKEND, errors })}`);
+console.log(
+  `two-nodes-result ${JSON.stringify({ rank, node, device: world.device, backend: process.env.GPUGROUP_BACKEND, errors })}`,
+);
 // Collective: rank 0, which serves the store, closes it only after every rank has left.
 await destroyDistributedEnvironment();
 process.exitCode = errors.length === 0 ? 0 : 1;

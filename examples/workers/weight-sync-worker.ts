@@ -15,7 +15,10 @@ export async function join(ctx: RankContext, info: Record<string, unknown>): Pro
 }
 
 /** Receives one update; returns how many tensors were loaded and which checksums failed. */
-export async function sync(_ctx: RankContext, args: { update: Partial<NcclWeightTransferUpdateInfo>; checksums: Record<string, number> }) {
+export async function sync(
+  _ctx: RankContext,
+  args: { update: Partial<NcclWeightTransferUpdateInfo>; checksums: Record<string, number> },
+) {
   if (!engine) throw new Error('join() first');
   const bad: string[] = [];
   let loaded = 0;

@@ -33,7 +33,15 @@ export const DEFAULT_MULTI_NODE_PORT = 29500;
 const DEFAULT_GRACE_MS = 5_000;
 
 /** Options that take a value, by their canonical (dashed) name. */
-const VALUE_OPTIONS = ['--nproc-per-node', '--nnodes', '--node-rank', '--master-addr', '--master-port', '--backend', '--grace-ms'] as const;
+const VALUE_OPTIONS = [
+  '--nproc-per-node',
+  '--nnodes',
+  '--node-rank',
+  '--master-addr',
+  '--master-port',
+  '--backend',
+  '--grace-ms',
+] as const;
 type ValueOption = (typeof VALUE_OPTIONS)[number];
 
 export const RUN_USAGE = `Usage: gpugroup run [options] script.ts [script args...]
@@ -64,7 +72,8 @@ killed). Ctrl-C (SIGINT) and SIGTERM are forwarded to every rank.`;
 function int(option: string, raw: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
   const n = Number(raw);
   const range = max === Number.MAX_SAFE_INTEGER ? `≥ ${min}` : `in [${min}, ${max}]`;
-  if (!/^\d+$/.test(raw) || n < min || n > max) throw new InvalidArgumentError(option, `expected an integer ${range}, got '${raw}'`);
+  if (!/^\d+$/.test(raw) || n < min || n > max)
+    throw new InvalidArgumentError(option, `expected an integer ${range}, got '${raw}'`);
   return n;
 }
 
@@ -88,7 +97,8 @@ export function parseRunArgs(argv: readonly string[]): ParsedRun {
       standalone = true;
       continue;
     }
-    if (!(VALUE_OPTIONS as readonly string[]).includes(name)) throw new InvalidArgumentError(name, `unknown option (see gpugroup run --help)`);
+    if (!(VALUE_OPTIONS as readonly string[]).includes(name))
+      throw new InvalidArgumentError(name, `unknown option (see gpugroup run --help)`);
     let value: string | undefined;
     if (eq !== -1) value = arg.slice(eq + 1);
     else value = argv[++i];
@@ -96,7 +106,8 @@ export function parseRunArgs(argv: readonly string[]): ParsedRun {
     values.set(name as ValueOption, value);
   }
   const script = argv[i];
-  if (script === undefined) throw new InvalidArgumentError('script', 'no script given (gpugroup run [options] script.ts [args...])');
+  if (script === undefined)
+    throw new InvalidArgumentError('script', 'no script given (gpugroup run [options] script.ts [args...])');
   const nproc = values.get('--nproc-per-node') ?? '1';
   const nnodes = int('--nnodes', values.get('--nnodes') ?? '1', 1);
   if (standalone && nnodes !== 1) throw new InvalidArgumentError('--standalone', 'means a single node; drop --nnodes');
@@ -104,7 +115,8 @@ export function parseRunArgs(argv: readonly string[]): ParsedRun {
   if (nodeRank >= nnodes) throw new InvalidArgumentError('--node-rank', `${nodeRank} is out of range [0, ${nnodes})`);
   const port = values.get('--master-port');
   const backend = values.get('--backend') ?? 'auto';
-  if (backend !== 'auto' && backend !== 'cpu' && backend !== 'nccl') throw new InvalidArgumentError('--backend', `expected cpu, nccl or auto, got '${backend}'`);
+  if (backend !== 'auto' && backend !== 'cpu' && backend !== 'nccl')
+    throw new InvalidArgumentError('--backend', `expected cpu, nccl or auto, got '${backend}'`);
   const masterAddr = values.get('--master-addr') ?? '127.0.0.1';
   if (masterAddr.length === 0) throw new InvalidArgumentError('--master-addr', 'expected a host name or address');
   return {
@@ -114,7 +126,8 @@ export function parseRunArgs(argv: readonly string[]): ParsedRun {
       nnodes,
       nodeRank,
       masterAddr,
-      masterPort: port === undefined ? (nnodes > 1 ? DEFAULT_MULTI_NODE_PORT : null) : int('--master-port', port, 1, 65535),
+      masterPort:
+        port === undefined ? (nnodes > 1 ? DEFAULT_MULTI_NODE_PORT : null) : int('--master-port', port, 1, 65535),
       backend,
       graceMs: int('--grace-ms', values.get('--grace-ms') ?? String(DEFAULT_GRACE_MS), 0),
       script,

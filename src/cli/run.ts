@@ -70,18 +70,29 @@ export async function planRun(opts: RunOptions): Promise<RunPlan> {
   const script = resolve(opts.script);
   if (!existsSync(script)) throw new InvalidArgumentError('script', `no such file: ${script}`);
   const gpus = opts.nprocPerNode === 'gpu' || opts.backend !== 'cpu' ? cudaDeviceCount() : 0;
-  if (opts.nprocPerNode === 'gpu' && gpus === 0) throw new InvalidArgumentError('--nproc-per-node', "'gpu' needs a visible CUDA device; none is");
+  if (opts.nprocPerNode === 'gpu' && gpus === 0)
+    throw new InvalidArgumentError('--nproc-per-node', "'gpu' needs a visible CUDA device; none is");
   const nprocPerNode = opts.nprocPerNode === 'gpu' ? gpus : opts.nprocPerNode;
   let backend: 'cpu' | 'nccl';
   if (opts.backend === 'auto') backend = gpus >= nprocPerNode && ncclAvailable() ? 'nccl' : 'cpu';
   else backend = opts.backend;
   if (backend === 'nccl' && gpus < nprocPerNode) {
-    throw new InvalidArgumentError('--backend', `nccl needs one GPU per local rank: ${nprocPerNode} ranks, ${gpus} CUDA devices visible`);
+    throw new InvalidArgumentError(
+      '--backend',
+      `nccl needs one GPU per local rank: ${nprocPerNode} ranks, ${gpus} CUDA devices visible`,
+    );
   }
   return {
-    script, scriptArgs: opts.scriptArgs, nprocPerNode, nnodes: opts.nnodes, nodeRank: opts.nodeRank,
-    worldSize: nprocPerNode * opts.nnodes, masterAddr: opts.masterAddr,
-    masterPort: opts.masterPort ?? (await freePort(opts.masterAddr)), backend, graceMs: opts.graceMs,
+    script,
+    scriptArgs: opts.scriptArgs,
+    nprocPerNode,
+    nnodes: opts.nnodes,
+    nodeRank: opts.nodeRank,
+    worldSize: nprocPerNode * opts.nnodes,
+    masterAddr: opts.masterAddr,
+    masterPort: opts.masterPort ?? (await freePort(opts.masterAddr)),
+    backend,
+    graceMs: opts.graceMs,
   };
 }
 
@@ -160,16 +171,21 @@ function linkNodes(plan: RunPlan, onRemote: (message: string) => void, log: Log)
   return {
     report(message) {
       reported = true;
-      pendingReport = connected.then((c) => c.set(FAILED_KEY, Buffer.from(message))).catch((err: Error) => {
-        log(`gpugroup run: could not tell the other nodes (${err.message})`);
-      });
+      pendingReport = connected
+        .then((c) => c.set(FAILED_KEY, Buffer.from(message)))
+        .catch((err: Error) => {
+          log(`gpugroup run: could not tell the other nodes (${err.message})`);
+        });
     },
     async stop() {
       stopped = true;
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([pendingReport, new Promise((r) => (timer = setTimeout(r, 5_000)))]);
       clearTimeout(timer);
-      void connected.then((c) => c.close(), () => undefined);
+      void connected.then(
+        (c) => c.close(),
+        () => undefined,
+      );
     },
   };
 }
@@ -197,7 +213,10 @@ export function runRanks(plan: RunPlan, log: Log): Promise<RunResult> {
     clearTimeout(killTimer);
     killTimer = setTimeout(() => {
       const left = live();
-      if (left.length > 0) log(`gpugroup run: ${left.map((c) => `rank ${c.rank}`).join(', ')} still running after ${plan.graceMs} ms; sending SIGKILL`);
+      if (left.length > 0)
+        log(
+          `gpugroup run: ${left.map((c) => `rank ${c.rank}`).join(', ')} still running after ${plan.graceMs} ms; sending SIGKILL`,
+        );
       for (const c of left) c.child.kill('SIGKILL');
     }, plan.graceMs);
   };
@@ -212,14 +231,21 @@ export function runRanks(plan: RunPlan, log: Log): Promise<RunResult> {
     stopAll(signal);
   };
   for (const s of FORWARDED) process.on(s, onSignal);
-  const link = plan.nnodes > 1
-    ? linkNodes(plan, (message) => {
-      if (stopping) return;
-      remoteFailure = message;
-      log(`gpugroup run: node ${plan.nodeRank}: another node failed (${message}); stopping ${live().length} rank(s)`);
-      stopAll('SIGTERM');
-    }, log)
-    : null;
+  const link =
+    plan.nnodes > 1
+      ? linkNodes(
+          plan,
+          (message) => {
+            if (stopping) return;
+            remoteFailure = message;
+            log(
+              `gpugroup run: node ${plan.nodeRank}: another node failed (${message}); stopping ${live().length} rank(s)`,
+            );
+            stopAll('SIGTERM');
+          },
+          log,
+        )
+      : null;
 
   const settle = () => {
     if (live().length > 0) return;
@@ -231,8 +257,10 @@ export function runRanks(plan: RunPlan, log: Log): Promise<RunResult> {
     else if (remoteFailure) exitCode = 1;
     if (failed) {
       const others = exits.filter((e) => e !== failed && e.stopped).map((e) => `rank ${e.rank} ${describeExit(e)}`);
-      log(`gpugroup run: FAILED: rank ${failed.rank} (local rank ${failed.localRank} on node ${plan.nodeRank}, pid ${failed.pid}) ${describeExit(failed)}` +
-        (others.length > 0 ? `; stopped: ${others.join(', ')}` : ''));
+      log(
+        `gpugroup run: FAILED: rank ${failed.rank} (local rank ${failed.localRank} on node ${plan.nodeRank}, pid ${failed.pid}) ${describeExit(failed)}` +
+          (others.length > 0 ? `; stopped: ${others.join(', ')}` : ''),
+      );
     }
     if (remoteFailure && !failed) log(`gpugroup run: FAILED: stopped because another node failed: ${remoteFailure}`);
     const result = { exitCode, failed, remoteFailure, interrupted, exits: [...exits].sort((a, b) => a.rank - b.rank) };
@@ -258,7 +286,10 @@ export function runRanks(plan: RunPlan, log: Log): Promise<RunResult> {
         failed = entry.exit;
         link?.report(`rank ${rank} (node ${plan.nodeRank}, local rank ${localRank}) ${describeExit(entry.exit)}`);
         const others = live().length;
-        log(`gpugroup run: rank ${rank} ${describeExit(entry.exit)}` + (others > 0 ? `; stopping the other ${others} rank(s)` : ''));
+        log(
+          `gpugroup run: rank ${rank} ${describeExit(entry.exit)}` +
+            (others > 0 ? `; stopping the other ${others} rank(s)` : ''),
+        );
         stopAll('SIGTERM');
       }
       settle();

@@ -20,7 +20,7 @@
  * word (Atomics.waitAsync or futex) in slices; every wait has the op's deadline.
  */
 import { CollectiveTimeoutError, GroupClosedError, InvalidArgumentError, RankFailedError } from '../errors.ts';
-import { FlightRecorder } from './flight-recorder.ts';
+import type { FlightRecorder } from './flight-recorder.ts';
 import { W, type Region, type Segments } from './cpu-segments.ts';
 
 /** What a wait needs to know about the operation it belongs to. */
@@ -90,7 +90,13 @@ export class CpuChannel {
 
   /** Fails with the abort signal's reason: a RankFailedError as is, anything else as GroupClosedError. */
   abort(reason: unknown): void {
-    this.fail(reason instanceof RankFailedError ? reason : new GroupClosedError(`group '${this.groupName}' was aborted: ${reason instanceof Error ? reason.message : String(reason)}`));
+    this.fail(
+      reason instanceof RankFailedError
+        ? reason
+        : new GroupClosedError(
+            `group '${this.groupName}' was aborted: ${reason instanceof Error ? reason.message : String(reason)}`,
+          ),
+    );
   }
 
   throwIfFailed(): void {
@@ -126,11 +132,13 @@ export class CpuChannel {
   async awaitPosted(peer: number, sig: number, s: OpState): Promise<void> {
     await this.wait(peer, W.posted, this.round + 1, s);
     if (Atomics.load(this.segments.regions[peer].words, W.sig + (this.round & 1)) !== sig) {
-      throw this.fail(new InvalidArgumentError(
-        'collective',
-        `rank ${peer} of group '${this.groupName}' is in a different collective than this rank's ${s.op} #${s.seq} ` +
-          '(op, dtype, shape, sizes or root differ): every rank must call the same collectives in the same order',
-      ));
+      throw this.fail(
+        new InvalidArgumentError(
+          'collective',
+          `rank ${peer} of group '${this.groupName}' is in a different collective than this rank's ${s.op} #${s.seq} ` +
+            '(op, dtype, shape, sizes or root differ): every rank must call the same collectives in the same order',
+        ),
+      );
     }
   }
 
@@ -141,7 +149,15 @@ export class CpuChannel {
   }
 
   /** Sends one chunk (`len` bytes of `src` at `off`) to `peer`; `total` is the message size, announced on the first chunk. */
-  async sendChunk(peer: number, src: Uint8Array, off: number, len: number, total: number, first: boolean, s: OpState): Promise<void> {
+  async sendChunk(
+    peer: number,
+    src: Uint8Array,
+    off: number,
+    len: number,
+    total: number,
+    first: boolean,
+    s: OpState,
+  ): Promise<void> {
     const layout = this.segments.layout;
     const c = this.sent[peer];
     // The slot was last used by chunk c - 2: the receiver must have consumed it.
@@ -153,7 +169,15 @@ export class CpuChannel {
   }
 
   /** Receives the next chunk from `peer` into `dst` at `off`; checks the announced size on the first chunk. */
-  async recvChunk(peer: number, dst: Uint8Array, off: number, len: number, total: number, first: boolean, s: OpState): Promise<void> {
+  async recvChunk(
+    peer: number,
+    dst: Uint8Array,
+    off: number,
+    len: number,
+    total: number,
+    first: boolean,
+    s: OpState,
+  ): Promise<void> {
     const layout = this.segments.layout;
     const region = this.segments.regions[peer];
     const c = this.consumed[peer];
@@ -161,10 +185,12 @@ export class CpuChannel {
     if (first) {
       const announced = Atomics.load(region.words, layout.p2pBytesWord(this.rank, c & 1));
       if (announced !== total) {
-        throw this.fail(new InvalidArgumentError(
-          'recv',
-          `rank ${peer} of group '${this.groupName}' sent ${announced} bytes but this rank's recv #${s.seq} expects ${total} (shape or dtype differ)`,
-        ));
+        throw this.fail(
+          new InvalidArgumentError(
+            'recv',
+            `rank ${peer} of group '${this.groupName}' sent ${announced} bytes but this rank's recv #${s.seq} expects ${total} (shape or dtype differ)`,
+          ),
+        );
       }
     }
     const at = layout.p2pSlotAt(this.rank, c & 1);
@@ -194,7 +220,9 @@ export class CpuChannel {
       if (reached(value, target)) return;
       const now = performance.now();
       if (now >= s.deadline) {
-        throw this.fail(new CollectiveTimeoutError(this.groupName, s.op, s.seq, this.timeoutMs, this.recorder.recent()));
+        throw this.fail(
+          new CollectiveTimeoutError(this.groupName, s.op, s.seq, this.timeoutMs, this.recorder.recent()),
+        );
       }
       if (now - t0 < this.policy.pollMs) {
         await immediate();

@@ -68,7 +68,10 @@ export class CpuCommunicator extends DeviceCommunicator {
     this.channel = new CpuChannel(segments, this.rankInGroup, this.groupName, this.timeoutMs, this.recorder, policy);
     this.sendTails = new Array<Promise<void>>(this.worldSize).fill(Promise.resolve());
     this.recvTails = new Array<Promise<void>>(this.worldSize).fill(Promise.resolve());
-    this.sources = Array.from({ length: this.worldSize }, () => ({ array: new Uint8Array(0) as StorageArray, offset: 0 }));
+    this.sources = Array.from({ length: this.worldSize }, () => ({
+      array: new Uint8Array(0) as StorageArray,
+      offset: 0,
+    }));
     const signal = opts.abortSignal;
     this.onAbort = () => this.channel.abort(signal?.reason);
     signal?.addEventListener('abort', this.onAbort, { once: true });
@@ -81,7 +84,12 @@ export class CpuCommunicator extends DeviceCommunicator {
     const half = align(Math.max(opts.bufferBytes ?? 1 << 20, 64 * world), 64);
     const p2p = align(Math.max(opts.p2pBytes ?? 512 << 10, 64), 64);
     const segments = await Segments.create({
-      group: opts.group, groupName: opts.groupName, transport: opts.transport, halfBytes: half, p2pSlotBytes: p2p, timeoutMs: opts.timeoutMs ?? 120_000,
+      group: opts.group,
+      groupName: opts.groupName,
+      transport: opts.transport,
+      halfBytes: half,
+      p2pSlotBytes: p2p,
+      timeoutMs: opts.timeoutMs ?? 120_000,
     });
     const policy = { ...defaultPolicy(world, segments.sameThread), ...opts.waitPolicy };
     const comm = new CpuCommunicator(opts, segments, policy);
@@ -144,7 +152,15 @@ export class CpuCommunicator extends DeviceCommunicator {
         // Reduce this rank's slice into the next round's half. Safe without beginWrite:
         // every peer posted this round, so each has finished the round that used that half.
         const bAt = ch.nextHalfAt;
-        reduceInto(op, input.dtype, src, ch.mine.view(storage, is), bAt / is + lo, hi - lo, this.scratchFor(input.dtype, hi - lo));
+        reduceInto(
+          op,
+          input.dtype,
+          src,
+          ch.mine.view(storage, is),
+          bAt / is + lo,
+          hi - lo,
+          this.scratchFor(input.dtype, hi - lo),
+        );
         ch.finish();
         ch.post(sig);
         for (let p = 0; p < n; p++) {
@@ -199,7 +215,12 @@ export class CpuCommunicator extends DeviceCommunicator {
   }
 
   // Each round carries, per destination w, up to `sub` bytes of w's rows in sub-area w.
-  protected override _reduceScatterv(input: Tensor, output: Tensor, sizes: readonly number[], op: ReduceOp): Promise<void> {
+  protected override _reduceScatterv(
+    input: Tensor,
+    output: Tensor,
+    sizes: readonly number[],
+    op: ReduceOp,
+  ): Promise<void> {
     return this.collective('reduce_scatterv', input, null, async (s) => {
       const ch = this.channel;
       const n = this.worldSize;
@@ -222,7 +243,8 @@ export class CpuCommunicator extends DeviceCommunicator {
           await ch.beginWrite(s);
           for (let w = 0; w < n; w++) {
             const len = clamp(sizes[w] * row - off, sub);
-            if (w !== me && len > 0) ch.mine.bytes.set(inBytes.subarray(offsets[w] + off, offsets[w] + off + len), at + w * sub);
+            if (w !== me && len > 0)
+              ch.mine.bytes.set(inBytes.subarray(offsets[w] + off, offsets[w] + off + len), at + w * sub);
           }
           ch.post(sig);
         }
@@ -314,7 +336,6 @@ export class CpuCommunicator extends DeviceCommunicator {
     } while (off < total);
   }
 
-
   /** Runs `body` after the previous collective. */
   private collective(op: string, t: Tensor, peer: number | null, body: (s: OpState) => Promise<void>): Promise<void> {
     const run = (): Promise<void> => this.execute(op, t, peer, body);
@@ -324,14 +345,25 @@ export class CpuCommunicator extends DeviceCommunicator {
   }
 
   /** Runs `body` after the previous send to (or recv from) the same peer. */
-  private pointToPoint(op: string, tails: Promise<void>[], t: Tensor, peer: number, body: (s: OpState) => Promise<void>): Promise<void> {
+  private pointToPoint(
+    op: string,
+    tails: Promise<void>[],
+    t: Tensor,
+    peer: number,
+    body: (s: OpState) => Promise<void>,
+  ): Promise<void> {
     const run = (): Promise<void> => this.execute(op, t, peer, body);
     const result = tails[peer].then(run, run);
     tails[peer] = result.catch(noop);
     return result;
   }
 
-  private async execute(op: string, t: Tensor, peer: number | null, body: (s: OpState) => Promise<void>): Promise<void> {
+  private async execute(
+    op: string,
+    t: Tensor,
+    peer: number | null,
+    body: (s: OpState) => Promise<void>,
+  ): Promise<void> {
     this.channel.throwIfFailed();
     const seq = this.recorder.start(op, t.dtype, t.numel, peer);
     this.pending.add(seq);
@@ -346,7 +378,8 @@ export class CpuCommunicator extends DeviceCommunicator {
 
   private scratchFor(dtype: string, count: number): Float32Array {
     if (!dtypeInfo(dtype).encoded) return EMPTY_F32;
-    if (!this.scratch || this.scratch.length < count) this.scratch = new Float32Array(Math.max(count, this.channel.segments.layout.halfBytes / 2));
+    if (!this.scratch || this.scratch.length < count)
+      this.scratch = new Float32Array(Math.max(count, this.channel.segments.layout.halfBytes / 2));
     return this.scratch;
   }
 }

@@ -32,7 +32,13 @@ const kernels = new Map<string, Kernel>();
  * `out` must not overlap a source except at the same offset.
  */
 export function reduceInto(
-  op: ReduceOp, dtype: DType, sources: readonly ReduceSource[], out: StorageArray, outOffset: number, count: number, scratch: Float32Array,
+  op: ReduceOp,
+  dtype: DType,
+  sources: readonly ReduceSource[],
+  out: StorageArray,
+  outOffset: number,
+  count: number,
+  scratch: Float32Array,
 ): void {
   if (count === 0) return;
   const n = sources.length;
@@ -67,7 +73,12 @@ function compile(kind: string, op: ReduceOp, n: number): Kernel {
   const f32 = kind === 'float32' || kind === 'enc';
   const int = kind === 'int8' || kind === 'uint8' || kind === 'int32';
   const round = (e: string): string => (f32 ? `Math.fround(${e})` : e);
-  const wrap = kind === 'int8' ? (e: string) => `((${e}) << 24 >> 24)` : kind === 'uint8' ? (e: string) => `((${e}) & 255)` : (e: string) => `((${e}) | 0)`;
+  const wrap =
+    kind === 'int8'
+      ? (e: string) => `((${e}) << 24 >> 24)`
+      : kind === 'uint8'
+        ? (e: string) => `((${e}) & 255)`
+        : (e: string) => `((${e}) | 0)`;
   const value = (k: number): string => (kind === 'enc' ? `lut[s${k}[i]]` : `s${k}[i]`);
   const lines: string[] = [];
   for (let k = 0; k < n; k++) lines.push(`const s${k} = src[${k}];`);
@@ -93,7 +104,7 @@ function encodeInto(dtype: DType, acc: Float32Array, out: Uint16Array, oo: numbe
     const bits = new Uint32Array(acc.buffer, acc.byteOffset, count);
     for (let i = 0; i < count; i++) {
       const u = bits[i];
-      out[oo + i] = (u & 0x7fffffff) > 0x7f800000 ? ((u >>> 16) | 0x40) : (u + 0x7fff + ((u >>> 16) & 1)) >>> 16;
+      out[oo + i] = (u & 0x7fffffff) > 0x7f800000 ? (u >>> 16) | 0x40 : (u + 0x7fff + ((u >>> 16) & 1)) >>> 16;
     }
   } else {
     for (let i = 0; i < count; i++) out[oo + i] = floatToHalf(acc[i]);
@@ -102,7 +113,8 @@ function encodeInto(dtype: DType, acc: Float32Array, out: Uint16Array, oo: numbe
 
 function reduceBig(op: ReduceOp, sources: readonly ReduceSource[], o: BigInt64Array, oo: number, count: number): void {
   const first = sources[0];
-  if (first.array !== o || first.offset !== oo) o.set((first.array as BigInt64Array).subarray(first.offset, first.offset + count), oo);
+  if (first.array !== o || first.offset !== oo)
+    o.set((first.array as BigInt64Array).subarray(first.offset, first.offset + count), oo);
   const end = oo + count;
   // Stores into a BigInt64Array wrap modulo 2^64, as int64 arithmetic in C does.
   for (let k = 1; k < sources.length; k++) {
@@ -110,8 +122,14 @@ function reduceBig(op: ReduceOp, sources: readonly ReduceSource[], o: BigInt64Ar
     const d = sources[k].offset - oo;
     if (op === 'sum' || op === 'avg') for (let i = oo; i < end; i++) o[i] += x[i + d];
     else if (op === 'prod') for (let i = oo; i < end; i++) o[i] *= x[i + d];
-    else if (op === 'max') for (let i = oo; i < end; i++) { if (x[i + d] > o[i]) o[i] = x[i + d]; }
-    else for (let i = oo; i < end; i++) { if (x[i + d] < o[i]) o[i] = x[i + d]; }
+    else if (op === 'max')
+      for (let i = oo; i < end; i++) {
+        if (x[i + d] > o[i]) o[i] = x[i + d];
+      }
+    else
+      for (let i = oo; i < end; i++) {
+        if (x[i + d] < o[i]) o[i] = x[i + d];
+      }
   }
   if (op === 'avg') {
     // BigInt division truncates toward zero, like NCCL's SumPostDiv.

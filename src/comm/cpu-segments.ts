@@ -50,7 +50,11 @@ export class SegmentLayout {
   readonly p2pAt: number;
   readonly totalBytes: number;
 
-  constructor(readonly worldSize: number, readonly halfBytes: number, readonly p2pSlotBytes: number) {
+  constructor(
+    readonly worldSize: number,
+    readonly halfBytes: number,
+    readonly p2pSlotBytes: number,
+  ) {
     // Counters, then a total-bytes word per (peer, slot) for the p2p size check.
     this.headerBytes = align((W.p2pBase + 4 * worldSize + 2 * worldSize) * 4, 64);
     this.halvesAt = this.headerBytes;
@@ -78,7 +82,11 @@ export class Region extends SharedWords {
   readonly bytes: Uint8Array;
   private readonly views = new Map<ArrayCtor, StorageArray>();
 
-  constructor(readonly buffer: ArrayBufferLike, address: bigint | null, layout: SegmentLayout) {
+  constructor(
+    readonly buffer: ArrayBufferLike,
+    address: bigint | null,
+    layout: SegmentLayout,
+  ) {
     super(buffer, address, layout.headerBytes / 4);
     this.bytes = new Uint8Array(buffer, 0, layout.totalBytes);
   }
@@ -135,16 +143,23 @@ export class Segments {
     const peers = await group.allGatherObj(me);
     const hosts = new Set(peers.map((p) => p.host));
     if (hosts.size > 1) {
-      throw new InvalidArgumentError('group', `the CPU communicator of '${opts.groupName}' shares memory, so its ranks must be on one host; they are on ${[...hosts].join(', ')}`);
+      throw new InvalidArgumentError(
+        'group',
+        `the CPU communicator of '${opts.groupName}' shares memory, so its ranks must be on one host; they are on ${[...hosts].join(', ')}`,
+      );
     }
     const oneProcess = peers.every((p) => p.pid === peers[0].pid);
     const transport = opts.transport ?? (oneProcess ? 'sab' : 'shm');
     if (transport === 'sab' && !oneProcess) {
-      throw new InvalidArgumentError('transport', `'sab' needs every rank of '${opts.groupName}' in one process (threads); they run in ${new Set(peers.map((p) => p.pid)).size} processes: use 'shm'`);
+      throw new InvalidArgumentError(
+        'transport',
+        `'sab' needs every rank of '${opts.groupName}' in one process (threads); they run in ${new Set(peers.map((p) => p.pid)).size} processes: use 'shm'`,
+      );
     }
-    const segments = transport === 'sab'
-      ? await Segments.exchangeBuffers(opts, layout, peers)
-      : await Segments.mapFiles(opts, layout, peers);
+    const segments =
+      transport === 'sab'
+        ? await Segments.exchangeBuffers(opts, layout, peers)
+        : await Segments.mapFiles(opts, layout, peers);
     segments.sameThread = oneProcess && peers.every((p) => p.threadId === peers[0].threadId);
     return segments;
   }
@@ -173,9 +188,15 @@ export class Segments {
       await group.barrier();
       channel.postMessage({ rank: group.rank, buffer: mine });
       if (received < group.worldSize) {
-        await Promise.race([all, new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new CollectiveTimeoutError(opts.groupName, 'create', 0, opts.timeoutMs, [])), opts.timeoutMs);
-        })]);
+        await Promise.race([
+          all,
+          new Promise<never>((_, reject) => {
+            timer = setTimeout(
+              () => reject(new CollectiveTimeoutError(opts.groupName, 'create', 0, opts.timeoutMs, [])),
+              opts.timeoutMs,
+            );
+          }),
+        ]);
       }
       await group.barrier();
     } finally {

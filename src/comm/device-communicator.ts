@@ -62,7 +62,12 @@ export abstract class DeviceCommunicator {
   /** output = chunk `rankInGroup` of the reduction of input (input = world × output). */
   protected abstract _reduceScatter(input: Tensor, output: Tensor, op: ReduceOp): Promise<void> | void;
   /** output = rows of chunk `rankInGroup` (chunks of `sizes[r]` rows) of the reduction of input. */
-  protected abstract _reduceScatterv(input: Tensor, output: Tensor, sizes: readonly number[], op: ReduceOp): Promise<void> | void;
+  protected abstract _reduceScatterv(
+    input: Tensor,
+    output: Tensor,
+    sizes: readonly number[],
+    op: ReduceOp,
+  ): Promise<void> | void;
   /** At `dst`, output = concat over ranks of input; elsewhere output is null. */
   protected abstract _gather(input: Tensor, output: Tensor | null, dst: number): Promise<void> | void;
   /** Fills `tensor` everywhere with its value at `src`. */
@@ -97,7 +102,10 @@ export abstract class DeviceCommunicator {
     const d = normalizeDim(dim, input.shape.length);
     if (this.worldSize === 1) return input;
     const moved = input.movedim(d, 0).contiguous();
-    const output = Tensor.empty([this.worldSize * moved.shape[0], ...moved.shape.slice(1)], { dtype: input.dtype, device: input.device });
+    const output = Tensor.empty([this.worldSize * moved.shape[0], ...moved.shape.slice(1)], {
+      dtype: input.dtype,
+      device: input.device,
+    });
     await this._allGather(moved, output);
     return output.movedim(0, d).contiguous();
   }
@@ -111,7 +119,10 @@ export abstract class DeviceCommunicator {
     const d = normalizeDim(dim, input.shape.length);
     this.checkSizes(sizes);
     if (input.shape[d] !== sizes[this.rankInGroup]) {
-      throw new InvalidArgumentError('sizes', `input has ${input.shape[d]} slices along dim ${d} but sizes[${this.rankInGroup}] is ${sizes[this.rankInGroup]}`);
+      throw new InvalidArgumentError(
+        'sizes',
+        `input has ${input.shape[d]} slices along dim ${d} but sizes[${this.rankInGroup}] is ${sizes[this.rankInGroup]}`,
+      );
     }
     const moved = input.movedim(d, 0).contiguous();
     const total = sizes.reduce((a, b) => a + b, 0);
@@ -131,10 +142,16 @@ export abstract class DeviceCommunicator {
     const d = normalizeDim(dim, input.shape.length);
     if (this.worldSize === 1) return input;
     if (input.shape[d] % this.worldSize !== 0) {
-      throw new InvalidArgumentError('input', `size ${input.shape[d]} of dim ${d} is not divisible by world size ${this.worldSize}`);
+      throw new InvalidArgumentError(
+        'input',
+        `size ${input.shape[d]} of dim ${d} is not divisible by world size ${this.worldSize}`,
+      );
     }
     const moved = input.movedim(d, 0).contiguous();
-    const output = Tensor.empty([moved.shape[0] / this.worldSize, ...moved.shape.slice(1)], { dtype: input.dtype, device: input.device });
+    const output = Tensor.empty([moved.shape[0] / this.worldSize, ...moved.shape.slice(1)], {
+      dtype: input.dtype,
+      device: input.device,
+    });
     await this._reduceScatter(moved, output, op);
     return output.movedim(0, d).contiguous();
   }
@@ -147,10 +164,16 @@ export abstract class DeviceCommunicator {
     this.checkSizes(sizes);
     const total = sizes.reduce((a, b) => a + b, 0);
     if (input.shape[d] !== total) {
-      throw new InvalidArgumentError('sizes', `sum(sizes) = ${total} but input has ${input.shape[d]} slices along dim ${d}`);
+      throw new InvalidArgumentError(
+        'sizes',
+        `sum(sizes) = ${total} but input has ${input.shape[d]} slices along dim ${d}`,
+      );
     }
     const moved = input.movedim(d, 0).contiguous();
-    const output = Tensor.empty([sizes[this.rankInGroup], ...moved.shape.slice(1)], { dtype: input.dtype, device: input.device });
+    const output = Tensor.empty([sizes[this.rankInGroup], ...moved.shape.slice(1)], {
+      dtype: input.dtype,
+      device: input.device,
+    });
     await this._reduceScatterv(moved, output, sizes, op);
     return output.movedim(0, d).contiguous();
   }
@@ -162,9 +185,13 @@ export abstract class DeviceCommunicator {
     const d = normalizeDim(dim, input.shape.length);
     if (this.worldSize === 1) return input;
     const moved = input.movedim(d, 0).contiguous();
-    const output = this.rankInGroup === dst
-      ? Tensor.empty([this.worldSize * moved.shape[0], ...moved.shape.slice(1)], { dtype: input.dtype, device: input.device })
-      : null;
+    const output =
+      this.rankInGroup === dst
+        ? Tensor.empty([this.worldSize * moved.shape[0], ...moved.shape.slice(1)], {
+            dtype: input.dtype,
+            device: input.device,
+          })
+        : null;
     await this._gather(moved, output, dst);
     return output === null ? null : output.movedim(0, d).contiguous();
   }
@@ -174,7 +201,8 @@ export abstract class DeviceCommunicator {
     this.checkTensor('tensor', tensor);
     this.checkPeer('src', src, true);
     if (this.worldSize === 1) return tensor;
-    if (!tensor.isContiguous) throw new InvalidArgumentError('tensor', 'broadcast needs a contiguous tensor (it is filled in place)');
+    if (!tensor.isContiguous)
+      throw new InvalidArgumentError('tensor', 'broadcast needs a contiguous tensor (it is filled in place)');
     await this._broadcast(tensor, src);
     return tensor;
   }
@@ -187,7 +215,11 @@ export abstract class DeviceCommunicator {
   }
 
   /** Receives a tensor of `shape` and `dtype` from group rank `src` (default: the previous rank). */
-  async recv(shape: readonly number[], dtype: DType, src = (this.rankInGroup - 1 + this.worldSize) % this.worldSize): Promise<Tensor> {
+  async recv(
+    shape: readonly number[],
+    dtype: DType,
+    src = (this.rankInGroup - 1 + this.worldSize) % this.worldSize,
+  ): Promise<Tensor> {
     this.checkPeer('src', src, false);
     const out = Tensor.empty(shape, { dtype, device: this.device });
     await this._recv(out, src);
@@ -205,9 +237,13 @@ export abstract class DeviceCommunicator {
   }
 
   protected checkReduce(t: Tensor, op: ReduceOp): void {
-    if (!reduceOps.includes(op)) throw new InvalidArgumentError('op', `unknown reduce op '${op}'; use one of ${reduceOps.join(', ')}`);
+    if (!reduceOps.includes(op))
+      throw new InvalidArgumentError('op', `unknown reduce op '${op}'; use one of ${reduceOps.join(', ')}`);
     if (unreducible.has(t.dtype)) {
-      throw new InvalidArgumentError('dtype', `${t.dtype} cannot be reduced (NCCL has no fp8 reductions); it can be gathered, broadcast or sent`);
+      throw new InvalidArgumentError(
+        'dtype',
+        `${t.dtype} cannot be reduced (NCCL has no fp8 reductions); it can be gathered, broadcast or sent`,
+      );
     }
   }
 
@@ -222,7 +258,10 @@ export abstract class DeviceCommunicator {
 
   protected checkSizes(sizes: readonly number[]): void {
     if (!Array.isArray(sizes) || sizes.length !== this.worldSize) {
-      throw new InvalidArgumentError('sizes', `expected ${this.worldSize} sizes (one per rank), got ${Array.isArray(sizes) ? sizes.length : typeof sizes}`);
+      throw new InvalidArgumentError(
+        'sizes',
+        `expected ${this.worldSize} sizes (one per rank), got ${Array.isArray(sizes) ? sizes.length : typeof sizes}`,
+      );
     }
     if (!sizes.every((s) => Number.isInteger(s) && s >= 0)) {
       throw new InvalidArgumentError('sizes', `sizes must be non-negative integers, got [${sizes.join(', ')}]`);

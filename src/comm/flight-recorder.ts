@@ -11,7 +11,15 @@ export class FlightRecorder {
   private seq = 0;
 
   constructor(readonly capacity = 16) {
-    this.slots = Array.from({ length: capacity }, () => ({ op: '', seq: -1, dtype: '', count: 0, peer: null, startMs: 0, endMs: null }));
+    this.slots = Array.from({ length: capacity }, () => ({
+      op: '',
+      seq: -1,
+      dtype: '',
+      count: 0,
+      peer: null,
+      startMs: 0,
+      endMs: null,
+    }));
   }
 
   /** Sequence number the next {@link start} will get. */
@@ -50,6 +58,9 @@ export class FlightRecorder {
 
   /** Copies of the recorded operations, oldest first. */
   recent(): FlightRecord[] {
-    return this.slots.filter((s) => s.seq >= 0).sort((a, b) => a.seq - b.seq).map((s) => ({ ...s }));
+    return this.slots
+      .filter((s) => s.seq >= 0)
+      .sort((a, b) => a.seq - b.seq)
+      .map((s) => ({ ...s }));
   }
 }

@@ -38,7 +38,10 @@ export class FrameSocket {
    * `orderly` tells a peer that said goodbye from one that crashed or was killed. Its
    * error fails every later wait.
    */
-  constructor(readonly socket: Socket, private readonly onLost: (orderly: boolean) => Error) {
+  constructor(
+    readonly socket: Socket,
+    private readonly onLost: (orderly: boolean) => Error,
+  ) {
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', () => {
@@ -112,10 +115,13 @@ export class FrameSocket {
     if (this.failure) return Promise.reject(this.failure);
     if (this.waiter) return Promise.reject(new Error('FrameSocket.next: one reader at a time'));
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.waiter = null;
-        reject(onTimeout());
-      }, Math.max(0, deadline - performance.now()));
+      const timer = setTimeout(
+        () => {
+          this.waiter = null;
+          reject(onTimeout());
+        },
+        Math.max(0, deadline - performance.now()),
+      );
       this.waiter = { resolve, reject, timer };
     });
   }
@@ -152,7 +158,10 @@ export class FrameSocket {
       if (this.pendingBytes < HEADER + size) return;
       const all = this.pending.length === 1 ? this.pending[0] : Buffer.concat(this.pending);
       // A copy: the frame outlives the chunk it came in, which Node may reuse.
-      const frame: Received = { type: all.readUInt8(4) as Frame, body: Buffer.from(all.subarray(HEADER, HEADER + size)) };
+      const frame: Received = {
+        type: all.readUInt8(4) as Frame,
+        body: Buffer.from(all.subarray(HEADER, HEADER + size)),
+      };
       const rest = all.subarray(HEADER + size);
       this.pending = rest.length > 0 ? [rest] : [];
       this.pendingBytes = rest.length;

@@ -112,10 +112,21 @@ export class MessageQueue {
   private readonly abortSignal: AbortSignal | undefined;
   private readonly onAbort = (): void => {
     const reason: unknown = this.abortSignal?.reason;
-    this.fail(reason instanceof RankFailedError ? reason : new GroupClosedError(`message queue '${this.name}' was aborted: ${reason instanceof Error ? reason.message : String(reason)}`));
+    this.fail(
+      reason instanceof RankFailedError
+        ? reason
+        : new GroupClosedError(
+            `message queue '${this.name}' was aborted: ${reason instanceof Error ? reason.message : String(reason)}`,
+          ),
+    );
   };
 
-  private constructor(group: StatelessProcessGroup, writerRank: number, handle: QueueHandle, opts: MessageQueueOptions) {
+  private constructor(
+    group: StatelessProcessGroup,
+    writerRank: number,
+    handle: QueueHandle,
+    opts: MessageQueueOptions,
+  ) {
     this.name = opts.name ?? `mq:${handle.id}`;
     this.writerRank = writerRank;
     this.rank = group.rank;
@@ -136,14 +147,27 @@ export class MessageQueue {
    * connected (the ready handshake). `chunkBytes` bounds a message that goes through
    * shared memory; `chunks` is the ring's depth.
    */
-  static async createFromGroup(group: StatelessProcessGroup, chunkBytes: number, chunks: number, writerRank = 0, opts: MessageQueueOptions = {}): Promise<MessageQueue> {
-    if (!Number.isInteger(chunkBytes) || chunkBytes <= BLOCK_HEADER) throw new InvalidArgumentError('chunkBytes', `must be an integer > ${BLOCK_HEADER}, got ${chunkBytes}`);
-    if (!Number.isInteger(chunks) || chunks < 1) throw new InvalidArgumentError('chunks', `must be a positive integer, got ${chunks}`);
+  static async createFromGroup(
+    group: StatelessProcessGroup,
+    chunkBytes: number,
+    chunks: number,
+    writerRank = 0,
+    opts: MessageQueueOptions = {},
+  ): Promise<MessageQueue> {
+    if (!Number.isInteger(chunkBytes) || chunkBytes <= BLOCK_HEADER)
+      throw new InvalidArgumentError('chunkBytes', `must be an integer > ${BLOCK_HEADER}, got ${chunkBytes}`);
+    if (!Number.isInteger(chunks) || chunks < 1)
+      throw new InvalidArgumentError('chunks', `must be a positive integer, got ${chunks}`);
     if (!Number.isInteger(writerRank) || writerRank < 0 || writerRank >= group.worldSize) {
-      throw new InvalidArgumentError('writerRank', `must be a group rank in [0, ${group.worldSize}), got ${writerRank}`);
+      throw new InvalidArgumentError(
+        'writerRank',
+        `must be a group rank in [0, ${group.worldSize}), got ${writerRank}`,
+      );
     }
-    if (opts.timeoutMs !== undefined && !(opts.timeoutMs > 0)) throw new InvalidArgumentError('timeoutMs', `must be positive, got ${opts.timeoutMs}`);
-    if (opts.ranks && opts.ranks.length !== group.worldSize) throw new InvalidArgumentError('ranks', `needs ${group.worldSize} entries, got ${opts.ranks.length}`);
+    if (opts.timeoutMs !== undefined && !(opts.timeoutMs > 0))
+      throw new InvalidArgumentError('timeoutMs', `must be positive, got ${opts.timeoutMs}`);
+    if (opts.ranks && opts.ranks.length !== group.worldSize)
+      throw new InvalidArgumentError('ranks', `needs ${group.worldSize} entries, got ${opts.ranks.length}`);
     opts.abortSignal?.throwIfAborted();
     const me: Peer = { node: opts.nodeKey ?? nodeKey(), host: hostname(), pid: process.pid, threadId };
     const peers = await group.allGatherObj(me);
@@ -153,15 +177,24 @@ export class MessageQueue {
       : MessageQueue.createReader(group, writerRank, peers, deadline, opts);
   }
 
-  private static async createWriter(group: StatelessProcessGroup, chunkBytes: number, chunks: number, writerRank: number, peers: Peer[], deadline: number, opts: MessageQueueOptions): Promise<MessageQueue> {
+  private static async createWriter(
+    group: StatelessProcessGroup,
+    chunkBytes: number,
+    chunks: number,
+    writerRank: number,
+    peers: Peer[],
+    deadline: number,
+    opts: MessageQueueOptions,
+  ): Promise<MessageQueue> {
     const localReaders: number[] = [];
     const remoteReaders: number[] = [];
     peers.forEach((p, r) => {
       if (r !== writerRank) (p.node === peers[writerRank].node ? localReaders : remoteReaders).push(r);
     });
     const oneProcess = localReaders.every((r) => peers[r].pid === process.pid);
-    const transport = localReaders.length === 0 ? null : opts.transport ?? (oneProcess ? 'sab' : 'shm');
-    if (transport === 'sab' && !oneProcess) throw new InvalidArgumentError('transport', `'sab' needs every local reader in the writer's process; use 'shm'`);
+    const transport = localReaders.length === 0 ? null : (opts.transport ?? (oneProcess ? 'sab' : 'shm'));
+    if (transport === 'sab' && !oneProcess)
+      throw new InvalidArgumentError('transport', `'sab' needs every local reader in the writer's process; use 'shm'`);
     const id = nanoid(10);
     const layout = new RingLayout(chunkBytes, chunks, localReaders.length);
     let channel: BroadcastChannel | null = null;
@@ -181,10 +214,23 @@ export class MessageQueue {
       buffer = segment.buffer;
     }
     const server = createServer();
-    const q = new MessageQueue(group, writerRank, {
-      id, chunkBytes, chunks, localReaders, remoteReaders, transport, path: segment?.path ?? null,
-      host: hostname(), address: '', port: 0,
-    }, opts);
+    const q = new MessageQueue(
+      group,
+      writerRank,
+      {
+        id,
+        chunkBytes,
+        chunks,
+        localReaders,
+        remoteReaders,
+        transport,
+        path: segment?.path ?? null,
+        host: hostname(),
+        address: '',
+        port: 0,
+      },
+      opts,
+    );
     if (buffer) q.ring = new Ring(buffer, segment?.address ?? null, layout);
     q.segment = segment;
     try {
@@ -196,10 +242,22 @@ export class MessageQueue {
         server.listen(0, bindTo, () => resolve());
       });
       const port = (server.address() as { port: number }).port;
-      const address = remoteReaders.length > 0 ? opts.connectIp ?? externalAddress() : '127.0.0.1';
-      await group.broadcastObj<QueueHandle>({
-        id, chunkBytes, chunks, localReaders, remoteReaders, transport, path: segment?.path ?? null, host: hostname(), address, port,
-      }, writerRank);
+      const address = remoteReaders.length > 0 ? (opts.connectIp ?? externalAddress()) : '127.0.0.1';
+      await group.broadcastObj<QueueHandle>(
+        {
+          id,
+          chunkBytes,
+          chunks,
+          localReaders,
+          remoteReaders,
+          transport,
+          path: segment?.path ?? null,
+          host: hostname(),
+          address,
+          port,
+        },
+        writerRank,
+      );
       await connected;
       for (const s of q.sockets.values()) s.send(Frame.Ready);
       q.listen();
@@ -215,19 +273,30 @@ export class MessageQueue {
     }
   }
 
-  private static async createReader(group: StatelessProcessGroup, writerRank: number, peers: Peer[], deadline: number, opts: MessageQueueOptions): Promise<MessageQueue> {
+  private static async createReader(
+    group: StatelessProcessGroup,
+    writerRank: number,
+    peers: Peer[],
+    deadline: number,
+    opts: MessageQueueOptions,
+  ): Promise<MessageQueue> {
     const handle = await group.broadcastObj<QueueHandle>(null, writerRank);
     const q = new MessageQueue(group, writerRank, handle, opts);
     try {
       q.readerIndex = handle.localReaders.indexOf(group.rank);
       if (q.readerIndex >= 0) await q.mapRing(handle, deadline);
       const host = peers[writerRank].host === hostname() ? '127.0.0.1' : handle.address;
-      const socket = await connectWithin(host, handle.port, deadline, () => q.timeout('ready', [writerRank], `cannot reach the writer at ${host}:${handle.port}`));
+      const socket = await connectWithin(host, handle.port, deadline, () =>
+        q.timeout('ready', [writerRank], `cannot reach the writer at ${host}:${handle.port}`),
+      );
       const fs = new FrameSocket(socket, (orderly) => q.fail(q.peerGone(writerRank, orderly)));
       q.sockets.set(writerRank, fs);
       fs.send(Frame.Hello, Buffer.from(String(group.rank)));
-      const ready = await fs.next(deadline, () => q.timeout('ready', [writerRank], 'the writer did not confirm the handshake'));
-      if (ready.type !== Frame.Ready) throw new GroupClosedError(`message queue '${q.name}': unexpected frame ${ready.type} in the handshake`);
+      const ready = await fs.next(deadline, () =>
+        q.timeout('ready', [writerRank], 'the writer did not confirm the handshake'),
+      );
+      if (ready.type !== Frame.Ready)
+        throw new GroupClosedError(`message queue '${q.name}': unexpected frame ${ready.type} in the handshake`);
       q.listen();
       return q;
     } catch (err) {
@@ -252,7 +321,10 @@ export class MessageQueue {
           const data = (e as { data: { buffer?: SharedArrayBuffer } }).data;
           if (data.buffer) resolve(data.buffer);
         };
-        timer = setTimeout(() => reject(this.timeout('ready', [this.writerRank], 'the writer did not share its ring')), Math.max(0, deadline - performance.now()));
+        timer = setTimeout(
+          () => reject(this.timeout('ready', [this.writerRank], 'the writer did not share its ring')),
+          Math.max(0, deadline - performance.now()),
+        );
         channel.postMessage({ hello: this.rank });
       });
       this.ring = new Ring(buffer, null, layout);
@@ -266,10 +338,13 @@ export class MessageQueue {
   private acceptReaders(server: Server, expected: number[], deadline: number): Promise<void> {
     if (expected.length === 0) return Promise.resolve();
     return new Promise((resolve, reject) => {
-      const timer = this.handshakeTimer = setTimeout(() => {
-        const missing = expected.filter((r) => !this.sockets.has(r));
-        reject(this.timeout('ready', missing, `reader(s) ${this.describe(missing)} did not connect`));
-      }, Math.max(0, deadline - performance.now()));
+      const timer = (this.handshakeTimer = setTimeout(
+        () => {
+          const missing = expected.filter((r) => !this.sockets.has(r));
+          reject(this.timeout('ready', missing, `reader(s) ${this.describe(missing)} did not connect`));
+        },
+        Math.max(0, deadline - performance.now()),
+      ));
       server.on('connection', (socket) => {
         let rank = -1;
         const fs = new FrameSocket(socket, (orderly) => {
@@ -277,18 +352,21 @@ export class MessageQueue {
           // Only a reader that completed the handshake fails the queue.
           return this.sockets.get(rank) === fs ? this.fail(err) : err;
         });
-        fs.next(deadline, () => this.timeout('ready', [], 'a connection did not say hello')).then((hello) => {
-          rank = Number(hello.body.toString());
-          if (hello.type !== Frame.Hello || !expected.includes(rank) || this.sockets.has(rank)) {
-            fs.close(new GroupClosedError('unexpected connection'));
-            return;
-          }
-          this.sockets.set(rank, fs);
-          if (this.sockets.size === expected.length) {
-            clearTimeout(timer);
-            resolve();
-          }
-        }, () => fs.close(new GroupClosedError('handshake failed')));
+        fs.next(deadline, () => this.timeout('ready', [], 'a connection did not say hello')).then(
+          (hello) => {
+            rank = Number(hello.body.toString());
+            if (hello.type !== Frame.Hello || !expected.includes(rank) || this.sockets.has(rank)) {
+              fs.close(new GroupClosedError('unexpected connection'));
+              return;
+            }
+            this.sockets.set(rank, fs);
+            if (this.sockets.size === expected.length) {
+              clearTimeout(timer);
+              resolve();
+            }
+          },
+          () => fs.close(new GroupClosedError('handshake failed')),
+        );
       });
     });
   }
@@ -305,7 +383,13 @@ export class MessageQueue {
    * QueueTimeoutError naming the readers that have not read the oldest block.
    */
   enqueue(obj: unknown, timeoutMs = this.timeoutMs): Promise<void> {
-    if (!this.isWriter) return Promise.reject(new InvalidArgumentError('rank', `only the writer (group rank ${this.writerRank}) can enqueue on '${this.name}'`));
+    if (!this.isWriter)
+      return Promise.reject(
+        new InvalidArgumentError(
+          'rank',
+          `only the writer (group rank ${this.writerRank}) can enqueue on '${this.name}'`,
+        ),
+      );
     // Serialized now: later changes to `obj` do not leak into the message.
     const bytes = serialize(obj);
     const deadline = performance.now() + timeoutMs;
@@ -316,7 +400,10 @@ export class MessageQueue {
 
   /** Reader: the next message, in the order enqueued; rejects with QueueTimeoutError after `timeoutMs`. */
   dequeue<T = unknown>(timeoutMs = this.timeoutMs): Promise<T> {
-    if (this.isWriter) return Promise.reject(new InvalidArgumentError('rank', `Only readers can dequeue ('${this.name}' is written by this rank)`));
+    if (this.isWriter)
+      return Promise.reject(
+        new InvalidArgumentError('rank', `Only readers can dequeue ('${this.name}' is written by this rank)`),
+      );
     const deadline = performance.now() + timeoutMs;
     const run = this.tail.then(() => this.read(deadline, timeoutMs)) as Promise<T>;
     this.tail = run.catch(() => undefined);
@@ -337,10 +424,20 @@ export class MessageQueue {
     const inline = bytes.length + BLOCK_HEADER <= (ring?.layout.chunkBytes ?? 0);
     if (ring) {
       const block = this.block;
-      await this.waitFor(() => ring.writable(block), 'room', deadline, () => {
-        const stuck = ring.unreadBy(block).map((j) => this.localReaders[j]);
-        return this.timeout('enqueue', stuck, `no free block for message #${n}: reader(s) ${this.describe(stuck)} have not read message #${n - ring.layout.chunks}`, timeoutMs);
-      });
+      await this.waitFor(
+        () => ring.writable(block),
+        'room',
+        deadline,
+        () => {
+          const stuck = ring.unreadBy(block).map((j) => this.localReaders[j]);
+          return this.timeout(
+            'enqueue',
+            stuck,
+            `no free block for message #${n}: reader(s) ${this.describe(stuck)} have not read message #${n - ring.layout.chunks}`,
+            timeoutMs,
+          );
+        },
+      );
       ring.write(block, inline ? BlockKind.Inline : BlockKind.Overflow, inline ? bytes : null);
       this.block = (block + 1) % ring.layout.chunks;
     }
@@ -351,7 +448,10 @@ export class MessageQueue {
     // would wait for this thread's event loop while the readers wait for them.
     for (const r of viaSocket) {
       const s = this.sockets.get(r)!;
-      if (s.backlog > 0) await s.drained(deadline, () => this.timeout('enqueue', [r], `reader ${this.describe([r])} does not take its socket messages`, timeoutMs));
+      if (s.backlog > 0)
+        await s.drained(deadline, () =>
+          this.timeout('enqueue', [r], `reader ${this.describe([r])} does not take its socket messages`, timeoutMs),
+        );
     }
   }
 
@@ -360,7 +460,13 @@ export class MessageQueue {
     const n = this.count++;
     const ring = this.ring;
     const socket = this.sockets.get(this.writerRank)!;
-    const late = () => this.timeout('dequeue', [this.writerRank], `no message #${n} from the writer ${this.describe([this.writerRank])}`, timeoutMs);
+    const late = () =>
+      this.timeout(
+        'dequeue',
+        [this.writerRank],
+        `no message #${n} from the writer ${this.describe([this.writerRank])}`,
+        timeoutMs,
+      );
     if (ring) {
       const block = this.block;
       const j = this.readerIndex;
@@ -375,7 +481,12 @@ export class MessageQueue {
   }
 
   /** Polls for `spinMs`, then sleeps on the ring's counter in slices until `ready()` or the deadline. */
-  private async waitFor(ready: () => boolean, which: 'message' | 'room', deadline: number, onTimeout: () => Error): Promise<void> {
+  private async waitFor(
+    ready: () => boolean,
+    which: 'message' | 'room',
+    deadline: number,
+    onTimeout: () => Error,
+  ): Promise<void> {
     if (ready()) return;
     const ring = this.ring!;
     const start = performance.now();
@@ -397,7 +508,11 @@ export class MessageQueue {
       if (now >= deadline) throw onTimeout();
       if (now >= warnAt) {
         warnAt += this.warnIntervalMs;
-        log('warn', 'mq', `'${this.name}': ${which === 'room' ? 'no free block' : 'no message'} for ${((now - start) / 1000).toFixed(0)} s (deadline in ${((deadline - now) / 1000).toFixed(0)} s)`);
+        log(
+          'warn',
+          'mq',
+          `'${this.name}': ${which === 'room' ? 'no free block' : 'no message'} for ${((now - start) / 1000).toFixed(0)} s (deadline in ${((deadline - now) / 1000).toFixed(0)} s)`,
+        );
       }
       ring.sleepers(which, 1);
       try {
@@ -425,12 +540,25 @@ export class MessageQueue {
   }
 
   private peerGone(groupRank: number, orderly: boolean): Error {
-    const who = groupRank === this.writerRank ? `the writer ${this.describe([groupRank])}` : `reader ${this.describe([groupRank])}`;
+    const who =
+      groupRank === this.writerRank
+        ? `the writer ${this.describe([groupRank])}`
+        : `reader ${this.describe([groupRank])}`;
     if (orderly) return new GroupClosedError(`message queue '${this.name}': ${who} closed the queue`);
-    return new RankFailedError(this.ranks[groupRank] ?? groupRank, null, null, `message queue '${this.name}' lost ${who} (connection dropped)`);
+    return new RankFailedError(
+      this.ranks[groupRank] ?? groupRank,
+      null,
+      null,
+      `message queue '${this.name}' lost ${who} (connection dropped)`,
+    );
   }
 
-  private timeout(op: 'enqueue' | 'dequeue' | 'ready', waitingFor: number[], detail: string, timeoutMs = this.timeoutMs): QueueTimeoutError {
+  private timeout(
+    op: 'enqueue' | 'dequeue' | 'ready',
+    waitingFor: number[],
+    detail: string,
+    timeoutMs = this.timeoutMs,
+  ): QueueTimeoutError {
     return new QueueTimeoutError(this.name, op, waitingFor, timeoutMs, detail);
   }
 
@@ -461,10 +589,13 @@ export class MessageQueue {
 function connectWithin(host: string, port: number, deadline: number, onTimeout: () => Error): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const socket = connect({ host, port });
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(onTimeout());
-    }, Math.max(0, deadline - performance.now()));
+    const timer = setTimeout(
+      () => {
+        socket.destroy();
+        reject(onTimeout());
+      },
+      Math.max(0, deadline - performance.now()),
+    );
     socket.once('connect', () => {
       clearTimeout(timer);
       resolve(socket);

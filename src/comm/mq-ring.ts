@@ -34,7 +34,11 @@ export class RingLayout {
   readonly dataAt: number;
   readonly totalBytes: number;
 
-  constructor(readonly chunkBytes: number, readonly chunks: number, readonly readers: number) {
+  constructor(
+    readonly chunkBytes: number,
+    readonly chunks: number,
+    readonly readers: number,
+  ) {
     this.flagWords = HEADER_WORDS + chunks * (1 + readers);
     this.dataAt = Math.ceil((this.flagWords * 4) / 64) * 64;
     this.totalBytes = this.dataAt + chunks * chunkBytes;
@@ -48,7 +52,11 @@ export class Ring {
   private readonly bytes: Uint8Array;
   private readonly ints: DataView;
 
-  constructor(readonly buffer: ArrayBufferLike, address: bigint | null, readonly layout: RingLayout) {
+  constructor(
+    readonly buffer: ArrayBufferLike,
+    address: bigint | null,
+    readonly layout: RingLayout,
+  ) {
     this.shared = new SharedWords(buffer, address, layout.flagWords);
     this.words = this.shared.words;
     this.bytes = new Uint8Array(buffer, 0, layout.totalBytes);
@@ -101,7 +109,10 @@ export class Ring {
 
   /** Reader `reader` may read `block`: written, and not read by it yet. */
   readable(block: number, reader: number): boolean {
-    return Atomics.load(this.words, this.flag(block, 0)) === 1 && Atomics.load(this.words, this.flag(block, 1 + reader)) === 0;
+    return (
+      Atomics.load(this.words, this.flag(block, 0)) === 1 &&
+      Atomics.load(this.words, this.flag(block, 1 + reader)) === 0
+    );
   }
 
   /** Reader: the block's kind and a copy of its payload (the block is reused once released). */

@@ -9,9 +9,23 @@
  * a peer died; every waiter then gets a typed error carrying the flight recorder.
  */
 import {
-  MemcpyKind, NcclDataType, NcclRedOp, NcclResult, cuda, nccl, ncclConfig, uniqueIdFromBytes, type NcclLibrary,
+  MemcpyKind,
+  NcclDataType,
+  NcclRedOp,
+  NcclResult,
+  cuda,
+  nccl,
+  ncclConfig,
+  uniqueIdFromBytes,
+  type NcclLibrary,
 } from '../../native/index.ts';
-import { CollectiveTimeoutError, GroupClosedError, InvalidArgumentError, NcclError, RankFailedError } from '../errors.ts';
+import {
+  CollectiveTimeoutError,
+  GroupClosedError,
+  InvalidArgumentError,
+  NcclError,
+  RankFailedError,
+} from '../errors.ts';
 import { log } from '../log.ts';
 import type { StatelessProcessGroup } from '../store/index.ts';
 import { Tensor, currentStream, parseDevice, type DType } from '../tensor/index.ts';
@@ -38,10 +52,16 @@ export interface NcclCommunicatorOptions {
 // the base class refuses fp8 reductions, and byte movement sends fp8 as uint8
 // (vllm-spec §7.2: send/recv of fp8 as ncclUint8 with the same element count).
 const ncclTypes: Record<DType, number> = {
-  float32: NcclDataType.ncclFloat32, float16: NcclDataType.ncclFloat16, bfloat16: NcclDataType.ncclBfloat16,
-  float64: NcclDataType.ncclFloat64, int8: NcclDataType.ncclInt8, uint8: NcclDataType.ncclUint8,
-  int32: NcclDataType.ncclInt32, int64: NcclDataType.ncclInt64,
-  float8_e4m3fn: NcclDataType.ncclUint8, float8_e5m2: NcclDataType.ncclUint8,
+  float32: NcclDataType.ncclFloat32,
+  float16: NcclDataType.ncclFloat16,
+  bfloat16: NcclDataType.ncclBfloat16,
+  float64: NcclDataType.ncclFloat64,
+  int8: NcclDataType.ncclInt8,
+  uint8: NcclDataType.ncclUint8,
+  int32: NcclDataType.ncclInt32,
+  int64: NcclDataType.ncclInt64,
+  float8_e4m3fn: NcclDataType.ncclUint8,
+  float8_e5m2: NcclDataType.ncclUint8,
 };
 
 /** Communicator over libnccl for the tensors of one CUDA device. */
@@ -55,12 +75,22 @@ export class NcclCommunicator extends DeviceCommunicator {
   private readonly i32 = new Int32Array(1);
 
   private constructor(opts: NcclCommunicatorOptions, lib: NcclLibrary, comm: bigint, timeoutMs: number) {
-    super({ rankInGroup: opts.group.rank, worldSize: opts.group.worldSize, device: opts.device, groupName: opts.groupName });
+    super({
+      rankInGroup: opts.group.rank,
+      worldSize: opts.group.worldSize,
+      device: opts.device,
+      groupName: opts.groupName,
+    });
     this.lib = lib;
     this.comm = comm;
     this.ncclVersion = lib.version;
     this.watchdog = new NcclWatchdog({
-      lib, comm, groupName: opts.groupName, timeoutMs, recorder: this.recorder, abortSignal: opts.abortSignal,
+      lib,
+      comm,
+      groupName: opts.groupName,
+      timeoutMs,
+      recorder: this.recorder,
+      abortSignal: opts.abortSignal,
     });
   }
 
@@ -72,12 +102,16 @@ export class NcclCommunicator extends DeviceCommunicator {
     const timeoutMs = opts.timeoutMs ?? 120_000;
     const initTimeoutMs = opts.initTimeoutMs ?? timeoutMs;
     const ordinal = parseDevice(opts.device);
-    if (ordinal === null) throw new InvalidArgumentError('device', `an NCCL communicator needs a 'cuda:N' device, got '${opts.device}'`);
+    if (ordinal === null)
+      throw new InvalidArgumentError('device', `an NCCL communicator needs a 'cuda:N' device, got '${opts.device}'`);
     const rt = cuda();
     const current = new Int32Array(1);
     rt.cudaGetDevice(current);
     if (current[0] !== ordinal) {
-      throw new InvalidArgumentError('device', `${opts.device} is not this thread's current device (cuda:${current[0]})`);
+      throw new InvalidArgumentError(
+        'device',
+        `${opts.device} is not this thread's current device (cuda:${current[0]})`,
+      );
     }
     const lib = nccl();
     const { group } = opts;
@@ -91,11 +125,21 @@ export class NcclCommunicator extends DeviceCommunicator {
       idBytes = await group.broadcastObj<Uint8Array>(null, 0);
     }
     const out = new BigUint64Array(1);
-    lib.ncclCommInitRankConfig(out, group.worldSize, uniqueIdFromBytes(idBytes), group.rank, ncclConfig({ blocking: 0 }));
+    lib.ncclCommInitRankConfig(
+      out,
+      group.worldSize,
+      uniqueIdFromBytes(idBytes),
+      group.rank,
+      ncclConfig({ blocking: 0 }),
+    );
     await waitInitialized(lib, out[0], opts.groupName, initTimeoutMs, opts.abortSignal);
     const comm = await blockingChild(lib, out[0], group.rank, opts.groupName, initTimeoutMs, opts.abortSignal);
     const self = new NcclCommunicator(opts, lib, comm, timeoutMs);
-    log('info', 'nccl', `group ${opts.groupName}: rank ${group.rank}/${group.worldSize} on ${opts.device}, NCCL ${lib.version}`);
+    log(
+      'info',
+      'nccl',
+      `group ${opts.groupName}: rank ${group.rank}/${group.worldSize} on ${opts.device}, NCCL ${lib.version}`,
+    );
     // Warm-up (vllm-spec §7.1 step 8): the first collective sets up connections.
     const one = Tensor.zeros([1], { dtype: 'float32', device: opts.device });
     const sum = await self.allReduce(one);
@@ -135,21 +179,43 @@ export class NcclCommunicator extends DeviceCommunicator {
   protected override _allReduce(input: Tensor, output: Tensor, op: ReduceOp): void {
     const seq = this.begin('all_reduce', input, null);
     const stream = currentStream().handle;
-    this.settle(this.lib.ncclAllReduce(input.dataPtr, output.dataPtr, input.numel, ncclTypes[input.dtype], NcclRedOp[op], this.comm, stream));
+    this.settle(
+      this.lib.ncclAllReduce(
+        input.dataPtr,
+        output.dataPtr,
+        input.numel,
+        ncclTypes[input.dtype],
+        NcclRedOp[op],
+        this.comm,
+        stream,
+      ),
+    );
     this.watchdog.issued(seq, stream);
   }
 
   protected override _allGather(input: Tensor, output: Tensor): void {
     const seq = this.begin('all_gather', input, null);
     const stream = currentStream().handle;
-    this.settle(this.lib.ncclAllGather(input.dataPtr, output.dataPtr, input.numel, ncclTypes[input.dtype], this.comm, stream));
+    this.settle(
+      this.lib.ncclAllGather(input.dataPtr, output.dataPtr, input.numel, ncclTypes[input.dtype], this.comm, stream),
+    );
     this.watchdog.issued(seq, stream);
   }
 
   protected override _reduceScatter(input: Tensor, output: Tensor, op: ReduceOp): void {
     const seq = this.begin('reduce_scatter', input, null);
     const stream = currentStream().handle;
-    this.settle(this.lib.ncclReduceScatter(input.dataPtr, output.dataPtr, output.numel, ncclTypes[input.dtype], NcclRedOp[op], this.comm, stream));
+    this.settle(
+      this.lib.ncclReduceScatter(
+        input.dataPtr,
+        output.dataPtr,
+        output.numel,
+        ncclTypes[input.dtype],
+        NcclRedOp[op],
+        this.comm,
+        stream,
+      ),
+    );
     this.watchdog.issued(seq, stream);
   }
 
@@ -197,7 +263,8 @@ export class NcclCommunicator extends DeviceCommunicator {
     } else {
       for (let r = 0; r < this.worldSize; r++) {
         const slot = output.dataPtr + BigInt(r * input.nbytes);
-        if (r === this.rankInGroup) cuda().cudaMemcpyAsync(slot, input.dataPtr, input.nbytes, MemcpyKind.DeviceToDevice, stream);
+        if (r === this.rankInGroup)
+          cuda().cudaMemcpyAsync(slot, input.dataPtr, input.nbytes, MemcpyKind.DeviceToDevice, stream);
         else this.lib.ncclRecv(slot, input.numel, type, r, this.comm, stream);
       }
     }
@@ -210,7 +277,9 @@ export class NcclCommunicator extends DeviceCommunicator {
     const seq = this.begin('broadcast', tensor, src);
     const send = this.rankInGroup === src ? tensor.dataPtr : null;
     const stream = currentStream().handle;
-    this.settle(this.lib.ncclBroadcast(send, tensor.dataPtr, tensor.numel, ncclTypes[tensor.dtype], src, this.comm, stream));
+    this.settle(
+      this.lib.ncclBroadcast(send, tensor.dataPtr, tensor.numel, ncclTypes[tensor.dtype], src, this.comm, stream),
+    );
     this.watchdog.issued(seq, stream);
   }
 
@@ -246,11 +315,19 @@ export class NcclCommunicator extends DeviceCommunicator {
       const state = this.i32[0];
       if (state === NcclResult.ncclSuccess) return;
       if (state !== NcclResult.ncclInProgress) {
-        throw this.watchdog.fail(new NcclError(state, 'async', 'ncclCommGetAsyncError', this.lib.ncclGetErrorString(state)));
+        throw this.watchdog.fail(
+          new NcclError(state, 'async', 'ncclCommGetAsyncError', this.lib.ncclGetErrorString(state)),
+        );
       }
       if (performance.now() > deadline) {
         throw this.watchdog.fail(
-          new CollectiveTimeoutError(this.groupName, 'enqueue', this.recorder.nextSeq - 1, this.watchdog.timeoutMs, this.recorder.recent()),
+          new CollectiveTimeoutError(
+            this.groupName,
+            'enqueue',
+            this.recorder.nextSeq - 1,
+            this.watchdog.timeoutMs,
+            this.recorder.recent(),
+          ),
         );
       }
     }
@@ -265,7 +342,14 @@ export class NcclCommunicator extends DeviceCommunicator {
  * and the split of an initialized communicator is quick. If the split is refused, the
  * bootstrap communicator serves (slower, still correct).
  */
-async function blockingChild(lib: NcclLibrary, parent: bigint, rank: number, groupName: string, timeoutMs: number, signal?: AbortSignal): Promise<bigint> {
+async function blockingChild(
+  lib: NcclLibrary,
+  parent: bigint,
+  rank: number,
+  groupName: string,
+  timeoutMs: number,
+  signal?: AbortSignal,
+): Promise<bigint> {
   const child = new BigUint64Array(1);
   try {
     lib.ncclCommSplit(parent, 0, rank, child, ncclConfig({ blocking: 1 }));
@@ -276,7 +360,11 @@ async function blockingChild(lib: NcclLibrary, parent: bigint, rank: number, gro
     if (child[0] !== 0n) await waitInitialized(lib, child[0], groupName, timeoutMs, signal);
   } catch (err) {
     if (err instanceof NcclError) {
-      log('warn', 'nccl', `group ${groupName}: blocking split refused (${err.message}); using the non-blocking communicator`);
+      log(
+        'warn',
+        'nccl',
+        `group ${groupName}: blocking split refused (${err.message}); using the non-blocking communicator`,
+      );
       return parent;
     }
     throw err;
@@ -288,7 +376,13 @@ async function blockingChild(lib: NcclLibrary, parent: bigint, rank: number, gro
 }
 
 /** Polls a non-blocking init to completion; aborts the communicator at the deadline. */
-async function waitInitialized(lib: NcclLibrary, comm: bigint, groupName: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+async function waitInitialized(
+  lib: NcclLibrary,
+  comm: bigint,
+  groupName: string,
+  timeoutMs: number,
+  signal?: AbortSignal,
+): Promise<void> {
   const state = new Int32Array(1);
   const deadline = performance.now() + timeoutMs;
   let delayMs = 0;
@@ -299,7 +393,10 @@ async function waitInitialized(lib: NcclLibrary, comm: bigint, groupName: string
     if (state[0] !== NcclResult.ncclInProgress) {
       failure = new NcclError(state[0], 'init', 'ncclCommInitRankConfig', lib.ncclGetErrorString(state[0]));
     } else if (signal?.aborted) {
-      failure = signal.reason instanceof RankFailedError ? signal.reason : new GroupClosedError(`init of group '${groupName}' aborted`);
+      failure =
+        signal.reason instanceof RankFailedError
+          ? signal.reason
+          : new GroupClosedError(`init of group '${groupName}' aborted`);
     } else if (performance.now() > deadline) {
       failure = new CollectiveTimeoutError(groupName, 'init', 0, timeoutMs, []);
     }

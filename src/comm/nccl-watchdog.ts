@@ -34,7 +34,11 @@ export class NcclWatchdog {
   private readonly i32 = new Int32Array(1);
   private readonly onAbort = (): void => {
     const reason = this.opts.abortSignal?.reason;
-    this.fail(reason instanceof RankFailedError ? reason : new GroupClosedError(`group '${this.opts.groupName}' was aborted: ${String(reason)}`));
+    this.fail(
+      reason instanceof RankFailedError
+        ? reason
+        : new GroupClosedError(`group '${this.opts.groupName}' was aborted: ${String(reason)}`),
+    );
   };
 
   constructor(opts: WatchdogOptions) {
@@ -79,7 +83,15 @@ export class NcclWatchdog {
       timeoutMs,
       () => {
         const stuck = this.opts.recorder.recent().find((r) => r.endMs === null);
-        const err = this.fail(new CollectiveTimeoutError(this.opts.groupName, stuck?.op ?? 'synchronize', stuck?.seq ?? this.finishedSeq + 1, timeoutMs, this.opts.recorder.recent()));
+        const err = this.fail(
+          new CollectiveTimeoutError(
+            this.opts.groupName,
+            stuck?.op ?? 'synchronize',
+            stuck?.seq ?? this.finishedSeq + 1,
+            timeoutMs,
+            this.opts.recorder.recent(),
+          ),
+        );
         failStream(stream, err);
         return err;
       },
@@ -141,7 +153,15 @@ export class NcclWatchdog {
     const oldest = this.opts.recorder.oldestPendingStartMs();
     if (this.lastIssuedSeq > this.finishedSeq && oldest !== null && now - oldest > this.timeoutMs) {
       const stuck = this.opts.recorder.recent().find((r) => r.endMs === null);
-      this.fail(new CollectiveTimeoutError(this.opts.groupName, stuck?.op ?? 'unknown', stuck?.seq ?? this.finishedSeq + 1, this.timeoutMs, this.opts.recorder.recent()));
+      this.fail(
+        new CollectiveTimeoutError(
+          this.opts.groupName,
+          stuck?.op ?? 'unknown',
+          stuck?.seq ?? this.finishedSeq + 1,
+          this.timeoutMs,
+          this.opts.recorder.recent(),
+        ),
+      );
       return;
     }
     if (this.lastIssuedSeq > this.finishedSeq) this.schedule();

@@ -7,9 +7,16 @@
 import { futexWait, futexWake } from './shm.ts';
 
 // Node 20 has Atomics.waitAsync; the ES2023 lib the project compiles against does not declare it.
-const waitAsync = (Atomics as unknown as {
-  waitAsync(view: Int32Array, index: number, value: number, timeoutMs: number): { async: false; value: string } | { async: true; value: Promise<string> };
-}).waitAsync;
+const waitAsync = (
+  Atomics as unknown as {
+    waitAsync(
+      view: Int32Array,
+      index: number,
+      value: number,
+      timeoutMs: number,
+    ): { async: false; value: string } | { async: true; value: Promise<string> };
+  }
+).waitAsync;
 
 function noop(): void {}
 
@@ -18,7 +25,11 @@ export class SharedWords {
   readonly words: Int32Array;
 
   /** `address`: where the buffer is mapped in this process (shm), or null for a SharedArrayBuffer. */
-  constructor(buffer: ArrayBufferLike, private readonly address: bigint | null, count: number) {
+  constructor(
+    buffer: ArrayBufferLike,
+    private readonly address: bigint | null,
+    count: number,
+  ) {
     this.words = new Int32Array(buffer, 0, count);
   }
 

@@ -29,7 +29,6 @@ const MAP_FAILED = 0xffffffffffffffffn;
 /** Prefix of every segment file: leftovers in /dev/shm are recognisable by it. */
 export const SHM_PREFIX = '/dev/shm/gpugroup-';
 
-
 /**
  * Which node this rank is on: ranks with equal keys can share memory. The host name,
  * plus GPUGROUP_NODE_ID so that simulated nodes on one machine stay apart.
@@ -70,7 +69,9 @@ export class ShmSegment {
       return ShmSegment.map(path, fd, bytes);
     } catch (err) {
       unlinkQuietly(path);
-      throw err instanceof SharedMemoryError ? err : new SharedMemoryError(path, `cannot size to ${bytes} bytes: ${(err as Error).message}`, { cause: err });
+      throw err instanceof SharedMemoryError
+        ? err
+        : new SharedMemoryError(path, `cannot size to ${bytes} bytes: ${(err as Error).message}`, { cause: err });
     } finally {
       closeSync(fd);
     }
@@ -94,7 +95,8 @@ export class ShmSegment {
   private static map(path: string, fd: number, bytes: number): ShmSegment {
     const raw = mmap(null, bytes, PROT_READ_WRITE, MAP_SHARED, fd, 0) as bigint | number | null;
     const address = raw === null ? 0n : BigInt(raw as bigint);
-    if (address === 0n || address === MAP_FAILED) throw new SharedMemoryError(path, `mmap of ${bytes} bytes failed (errno ${koffi.errno()})`);
+    if (address === 0n || address === MAP_FAILED)
+      throw new SharedMemoryError(path, `mmap of ${bytes} bytes failed (errno ${koffi.errno()})`);
     return new ShmSegment(path, bytes, address, koffi.view(address, bytes) as ArrayBuffer);
   }
 

@@ -31,7 +31,16 @@ import { CpuCommunicator, NcclCommunicator, type DeviceCommunicator } from '../c
 import { BrokenPipeError, InvalidArgumentError } from '../errors.ts';
 import { StatelessProcessGroup } from '../store/index.ts';
 import { PeerWatch } from './peer-watch.ts';
-import { CudaEvent, Stream, Tensor, currentStream, enqueueOn, parseDevice, setDevice, type DType } from '../tensor/index.ts';
+import {
+  CudaEvent,
+  Stream,
+  Tensor,
+  currentStream,
+  enqueueOn,
+  parseDevice,
+  setDevice,
+  type DType,
+} from '../tensor/index.ts';
 
 /** Options of a pipe (vLLM's KVTransferConfig fields, camelCase). */
 export interface NcclPipeOptions {
@@ -112,20 +121,30 @@ export class NcclPipe implements KVPipeBase {
   constructor(private readonly opts: NcclPipeOptions) {
     for (const key of ['localRank', 'kvRank', 'kvParallelSize', 'kvPort'] as const) {
       const v = opts?.[key];
-      if (!Number.isInteger(v) || v < 0) throw new InvalidArgumentError(key, `must be a non-negative integer, got ${String(v)}`);
+      if (!Number.isInteger(v) || v < 0)
+        throw new InvalidArgumentError(key, `must be a non-negative integer, got ${String(v)}`);
     }
-    if (opts.kvParallelSize < 2) throw new InvalidArgumentError('kvParallelSize', `a pipe needs at least 2 ranks, got ${opts.kvParallelSize}`);
-    if (opts.kvRank >= opts.kvParallelSize) throw new InvalidArgumentError('kvRank', `${opts.kvRank} is out of range [0, ${opts.kvParallelSize})`);
-    if (typeof opts.kvIp !== 'string' || opts.kvIp === '') throw new InvalidArgumentError('kvIp', `expected a host name or address, got ${String(opts.kvIp)}`);
+    if (opts.kvParallelSize < 2)
+      throw new InvalidArgumentError('kvParallelSize', `a pipe needs at least 2 ranks, got ${opts.kvParallelSize}`);
+    if (opts.kvRank >= opts.kvParallelSize)
+      throw new InvalidArgumentError('kvRank', `${opts.kvRank} is out of range [0, ${opts.kvParallelSize})`);
+    if (typeof opts.kvIp !== 'string' || opts.kvIp === '')
+      throw new InvalidArgumentError('kvIp', `expected a host name or address, got ${String(opts.kvIp)}`);
     const device = opts.device ?? 'cuda';
     this.device = device === 'cuda' ? `cuda:${opts.localRank}` : device;
     parseDevice(this.device);
     this.bufferSizeBytes = opts.bufferSizeBytes ?? 1e9;
-    if (!(this.bufferSizeBytes > 0)) throw new InvalidArgumentError('bufferSizeBytes', `must be positive, got ${this.bufferSizeBytes}`);
+    if (!(this.bufferSizeBytes > 0))
+      throw new InvalidArgumentError('bufferSizeBytes', `must be positive, got ${this.bufferSizeBytes}`);
     this.timeoutMs = opts.storeTimeoutMs ?? 120_000;
     this.kvRank = opts.kvRank;
     this.kvParallelSize = opts.kvParallelSize;
-    this.onAbort = () => this.fail(new BrokenPipeError(`KV pipe (rank ${this.kvRank}) aborted: ${describe(opts.abortSignal?.reason)}`, { cause: opts.abortSignal?.reason }));
+    this.onAbort = () =>
+      this.fail(
+        new BrokenPipeError(`KV pipe (rank ${this.kvRank}) aborted: ${describe(opts.abortSignal?.reason)}`, {
+          cause: opts.abortSignal?.reason,
+        }),
+      );
     opts.abortSignal?.addEventListener('abort', this.onAbort, { once: true });
     if (opts.abortSignal?.aborted) this.onAbort();
     this.ready = this.connect();
@@ -164,7 +183,11 @@ export class NcclPipe implements KVPipeBase {
       const ordinal = parseDevice(this.device);
       if (ordinal !== null) setDevice(ordinal);
       this.group = await StatelessProcessGroup.create({
-        host: o.kvIp, port: o.kvPort + (o.portOffset ?? 0), rank: o.kvRank, worldSize: o.kvParallelSize, storeTimeoutMs: this.timeoutMs,
+        host: o.kvIp,
+        port: o.kvPort + (o.portOffset ?? 0),
+        rank: o.kvRank,
+        worldSize: o.kvParallelSize,
+        storeTimeoutMs: this.timeoutMs,
         // NCCL point-to-point calls can block kvRank 0's thread while a peer still needs the store.
         storeInThread: ordinal !== null,
         // Metadata goes rank to rank on a direct connection: no store round trip per item.
@@ -175,13 +198,26 @@ export class NcclPipe implements KVPipeBase {
         this.fail(new BrokenPipeError(`KV pipe (rank ${this.kvRank}): ${what}; the peer is gone`));
       });
       if (this.failure) throw this.failure;
-      const common = { group: this.group, groupName: `kv-pipe:${o.kvPort + (o.portOffset ?? 0)}`, timeoutMs: this.timeoutMs, abortSignal: this.aborter.signal };
-      this.comm = ordinal === null ? await CpuCommunicator.create(common) : await NcclCommunicator.create({ ...common, device: this.device });
+      const common = {
+        group: this.group,
+        groupName: `kv-pipe:${o.kvPort + (o.portOffset ?? 0)}`,
+        timeoutMs: this.timeoutMs,
+        abortSignal: this.aborter.signal,
+      };
+      this.comm =
+        ordinal === null
+          ? await CpuCommunicator.create(common)
+          : await NcclCommunicator.create({ ...common, device: this.device });
       if (this.comm instanceof NcclCommunicator) await this.connectPeers(this.comm);
       if (ordinal !== null) this.stream = new Stream();
     } catch (err) {
       if (err === this.failure) throw err;
-      throw this.fail(new BrokenPipeError(`KV pipe (rank ${this.kvRank}) could not connect to ${o.kvIp}:${o.kvPort + (o.portOffset ?? 0)}: ${describe(err)}`, { cause: err }));
+      throw this.fail(
+        new BrokenPipeError(
+          `KV pipe (rank ${this.kvRank}) could not connect to ${o.kvIp}:${o.kvPort + (o.portOffset ?? 0)}: ${describe(err)}`,
+          { cause: err },
+        ),
+      );
     }
   }
 
@@ -218,7 +254,8 @@ export class NcclPipe implements KVPipeBase {
    * a non-empty tensor (the caller's stream then runs after the send), or after close().
    */
   sendTensor(t: Tensor | null): Promise<void> {
-    if (t !== null && !(t instanceof Tensor)) return Promise.reject(new InvalidArgumentError('t', `expected a Tensor or null, got ${typeof t}`));
+    if (t !== null && !(t instanceof Tensor))
+      return Promise.reject(new InvalidArgumentError('t', `expected a Tensor or null, got ${typeof t}`));
     const refused = this.refusal();
     if (refused) return refused;
     const bytes = t?.nbytes ?? 0;
@@ -297,7 +334,9 @@ export class NcclPipe implements KVPipeBase {
   }
 
   private broke(err: unknown, what: string): BrokenPipeError {
-    return err instanceof BrokenPipeError ? err : new BrokenPipeError(`KV pipe (rank ${this.kvRank}): ${what}: ${describe(err)}`, { cause: err });
+    return err instanceof BrokenPipeError
+      ? err
+      : new BrokenPipeError(`KV pipe (rank ${this.kvRank}): ${what}: ${describe(err)}`, { cause: err });
   }
 
   /**
@@ -372,7 +411,10 @@ export class NcclPipe implements KVPipeBase {
     const next = this.metadataAhead.shift()!;
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no metadata from rank ${this.prev} within ${this.timeoutMs} ms`)), this.timeoutMs);
+      timer = setTimeout(
+        () => reject(new Error(`no metadata from rank ${this.prev} within ${this.timeoutMs} ms`)),
+        this.timeoutMs,
+      );
     });
     try {
       return await Promise.race([next, deadline]);
@@ -394,10 +436,14 @@ export class NcclPipe implements KVPipeBase {
         reject,
         timer: setTimeout(() => {
           this.waiters.splice(this.waiters.indexOf(w), 1);
-          reject(this.fail(new BrokenPipeError(
-            `KV pipe (rank ${this.kvRank}): no room for ${bytes} bytes within ${this.timeoutMs} ms ` +
-              `(${this.inFlight} of ${this.bufferSizeBytes} bytes in flight; is rank ${this.next} receiving?)`,
-          )));
+          reject(
+            this.fail(
+              new BrokenPipeError(
+                `KV pipe (rank ${this.kvRank}): no room for ${bytes} bytes within ${this.timeoutMs} ms ` +
+                  `(${this.inFlight} of ${this.bufferSizeBytes} bytes in flight; is rank ${this.next} receiving?)`,
+              ),
+            ),
+          );
         }, this.timeoutMs),
       };
       this.waiters.push(w);
@@ -444,7 +490,9 @@ export class NcclPipe implements KVPipeBase {
     this.closing ??= (async () => {
       let timer: NodeJS.Timeout | undefined;
       const deadline = new Promise((resolve) => (timer = setTimeout(resolve, this.timeoutMs)));
-      await Promise.race([this.chain.then(() => this.completions).then(() => this.ready), deadline]).catch(() => undefined);
+      await Promise.race([this.chain.then(() => this.completions).then(() => this.ready), deadline]).catch(
+        () => undefined,
+      );
       clearTimeout(timer);
       const healthy = !this.failure && this.group !== null;
       this.opts.abortSignal?.removeEventListener('abort', this.onAbort);

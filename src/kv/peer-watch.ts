@@ -24,7 +24,12 @@ export class PeerWatch {
   private constructor(private readonly onLost: PeerLost) {}
 
   /** Collective over `group` (every rank calls it); resolves once this rank is watching. */
-  static async open(group: StatelessProcessGroup, host: string, timeoutMs: number, onLost: PeerLost): Promise<PeerWatch> {
+  static async open(
+    group: StatelessProcessGroup,
+    host: string,
+    timeoutMs: number,
+    onLost: PeerLost,
+  ): Promise<PeerWatch> {
     const watch = new PeerWatch(onLost);
     try {
       if (group.rank === 0) {
@@ -40,7 +45,10 @@ export class PeerWatch {
         const port = await group.broadcastObj<number>(null, 0);
         const socket = connect({ host, port });
         await new Promise<void>((resolve, reject) => {
-          const timer = setTimeout(() => reject(new Error(`no connection to ${host}:${port} within ${timeoutMs} ms`)), timeoutMs);
+          const timer = setTimeout(
+            () => reject(new Error(`no connection to ${host}:${port} within ${timeoutMs} ms`)),
+            timeoutMs,
+          );
           socket.once('connect', () => (clearTimeout(timer), resolve()));
           socket.once('error', (err) => (clearTimeout(timer), reject(err)));
         });

@@ -23,11 +23,18 @@ export function resolveBackend(opts: ResolvedOptions): BackendChoice {
   const gpus = cudaDeviceCount();
   const needed = Math.max(...opts.devices) + 1;
   if (opts.backend === 'auto' && !(gpus >= needed && ncclAvailable())) return { backend: 'cpu', env: {} };
-  if (gpus < needed) throw new InvalidArgumentError('devices', `backend 'nccl' needs cuda:${needed - 1}, but ${gpus} CUDA devices are visible`);
+  if (gpus < needed)
+    throw new InvalidArgumentError(
+      'devices',
+      `backend 'nccl' needs cuda:${needed - 1}, but ${gpus} CUDA devices are visible`,
+    );
   // Resolve the libraries once here: ranks skip discovery, and in thread mode the main
   // thread holding them keeps a worker's exit from unloading them (notes §0 item 3).
   return {
     backend: 'nccl',
-    env: { GPUGROUP_NCCL_SO_PATH: opts.env.GPUGROUP_NCCL_SO_PATH ?? nccl().path, GPUGROUP_CUDART_SO_PATH: opts.env.GPUGROUP_CUDART_SO_PATH ?? cuda().path },
+    env: {
+      GPUGROUP_NCCL_SO_PATH: opts.env.GPUGROUP_NCCL_SO_PATH ?? nccl().path,
+      GPUGROUP_CUDART_SO_PATH: opts.env.GPUGROUP_CUDART_SO_PATH ?? cuda().path,
+    },
   };
 }

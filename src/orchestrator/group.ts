@@ -83,7 +83,13 @@ export class Group extends EventEmitter<GroupEvents> {
   private closing: Promise<void> | null = null;
 
   /** @internal built by launchGroup */
-  constructor(opts: ResolvedOptions, backend: 'nccl' | 'cpu', actors: Actor[], private readonly server: TcpStoreServer | null, storePort: number) {
+  constructor(
+    opts: ResolvedOptions,
+    backend: 'nccl' | 'cpu',
+    actors: Actor[],
+    private readonly server: TcpStoreServer | null,
+    storePort: number,
+  ) {
     super();
     this.worldSize = opts.worldSize;
     this.mode = opts.mode;
@@ -108,13 +114,24 @@ export class Group extends EventEmitter<GroupEvents> {
   /** {@link call} with per-call options: `timeoutMs` overrides the group's deadline for this call. */
   callWithOptions<T = unknown>(rank: number, fn: string, args: unknown[], opts: CallOptions = {}): Promise<T> {
     if (this.failure) return Promise.reject(this.failure);
-    if (this.closing) return Promise.reject(new GroupClosedError(`the group was shut down; call '${fn}' on rank ${rank} was not sent`));
+    if (this.closing)
+      return Promise.reject(new GroupClosedError(`the group was shut down; call '${fn}' on rank ${rank} was not sent`));
     const actor = this.actors.get(rank);
-    if (!actor) return Promise.reject(new InvalidArgumentError('rank', `rank ${rank} is not one of this coordinator's ranks [${this.ranks.join(', ')}]`));
-    if (typeof fn !== 'string' || fn.length === 0) return Promise.reject(new InvalidArgumentError('fn', 'expected the name of an exported function'));
+    if (!actor)
+      return Promise.reject(
+        new InvalidArgumentError(
+          'rank',
+          `rank ${rank} is not one of this coordinator's ranks [${this.ranks.join(', ')}]`,
+        ),
+      );
+    if (typeof fn !== 'string' || fn.length === 0)
+      return Promise.reject(new InvalidArgumentError('fn', 'expected the name of an exported function'));
     if (!Array.isArray(args)) return Promise.reject(new InvalidArgumentError('args', 'expected an array of arguments'));
     const timeoutMs = opts.timeoutMs ?? this.timeoutMs;
-    if (!Number.isInteger(timeoutMs) || timeoutMs < 1) return Promise.reject(new InvalidArgumentError('timeoutMs', `must be a positive integer, got ${String(timeoutMs)}`));
+    if (!Number.isInteger(timeoutMs) || timeoutMs < 1)
+      return Promise.reject(
+        new InvalidArgumentError('timeoutMs', `must be a positive integer, got ${String(timeoutMs)}`),
+      );
     const id = nanoid();
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -126,7 +143,14 @@ export class Group extends EventEmitter<GroupEvents> {
         actor.channel.send({ kind: 'call', id, fn, args });
       } catch (err) {
         // Arguments the channel cannot carry (a function, a socket...).
-        this.settle(id, (p) => p.reject(new InvalidArgumentError('args', `the arguments of '${fn}' cannot cross to rank ${rank} (${(err as Error).message}); pass structured-cloneable data`)));
+        this.settle(id, (p) =>
+          p.reject(
+            new InvalidArgumentError(
+              'args',
+              `the arguments of '${fn}' cannot cross to rank ${rank} (${(err as Error).message}); pass structured-cloneable data`,
+            ),
+          ),
+        );
       }
     });
   }

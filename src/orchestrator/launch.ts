@@ -16,7 +16,12 @@ import { spawnProcess, spawnThread } from './spawn.ts';
 const FAILED_LAUNCH_GRACE_MS = 1_000;
 
 /** Environment of one rank: the user's extras, the backend's, and torchrun's variables. */
-function rankEnv(opts: ResolvedOptions, backendEnv: Record<string, string>, storePort: number, localRank: number): Record<string, string> {
+function rankEnv(
+  opts: ResolvedOptions,
+  backendEnv: Record<string, string>,
+  storePort: number,
+  localRank: number,
+): Record<string, string> {
   return {
     ...opts.env,
     ...backendEnv,
@@ -61,7 +66,8 @@ function sharedDeviceEnv(opts: ResolvedOptions, localRank: number): Record<strin
 export async function launchGroup(options: LaunchOptions): Promise<Group> {
   const opts = resolveOptions(options);
   const { backend, env: backendEnv } = resolveBackend(opts);
-  const server = opts.nodeRank === 0 ? await TcpStoreServer.listen({ host: opts.masterAddr, port: opts.masterPort }) : null;
+  const server =
+    opts.nodeRank === 0 ? await TcpStoreServer.listen({ host: opts.masterAddr, port: opts.masterPort }) : null;
   const storePort = server?.port ?? opts.masterPort;
   const actors: Actor[] = [];
   const ready = new Set<number>();
@@ -96,10 +102,20 @@ export async function launchGroup(options: LaunchOptions): Promise<Group> {
         failStartup(new RankFailedError(rank, code, signal, `during startup${cause ? `: ${cause.message}` : ''}`));
       });
       const init: RankInit = {
-        rank, localRank, worldSize: opts.worldSize, nodeRank: opts.nodeRank,
-        device: backend === 'nccl' ? `cuda:${opts.devices[localRank]}` : 'cpu', backend, mode: opts.mode,
-        storeHost: opts.masterAddr, storePort, workerUrl: opts.workerUrl, timeoutMs: opts.timeoutMs, startupTimeoutMs: opts.startupTimeoutMs,
-        tensorParallelSize: opts.tensorParallelSize, pipelineParallelSize: opts.pipelineParallelSize,
+        rank,
+        localRank,
+        worldSize: opts.worldSize,
+        nodeRank: opts.nodeRank,
+        device: backend === 'nccl' ? `cuda:${opts.devices[localRank]}` : 'cpu',
+        backend,
+        mode: opts.mode,
+        storeHost: opts.masterAddr,
+        storePort,
+        workerUrl: opts.workerUrl,
+        timeoutMs: opts.timeoutMs,
+        startupTimeoutMs: opts.startupTimeoutMs,
+        tensorParallelSize: opts.tensorParallelSize,
+        pipelineParallelSize: opts.pipelineParallelSize,
       };
       channel.send({ kind: 'init', init });
     }

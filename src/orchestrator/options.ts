@@ -62,57 +62,104 @@ export interface ResolvedOptions {
 }
 
 function positiveInt(name: string, value: unknown): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) throw new InvalidArgumentError(name, `must be a positive integer, got ${String(value)}`);
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1)
+    throw new InvalidArgumentError(name, `must be a positive integer, got ${String(value)}`);
   return value;
 }
 
 /** Applies defaults and checks every option; throws InvalidArgumentError naming the option. */
 export function resolveOptions(opts: LaunchOptions): ResolvedOptions {
-  if (!opts || typeof opts !== 'object') throw new InvalidArgumentError('options', 'launchGroup needs an options object');
+  if (!opts || typeof opts !== 'object')
+    throw new InvalidArgumentError('options', 'launchGroup needs an options object');
   const nnodes = positiveInt('nnodes', opts.nnodes ?? 1);
   const nodeRank = opts.nodeRank ?? 0;
-  if (!Number.isInteger(nodeRank) || nodeRank < 0 || nodeRank >= nnodes) throw new InvalidArgumentError('nodeRank', `${nodeRank} is out of range [0, ${nnodes})`);
+  if (!Number.isInteger(nodeRank) || nodeRank < 0 || nodeRank >= nnodes)
+    throw new InvalidArgumentError('nodeRank', `${nodeRank} is out of range [0, ${nnodes})`);
   const worldSize = positiveInt('worldSize', opts.worldSize ?? (opts.nprocPerNode ?? 0) * nnodes);
   const nprocPerNode = positiveInt('nprocPerNode', opts.nprocPerNode ?? worldSize / nnodes);
-  if (nprocPerNode * nnodes !== worldSize) throw new InvalidArgumentError('worldSize', `${worldSize} ranks do not split into ${nnodes} nodes of ${nprocPerNode}`);
+  if (nprocPerNode * nnodes !== worldSize)
+    throw new InvalidArgumentError(
+      'worldSize',
+      `${worldSize} ranks do not split into ${nnodes} nodes of ${nprocPerNode}`,
+    );
   const mode = opts.mode ?? 'process';
-  if (mode !== 'process' && mode !== 'thread') throw new InvalidArgumentError('mode', `expected 'process' or 'thread', got '${String(mode)}'`);
+  if (mode !== 'process' && mode !== 'thread')
+    throw new InvalidArgumentError('mode', `expected 'process' or 'thread', got '${String(mode)}'`);
   const backend = opts.backend ?? 'auto';
-  if (!['nccl', 'cpu', 'auto'].includes(backend)) throw new InvalidArgumentError('backend', `expected 'nccl', 'cpu' or 'auto', got '${String(backend)}'`);
+  if (!['nccl', 'cpu', 'auto'].includes(backend))
+    throw new InvalidArgumentError('backend', `expected 'nccl', 'cpu' or 'auto', got '${String(backend)}'`);
   const devices = opts.devices ?? Array.from({ length: nprocPerNode }, (_, i) => i);
-  if (!Array.isArray(devices) || devices.length !== nprocPerNode || !devices.every((d) => Number.isInteger(d) && d >= 0)) {
-    throw new InvalidArgumentError('devices', `expected ${nprocPerNode} CUDA ordinals (one per local rank), got ${JSON.stringify(devices)}`);
+  if (
+    !Array.isArray(devices) ||
+    devices.length !== nprocPerNode ||
+    !devices.every((d) => Number.isInteger(d) && d >= 0)
+  ) {
+    throw new InvalidArgumentError(
+      'devices',
+      `expected ${nprocPerNode} CUDA ordinals (one per local rank), got ${JSON.stringify(devices)}`,
+    );
   }
   const shareDevices = opts.shareDevices ?? false;
-  if (typeof shareDevices !== 'boolean') throw new InvalidArgumentError('shareDevices', `expected a boolean, got ${String(shareDevices)}`);
+  if (typeof shareDevices !== 'boolean')
+    throw new InvalidArgumentError('shareDevices', `expected a boolean, got ${String(shareDevices)}`);
   // NCCL tells ranks apart by host id, which is per process (getenv): threads of one
   // process cannot pose as separate hosts.
-  if (shareDevices && mode !== 'process') throw new InvalidArgumentError('shareDevices', "needs mode 'process' (NCCL reads its host id once per process)");
+  if (shareDevices && mode !== 'process')
+    throw new InvalidArgumentError('shareDevices', "needs mode 'process' (NCCL reads its host id once per process)");
   const dup = devices.find((d, i) => devices.indexOf(d) !== i);
   if (dup !== undefined && !shareDevices) {
-    throw new InvalidArgumentError('devices', `cuda:${dup} is given to two ranks; one GPU per rank (two ranks on one device would deadlock NCCL; shareDevices rehearses on fewer GPUs)`);
+    throw new InvalidArgumentError(
+      'devices',
+      `cuda:${dup} is given to two ranks; one GPU per rank (two ranks on one device would deadlock NCCL; shareDevices rehearses on fewer GPUs)`,
+    );
   }
   const timeoutMs = positiveInt('timeoutMs', opts.timeoutMs ?? 120_000);
   const startupTimeoutMs = positiveInt('startupTimeoutMs', opts.startupTimeoutMs ?? Math.max(timeoutMs, 120_000));
   const tensorParallelSize = positiveInt('tensorParallelSize', opts.tensorParallelSize ?? 1);
   const pipelineParallelSize = positiveInt('pipelineParallelSize', opts.pipelineParallelSize ?? 1);
   if (worldSize % (tensorParallelSize * pipelineParallelSize) !== 0) {
-    throw new InvalidArgumentError('tensorParallelSize', `world size ${worldSize} is not divisible by tensorParallelSize × pipelineParallelSize = ${tensorParallelSize * pipelineParallelSize}`);
+    throw new InvalidArgumentError(
+      'tensorParallelSize',
+      `world size ${worldSize} is not divisible by tensorParallelSize × pipelineParallelSize = ${tensorParallelSize * pipelineParallelSize}`,
+    );
   }
   let workerUrl: string;
   if (opts.worker instanceof URL) workerUrl = opts.worker.href;
-  else if (typeof opts.worker === 'string' && opts.worker.length > 0) workerUrl = opts.worker.startsWith('file:') ? opts.worker : pathToFileURL(opts.worker).href;
+  else if (typeof opts.worker === 'string' && opts.worker.length > 0)
+    workerUrl = opts.worker.startsWith('file:') ? opts.worker : pathToFileURL(opts.worker).href;
   else throw new InvalidArgumentError('worker', 'expected the URL or path of a worker module');
-  if (!existsSync(fileURLToPath(workerUrl))) throw new InvalidArgumentError('worker', `no such module: ${fileURLToPath(workerUrl)}`);
+  if (!existsSync(fileURLToPath(workerUrl)))
+    throw new InvalidArgumentError('worker', `no such module: ${fileURLToPath(workerUrl)}`);
   const masterPort = opts.masterPort ?? 0;
-  if (!Number.isInteger(masterPort) || masterPort < 0 || masterPort > 65535) throw new InvalidArgumentError('masterPort', `invalid port ${masterPort}`);
-  if (nnodes > 1 && masterPort === 0) throw new InvalidArgumentError('masterPort', 'a multi-node launch needs a fixed masterPort that every node can reach');
+  if (!Number.isInteger(masterPort) || masterPort < 0 || masterPort > 65535)
+    throw new InvalidArgumentError('masterPort', `invalid port ${masterPort}`);
+  if (nnodes > 1 && masterPort === 0)
+    throw new InvalidArgumentError(
+      'masterPort',
+      'a multi-node launch needs a fixed masterPort that every node can reach',
+    );
   const env = opts.env ?? {};
-  if (typeof env !== 'object' || env === null || Object.values(env).some((v) => typeof v !== 'string')) throw new InvalidArgumentError('env', 'expected an object of string values');
+  if (typeof env !== 'object' || env === null || Object.values(env).some((v) => typeof v !== 'string'))
+    throw new InvalidArgumentError('env', 'expected an object of string values');
   const masterAddr = opts.masterAddr ?? '127.0.0.1';
-  if (typeof masterAddr !== 'string' || masterAddr.length === 0) throw new InvalidArgumentError('masterAddr', `expected a host name or address, got ${JSON.stringify(masterAddr)}`);
+  if (typeof masterAddr !== 'string' || masterAddr.length === 0)
+    throw new InvalidArgumentError('masterAddr', `expected a host name or address, got ${JSON.stringify(masterAddr)}`);
   return {
-    worldSize, workerUrl, mode, backend, devices, timeoutMs, startupTimeoutMs, env, tensorParallelSize, pipelineParallelSize,
-    nnodes, nodeRank, masterAddr, masterPort, nprocPerNode, shareDevices,
+    worldSize,
+    workerUrl,
+    mode,
+    backend,
+    devices,
+    timeoutMs,
+    startupTimeoutMs,
+    env,
+    tensorParallelSize,
+    pipelineParallelSize,
+    nnodes,
+    nodeRank,
+    masterAddr,
+    masterPort,
+    nprocPerNode,
+    shareDevices,
   };
 }

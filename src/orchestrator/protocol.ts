@@ -64,18 +64,30 @@ export function decodeError(wire: WireError): Error {
  * function, a class instance with native state) turns into an error reply, so the
  * call still settles.
  */
-export function sendReply(send: (msg: FromRank) => void, id: string, fn: string, rank: number, outcome: { value: unknown } | { error: unknown }): void {
+export function sendReply(
+  send: (msg: FromRank) => void,
+  id: string,
+  fn: string,
+  rank: number,
+  outcome: { value: unknown } | { error: unknown },
+): void {
   if ('error' in outcome) return send({ kind: 'error', id, error: encodeError(outcome.error, rank) });
   try {
     send({ kind: 'result', id, value: outcome.value });
   } catch (err) {
-    const why = new InvalidArgumentError('result', `the result of '${fn}' on rank ${rank} cannot cross to the coordinator (${(err as Error).message}); return structured-cloneable data`);
+    const why = new InvalidArgumentError(
+      'result',
+      `the result of '${fn}' on rank ${rank} cannot cross to the coordinator (${(err as Error).message}); return structured-cloneable data`,
+    );
     send({ kind: 'error', id, error: encodeError(why, rank) });
   }
 }
 
 /** Dispatches `msg` to the handler named by its kind (one handler per kind, checked by the compiler). */
-export function dispatch<M extends { kind: string }>(msg: M, handlers: { [K in M['kind']]: (m: Extract<M, { kind: K }>) => void }): void {
+export function dispatch<M extends { kind: string }>(
+  msg: M,
+  handlers: { [K in M['kind']]: (m: Extract<M, { kind: K }>) => void },
+): void {
   const handler = handlers[msg.kind as M['kind']] as ((m: M) => void) | undefined;
   handler?.(msg);
 }

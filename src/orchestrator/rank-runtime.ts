@@ -46,7 +46,10 @@ export function runRank(endpoint: Endpoint): void {
       if (!ctx || !mod) throw new GroupClosedError(`rank ${rank} is not ready`);
       const target = mod[fn];
       if (typeof target !== 'function') {
-        throw new InvalidArgumentError('fn', `the worker module exports no function '${fn}'; it exports: ${exportedFunctions(mod).join(', ') || '(none)'}`);
+        throw new InvalidArgumentError(
+          'fn',
+          `the worker module exports no function '${fn}'; it exports: ${exportedFunctions(mod).join(', ') || '(none)'}`,
+        );
       }
       outcome = { value: await (target as (c: RankContext, ...a: unknown[]) => unknown)(ctx, ...args) };
     } catch (error) {

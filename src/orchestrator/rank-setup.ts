@@ -3,7 +3,14 @@
  * rank's device, the world group with its communicator, and the TP/PP/DP/EP groups
  * (vLLM's layout). This is the one place startup work is added.
  */
-import { getDpGroup, getEpGroup, getPpGroup, getTpGroup, initDistributedEnvironment, initializeModelParallel } from '../parallel/index.ts';
+import {
+  getDpGroup,
+  getEpGroup,
+  getPpGroup,
+  getTpGroup,
+  initDistributedEnvironment,
+  initializeModelParallel,
+} from '../parallel/index.ts';
 import { TcpStoreClient } from '../store/index.ts';
 import { currentStream, parseDevice } from '../tensor/index.ts';
 import type { RankContext } from './context.ts';
@@ -15,7 +22,11 @@ import type { RankInit } from './protocol.ts';
  * peer or a shutdown; communicators hook their abort (ncclCommAbort) into it.
  */
 export async function setupRank(init: RankInit, abortSignal: AbortSignal): Promise<RankContext> {
-  const store = await TcpStoreClient.connect({ host: init.storeHost, port: init.storePort, timeoutMs: init.startupTimeoutMs });
+  const store = await TcpStoreClient.connect({
+    host: init.storeHost,
+    port: init.storePort,
+    timeoutMs: init.startupTimeoutMs,
+  });
   const world = await initDistributedEnvironment({
     rank: init.rank,
     worldSize: init.worldSize,
@@ -27,7 +38,10 @@ export async function setupRank(init: RankInit, abortSignal: AbortSignal): Promi
     store,
     abortSignal,
   });
-  await initializeModelParallel({ tensorParallelSize: init.tensorParallelSize, pipelineParallelSize: init.pipelineParallelSize });
+  await initializeModelParallel({
+    tensorParallelSize: init.tensorParallelSize,
+    pipelineParallelSize: init.pipelineParallelSize,
+  });
   const communicator = world.deviceCommunicator;
   return {
     rank: init.rank,
@@ -47,6 +61,8 @@ export async function setupRank(init: RankInit, abortSignal: AbortSignal): Promi
     ep: getEpGroup(),
     abortSignal,
     // The world communicator's wait knows its failures; without one, wait on the stream.
-    synchronize: () => communicator?.synchronize() ?? (init.backend === 'nccl' ? currentStream().synchronize(init.timeoutMs) : Promise.resolve()),
+    synchronize: () =>
+      communicator?.synchronize() ??
+      (init.backend === 'nccl' ? currentStream().synchronize(init.timeoutMs) : Promise.resolve()),
   };
 }

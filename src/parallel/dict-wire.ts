@@ -8,7 +8,15 @@
  * a copy (docs/results/h1-s4-copies.jsonl), more than the grouped broadcast it saves.
  * Both ends derive the same plan from the metadata.
  */
-import { Tensor, copyBytes, emptyPackedHost, packedLayout, specBytes, type DType, type PackedSpec } from '../tensor/index.ts';
+import {
+  Tensor,
+  copyBytes,
+  emptyPackedHost,
+  packedLayout,
+  specBytes,
+  type DType,
+  type PackedSpec,
+} from '../tensor/index.ts';
 
 /** Host tensors at most this large travel packed with the dict's other small host tensors. */
 export const PACK_TENSOR_MAX_BYTES = 256 << 10;

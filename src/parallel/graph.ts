@@ -8,7 +8,14 @@
  */
 import { CaptureMode, cuda } from '../../native/index.ts';
 import { InvalidArgumentError } from '../errors.ts';
-import { Stream, beginGraphAllocations, currentStream, endGraphAllocations, withStream, type DeviceStorage } from '../tensor/index.ts';
+import {
+  Stream,
+  beginGraphAllocations,
+  currentStream,
+  endGraphAllocations,
+  withStream,
+  type DeviceStorage,
+} from '../tensor/index.ts';
 
 /** What a capture function receives: the stream it is captured on (vLLM's GraphCaptureContext). */
 export interface GraphCaptureContext {
@@ -55,8 +62,13 @@ export class CudaGraph<T = unknown> {
  * Captures what `fn` enqueues into a CUDA graph. Needs the NCCL backend (a CUDA
  * device); on the CPU backend it throws InvalidArgumentError('backend').
  */
-export async function captureGraph<T>(backend: 'nccl' | 'cpu', fn: (ctx: GraphCaptureContext) => Promise<T> | T, context?: GraphCaptureContext): Promise<CudaGraph<T>> {
-  if (backend !== 'nccl') throw new InvalidArgumentError('backend', 'graph capture needs CUDA: launch the group with the NCCL backend');
+export async function captureGraph<T>(
+  backend: 'nccl' | 'cpu',
+  fn: (ctx: GraphCaptureContext) => Promise<T> | T,
+  context?: GraphCaptureContext,
+): Promise<CudaGraph<T>> {
+  if (backend !== 'nccl')
+    throw new InvalidArgumentError('backend', 'graph capture needs CUDA: launch the group with the NCCL backend');
   const rt = cuda();
   const ctx = context ?? { stream: new Stream() };
   // Earlier work on the current stream (e.g. the inputs' initialization) comes first.

@@ -36,7 +36,6 @@ export interface GroupCoordinatorOptions {
 
 const nameCounters = new Map<string, number>();
 
-
 /** vLLM's `_get_unique_name`: `tp:0`, `tp:1`, … per process. */
 function uniqueNameFor(base: string): string {
   const n = nameCounters.get(base) ?? 0;
@@ -89,7 +88,13 @@ export class GroupCoordinator {
   private readonly queues = new Map<number, Promise<MessageQueue>>();
   private readonly opts: GroupCoordinatorOptions;
 
-  private constructor(opts: GroupCoordinatorOptions, ranks: number[], uniqueName: string, cpuGroup: StatelessProcessGroup, comm: DeviceCommunicator | null) {
+  private constructor(
+    opts: GroupCoordinatorOptions,
+    ranks: number[],
+    uniqueName: string,
+    cpuGroup: StatelessProcessGroup,
+    comm: DeviceCommunicator | null,
+  ) {
     this.opts = opts;
     this.uniqueName = uniqueName;
     this.rank = opts.rank;
@@ -106,32 +111,56 @@ export class GroupCoordinator {
   /** Builds the caller's group of this kind; every member must call it. */
   static async create(opts: GroupCoordinatorOptions): Promise<GroupCoordinator> {
     const index = opts.groupRanks.findIndex((g) => g.includes(opts.rank));
-    if (index < 0) throw new InvalidArgumentError('groupRanks', `rank ${opts.rank} is in none of the ${opts.groupName} groups`);
+    if (index < 0)
+      throw new InvalidArgumentError('groupRanks', `rank ${opts.rank} is in none of the ${opts.groupName} groups`);
     const ranks = opts.groupRanks[index];
     const uniqueName = uniqueNameFor(opts.groupName);
     // Different groups of one kind share the base name: the list index keeps their keys apart.
     const prefix = `group/${opts.groupName}/${index}`;
-    const cpuGroup = StatelessProcessGroup.fromStore(opts.store.withPrefix(prefix), ranks.indexOf(opts.rank), ranks.length, {
-      storeTimeoutMs: opts.timeoutMs,
-    });
+    const cpuGroup = StatelessProcessGroup.fromStore(
+      opts.store.withPrefix(prefix),
+      ranks.indexOf(opts.rank),
+      ranks.length,
+      {
+        storeTimeoutMs: opts.timeoutMs,
+      },
+    );
     let comm: DeviceCommunicator | null = null;
     if ((opts.useDeviceCommunicator ?? true) && ranks.length > 1) {
-      const common = { group: cpuGroup, groupName: `${uniqueName}/${index}`, timeoutMs: opts.timeoutMs, abortSignal: opts.abortSignal };
-      comm = opts.backend === 'nccl'
-        ? await NcclCommunicator.create({ ...common, device: opts.device, initTimeoutMs: opts.initTimeoutMs })
-        : await CpuCommunicator.create(common);
+      const common = {
+        group: cpuGroup,
+        groupName: `${uniqueName}/${index}`,
+        timeoutMs: opts.timeoutMs,
+        abortSignal: opts.abortSignal,
+      };
+      comm =
+        opts.backend === 'nccl'
+          ? await NcclCommunicator.create({ ...common, device: opts.device, initTimeoutMs: opts.initTimeoutMs })
+          : await CpuCommunicator.create(common);
     }
     return new GroupCoordinator(opts, ranks, uniqueName, cpuGroup, comm);
   }
 
-  get firstRank(): number { return this.ranks[0]; }
-  get lastRank(): number { return this.ranks[this.worldSize - 1]; }
-  get isFirstRank(): boolean { return this.rank === this.firstRank; }
-  get isLastRank(): boolean { return this.rank === this.lastRank; }
+  get firstRank(): number {
+    return this.ranks[0];
+  }
+  get lastRank(): number {
+    return this.ranks[this.worldSize - 1];
+  }
+  get isFirstRank(): boolean {
+    return this.rank === this.firstRank;
+  }
+  get isLastRank(): boolean {
+    return this.rank === this.lastRank;
+  }
   /** Global rank of the next member (wrapping). */
-  get nextRank(): number { return this.ranks[(this.rankInGroup + 1) % this.worldSize]; }
+  get nextRank(): number {
+    return this.ranks[(this.rankInGroup + 1) % this.worldSize];
+  }
   /** Global rank of the previous member (wrapping; non-negative modulo, §14 item 4). */
-  get prevRank(): number { return this.ranks[(((this.rankInGroup - 1) % this.worldSize) + this.worldSize) % this.worldSize]; }
+  get prevRank(): number {
+    return this.ranks[(((this.rankInGroup - 1) % this.worldSize) + this.worldSize) % this.worldSize];
+  }
 
   /** Out-of-place all-reduce; world size 1 returns `t` itself. */
   allReduce(t: Tensor): Promise<Tensor> {
@@ -193,13 +222,18 @@ export class GroupCoordinator {
 
   sendObject(obj: unknown, dst: number): Promise<void> {
     this.checkPeer('dst', dst);
-    if (dst === this.rankInGroup) throw new InvalidArgumentError('dst', 'Invalid destination rank. Destination rank is the same as the current rank.');
+    if (dst === this.rankInGroup)
+      throw new InvalidArgumentError(
+        'dst',
+        'Invalid destination rank. Destination rank is the same as the current rank.',
+      );
     return this.cpuGroup.sendObj(obj, dst);
   }
 
   recvObject<T = unknown>(src: number): Promise<T> {
     this.checkPeer('src', src);
-    if (src === this.rankInGroup) throw new InvalidArgumentError('src', 'Invalid source rank. Source rank is the same as the current rank.');
+    if (src === this.rankInGroup)
+      throw new InvalidArgumentError('src', 'Invalid source rank. Source rank is the same as the current rank.');
     return this.cpuGroup.recvObj(src) as Promise<T>;
   }
 
@@ -229,7 +263,10 @@ export class GroupCoordinator {
       const { metadata, tensors } = splitTensorDict(tensorDict as TensorDict);
       for (const [i, t] of tensors.entries()) {
         if (t.device !== 'cpu' && t.device !== this.device) {
-          throw new InvalidArgumentError('tensorDict', `tensor ${i} of the dict is on ${t.device}, but group '${this.uniqueName}' works on ${this.device}`);
+          throw new InvalidArgumentError(
+            'tensorDict',
+            `tensor ${i} of the dict is on ${t.device}, but group '${this.uniqueName}' works on ${this.device}`,
+          );
         }
       }
       // The wire first: whatever it refuses fails here, before any rank was told to expect it.
@@ -246,7 +283,10 @@ export class GroupCoordinator {
     }
     const metadata = await (await this.queueFor(src)).dequeue<MetadataEntry[]>();
     const { dict, slots } = this.unpackMetadata(metadata);
-    const { tensors, wire } = receiverWire(slots.map(([, dtype, shape, onCpu]) => ({ dtype, shape, onCpu })), this.device);
+    const { tensors, wire } = receiverWire(
+      slots.map(([, dtype, shape, onCpu]) => ({ dtype, shape, onCpu })),
+      this.device,
+    );
     slots.forEach(([key], i) => (dict[key] = tensors[i]));
     await this.broadcastWire(wire, src);
     return dict;
@@ -268,9 +308,10 @@ export class GroupCoordinator {
     for (const [i, t] of tensors.entries()) {
       if (t.numel === 0) continue;
       const ag = opts.allGatherGroup;
-      const part = ag && useAllGather(keys[i], t.numel, ag.worldSize, opts.allGatherTensors)
-        ? t.contiguous().reshape([ag.worldSize, -1]).narrow(0, ag.rankInGroup, 1).reshape([-1])
-        : t;
+      const part =
+        ag && useAllGather(keys[i], t.numel, ag.worldSize, opts.allGatherTensors)
+          ? t.contiguous().reshape([ag.worldSize, -1]).narrow(0, ag.rankInGroup, 1).reshape([-1])
+          : t;
       await (await this.dataPlaneFor(t)).send(part, peer);
     }
     return null;
@@ -308,7 +349,10 @@ export class GroupCoordinator {
    * CUDA graph on its own stream (vllm-spec §3.8). Replay with `graph.replay()`; the
    * tensors `fn` created hold each replay's results. NCCL backend only.
    */
-  graphCapture<T>(fn: (ctx: GraphCaptureContext) => Promise<T> | T, context?: GraphCaptureContext): Promise<CudaGraph<T>> {
+  graphCapture<T>(
+    fn: (ctx: GraphCaptureContext) => Promise<T> | T,
+    context?: GraphCaptureContext,
+  ): Promise<CudaGraph<T>> {
     return captureGraph(this.backend, fn, context);
   }
 
@@ -316,7 +360,14 @@ export class GroupCoordinator {
   async destroy(): Promise<void> {
     const queues = [...this.queues.values()];
     this.queues.clear();
-    await Promise.all(queues.map((q) => q.then((mq) => mq.close(), () => undefined)));
+    await Promise.all(
+      queues.map((q) =>
+        q.then(
+          (mq) => mq.close(),
+          () => undefined,
+        ),
+      ),
+    );
     await this.deviceCommunicator?.destroy();
     if (this.cpuCommunicator) await (await this.cpuCommunicator).destroy();
     await this.cpuGroup.close();
@@ -370,7 +421,12 @@ export class GroupCoordinator {
   private async dataPlaneForDevice(device: string): Promise<DeviceCommunicator> {
     if (device !== 'cpu' || (this.backend === 'cpu' && this.deviceCommunicator)) return this.comm();
     this.cpuCommunicator ??= CpuCommunicator.create({
-      group: StatelessProcessGroup.fromStore(this.opts.store.withPrefix(`group/${this.opts.groupName}/cpu/${this.ranks.join(',')}`), this.rankInGroup, this.worldSize, { storeTimeoutMs: this.opts.timeoutMs }),
+      group: StatelessProcessGroup.fromStore(
+        this.opts.store.withPrefix(`group/${this.opts.groupName}/cpu/${this.ranks.join(',')}`),
+        this.rankInGroup,
+        this.worldSize,
+        { storeTimeoutMs: this.opts.timeoutMs },
+      ),
       groupName: `${this.uniqueName}/cpu`,
       timeoutMs: this.opts.timeoutMs,
       abortSignal: this.opts.abortSignal,
@@ -394,7 +450,11 @@ export class GroupCoordinator {
   }
 
   private comm(): DeviceCommunicator {
-    if (!this.deviceCommunicator) throw new InvalidArgumentError('group', `${NO_COMMUNICATOR} (group '${this.uniqueName}' of world size ${this.worldSize})`);
+    if (!this.deviceCommunicator)
+      throw new InvalidArgumentError(
+        'group',
+        `${NO_COMMUNICATOR} (group '${this.uniqueName}' of world size ${this.worldSize})`,
+      );
     return this.deviceCommunicator;
   }
 
@@ -407,7 +467,10 @@ export class GroupCoordinator {
 
   private checkPeer(argument: string, peer: number): void {
     if (!Number.isInteger(peer) || peer < 0 || peer >= this.worldSize) {
-      throw new InvalidArgumentError(argument, `Invalid ${argument} rank (${peer}) for group '${this.uniqueName}' of size ${this.worldSize}`);
+      throw new InvalidArgumentError(
+        argument,
+        `Invalid ${argument} rank (${peer}) for group '${this.uniqueName}' of size ${this.worldSize}`,
+      );
     }
   }
 }

@@ -5,10 +5,25 @@ export type { TensorDict } from './tensor-dict.ts';
 export { groupLayout, getPpIndices, divide, ensureDivisibility } from './layout.ts';
 export type { ParallelSizes, GroupLayout } from './layout.ts';
 export {
-  initDistributedEnvironment, initializeModelParallel, ensureModelParallelInitialized, modelParallelIsInitialized,
-  getWorldGroup, getTpGroup, getPpGroup, getDpGroup, getEpGroup, getTensorModelParallelWorldSize, getTensorModelParallelRank,
-  getPipelineModelParallelWorldSize, getPipelineModelParallelRank, getDistributedEnvironment, patchTensorParallelGroup,
-  destroyModelParallel, destroyDistributedEnvironment, inTheSameNodeAs, graphCapture,
+  initDistributedEnvironment,
+  initializeModelParallel,
+  ensureModelParallelInitialized,
+  modelParallelIsInitialized,
+  getWorldGroup,
+  getTpGroup,
+  getPpGroup,
+  getDpGroup,
+  getEpGroup,
+  getTensorModelParallelWorldSize,
+  getTensorModelParallelRank,
+  getPipelineModelParallelWorldSize,
+  getPipelineModelParallelRank,
+  getDistributedEnvironment,
+  patchTensorParallelGroup,
+  destroyModelParallel,
+  destroyDistributedEnvironment,
+  inTheSameNodeAs,
+  graphCapture,
 } from './state.ts';
 export type { DistributedEnvironment, InitOptions } from './state.ts';
 export { CudaGraph } from './graph.ts';

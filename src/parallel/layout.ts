@@ -76,12 +76,21 @@ export function groupLayout(worldSize: number, sizes: ParallelSizes = {}): Group
   const dp = sizes.dataParallelSize ?? 1;
   const pcp = sizes.prefillContextParallelSize ?? 1;
   const dcp = sizes.decodeContextParallelSize ?? 1;
-  for (const [name, v] of Object.entries({ tensorParallelSize: tp, pipelineParallelSize: pp, dataParallelSize: dp, prefillContextParallelSize: pcp, decodeContextParallelSize: dcp })) {
+  for (const [name, v] of Object.entries({
+    tensorParallelSize: tp,
+    pipelineParallelSize: pp,
+    dataParallelSize: dp,
+    prefillContextParallelSize: pcp,
+    decodeContextParallelSize: dcp,
+  })) {
     if (!Number.isInteger(v) || v < 1) throw new InvalidArgumentError(name, `must be a positive integer, got ${v}`);
   }
   const inner = dp * pp * pcp * tp;
   if (!Number.isInteger(worldSize) || worldSize < 1 || worldSize % inner !== 0) {
-    throw new InvalidArgumentError('worldSize', `world size ${worldSize} is not divisible by dp × pp × pcp × tp = ${dp} × ${pp} × ${pcp} × ${tp}`);
+    throw new InvalidArgumentError(
+      'worldSize',
+      `world size ${worldSize} is not divisible by dp × pp × pcp × tp = ${dp} × ${pp} × ${pcp} × ${tp}`,
+    );
   }
   if (tp % dcp !== 0) throw new InvalidArgumentError('decodeContextParallelSize', `${tp} is not divisible by ${dcp}`);
   const dims = [worldSize / inner, dp, pp, pcp, tp];
@@ -133,21 +142,31 @@ export function groupOf(groups: number[][], rank: number): number[] {
  * (or vLLM's `VLLM_PP_LAYER_PARTITION`) overrides with comma-separated counts.
  */
 export function getPpIndices(numHiddenLayers: number, ppRank: number, ppSize: number): [number, number] {
-  if (!Number.isInteger(ppSize) || ppSize < 1) throw new InvalidArgumentError('ppSize', `must be a positive integer, got ${ppSize}`);
-  if (!Number.isInteger(ppRank) || ppRank < 0 || ppRank >= ppSize) throw new InvalidArgumentError('ppRank', `${ppRank} is out of range [0, ${ppSize})`);
-  if (!Number.isInteger(numHiddenLayers) || numHiddenLayers < 0) throw new InvalidArgumentError('numHiddenLayers', `must be a non-negative integer, got ${numHiddenLayers}`);
+  if (!Number.isInteger(ppSize) || ppSize < 1)
+    throw new InvalidArgumentError('ppSize', `must be a positive integer, got ${ppSize}`);
+  if (!Number.isInteger(ppRank) || ppRank < 0 || ppRank >= ppSize)
+    throw new InvalidArgumentError('ppRank', `${ppRank} is out of range [0, ${ppSize})`);
+  if (!Number.isInteger(numHiddenLayers) || numHiddenLayers < 0)
+    throw new InvalidArgumentError('numHiddenLayers', `must be a non-negative integer, got ${numHiddenLayers}`);
   const raw = process.env.GPUGROUP_PP_LAYER_PARTITION ?? process.env.VLLM_PP_LAYER_PARTITION;
   let partitions: number[];
   if (raw !== undefined) {
     const parts = raw.split(',');
-    if (parts.some((p) => !/^\s*-?\d+\s*$/.test(p))) throw new InvalidArgumentError('GPUGROUP_PP_LAYER_PARTITION', `Invalid partition string: ${raw}`);
+    if (parts.some((p) => !/^\s*-?\d+\s*$/.test(p)))
+      throw new InvalidArgumentError('GPUGROUP_PP_LAYER_PARTITION', `Invalid partition string: ${raw}`);
     partitions = parts.map(Number);
     if (partitions.length !== ppSize) {
-      throw new InvalidArgumentError('GPUGROUP_PP_LAYER_PARTITION', `len(partitions)=${partitions.length} does not match pp_size=${ppSize}.`);
+      throw new InvalidArgumentError(
+        'GPUGROUP_PP_LAYER_PARTITION',
+        `len(partitions)=${partitions.length} does not match pp_size=${ppSize}.`,
+      );
     }
     const sum = partitions.reduce((a, b) => a + b, 0);
     if (sum !== numHiddenLayers) {
-      throw new InvalidArgumentError('GPUGROUP_PP_LAYER_PARTITION', `sum(partitions)=${sum} does not match num_hidden_layers=${numHiddenLayers}.`);
+      throw new InvalidArgumentError(
+        'GPUGROUP_PP_LAYER_PARTITION',
+        `sum(partitions)=${sum} does not match num_hidden_layers=${numHiddenLayers}.`,
+      );
     }
   } else {
     const base = Math.floor(numHiddenLayers / ppSize);

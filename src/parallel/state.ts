@@ -6,7 +6,14 @@
 import { cudaDeviceCount, ncclAvailable } from '../../native/index.ts';
 import { nodeKey } from '../comm/index.ts';
 import { GroupClosedError, InvalidArgumentError } from '../errors.ts';
-import { StatelessProcessGroup, TcpStoreClient, TcpStoreServer, listenInThread, storeBarrier, type Store } from '../store/index.ts';
+import {
+  type StatelessProcessGroup,
+  TcpStoreClient,
+  TcpStoreServer,
+  listenInThread,
+  storeBarrier,
+  type Store,
+} from '../store/index.ts';
 import { setDevice } from '../tensor/index.ts';
 import { GroupCoordinator } from './group-coordinator.ts';
 import { captureGraph, type CudaGraph, type GraphCaptureContext } from './graph.ts';
@@ -46,8 +53,18 @@ export interface InitOptions {
 
 let env: DistributedEnvironment | null = null;
 let ownedStore: { client?: TcpStoreClient; server?: { close(): Promise<void> } } = {};
-const groups: { world: GroupCoordinator | null; tp: GroupCoordinator | null; pp: GroupCoordinator | null; dp: GroupCoordinator | null; ep: GroupCoordinator | null } = {
-  world: null, tp: null, pp: null, dp: null, ep: null,
+const groups: {
+  world: GroupCoordinator | null;
+  tp: GroupCoordinator | null;
+  pp: GroupCoordinator | null;
+  dp: GroupCoordinator | null;
+  ep: GroupCoordinator | null;
+} = {
+  world: null,
+  tp: null,
+  pp: null,
+  dp: null,
+  ep: null,
 };
 let tpPatched = false;
 
@@ -55,7 +72,8 @@ function envInt(name: string): number | undefined {
   const v = process.env[name];
   if (v === undefined || v === '') return undefined;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(name, `expected a non-negative integer, got '${v}'`);
+  if (!Number.isInteger(n) || n < 0)
+    throw new InvalidArgumentError(name, `expected a non-negative integer, got '${v}'`);
   return n;
 }
 
@@ -70,14 +88,21 @@ export async function initDistributedEnvironment(opts: InitOptions = {}): Promis
   const localRank = opts.localRank ?? envInt('LOCAL_RANK') ?? rank;
   const timeoutMs = opts.timeoutMs ?? 300_000;
   if (env) {
-    if (env.worldSize !== worldSize) throw new InvalidArgumentError('worldSize', `world group already initialized with a different world size (${env.worldSize} vs ${worldSize})`);
+    if (env.worldSize !== worldSize)
+      throw new InvalidArgumentError(
+        'worldSize',
+        `world group already initialized with a different world size (${env.worldSize} vs ${worldSize})`,
+      );
     return groups.world!;
   }
   if (rank >= worldSize) throw new InvalidArgumentError('rank', `${rank} is out of range for world size ${worldSize}`);
   // GPUGROUP_BACKEND is how `gpugroup run --backend` reaches SPMD ranks.
   const wanted = opts.backend ?? process.env.GPUGROUP_BACKEND ?? 'auto';
   if (wanted !== 'auto' && wanted !== 'nccl' && wanted !== 'cpu') {
-    throw new InvalidArgumentError(opts.backend === undefined ? 'GPUGROUP_BACKEND' : 'backend', `expected 'nccl', 'cpu' or 'auto', got '${wanted}'`);
+    throw new InvalidArgumentError(
+      opts.backend === undefined ? 'GPUGROUP_BACKEND' : 'backend',
+      `expected 'nccl', 'cpu' or 'auto', got '${wanted}'`,
+    );
   }
   const ordinal = opts.deviceOrdinal ?? localRank;
   const backend = wanted === 'auto' ? (cudaDeviceCount() > ordinal && ncclAvailable() ? 'nccl' : 'cpu') : wanted;
@@ -87,14 +112,29 @@ export async function initDistributedEnvironment(opts: InitOptions = {}): Promis
     const port = opts.masterPort ?? envInt('MASTER_PORT') ?? 29500;
     // On NCCL, rank 0's thread can block in a point-to-point connection setup while a
     // peer still needs the store: serve it from a worker thread then.
-    const server = rank !== 0 ? undefined : backend === 'nccl' ? await listenInThread({ host, port }) : await TcpStoreServer.listen({ host, port });
+    const server =
+      rank !== 0
+        ? undefined
+        : backend === 'nccl'
+          ? await listenInThread({ host, port })
+          : await TcpStoreServer.listen({ host, port });
     const client = await TcpStoreClient.connect({ host, port, timeoutMs });
     ownedStore = { client, server };
     store = client;
   }
   if (backend === 'nccl') setDevice(ordinal);
   const startupTimeoutMs = opts.startupTimeoutMs ?? Math.max(timeoutMs, 120_000);
-  env = { rank, worldSize, localRank, backend, device: backend === 'nccl' ? `cuda:${ordinal}` : 'cpu', store, timeoutMs, startupTimeoutMs, abortSignal: opts.abortSignal };
+  env = {
+    rank,
+    worldSize,
+    localRank,
+    backend,
+    device: backend === 'nccl' ? `cuda:${ordinal}` : 'cpu',
+    store,
+    timeoutMs,
+    startupTimeoutMs,
+    abortSignal: opts.abortSignal,
+  };
   // Unlike vLLM (world group without a device communicator, §4.1), ours has one:
   // world-wide collectives are what users of a launched group reach for first.
   groups.world = await buildGroup('world', [Array.from({ length: worldSize }, (_, i) => i)]);
@@ -104,13 +144,22 @@ export async function initDistributedEnvironment(opts: InitOptions = {}): Promis
 async function buildGroup(name: string, groupRanks: number[][]): Promise<GroupCoordinator> {
   const e = requireEnv();
   return GroupCoordinator.create({
-    groupRanks, rank: e.rank, localRank: e.localRank, store: e.store, backend: e.backend, device: e.device,
-    groupName: name, timeoutMs: e.timeoutMs, initTimeoutMs: e.startupTimeoutMs, abortSignal: e.abortSignal,
+    groupRanks,
+    rank: e.rank,
+    localRank: e.localRank,
+    store: e.store,
+    backend: e.backend,
+    device: e.device,
+    groupName: name,
+    timeoutMs: e.timeoutMs,
+    initTimeoutMs: e.startupTimeoutMs,
+    abortSignal: e.abortSignal,
   });
 }
 
 function requireEnv(): DistributedEnvironment {
-  if (!env) throw new GroupClosedError('distributed environment is not initialized; call initDistributedEnvironment() first');
+  if (!env)
+    throw new GroupClosedError('distributed environment is not initialized; call initDistributedEnvironment() first');
   return env;
 }
 
@@ -123,9 +172,14 @@ export async function initializeModelParallel(sizes: ParallelSizes = {}): Promis
   const e = requireEnv();
   const tp = sizes.tensorParallelSize ?? 1;
   const pp = sizes.pipelineParallelSize ?? 1;
-  if (groups.tp) throw new InvalidArgumentError('tensorParallelSize', 'tensor model parallel group is already initialized');
+  if (groups.tp)
+    throw new InvalidArgumentError('tensorParallelSize', 'tensor model parallel group is already initialized');
   const dp = sizes.dataParallelSize ?? e.worldSize / (tp * pp);
-  const layout = groupLayout(e.worldSize, { tensorParallelSize: tp, pipelineParallelSize: pp, dataParallelSize: Number.isInteger(dp) ? dp : 1 });
+  const layout = groupLayout(e.worldSize, {
+    tensorParallelSize: tp,
+    pipelineParallelSize: pp,
+    dataParallelSize: Number.isInteger(dp) ? dp : 1,
+  });
   // Same order on every rank (vllm-spec §14 item 18).
   groups.tp = await buildGroup('tp', layout.tp);
   groups.pp = await buildGroup('pp', layout.pp);
@@ -134,13 +188,22 @@ export async function initializeModelParallel(sizes: ParallelSizes = {}): Promis
 }
 
 /** Initializes the groups, or checks that the existing ones have these sizes. */
-export async function ensureModelParallelInitialized(tensorParallelSize: number, pipelineParallelSize: number): Promise<void> {
+export async function ensureModelParallelInitialized(
+  tensorParallelSize: number,
+  pipelineParallelSize: number,
+): Promise<void> {
   if (!modelParallelIsInitialized()) return initializeModelParallel({ tensorParallelSize, pipelineParallelSize });
   if (groups.tp!.worldSize !== tensorParallelSize) {
-    throw new InvalidArgumentError('tensorParallelSize', `tensor parallel group already initialized, but of unexpected size. got: ${groups.tp!.worldSize} vs. wanted: ${tensorParallelSize}`);
+    throw new InvalidArgumentError(
+      'tensorParallelSize',
+      `tensor parallel group already initialized, but of unexpected size. got: ${groups.tp!.worldSize} vs. wanted: ${tensorParallelSize}`,
+    );
   }
   if (groups.pp!.worldSize !== pipelineParallelSize) {
-    throw new InvalidArgumentError('pipelineParallelSize', `pipeline parallel group already initialized, but of unexpected size. got: ${groups.pp!.worldSize} vs. wanted: ${pipelineParallelSize}`);
+    throw new InvalidArgumentError(
+      'pipelineParallelSize',
+      `pipeline parallel group already initialized, but of unexpected size. got: ${groups.pp!.worldSize} vs. wanted: ${pipelineParallelSize}`,
+    );
   }
 }
 
@@ -208,7 +271,12 @@ export async function destroyDistributedEnvironment(): Promise<void> {
   if (e && ownedStore.client && e.worldSize > 1) {
     // SPMD: rank 0 serves the store. A last barrier in which rank 0 leaves after every
     // other rank has departed, so closing the server cannot cut a peer off mid-call.
-    await storeBarrier(ownedStore.client, 'gpugroup/teardown', { rank: e.rank, worldSize: e.worldSize, timeoutMs: e.timeoutMs, hostRank: 0 });
+    await storeBarrier(ownedStore.client, 'gpugroup/teardown', {
+      rank: e.rank,
+      worldSize: e.worldSize,
+      timeoutMs: e.timeoutMs,
+      hostRank: 0,
+    });
   }
   ownedStore.client?.close();
   await ownedStore.server?.close();
@@ -225,6 +293,9 @@ export async function inTheSameNodeAs(group: StatelessProcessGroup, sourceRank =
  * Module-level graph capture (vllm-spec §4.8): captures what `fn` enqueues, the TP and
  * PP groups' collectives included, on a fresh stream of this rank's device.
  */
-export function graphCapture<T>(fn: (ctx: GraphCaptureContext) => Promise<T> | T, context?: GraphCaptureContext): Promise<CudaGraph<T>> {
+export function graphCapture<T>(
+  fn: (ctx: GraphCaptureContext) => Promise<T> | T,
+  context?: GraphCaptureContext,
+): Promise<CudaGraph<T>> {
   return captureGraph(requireEnv().backend, fn, context);
 }

@@ -22,13 +22,18 @@ export type MetadataEntry = [key: string, value: unknown];
 /** Splits `dict` into its metadata list and its tensors, both in key order. */
 export function splitTensorDict(dict: TensorDict): { metadata: MetadataEntry[]; tensors: Tensor[] } {
   if (dict === null || typeof dict !== 'object' || Array.isArray(dict) || dict instanceof Tensor) {
-    throw new InvalidArgumentError('tensorDict', `Expecting a dictionary, got ${dict === null ? 'null' : Array.isArray(dict) ? 'array' : typeof dict}`);
+    throw new InvalidArgumentError(
+      'tensorDict',
+      `Expecting a dictionary, got ${dict === null ? 'null' : Array.isArray(dict) ? 'array' : typeof dict}`,
+    );
   }
   const metadata: MetadataEntry[] = [];
   const tensors: Tensor[] = [];
   for (const [key, value] of Object.entries(dict)) {
     if (value instanceof Tensor) {
-      const meta: TensorMetadata = { __tensor: [value.device === 'cpu' ? 'cpu' : 'cuda', value.dtype, [...value.shape]] };
+      const meta: TensorMetadata = {
+        __tensor: [value.device === 'cpu' ? 'cpu' : 'cuda', value.dtype, [...value.shape]],
+      };
       metadata.push([key, meta]);
       tensors.push(value);
     } else {
@@ -40,5 +45,10 @@ export function splitTensorDict(dict: TensorDict): { metadata: MetadataEntry[]; 
 
 /** True for a metadata value that stands for a tensor. */
 export function isTensorMetadata(value: unknown): value is TensorMetadata {
-  return typeof value === 'object' && value !== null && Array.isArray((value as TensorMetadata).__tensor) && Object.keys(value).length === 1;
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    Array.isArray((value as TensorMetadata).__tensor) &&
+    Object.keys(value).length === 1
+  );
 }

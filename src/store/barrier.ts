@@ -61,9 +61,14 @@ export async function storeBarrier(store: Store, base: string, opts: StoreBarrie
   const departed = await store.add(`${base}/depart`, 1, GRACE_MS);
   const doneKey = `${base}/departed`;
   if (departed === worldSize) {
-    const cleanup = [store.delete(`${base}/arrive`, GRACE_MS), store.delete(stateKey, GRACE_MS), store.delete(`${base}/depart`, GRACE_MS)];
+    const cleanup = [
+      store.delete(`${base}/arrive`, GRACE_MS),
+      store.delete(stateKey, GRACE_MS),
+      store.delete(`${base}/depart`, GRACE_MS),
+    ];
     // The connection is FIFO, so the host sees `departed` only after the deletes ran.
-    if (hostRank !== null && hostRank !== rank) cleanup.push(store.setForReaders(doneKey, '1', 1, GRACE_MS).then(() => true));
+    if (hostRank !== null && hostRank !== rank)
+      cleanup.push(store.setForReaders(doneKey, '1', 1, GRACE_MS).then(() => true));
     await Promise.all(cleanup);
   } else if (rank === hostRank) {
     await store.get(doneKey, Math.max(left(), GRACE_MS));

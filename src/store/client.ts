@@ -56,7 +56,12 @@ export class TcpStoreClient implements Store {
     return this.socket.localAddress ?? '127.0.0.1';
   }
 
-  private constructor(private readonly socket: Socket, host: string, port: number, timeoutMs: number) {
+  private constructor(
+    private readonly socket: Socket,
+    host: string,
+    port: number,
+    timeoutMs: number,
+  ) {
     this.host = host;
     this.port = port;
     this.timeoutMs = timeoutMs;
@@ -66,7 +71,9 @@ export class TcpStoreClient implements Store {
       fatal: (reason) => this.fail(new StoreError(`store ${this.address()} sent bytes that are not frames: ${reason}`)),
     });
     socket.on('data', (chunk: Buffer) => reader.push(chunk));
-    socket.on('error', (err) => this.fail(new StoreError(`store connection ${this.address()} failed: ${err.message}`, { cause: err })));
+    socket.on('error', (err) =>
+      this.fail(new StoreError(`store connection ${this.address()} failed: ${err.message}`, { cause: err })),
+    );
     socket.on('close', () => this.fail(new StoreError(`store connection ${this.address()} closed`)));
     // Pending calls hold timers, which keep the process alive while they wait; an idle
     // connection must not (a forgotten client would otherwise hang process exit).
@@ -79,8 +86,10 @@ export class TcpStoreClient implements Store {
    */
   static async connect(opts: StoreClientOptions): Promise<TcpStoreClient> {
     const timeoutMs = checkTimeout(opts.timeoutMs ?? 30_000);
-    if (typeof opts.host !== 'string' || opts.host === '') throw new InvalidArgumentError('host', `must be a non-empty string, got ${String(opts.host)}`);
-    if (!Number.isInteger(opts.port) || opts.port <= 0 || opts.port > 65_535) throw new InvalidArgumentError('port', `must be an integer in [1, 65535], got ${opts.port}`);
+    if (typeof opts.host !== 'string' || opts.host === '')
+      throw new InvalidArgumentError('host', `must be a non-empty string, got ${String(opts.host)}`);
+    if (!Number.isInteger(opts.port) || opts.port <= 0 || opts.port > 65_535)
+      throw new InvalidArgumentError('port', `must be an integer in [1, 65535], got ${opts.port}`);
     const deadline = performance.now() + timeoutMs;
     let delayMs = 5;
     for (;;) {
@@ -90,7 +99,10 @@ export class TcpStoreClient implements Store {
       } catch (err) {
         const left = deadline - performance.now();
         if (left <= 0) {
-          throw new StoreError(`could not connect to store ${opts.host}:${opts.port} within ${timeoutMs} ms: ${(err as Error).message}`, { cause: err });
+          throw new StoreError(
+            `could not connect to store ${opts.host}:${opts.port} within ${timeoutMs} ms: ${(err as Error).message}`,
+            { cause: err },
+          );
         }
         await sleep(Math.min(delayMs, left));
         delayMs = Math.min(200, delayMs * 2);
@@ -103,7 +115,8 @@ export class TcpStoreClient implements Store {
   }
 
   async setForReaders(key: string, value: Uint8Array | string, readers: number, timeoutMs?: number): Promise<void> {
-    if (!Number.isSafeInteger(readers) || readers < 1) throw new InvalidArgumentError('readers', `must be a positive integer, got ${readers}`);
+    if (!Number.isSafeInteger(readers) || readers < 1)
+      throw new InvalidArgumentError('readers', `must be a positive integer, got ${readers}`);
     return this.request(Op.setForReaders, key, [checkKey(key), checkValue('value', value), String(readers)], timeoutMs);
   }
 
@@ -120,8 +133,18 @@ export class TcpStoreClient implements Store {
     return this.request(Op.add, key, [checkKey(key), String(delta)], timeoutMs);
   }
 
-  async compareSet(key: string, expected: Uint8Array | string, desired: Uint8Array | string, timeoutMs?: number): Promise<Uint8Array> {
-    return this.request(Op.compareSet, key, [checkKey(key), checkValue('expected', expected), checkValue('desired', desired)], timeoutMs);
+  async compareSet(
+    key: string,
+    expected: Uint8Array | string,
+    desired: Uint8Array | string,
+    timeoutMs?: number,
+  ): Promise<Uint8Array> {
+    return this.request(
+      Op.compareSet,
+      key,
+      [checkKey(key), checkValue('expected', expected), checkValue('desired', desired)],
+      timeoutMs,
+    );
   }
 
   async delete(key: string, timeoutMs?: number): Promise<boolean> {
@@ -168,7 +191,10 @@ export class TcpStoreClient implements Store {
       return Promise.reject(err);
     }
     const frame = encodeFrame(op, this.nextId, fields);
-    if (frame === null) return Promise.reject(new InvalidArgumentError('value', `a ${opName(op)} of '${key}' does not fit one frame (4 GiB)`));
+    if (frame === null)
+      return Promise.reject(
+        new InvalidArgumentError('value', `a ${opName(op)} of '${key}' does not fit one frame (4 GiB)`),
+      );
     const id = this.nextId;
     this.nextId = id === 0xffff_ffff ? 1 : id + 1;
     return new Promise<T>((resolve, reject) => {
@@ -191,7 +217,8 @@ export class TcpStoreClient implements Store {
     if (!p) {
       // id 0 is the server's notice before it drops this connection; any other unknown
       // id is a late reply to a call that already timed out.
-      if (id === 0 && code === Status.error) this.fail(new StoreError(`store ${this.address()}: ${firstField(buf, start, end).toString('utf8')}`));
+      if (id === 0 && code === Status.error)
+        this.fail(new StoreError(`store ${this.address()}: ${firstField(buf, start, end).toString('utf8')}`));
       return;
     }
     this.pending.delete(id);
@@ -260,7 +287,10 @@ function checkKey(key: string): string {
 
 function checkValue(argument: string, value: Uint8Array | string): Field {
   if (typeof value === 'string' || value instanceof Uint8Array) return value;
-  throw new InvalidArgumentError(argument, `must be a Uint8Array or a string, got ${Object.prototype.toString.call(value)}`);
+  throw new InvalidArgumentError(
+    argument,
+    `must be a Uint8Array or a string, got ${Object.prototype.toString.call(value)}`,
+  );
 }
 
 function checkTimeout(timeoutMs: number): number {

@@ -77,7 +77,10 @@ export class DirectChannels {
     const socket = await link;
     socket.send(Frame.Data, bytes);
     if (socket.backlog > 0) {
-      await socket.drained(performance.now() + this.timeoutMs, () => new StoreTimeoutError(`p2p/${this.rank}->${dst}`, this.timeoutMs, 'direct send'));
+      await socket.drained(
+        performance.now() + this.timeoutMs,
+        () => new StoreTimeoutError(`p2p/${this.rank}->${dst}`, this.timeoutMs, 'direct send'),
+      );
     }
   }
 
@@ -87,7 +90,8 @@ export class DirectChannels {
    */
   recv(src: number, timeoutMs: number): Promise<Buffer> {
     const deadline = performance.now() + timeoutMs;
-    const timeout = () => new StoreTimeoutError(`direct message from rank ${src} to rank ${this.rank}`, timeoutMs, 'recv');
+    const timeout = () =>
+      new StoreTimeoutError(`direct message from rank ${src} to rank ${this.rank}`, timeoutMs, 'recv');
     const previous = this.recvTail.get(src) ?? Promise.resolve();
     const next = previous
       .catch(() => undefined)
@@ -104,7 +108,11 @@ export class DirectChannels {
     if (this.failure) return;
     this.failure = new GroupClosedError(`the direct connections of rank ${this.rank} are closed`);
     this.server.close();
-    for (const link of this.outbound.values()) link.then((l) => l.close(this.failure!), () => undefined);
+    for (const link of this.outbound.values())
+      link.then(
+        (l) => l.close(this.failure!),
+        () => undefined,
+      );
     for (const link of this.inbound.values()) link.close(this.failure);
     for (const socket of this.accepted) socket.destroy();
     for (const wake of [...this.arrivals.values()].flatMap((s) => [...s])) wake();
@@ -140,23 +148,25 @@ export class DirectChannels {
     let src = -1;
     const link = new FrameSocket(socket, (orderly) => lost(src, orderly));
     // The first frame names the sender; until then the link belongs to nobody.
-    link.next(performance.now() + this.timeoutMs, () => new Error('no Hello frame')).then(
-      (frame) => {
-        this.accepted.delete(socket);
-        if (frame.type !== Frame.Hello || frame.body.length !== 4 || this.failure) {
+    link
+      .next(performance.now() + this.timeoutMs, () => new Error('no Hello frame'))
+      .then(
+        (frame) => {
+          this.accepted.delete(socket);
+          if (frame.type !== Frame.Hello || frame.body.length !== 4 || this.failure) {
+            socket.destroy();
+            return;
+          }
+          src = frame.body.readUInt32LE(0);
+          this.inbound.set(src, link);
+          for (const wake of this.arrivals.get(src) ?? []) wake();
+          this.arrivals.delete(src);
+        },
+        () => {
+          this.accepted.delete(socket);
           socket.destroy();
-          return;
-        }
-        src = frame.body.readUInt32LE(0);
-        this.inbound.set(src, link);
-        for (const wake of this.arrivals.get(src) ?? []) wake();
-        this.arrivals.delete(src);
-      },
-      () => {
-        this.accepted.delete(socket);
-        socket.destroy();
-      },
-    );
+        },
+      );
   }
 
   private connectionFrom(src: number, deadline: number, timeout: () => Error): Promise<FrameSocket> {
@@ -173,15 +183,20 @@ export class DirectChannels {
         if (link) resolve(link);
         else reject(this.failure ?? timeout());
       };
-      const timer = setTimeout(() => {
-        waiters.delete(wake);
-        reject(timeout());
-      }, Math.max(0, deadline - performance.now()));
+      const timer = setTimeout(
+        () => {
+          waiters.delete(wake);
+          reject(timeout());
+        },
+        Math.max(0, deadline - performance.now()),
+      );
       waiters.add(wake);
     });
   }
 }
 
 function lost(rank: number, orderly: boolean): Error {
-  return new GroupClosedError(orderly ? `rank ${rank} closed its group` : `the connection to rank ${rank} was lost (its process may have died)`);
+  return new GroupClosedError(
+    orderly ? `rank ${rank} closed its group` : `the connection to rank ${rank} was lost (its process may have died)`,
+  );
 }

@@ -219,7 +219,9 @@ export class FrameReader {
         this.dead = true;
         this.pending = [];
         this.pendingBytes = 0;
-        this.handler.fatal(length < HEADER_BYTES ? `frame length ${length} is below the header` : `unknown code ${code}`);
+        this.handler.fatal(
+          length < HEADER_BYTES ? `frame length ${length} is below the header` : `unknown code ${code}`,
+        );
         return;
       }
       const id = buf.readUInt32LE(off + 5);

@@ -5,7 +5,17 @@
  */
 import type { Socket } from 'node:net';
 import { log } from '../log.ts';
-import { FieldCursor, FrameReader, MalformedFrameError, Op, Status, encodeFrame, encodeHeaderForValue, isOp, opName } from './protocol.ts';
+import {
+  FieldCursor,
+  FrameReader,
+  MalformedFrameError,
+  Op,
+  Status,
+  encodeFrame,
+  encodeHeaderForValue,
+  isOp,
+  opName,
+} from './protocol.ts';
 import type { KeyValueState, Waiter, WaiterSink } from './server-state.ts';
 
 /** Values at least this large are written after their header without a copy. */
@@ -36,7 +46,11 @@ export class Connection implements WaiterSink {
   ) {
     this.reader = new FrameReader(maxFrameBytes, isOp, {
       frame: (code, id, buf, start, end) => this.onFrame(code, id, buf, start, end),
-      oversize: (code, id, length) => this.replyError(id, `${opName(code)} frame of ${length} bytes exceeds the server's limit of ${maxFrameBytes} bytes`),
+      oversize: (code, id, length) =>
+        this.replyError(
+          id,
+          `${opName(code)} frame of ${length} bytes exceeds the server's limit of ${maxFrameBytes} bytes`,
+        ),
       fatal: (reason) => this.drop(reason),
     });
     socket.on('data', (chunk: Buffer) => this.reader.push(chunk));
@@ -186,7 +200,8 @@ export class Connection implements WaiterSink {
    * most of the buffer (the frame was joined for them alone).
    */
   private own(view: Buffer): Buffer {
-    if (view.length > this.maxValueBytes) throw new Error(`value of ${view.length} bytes exceeds the server's limit of ${this.maxValueBytes} bytes`);
+    if (view.length > this.maxValueBytes)
+      throw new Error(`value of ${view.length} bytes exceeds the server's limit of ${this.maxValueBytes} bytes`);
     if (view.length === 0) return EMPTY;
     if (view.length >= OWN_COPY_BYTES && view.length * 2 >= view.buffer.byteLength) return view;
     return Buffer.from(view);

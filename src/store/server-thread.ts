@@ -43,10 +43,11 @@ export function listenInThread(opts: StoreServerOptions = {}, startTimeoutMs = 3
       resolve({
         host,
         port: msg.port,
-        close: () => (closing ??= new Promise<void>((done) => {
-          worker.once('exit', () => done());
-          worker.postMessage('close');
-        })),
+        close: () =>
+          (closing ??= new Promise<void>((done) => {
+            worker.once('exit', () => done());
+            worker.postMessage('close');
+          })),
       });
     });
   });

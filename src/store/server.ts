@@ -39,7 +39,12 @@ export class TcpStoreServer {
   private readonly connections = new Set<Connection>();
   private closing: Promise<void> | null = null;
 
-  private constructor(private readonly server: Server, host: string, port: number, maxValueBytes: number) {
+  private constructor(
+    private readonly server: Server,
+    host: string,
+    port: number,
+    maxValueBytes: number,
+  ) {
     this.host = host;
     this.port = port;
     this.maxValueBytes = maxValueBytes;
@@ -53,13 +58,24 @@ export class TcpStoreServer {
     const host = opts.host ?? '127.0.0.1';
     const port = opts.port ?? 0;
     const maxValueBytes = opts.maxValueBytes ?? 2 ** 30;
-    if (!Number.isInteger(maxValueBytes) || maxValueBytes < 0 || maxValueBytes + KEY_ALLOWANCE_BYTES > MAX_FRAME_BYTES) {
-      return Promise.reject(new InvalidArgumentError('maxValueBytes', `must be an integer in [0, ${MAX_FRAME_BYTES - KEY_ALLOWANCE_BYTES}], got ${maxValueBytes}`));
+    if (
+      !Number.isInteger(maxValueBytes) ||
+      maxValueBytes < 0 ||
+      maxValueBytes + KEY_ALLOWANCE_BYTES > MAX_FRAME_BYTES
+    ) {
+      return Promise.reject(
+        new InvalidArgumentError(
+          'maxValueBytes',
+          `must be an integer in [0, ${MAX_FRAME_BYTES - KEY_ALLOWANCE_BYTES}], got ${maxValueBytes}`,
+        ),
+      );
     }
-    if (!Number.isInteger(port) || port < 0 || port > 65_535) return Promise.reject(new InvalidArgumentError('port', `must be an integer in [0, 65535], got ${port}`));
+    if (!Number.isInteger(port) || port < 0 || port > 65_535)
+      return Promise.reject(new InvalidArgumentError('port', `must be an integer in [0, 65535], got ${port}`));
     return new Promise((resolve, reject) => {
       const server = createServer({ noDelay: true });
-      const onError = (err: Error) => reject(new StoreError(`store could not listen on ${host}:${port}: ${err.message}`, { cause: err }));
+      const onError = (err: Error) =>
+        reject(new StoreError(`store could not listen on ${host}:${port}: ${err.message}`, { cause: err }));
       server.once('error', onError);
       // A deep backlog: every rank of a large job connects at once, and an overflowing
       // accept queue costs each extra client a 1 s SYN retransmit.

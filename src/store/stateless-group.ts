@@ -106,16 +106,25 @@ export class StatelessProcessGroup {
   static async create(opts: StatelessGroupOptions): Promise<StatelessProcessGroup> {
     checkGroup(opts.rank, opts.worldSize);
     checkOptions(opts);
-    if (typeof opts.host !== 'string' || opts.host === '') throw new InvalidArgumentError('host', `must be a non-empty string, got ${String(opts.host)}`);
-    if (!Number.isInteger(opts.port) || opts.port < 0 || opts.port > 65_535) throw new InvalidArgumentError('port', `must be an integer in [0, 65535], got ${opts.port}`);
+    if (typeof opts.host !== 'string' || opts.host === '')
+      throw new InvalidArgumentError('host', `must be a non-empty string, got ${String(opts.host)}`);
+    if (!Number.isInteger(opts.port) || opts.port < 0 || opts.port > 65_535)
+      throw new InvalidArgumentError('port', `must be an integer in [0, 65535], got ${opts.port}`);
     if (opts.port === 0 && opts.worldSize > 1) {
-      throw new InvalidArgumentError('port', `0 (an ephemeral port) works only with worldSize 1; with ${opts.worldSize} ranks the others could not find the store`);
+      throw new InvalidArgumentError(
+        'port',
+        `0 (an ephemeral port) works only with worldSize 1; with ${opts.worldSize} ranks the others could not find the store`,
+      );
     }
     const listen = opts.storeInThread ? listenInThread : TcpStoreServer.listen.bind(TcpStoreServer);
     const server = opts.rank === 0 ? await listen({ host: opts.host, port: opts.port }) : null;
     let client: TcpStoreClient;
     try {
-      client = await TcpStoreClient.connect({ host: opts.host, port: server?.port ?? opts.port, timeoutMs: opts.storeTimeoutMs ?? 300_000 });
+      client = await TcpStoreClient.connect({
+        host: opts.host,
+        port: server?.port ?? opts.port,
+        timeoutMs: opts.storeTimeoutMs ?? 300_000,
+      });
     } catch (err) {
       await server?.close();
       throw err;
@@ -150,7 +159,8 @@ export class StatelessProcessGroup {
    */
   async recvObj(src: number, timeoutMs = this.storeTimeoutMs): Promise<unknown> {
     this.checkPeer('src', src);
-    if (!(timeoutMs > 0)) throw new InvalidArgumentError('timeoutMs', `must be a positive number of milliseconds, got ${timeoutMs}`);
+    if (!(timeoutMs > 0))
+      throw new InvalidArgumentError('timeoutMs', `must be a positive number of milliseconds, got ${timeoutMs}`);
     this.checkOpen();
     if (this.direct) return deserialize(await this.direct.recv(src, timeoutMs));
     const n = this.recvSrcCounter[src]++;
@@ -190,11 +200,17 @@ export class StatelessProcessGroup {
    * StoreTimeoutError naming the barrier and how many ranks arrived.
    */
   async barrier(timeoutMs = this.storeTimeoutMs): Promise<void> {
-    if (!(timeoutMs > 0) || !Number.isFinite(timeoutMs)) throw new InvalidArgumentError('timeoutMs', `must be a positive finite number, got ${timeoutMs}`);
+    if (!(timeoutMs > 0) || !Number.isFinite(timeoutMs))
+      throw new InvalidArgumentError('timeoutMs', `must be a positive finite number, got ${timeoutMs}`);
     this.checkOpen();
     const n = this.barrierCounter++;
     if (this.worldSize === 1) return;
-    await storeBarrier(this.store, `barrier/${n}`, { rank: this.rank, worldSize: this.worldSize, timeoutMs, hostRank: this.hostRank });
+    await storeBarrier(this.store, `barrier/${n}`, {
+      rank: this.rank,
+      worldSize: this.worldSize,
+      timeoutMs,
+      hostRank: this.hostRank,
+    });
   }
 
   /**
@@ -226,7 +242,9 @@ export class StatelessProcessGroup {
 
   private async write(key: string, bytes: Uint8Array, readers: number): Promise<void> {
     if (this.entries.oldestMs() < Date.now() - this.dataExpirationSeconds * 1000) {
-      this.expireData().catch((err: Error) => log('debug', 'store', `expiry before writing ${key} failed: ${err.message}`));
+      this.expireData().catch((err: Error) =>
+        log('debug', 'store', `expiry before writing ${key} failed: ${err.message}`),
+      );
     }
     this.entries.push(key, Date.now());
     await this.store.setForReaders(key, bytes, readers, this.storeTimeoutMs);
@@ -236,7 +254,13 @@ export class StatelessProcessGroup {
    * Reads `key` (counter value `n` of `counters[peer]`). When the read fails and no later
    * read was issued meanwhile, the counter steps back, so a retry reads the same message.
    */
-  private async read(key: string, counters: number[], peer: number, n: number, timeoutMs = this.storeTimeoutMs): Promise<unknown> {
+  private async read(
+    key: string,
+    counters: number[],
+    peer: number,
+    n: number,
+    timeoutMs = this.storeTimeoutMs,
+  ): Promise<unknown> {
     let value: Uint8Array;
     try {
       value = await this.store.get(key, timeoutMs);
@@ -248,7 +272,8 @@ export class StatelessProcessGroup {
   }
 
   private checkOpen(): void {
-    if (this.closing) throw new GroupClosedError(`StatelessProcessGroup rank ${this.rank} of ${this.worldSize} is closed`);
+    if (this.closing)
+      throw new GroupClosedError(`StatelessProcessGroup rank ${this.rank} of ${this.worldSize} is closed`);
   }
 
   private checkRank(argument: string, r: number): void {
@@ -259,7 +284,8 @@ export class StatelessProcessGroup {
 
   private checkPeer(argument: string, r: number): void {
     this.checkRank(argument, r);
-    if (r === this.rank) throw new InvalidArgumentError(argument, `rank ${r} is this rank; a rank cannot send to or receive from itself`);
+    if (r === this.rank)
+      throw new InvalidArgumentError(argument, `rank ${r} is this rank; a rank cannot send to or receive from itself`);
   }
 }
 
@@ -272,13 +298,17 @@ function encode(obj: unknown): Uint8Array {
 }
 
 function checkGroup(rank: number, worldSize: number): void {
-  if (!Number.isInteger(worldSize) || worldSize < 1) throw new InvalidArgumentError('worldSize', `must be a positive integer, got ${worldSize}`);
-  if (!Number.isInteger(rank) || rank < 0 || rank >= worldSize) throw new InvalidArgumentError('rank', `${rank} is out of range [0, ${worldSize})`);
+  if (!Number.isInteger(worldSize) || worldSize < 1)
+    throw new InvalidArgumentError('worldSize', `must be a positive integer, got ${worldSize}`);
+  if (!Number.isInteger(rank) || rank < 0 || rank >= worldSize)
+    throw new InvalidArgumentError('rank', `${rank} is out of range [0, ${worldSize})`);
 }
 
 function checkOptions(opts: FromStoreOptions): void {
   const t = opts.storeTimeoutMs;
-  if (t !== undefined && (!(t > 0) || !Number.isFinite(t))) throw new InvalidArgumentError('storeTimeoutMs', `must be a positive finite number, got ${t}`);
+  if (t !== undefined && (!(t > 0) || !Number.isFinite(t)))
+    throw new InvalidArgumentError('storeTimeoutMs', `must be a positive finite number, got ${t}`);
   const e = opts.dataExpirationSeconds;
-  if (e !== undefined && (!(e >= 0) || !Number.isFinite(e))) throw new InvalidArgumentError('dataExpirationSeconds', `must be a non-negative finite number, got ${e}`);
+  if (e !== undefined && (!(e >= 0) || !Number.isFinite(e)))
+    throw new InvalidArgumentError('dataExpirationSeconds', `must be a non-negative finite number, got ${e}`);
 }

@@ -29,7 +29,12 @@ export interface Store {
    * the key is missing and `expected` is empty. Returns the value held afterwards (for a
    * missing key with a non-empty `expected`, torch returns `expected`; so do we).
    */
-  compareSet(key: string, expected: Uint8Array | string, desired: Uint8Array | string, timeoutMs?: number): Promise<Uint8Array>;
+  compareSet(
+    key: string,
+    expected: Uint8Array | string,
+    desired: Uint8Array | string,
+    timeoutMs?: number,
+  ): Promise<Uint8Array>;
   /** Deletes `key`; true if it existed. */
   delete(key: string, timeoutMs?: number): Promise<boolean>;
   /** True if every key exists now (does not wait). */
@@ -64,19 +69,30 @@ export class PrefixStore implements Store {
     return this.inner.get(this.lead + key, timeoutMs);
   }
   wait(keys: string[], timeoutMs?: number): Promise<void> {
-    return this.inner.wait(keys.map((k) => this.lead + k), timeoutMs);
+    return this.inner.wait(
+      keys.map((k) => this.lead + k),
+      timeoutMs,
+    );
   }
   add(key: string, delta: number, timeoutMs?: number): Promise<number> {
     return this.inner.add(this.lead + key, delta, timeoutMs);
   }
-  compareSet(key: string, expected: Uint8Array | string, desired: Uint8Array | string, timeoutMs?: number): Promise<Uint8Array> {
+  compareSet(
+    key: string,
+    expected: Uint8Array | string,
+    desired: Uint8Array | string,
+    timeoutMs?: number,
+  ): Promise<Uint8Array> {
     return this.inner.compareSet(this.lead + key, expected, desired, timeoutMs);
   }
   delete(key: string, timeoutMs?: number): Promise<boolean> {
     return this.inner.delete(this.lead + key, timeoutMs);
   }
   check(keys: string[], timeoutMs?: number): Promise<boolean> {
-    return this.inner.check(keys.map((k) => this.lead + k), timeoutMs);
+    return this.inner.check(
+      keys.map((k) => this.lead + k),
+      timeoutMs,
+    );
   }
   numKeys(timeoutMs?: number): Promise<number> {
     return this.inner.numKeys(timeoutMs);

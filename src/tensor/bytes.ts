@@ -22,16 +22,26 @@ function hostBytes(t: Tensor): Uint8Array {
  * on the current stream.
  */
 export function copyBytes(dst: Tensor, dstOffset: number, src: Tensor, srcOffset: number, bytes: number): void {
-  if (!dst.isContiguous || !src.isContiguous) throw new InvalidArgumentError('tensor', 'byte copies need contiguous tensors');
-  if (dst.device !== src.device) throw new InvalidArgumentError('tensor', `byte copy across devices (${src.device} → ${dst.device})`);
+  if (!dst.isContiguous || !src.isContiguous)
+    throw new InvalidArgumentError('tensor', 'byte copies need contiguous tensors');
+  if (dst.device !== src.device)
+    throw new InvalidArgumentError('tensor', `byte copy across devices (${src.device} → ${dst.device})`);
   if (srcOffset + bytes > src.nbytes || dstOffset + bytes > dst.nbytes) {
-    throw new InvalidArgumentError('bytes', `${bytes} bytes overrun a ${src.nbytes}-byte source at ${srcOffset} or a ${dst.nbytes}-byte destination at ${dstOffset}`);
+    throw new InvalidArgumentError(
+      'bytes',
+      `${bytes} bytes overrun a ${src.nbytes}-byte source at ${srcOffset} or a ${dst.nbytes}-byte destination at ${dstOffset}`,
+    );
   }
   if (bytes === 0) return;
   if (dst.storage.kind === 'host') {
     hostBytes(dst).set(hostBytes(src).subarray(srcOffset, srcOffset + bytes), dstOffset);
     return;
   }
-  cuda().cudaMemcpyAsync(dst.dataPtr + BigInt(dstOffset), src.dataPtr + BigInt(srcOffset), bytes, MemcpyKind.DeviceToDevice, currentStream().handle);
+  cuda().cudaMemcpyAsync(
+    dst.dataPtr + BigInt(dstOffset),
+    src.dataPtr + BigInt(srcOffset),
+    bytes,
+    MemcpyKind.DeviceToDevice,
+    currentStream().handle,
+  );
 }
-

@@ -52,7 +52,14 @@ function innerRun(shape: number[], strides: number[]): { dims: number; elems: nu
 }
 
 /** Calls `visit(srcOffset, dstOffset)` for every index of the first `outer` dims. */
-function forEachOuter(shape: number[], srcStrides: number[], dstStrides: number[], outer: number[], base: number, visit: (src: number, dst: number) => void): void {
+function forEachOuter(
+  shape: number[],
+  srcStrides: number[],
+  dstStrides: number[],
+  outer: number[],
+  base: number,
+  visit: (src: number, dst: number) => void,
+): void {
   const idx = new Array<number>(outer.length).fill(0);
   const total = outer.reduce((acc, d) => acc * shape[d], 1);
   for (let k = 0; k < total; k++) {
@@ -89,7 +96,13 @@ export function copyHostStrided(from: StorageArray, layout: Layout, to: StorageA
  * Enqueues on `stream` the copy of the strided device view `src` (element size
  * `itemsize`, base pointer `srcBase`) into the contiguous buffer at `dstBase`.
  */
-export function copyDeviceStrided(srcBase: bigint, layout: Layout, dstBase: bigint, itemsize: number, stream: bigint): void {
+export function copyDeviceStrided(
+  srcBase: bigint,
+  layout: Layout,
+  dstBase: bigint,
+  itemsize: number,
+  stream: bigint,
+): void {
   const { shape, strides } = squeeze(layout);
   const rt = cuda();
   const dstStrides = contiguousStrides(shape);
@@ -113,9 +126,14 @@ export function copyDeviceStrided(srcBase: bigint, layout: Layout, dstBase: bigi
   const outer = shape.map((_, i) => i).filter((i) => i !== rowDim && i < shape.length - run.dims);
   forEachOuter(shape, strides, dstStrides, outer, layout.offset, (s, d) => {
     rt.cudaMemcpy2DAsync(
-      dstBase + BigInt(d) * es, dstStrides[rowDim] * itemsize,
-      srcBase + BigInt(s) * es, strides[rowDim] * itemsize,
-      width * itemsize, shape[rowDim], MemcpyKind.DeviceToDevice, stream,
+      dstBase + BigInt(d) * es,
+      dstStrides[rowDim] * itemsize,
+      srcBase + BigInt(s) * es,
+      strides[rowDim] * itemsize,
+      width * itemsize,
+      shape[rowDim],
+      MemcpyKind.DeviceToDevice,
+      stream,
     );
   });
 }

@@ -8,11 +8,30 @@ import { InvalidArgumentError } from '../errors.ts';
 
 /** dtype names, as torch spells them. */
 export type DType =
-  | 'float32' | 'float16' | 'bfloat16' | 'float64' | 'int8' | 'uint8' | 'int32' | 'int64' | 'float8_e4m3fn' | 'float8_e5m2';
+  | 'float32'
+  | 'float16'
+  | 'bfloat16'
+  | 'float64'
+  | 'int8'
+  | 'uint8'
+  | 'int32'
+  | 'int64'
+  | 'float8_e4m3fn'
+  | 'float8_e5m2';
 
 /** Typed arrays that back host storage. */
-export type StorageArray = Float32Array | Float64Array | Int8Array | Uint8Array | Int32Array | BigInt64Array | Uint16Array;
-type StorageCtor = { new (buffer: ArrayBufferLike, byteOffset?: number, length?: number): StorageArray; new (length: number): StorageArray };
+export type StorageArray =
+  | Float32Array
+  | Float64Array
+  | Int8Array
+  | Uint8Array
+  | Int32Array
+  | BigInt64Array
+  | Uint16Array;
+type StorageCtor = {
+  new (buffer: ArrayBufferLike, byteOffset?: number, length?: number): StorageArray;
+  new (length: number): StorageArray;
+};
 
 /** What the table knows about a dtype. */
 export interface DTypeInfo {
@@ -35,7 +54,13 @@ const table: Record<DType, DTypeInfo> = {
   int8: { name: 'int8', bytes: 1, nccl: NcclDataType.ncclInt8, storage: Int8Array, encoded: false },
   uint8: { name: 'uint8', bytes: 1, nccl: NcclDataType.ncclUint8, storage: Uint8Array, encoded: false },
   int32: { name: 'int32', bytes: 4, nccl: NcclDataType.ncclInt32, storage: Int32Array, encoded: false },
-  int64: { name: 'int64', bytes: 8, nccl: NcclDataType.ncclInt64, storage: BigInt64Array as unknown as StorageCtor, encoded: false },
+  int64: {
+    name: 'int64',
+    bytes: 8,
+    nccl: NcclDataType.ncclInt64,
+    storage: BigInt64Array as unknown as StorageCtor,
+    encoded: false,
+  },
   float8_e4m3fn: { name: 'float8_e4m3fn', bytes: 1, nccl: NcclDataType.ncclUint8, storage: Uint8Array, encoded: true },
   float8_e5m2: { name: 'float8_e5m2', bytes: 1, nccl: NcclDataType.ncclUint8, storage: Uint8Array, encoded: true },
 };
@@ -118,9 +143,25 @@ interface SmallFloat {
 
 // e4m3fn has no infinities: torch maps |x| >= 480 (and ±Inf) to NaN, and rounds
 // [448, 480) to 448 — non-saturating, as `tensor.to(torch.float8_e4m3fn)` does.
-const E4M3: SmallFloat = { mantBits: 3, bias: 7, max: 448, overflow: 0x7f, nan: 0x7f, overflowFrom: 480, hasInf: false };
+const E4M3: SmallFloat = {
+  mantBits: 3,
+  bias: 7,
+  max: 448,
+  overflow: 0x7f,
+  nan: 0x7f,
+  overflowFrom: 480,
+  hasInf: false,
+};
 // e5m2 is IEEE-like: rounding past 57344 gives Inf.
-const E5M2: SmallFloat = { mantBits: 2, bias: 15, max: 57344, overflow: 0x7c, nan: 0x7f, overflowFrom: 61440, hasInf: true };
+const E5M2: SmallFloat = {
+  mantBits: 2,
+  bias: 15,
+  max: 57344,
+  overflow: 0x7c,
+  nan: 0x7f,
+  overflowFrom: 61440,
+  hasInf: true,
+};
 
 function encodeSmall(value: number, f: SmallFloat): number {
   const sign = value < 0 || Object.is(value, -0) ? 0x80 : 0;
@@ -189,7 +230,10 @@ export function decodeTable(dtype: DType): Float32Array {
 }
 
 const encoders: Partial<Record<DType, (v: number) => number>> = {
-  float16: floatToHalf, bfloat16: floatToBfloat16, float8_e4m3fn: floatToE4m3, float8_e5m2: floatToE5m2,
+  float16: floatToHalf,
+  bfloat16: floatToBfloat16,
+  float8_e4m3fn: floatToE4m3,
+  float8_e5m2: floatToE5m2,
 };
 
 /** Decodes stored bits of an encoded dtype into float32 values. */

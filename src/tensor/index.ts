@@ -1,9 +1,35 @@
 /** src/tensor/: Tensor, the dtype table and conversions, devices, streams and events. */
 export { Tensor, parseDevice } from './tensor.ts';
 export type { TensorOptions, ValueArray } from './tensor.ts';
-export { DTYPES, dtypeInfo, floatToHalf, halfToFloat, floatToBfloat16, bfloat16ToFloat, floatToE4m3, e4m3ToFloat, floatToE5m2, e5m2ToFloat, decodeValues, encodeValues, decodeTable } from './dtype.ts';
+export {
+  DTYPES,
+  dtypeInfo,
+  floatToHalf,
+  halfToFloat,
+  floatToBfloat16,
+  bfloat16ToFloat,
+  floatToE4m3,
+  e4m3ToFloat,
+  floatToE5m2,
+  e5m2ToFloat,
+  decodeValues,
+  encodeValues,
+  decodeTable,
+} from './dtype.ts';
 export type { DType, DTypeInfo, StorageArray } from './dtype.ts';
-export { Stream, CudaEvent, currentStream, setCurrentStream, withStream, enqueueOn, setDevice, currentDevice, pollUntil, failStream, throwIfStreamFailed } from './stream.ts';
+export {
+  Stream,
+  CudaEvent,
+  currentStream,
+  setCurrentStream,
+  withStream,
+  enqueueOn,
+  setDevice,
+  currentDevice,
+  pollUntil,
+  failStream,
+  throwIfStreamFailed,
+} from './stream.ts';
 export { HostStorage, DeviceStorage, beginGraphAllocations, endGraphAllocations } from './storage.ts';
 export { copyBytes } from './bytes.ts';
 export { emptyPackedHost, packedLayout, specBytes, PACK_ALIGN_BYTES } from './packed.ts';

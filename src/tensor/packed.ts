@@ -37,12 +37,18 @@ export function packedLayout(specs: readonly PackedSpec[]): { offsets: number[];
 }
 
 /** Host tensors of `specs` over one buffer, and a uint8 tensor of the whole buffer. */
-export function emptyPackedHost(specs: readonly PackedSpec[]): { buffer: Tensor; tensors: Tensor[]; offsets: number[] } {
+export function emptyPackedHost(specs: readonly PackedSpec[]): {
+  buffer: Tensor;
+  tensors: Tensor[];
+  offsets: number[];
+} {
   const { offsets, bytes, totalBytes } = packedLayout(specs);
   const whole = HostStorage.allocate(totalBytes);
   return {
     buffer: new Tensor(whole, 'uint8', [totalBytes]),
-    tensors: specs.map((s, i) => new Tensor(new HostStorage(whole.buffer, offsets[i], bytes[i]), s.dtype, [...s.shape])),
+    tensors: specs.map(
+      (s, i) => new Tensor(new HostStorage(whole.buffer, offsets[i], bytes[i]), s.dtype, [...s.shape]),
+    ),
     offsets,
   };
 }

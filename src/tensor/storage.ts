@@ -12,7 +12,11 @@ import { currentDevice, currentStream } from './stream.ts';
 export class HostStorage {
   readonly kind = 'host';
   readonly device = 'cpu';
-  constructor(readonly buffer: SharedArrayBuffer, readonly byteOffset: number, readonly bytes: number) {}
+  constructor(
+    readonly buffer: SharedArrayBuffer,
+    readonly byteOffset: number,
+    readonly bytes: number,
+  ) {}
 
   static allocate(bytes: number): HostStorage {
     return new HostStorage(new SharedArrayBuffer(Math.max(bytes, 0)), 0, bytes);
@@ -116,7 +120,12 @@ export class DeviceStorage {
   private readonly held: DeviceHeld;
   private graphOwned = false;
 
-  private constructor(ordinal: number, ptr: bigint, readonly bytes: number, private readonly allocStream: bigint) {
+  private constructor(
+    ordinal: number,
+    ptr: bigint,
+    readonly bytes: number,
+    private readonly allocStream: bigint,
+  ) {
     this.ordinal = ordinal;
     this.device = `cuda:${ordinal}`;
     this.held = { ptr };
@@ -127,7 +136,10 @@ export class DeviceStorage {
   static allocate(ordinal: number, bytes: number): DeviceStorage {
     const current = currentDevice();
     if (current !== ordinal) {
-      throw new InvalidArgumentError('device', `cuda:${ordinal} is not this thread's current device (cuda:${current}); one rank owns one device`);
+      throw new InvalidArgumentError(
+        'device',
+        `cuda:${ordinal} is not this thread's current device (cuda:${current}); one rank owns one device`,
+      );
     }
     if (bytes === 0) return new DeviceStorage(ordinal, 0n, 0, 0n);
     const stream = currentStream().handle;

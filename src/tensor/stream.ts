@@ -33,7 +33,8 @@ const poolsConfigured = new Set<number>();
  * so that a freed buffer comes back from the pool instead of from the driver.
  */
 export function setDevice(ordinal: number): void {
-  if (!Number.isInteger(ordinal) || ordinal < 0) throw new InvalidArgumentError('device', `invalid CUDA ordinal ${ordinal}`);
+  if (!Number.isInteger(ordinal) || ordinal < 0)
+    throw new InvalidArgumentError('device', `invalid CUDA ordinal ${ordinal}`);
   const rt = cuda();
   rt.cudaSetDevice(ordinal);
   deviceOrdinal = ordinal;
@@ -64,7 +65,12 @@ const POLL_BUDGET_MS = Number(process.env.GPUGROUP_POLL_MS ?? 5);
  * waiting on a slower peer ends within µs of it), then 1 ms timers for long waits.
  * Rejects with `onTimeout()` past the deadline.
  */
-export function pollUntil(done: () => boolean, timeoutMs: number, onTimeout: () => Error, spinMs = 0.02): Promise<void> {
+export function pollUntil(
+  done: () => boolean,
+  timeoutMs: number,
+  onTimeout: () => Error,
+  spinMs = 0.02,
+): Promise<void> {
   const spinUntil = performance.now() + spinMs;
   do {
     if (done()) return Promise.resolve();
@@ -114,10 +120,14 @@ export class Stream {
 
   /** Resolves when the stream drains, without blocking the event loop. */
   synchronize(timeoutMs = 120_000): Promise<void> {
-    return pollUntil(() => {
-      throwIfStreamFailed(this.handle);
-      return this.query();
-    }, timeoutMs, () => new CollectiveTimeoutError('stream', 'synchronize', 0, timeoutMs, []));
+    return pollUntil(
+      () => {
+        throwIfStreamFailed(this.handle);
+        return this.query();
+      },
+      timeoutMs,
+      () => new CollectiveTimeoutError('stream', 'synchronize', 0, timeoutMs, []),
+    );
   }
 
   /** Makes this stream wait for everything enqueued on `other` so far. */
@@ -166,7 +176,12 @@ export class CudaEvent {
    * skips the short synchronous spin, for a wait nobody is blocked on.
    */
   wait(timeoutMs = 120_000, { spin = true }: { spin?: boolean } = {}): Promise<void> {
-    return pollUntil(() => this.query(), timeoutMs, () => new CollectiveTimeoutError('event', 'wait', 0, timeoutMs, []), spin ? undefined : 0);
+    return pollUntil(
+      () => this.query(),
+      timeoutMs,
+      () => new CollectiveTimeoutError('event', 'wait', 0, timeoutMs, []),
+      spin ? undefined : 0,
+    );
   }
 
   /** Milliseconds between `start` (recorded earlier) and this event; both need timing. */

@@ -55,7 +55,8 @@ function fillOnDevice(shape: readonly number[], dtype: DType, one: StorageArray,
     t.dispose();
     return null;
   }
-  if (t.nbytes > 0) memset.cuMemsetD32Async(t.dataPtr, new Uint32Array(word.buffer)[0], t.nbytes / 4, currentStream().handle);
+  if (t.nbytes > 0)
+    memset.cuMemsetD32Async(t.dataPtr, new Uint32Array(word.buffer)[0], t.nbytes / 4, currentStream().handle);
   return t;
 }
 
@@ -63,7 +64,8 @@ function checkShape(shape: readonly number[], argument = 'shape'): number {
   if (!Array.isArray(shape)) throw new InvalidArgumentError(argument, `expected an array of dims, got ${typeof shape}`);
   let n = 1;
   for (const d of shape) {
-    if (!Number.isInteger(d) || d < 0) throw new InvalidArgumentError(argument, `dims must be non-negative integers, got [${shape.join(', ')}]`);
+    if (!Number.isInteger(d) || d < 0)
+      throw new InvalidArgumentError(argument, `dims must be non-negative integers, got [${shape.join(', ')}]`);
     n *= d;
   }
   return n;
@@ -129,14 +131,17 @@ export class Tensor {
 
   /** Device pointer of the first element (device tensors only). */
   get dataPtr(): bigint {
-    if (this.storage.kind !== 'device') throw new InvalidArgumentError('tensor', 'dataPtr is for device tensors; this one is on cpu');
+    if (this.storage.kind !== 'device')
+      throw new InvalidArgumentError('tensor', 'dataPtr is for device tensors; this one is on cpu');
     return this.offset === 0 ? this.storage.ptr : this.storage.ptr + BigInt(this.offset * this.info.bytes);
   }
 
   /** Zero-copy typed array (storage type) over a contiguous host tensor's elements. */
   hostView(): StorageArray {
-    if (this.storage.kind !== 'host') throw new InvalidArgumentError('tensor', `hostView is for host tensors; this one is on ${this.device}`);
-    if (!this.isContiguous) throw new InvalidArgumentError('tensor', 'hostView needs a contiguous tensor; call contiguous() first');
+    if (this.storage.kind !== 'host')
+      throw new InvalidArgumentError('tensor', `hostView is for host tensors; this one is on ${this.device}`);
+    if (!this.isContiguous)
+      throw new InvalidArgumentError('tensor', 'hostView needs a contiguous tensor; call contiguous() first');
     const s = this.storage;
     return new this.info.storage(s.buffer, s.byteOffset + this.offset * this.info.bytes, this.numel);
   }
@@ -182,7 +187,8 @@ export class Tensor {
   /** `arange(end)` or `arange(start, end, step?)`, like torch (default dtype int64 for integers, else float32). */
   static arange(start: number, end?: number, step = 1, opts: TensorOptions = {}): Tensor {
     const [a, b] = end === undefined ? [0, start] : [start, end];
-    if (!Number.isFinite(step) || step === 0) throw new InvalidArgumentError('step', `must be a non-zero number, got ${step}`);
+    if (!Number.isFinite(step) || step === 0)
+      throw new InvalidArgumentError('step', `must be a non-zero number, got ${step}`);
     const n = Math.max(0, Math.ceil((b - a) / step));
     const values = Array.from({ length: n }, (_, i) => a + i * step);
     const integral = [a, b, step].every(Number.isInteger);
@@ -193,7 +199,11 @@ export class Tensor {
   static fromShared(buffer: SharedArrayBuffer, byteOffset: number, shape: readonly number[], dtype: DType): Tensor {
     const n = checkShape(shape);
     const bytes = n * dtypeInfo(dtype).bytes;
-    if (byteOffset < 0 || byteOffset + bytes > buffer.byteLength) throw new InvalidArgumentError('byteOffset', `${bytes} bytes at ${byteOffset} overrun a ${buffer.byteLength}-byte buffer`);
+    if (byteOffset < 0 || byteOffset + bytes > buffer.byteLength)
+      throw new InvalidArgumentError(
+        'byteOffset',
+        `${bytes} bytes at ${byteOffset} overrun a ${buffer.byteLength}-byte buffer`,
+      );
     return new Tensor(new HostStorage(buffer, byteOffset, bytes), dtype, [...shape]);
   }
 
@@ -202,13 +212,20 @@ export class Tensor {
    * inferred: Float32Array → float32, Float64Array → float64, Int32Array → int32,
    * BigInt64Array → int64, Int8Array → int8, Uint8Array → uint8; numbers → float32).
    */
-  static fromArray(data: ArrayLike<number | bigint> | NestedNumbers[], opts: TensorOptions & { shape?: readonly number[] } = {}): Tensor {
+  static fromArray(
+    data: ArrayLike<number | bigint> | NestedNumbers[],
+    opts: TensorOptions & { shape?: readonly number[] } = {},
+  ): Tensor {
     const { flat, shape: inferred } = flatten(data);
     const dtype = opts.dtype ?? inferDtype(data);
     const info = dtypeInfo(dtype);
     const shape = opts.shape ? [...opts.shape] : inferred;
     const n = checkShape(shape);
-    if (n !== flat.length) throw new InvalidArgumentError('shape', `shape [${shape.join(', ')}] holds ${n} elements but the data has ${flat.length}`);
+    if (n !== flat.length)
+      throw new InvalidArgumentError(
+        'shape',
+        `shape [${shape.join(', ')}] holds ${n} elements but the data has ${flat.length}`,
+      );
     const host = HostStorage.allocate(n * info.bytes);
     const view = new info.storage(host.buffer, 0, n);
     if (info.encoded) encodeValues(dtype, flat as ArrayLike<number>, view as Uint16Array | Uint8Array);
@@ -246,17 +263,20 @@ export class Tensor {
 
   /** Same data, new shape (one dim may be -1); a view when contiguous, else a copy (like torch). */
   reshape(shape: readonly number[]): Tensor {
-    if (!Array.isArray(shape)) throw new InvalidArgumentError('shape', `expected an array of dims, got ${typeof shape}`);
+    if (!Array.isArray(shape))
+      throw new InvalidArgumentError('shape', `expected an array of dims, got ${typeof shape}`);
     const inferredAt = shape.indexOf(-1);
     if (shape.filter((d) => d === -1).length > 1) throw new InvalidArgumentError('shape', 'only one dim can be -1');
     const known = shape.reduce((a, d) => (d === -1 ? a : a * d), 1);
     const resolved = [...shape];
     if (inferredAt >= 0) {
-      if (known === 0 || this.numel % known !== 0) throw new InvalidArgumentError('shape', `cannot infer -1 in [${shape.join(', ')}] for ${this.numel} elements`);
+      if (known === 0 || this.numel % known !== 0)
+        throw new InvalidArgumentError('shape', `cannot infer -1 in [${shape.join(', ')}] for ${this.numel} elements`);
       resolved[inferredAt] = this.numel / known;
     }
     const n = checkShape(resolved);
-    if (n !== this.numel) throw new InvalidArgumentError('shape', `shape [${shape.join(', ')}] is invalid for ${this.numel} elements`);
+    if (n !== this.numel)
+      throw new InvalidArgumentError('shape', `shape [${shape.join(', ')}] is invalid for ${this.numel} elements`);
     const base = this.isContiguous ? this : this.contiguous();
     return new Tensor(base.storage, this.dtype, resolved, undefined, base.offset);
   }
@@ -264,8 +284,17 @@ export class Tensor {
   /** A view of `length` slices of `dim` from `start`. */
   narrow(dim: number, start: number, length: number): Tensor {
     const d = normDim(dim, this.shape.length);
-    if (!Number.isInteger(start) || !Number.isInteger(length) || start < 0 || length < 0 || start + length > this.shape[d]) {
-      throw new InvalidArgumentError('narrow', `start ${start} + length ${length} exceeds dim ${d} of size ${this.shape[d]}`);
+    if (
+      !Number.isInteger(start) ||
+      !Number.isInteger(length) ||
+      start < 0 ||
+      length < 0 ||
+      start + length > this.shape[d]
+    ) {
+      throw new InvalidArgumentError(
+        'narrow',
+        `start ${start} + length ${length} exceeds dim ${d} of size ${this.shape[d]}`,
+      );
     }
     const shape = [...this.shape];
     shape[d] = length;
@@ -277,13 +306,21 @@ export class Tensor {
     const n = this.shape.length;
     const src = (Array.isArray(source) ? source : [source]).map((d) => normDim(d, n, 'source'));
     const dst = (Array.isArray(destination) ? destination : [destination]).map((d) => normDim(d, n, 'destination'));
-    if (src.length !== dst.length) throw new InvalidArgumentError('destination', `needs as many dims as source (${src.length}), got ${dst.length}`);
-    if (new Set(src).size !== src.length || new Set(dst).size !== dst.length) throw new InvalidArgumentError('source', 'repeated dim');
+    if (src.length !== dst.length)
+      throw new InvalidArgumentError('destination', `needs as many dims as source (${src.length}), got ${dst.length}`);
+    if (new Set(src).size !== src.length || new Set(dst).size !== dst.length)
+      throw new InvalidArgumentError('source', 'repeated dim');
     const order = new Array<number>(n).fill(-1);
     src.forEach((s, i) => (order[dst[i]] = s));
     const rest = Array.from({ length: n }, (_, i) => i).filter((i) => !src.includes(i));
     for (let i = 0, r = 0; i < n; i++) if (order[i] < 0) order[i] = rest[r++];
-    return new Tensor(this.storage, this.dtype, order.map((i) => this.shape[i]), order.map((i) => this.strides[i]), this.offset);
+    return new Tensor(
+      this.storage,
+      this.dtype,
+      order.map((i) => this.shape[i]),
+      order.map((i) => this.strides[i]),
+      this.offset,
+    );
   }
 
   /** This tensor when contiguous, else a contiguous copy on the same device. */
@@ -319,7 +356,10 @@ export class Tensor {
         rt.cudaMemcpyAsync(out.hostView(), src.dataPtr, src.nbytes, MemcpyKind.DeviceToHost, stream);
         rt.cudaStreamSynchronize(stream);
       } else {
-        throw new InvalidArgumentError('device', `cannot copy ${this.device} → ${device} here: one rank owns one device`);
+        throw new InvalidArgumentError(
+          'device',
+          `cannot copy ${this.device} → ${device} here: one rank owns one device`,
+        );
       }
     }
     if (src !== this) src.dispose();
@@ -365,7 +405,8 @@ function inferDtype(data: unknown): DType {
 }
 
 function flatten(data: unknown): { flat: ArrayLike<number | bigint>; shape: number[] } {
-  if (ArrayBuffer.isView(data)) return { flat: data as unknown as ArrayLike<number>, shape: [(data as unknown as ArrayLike<number>).length] };
+  if (ArrayBuffer.isView(data))
+    return { flat: data as unknown as ArrayLike<number>, shape: [(data as unknown as ArrayLike<number>).length] };
   if (!Array.isArray(data)) {
     if (typeof data === 'number' || typeof data === 'bigint') return { flat: [data], shape: [] };
     throw new InvalidArgumentError('data', `expected numbers, nested arrays or a typed array, got ${typeof data}`);
@@ -377,6 +418,7 @@ function flatten(data: unknown): { flat: ArrayLike<number | bigint>; shape: numb
     probe = probe[0];
   }
   const flat = (data as unknown[]).flat(Infinity) as (number | bigint)[];
-  if (flat.length !== shape.reduce((a, b) => a * b, 1)) throw new InvalidArgumentError('data', 'nested arrays are ragged');
+  if (flat.length !== shape.reduce((a, b) => a * b, 1))
+    throw new InvalidArgumentError('data', 'nested arrays are ragged');
   return { flat, shape };
 }

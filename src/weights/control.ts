@@ -31,17 +31,29 @@ const MAX_DIFFS = 3;
 /** Lines describing how `mine` (a worker's expectation) differs from the trainer's `sent`; empty when they agree. */
 export function describeDisagreement(sent: UpdateAnnouncement, mine: UpdateAnnouncement): string[] {
   const diffs: string[] = [];
-  if (sent.packed !== mine.packed) diffs.push(`packed: the trainer sends ${sent.packed ? 'packed' : 'unpacked'}, this worker expects ${mine.packed ? 'packed' : 'unpacked'}`);
+  if (sent.packed !== mine.packed)
+    diffs.push(
+      `packed: the trainer sends ${sent.packed ? 'packed' : 'unpacked'}, this worker expects ${mine.packed ? 'packed' : 'unpacked'}`,
+    );
   if (sent.packed && mine.packed && sent.packedBufferSizeBytes !== mine.packedBufferSizeBytes) {
-    diffs.push(`packedBufferSizeBytes: the trainer packs ${sent.packedBufferSizeBytes} bytes per buffer, this worker expects ${mine.packedBufferSizeBytes}`);
+    diffs.push(
+      `packedBufferSizeBytes: the trainer packs ${sent.packedBufferSizeBytes} bytes per buffer, this worker expects ${mine.packedBufferSizeBytes}`,
+    );
   }
-  if (sent.names.length !== mine.names.length) diffs.push(`the trainer sends ${sent.names.length} tensors, this worker expects ${mine.names.length}`);
+  if (sent.names.length !== mine.names.length)
+    diffs.push(`the trainer sends ${sent.names.length} tensors, this worker expects ${mine.names.length}`);
   const n = Math.min(sent.names.length, mine.names.length);
   for (let i = 0; i < n && diffs.length < MAX_DIFFS; i++) {
-    if (sent.names[i] !== mine.names[i]) diffs.push(`names[${i}]: the trainer sends '${sent.names[i]}', this worker expects '${mine.names[i]}'`);
-    else if (sent.dtypeNames[i] !== mine.dtypeNames[i]) diffs.push(`dtypeNames[${i}] ('${mine.names[i]}'): the trainer sends ${sent.dtypeNames[i]}, this worker expects ${mine.dtypeNames[i]}`);
+    if (sent.names[i] !== mine.names[i])
+      diffs.push(`names[${i}]: the trainer sends '${sent.names[i]}', this worker expects '${mine.names[i]}'`);
+    else if (sent.dtypeNames[i] !== mine.dtypeNames[i])
+      diffs.push(
+        `dtypeNames[${i}] ('${mine.names[i]}'): the trainer sends ${sent.dtypeNames[i]}, this worker expects ${mine.dtypeNames[i]}`,
+      );
     else if (sent.shapes[i].join(',') !== mine.shapes[i].join(',')) {
-      diffs.push(`shapes[${i}] ('${mine.names[i]}'): the trainer sends [${sent.shapes[i].join(', ')}], this worker expects [${mine.shapes[i].join(', ')}]`);
+      diffs.push(
+        `shapes[${i}] ('${mine.names[i]}'): the trainer sends [${sent.shapes[i].join(', ')}], this worker expects [${mine.shapes[i].join(', ')}]`,
+      );
     }
   }
   return diffs.slice(0, MAX_DIFFS);
@@ -52,9 +64,10 @@ function settle(votes: (string | null)[], me: number, trainer: number): void {
   const ranks = votes.flatMap((v, r) => (v === null ? [] : [r]));
   if (ranks.length === 0) return;
   const details = ranks.map((r) => `rank ${r}: ${votes[r]}`);
-  const head = votes[me] !== null && me !== trainer
-    ? `weight update rejected: this worker (rank ${me}) disagrees with the trainer (rank ${trainer}); no data was moved`
-    : `weight update aborted before any data moved: ${ranks.length === 1 ? 'worker rank' : 'worker ranks'} ${ranks.join(', ')} ${ranks.length === 1 ? 'disagrees' : 'disagree'} with the trainer (rank ${trainer})`;
+  const head =
+    votes[me] !== null && me !== trainer
+      ? `weight update rejected: this worker (rank ${me}) disagrees with the trainer (rank ${trainer}); no data was moved`
+      : `weight update aborted before any data moved: ${ranks.length === 1 ? 'worker rank' : 'worker ranks'} ${ranks.join(', ')} ${ranks.length === 1 ? 'disagrees' : 'disagree'} with the trainer (rank ${trainer})`;
   throw new WeightTransferMismatchError(
     `${head}:\n  ${details.join('\n  ')}\nBoth sides must use the same tensor list and, when packed, the same packedBufferSizeBytes.`,
     ranks,
@@ -77,11 +90,21 @@ interface Summary {
 function summarize(a: UpdateAnnouncement): Summary {
   const hash = createHash('sha256');
   for (let i = 0; i < a.names.length; i++) hash.update(`${a.names[i]}\0${a.dtypeNames[i]}\0${a.shapes[i].join(',')}\n`);
-  return { digest: hash.digest('hex'), count: a.names.length, packed: a.packed, packedBufferSizeBytes: a.packed ? a.packedBufferSizeBytes : 0 };
+  return {
+    digest: hash.digest('hex'),
+    count: a.names.length,
+    packed: a.packed,
+    packedBufferSizeBytes: a.packed ? a.packedBufferSizeBytes : 0,
+  };
 }
 
 function sameSummary(x: Summary, y: Summary): boolean {
-  return x.digest === y.digest && x.count === y.count && x.packed === y.packed && x.packedBufferSizeBytes === y.packedBufferSizeBytes;
+  return (
+    x.digest === y.digest &&
+    x.count === y.count &&
+    x.packed === y.packed &&
+    x.packedBufferSizeBytes === y.packedBufferSizeBytes
+  );
 }
 
 /** Trainer side: announce, collect the votes, throw if anyone disagrees. */
@@ -94,7 +117,11 @@ export async function announceUpdate(pg: StatelessProcessGroup, announcement: Up
 }
 
 /** Worker side: receive the announcement from `trainer`, vote, throw if anyone disagrees. */
-export async function acceptUpdate(pg: StatelessProcessGroup, trainer: number, expected: UpdateAnnouncement): Promise<void> {
+export async function acceptUpdate(
+  pg: StatelessProcessGroup,
+  trainer: number,
+  expected: UpdateAnnouncement,
+): Promise<void> {
   const sent = await pg.broadcastObj<Summary>(null, trainer);
   const agree = await pg.allGatherObj<boolean>(sameSummary(sent, summarize(expected)));
   if (agree.every(Boolean)) return;

@@ -22,8 +22,12 @@ import { acceptUpdate, announceUpdate, type UpdateAnnouncement } from './control
 import { packedBroadcastConsumer, packedBroadcastProducer, type NamedTensors } from './packed-broadcast.ts';
 import { WeightTransferGroup, type WeightTransferGroupOptions } from './transfer-group.ts';
 import {
-  DEFAULT_PACKED_BUFFER_SIZE_BYTES, DEFAULT_PACKED_NUM_BUFFERS, parseNcclInitInfo, parseNcclUpdateInfo,
-  type NcclWeightTransferInitInfo, type NcclWeightTransferUpdateInfo,
+  DEFAULT_PACKED_BUFFER_SIZE_BYTES,
+  DEFAULT_PACKED_NUM_BUFFERS,
+  parseNcclInitInfo,
+  parseNcclUpdateInfo,
+  type NcclWeightTransferInitInfo,
+  type NcclWeightTransferUpdateInfo,
 } from './types.ts';
 
 /** vLLM's `load_weights`: called with each batch of received weights (once per tensor unpacked, once per buffer packed). */
@@ -97,7 +101,8 @@ export interface TrainerSendArgs<Item = [string, Tensor]> {
 const defaultPostIter = (item: unknown): Tensor => (item as [string, Tensor])[1];
 
 function positiveInt(name: string, v: unknown): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new InvalidArgumentError(name, `must be a positive integer, got ${String(v)}`);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1)
+    throw new InvalidArgumentError(name, `must be a positive integer, got ${String(v)}`);
   return v;
 }
 
@@ -106,7 +111,10 @@ function defaultDevice(device: string | undefined): string {
 }
 
 /** The NCCL weight transfer engine (vllm-spec §11.2), on NCCL or the CPU communicator. */
-export class NcclWeightTransferEngine extends WeightTransferEngine<NcclWeightTransferInitInfo, NcclWeightTransferUpdateInfo> {
+export class NcclWeightTransferEngine extends WeightTransferEngine<
+  NcclWeightTransferInitInfo,
+  NcclWeightTransferUpdateInfo
+> {
   private readonly parallel: WeightTransferParallelInfo;
   private readonly opts: NcclWeightTransferEngineOptions;
   private group: WeightTransferGroup | null = null;
@@ -116,14 +124,19 @@ export class NcclWeightTransferEngine extends WeightTransferEngine<NcclWeightTra
     super();
     const p = opts.parallel ?? { rank: 0, worldSize: 1, dpRank: 0 };
     const worldSize = positiveInt('parallel.worldSize', p.worldSize);
-    if (!Number.isInteger(p.rank) || p.rank < 0 || p.rank >= worldSize) throw new InvalidArgumentError('parallel.rank', `${p.rank} is out of range [0, ${worldSize})`);
-    if (!Number.isInteger(p.dpRank) || p.dpRank < 0) throw new InvalidArgumentError('parallel.dpRank', `must be a non-negative integer, got ${p.dpRank}`);
+    if (!Number.isInteger(p.rank) || p.rank < 0 || p.rank >= worldSize)
+      throw new InvalidArgumentError('parallel.rank', `${p.rank} is out of range [0, ${worldSize})`);
+    if (!Number.isInteger(p.dpRank) || p.dpRank < 0)
+      throw new InvalidArgumentError('parallel.dpRank', `must be a non-negative integer, got ${p.dpRank}`);
     this.parallel = { ...p };
     this.opts = opts;
   }
 
   /** An engine for a launched rank: device, deadline, abort signal and DP/TP/PP position from its context. */
-  static forRank(ctx: RankLike, opts: Omit<NcclWeightTransferEngineOptions, 'parallel'> = {}): NcclWeightTransferEngine {
+  static forRank(
+    ctx: RankLike,
+    opts: Omit<NcclWeightTransferEngineOptions, 'parallel'> = {},
+  ): NcclWeightTransferEngine {
     return new NcclWeightTransferEngine({
       device: ctx.device,
       timeoutMs: ctx.timeoutMs,
@@ -161,7 +174,8 @@ export class NcclWeightTransferEngine extends WeightTransferEngine<NcclWeightTra
    */
   override async initTransferEngine(initInfo: NcclWeightTransferInitInfo | Record<string, unknown>): Promise<void> {
     const info = parseNcclInitInfo(initInfo);
-    if (this.group) throw new InvalidArgumentError('initInfo', 'this engine is already initialized; call shutdown() first');
+    if (this.group)
+      throw new InvalidArgumentError('initInfo', 'this engine is already initialized; call shutdown() first');
     const rank = this.transferRank(info);
     if (rank < 1 || rank >= info.worldSize) {
       throw new InvalidArgumentError(
@@ -171,7 +185,10 @@ export class NcclWeightTransferEngine extends WeightTransferEngine<NcclWeightTra
       );
     }
     this.group = await WeightTransferGroup.create(info, rank, {
-      device: defaultDevice(this.opts.device), timeoutMs: this.opts.timeoutMs, abortSignal: this.opts.abortSignal, cpuTransport: this.opts.cpuTransport,
+      device: defaultDevice(this.opts.device),
+      timeoutMs: this.opts.timeoutMs,
+      abortSignal: this.opts.abortSignal,
+      cpuTransport: this.opts.cpuTransport,
     });
   }
 
@@ -182,13 +199,21 @@ export class NcclWeightTransferEngine extends WeightTransferEngine<NcclWeightTra
    * each buffer's tensors (packed) go to `loadWeights` as soon as they are in. Resolves
    * once the whole update has arrived.
    */
-  override async receiveWeights(updateInfo: NcclWeightTransferUpdateInfo | Record<string, unknown>, loadWeights: LoadWeights): Promise<void> {
+  override async receiveWeights(
+    updateInfo: NcclWeightTransferUpdateInfo | Record<string, unknown>,
+    loadWeights: LoadWeights,
+  ): Promise<void> {
     const g = this.group;
     if (!g) throw new WeightTransferNotInitializedError();
     const info = parseNcclUpdateInfo(updateInfo);
-    if (typeof loadWeights !== 'function') throw new InvalidArgumentError('loadWeights', `expected a function, got ${typeof loadWeights}`);
+    if (typeof loadWeights !== 'function')
+      throw new InvalidArgumentError('loadWeights', `expected a function, got ${typeof loadWeights}`);
     // Two receives at once would read each other's control messages and buffers.
-    if (this.receiving) throw new InvalidArgumentError('updateInfo', 'another receiveWeights is still running on this engine; updates run one at a time');
+    if (this.receiving)
+      throw new InvalidArgumentError(
+        'updateInfo',
+        'another receiveWeights is still running on this engine; updates run one at a time',
+      );
     this.receiving = true;
     try {
       await this.receive(g, info, loadWeights);
@@ -197,16 +222,34 @@ export class NcclWeightTransferEngine extends WeightTransferEngine<NcclWeightTra
     }
   }
 
-  private async receive(g: WeightTransferGroup, info: NcclWeightTransferUpdateInfo, loadWeights: LoadWeights): Promise<void> {
+  private async receive(
+    g: WeightTransferGroup,
+    info: NcclWeightTransferUpdateInfo,
+    loadWeights: LoadWeights,
+  ): Promise<void> {
     await acceptUpdate(g.processGroup, 0, announcementOf(info));
     await g.guard(() => this.receiveData(g, info, loadWeights));
   }
 
-  private async receiveData(g: WeightTransferGroup, info: NcclWeightTransferUpdateInfo, loadWeights: LoadWeights): Promise<void> {
+  private async receiveData(
+    g: WeightTransferGroup,
+    info: NcclWeightTransferUpdateInfo,
+    loadWeights: LoadWeights,
+  ): Promise<void> {
     const comm = g.communicator;
     if (info.packed) {
       const specs = info.names.map((name, i) => ({ name, dtype: info.dtypeNames[i], shape: info.shapes[i] }));
-      await packedBroadcastConsumer(specs, comm, { src: 0, bufferSizeBytes: info.packedBufferSizeBytes, numBuffers: info.packedNumBuffers, timeoutMs: g.timeoutMs }, loadWeights);
+      await packedBroadcastConsumer(
+        specs,
+        comm,
+        {
+          src: 0,
+          bufferSizeBytes: info.packedBufferSizeBytes,
+          numBuffers: info.packedNumBuffers,
+          timeoutMs: g.timeoutMs,
+        },
+        loadWeights,
+      );
     } else {
       for (let i = 0; i < info.names.length; i++) {
         const w = Tensor.empty(info.shapes[i], { dtype: info.dtypeNames[i], device: comm.device });
@@ -231,7 +274,10 @@ export class NcclWeightTransferEngine extends WeightTransferEngine<NcclWeightTra
    * `opts.device` defaults to this thread's current CUDA device; pass `cpu` for the
    * CPU backend.
    */
-  static async trainerInit(initInfo: NcclWeightTransferInitInfo | Record<string, unknown>, opts: TrainerInitOptions = {}): Promise<WeightTransferGroup> {
+  static async trainerInit(
+    initInfo: NcclWeightTransferInitInfo | Record<string, unknown>,
+    opts: TrainerInitOptions = {},
+  ): Promise<WeightTransferGroup> {
     const info = parseNcclInitInfo(initInfo);
     return WeightTransferGroup.create(info, 0, { ...opts, device: defaultDevice(opts.device) });
   }
@@ -243,40 +289,73 @@ export class NcclWeightTransferEngine extends WeightTransferEngine<NcclWeightTra
    * message goes out, and a disagreeing worker makes this throw
    * WeightTransferMismatchError with no data moved. Resolves once everything was sent.
    */
-  static async trainerSendWeights<Item = [string, Tensor]>(weights: Iterable<Item>, args: TrainerSendArgs<Item>): Promise<void> {
-    if (!args || !(args.group instanceof WeightTransferGroup)) throw new InvalidArgumentError('group', 'expected the WeightTransferGroup that trainerInit returned');
+  static async trainerSendWeights<Item = [string, Tensor]>(
+    weights: Iterable<Item>,
+    args: TrainerSendArgs<Item>,
+  ): Promise<void> {
+    if (!args || !(args.group instanceof WeightTransferGroup))
+      throw new InvalidArgumentError('group', 'expected the WeightTransferGroup that trainerInit returned');
     const g = args.group;
     const src = args.src ?? 0;
-    if (!Number.isInteger(src) || src < 0 || src >= g.worldSize) throw new InvalidArgumentError('src', `rank ${src} is out of range [0, ${g.worldSize})`);
-    if (src !== g.rank) throw new InvalidArgumentError('src', `${src} is not this trainer's rank (${g.rank}) in the transfer group; only the trainer sends`);
+    if (!Number.isInteger(src) || src < 0 || src >= g.worldSize)
+      throw new InvalidArgumentError('src', `rank ${src} is out of range [0, ${g.worldSize})`);
+    if (src !== g.rank)
+      throw new InvalidArgumentError(
+        'src',
+        `${src} is not this trainer's rank (${g.rank}) in the transfer group; only the trainer sends`,
+      );
     const packed = args.packed ?? false;
-    if (typeof packed !== 'boolean') throw new InvalidArgumentError('packed', `expected a boolean, got ${typeof packed}`);
-    const bufferSizeBytes = positiveInt('packedBufferSizeBytes', args.packedBufferSizeBytes ?? DEFAULT_PACKED_BUFFER_SIZE_BYTES);
+    if (typeof packed !== 'boolean')
+      throw new InvalidArgumentError('packed', `expected a boolean, got ${typeof packed}`);
+    const bufferSizeBytes = positiveInt(
+      'packedBufferSizeBytes',
+      args.packedBufferSizeBytes ?? DEFAULT_PACKED_BUFFER_SIZE_BYTES,
+    );
     const numBuffers = positiveInt('packedNumBuffers', args.packedNumBuffers ?? DEFAULT_PACKED_NUM_BUFFERS);
     const device = g.device;
     if (args.stream !== undefined && (device === 'cpu' || !(args.stream instanceof Stream))) {
-      throw new InvalidArgumentError('stream', device === 'cpu' ? 'the CPU backend has no streams' : 'expected a Stream');
+      throw new InvalidArgumentError(
+        'stream',
+        device === 'cpu' ? 'the CPU backend has no streams' : 'expected a Stream',
+      );
     }
     const post = (args.postIterFunc ?? defaultPostIter) as (item: Item) => Tensor;
-    if (typeof post !== 'function') throw new InvalidArgumentError('postIterFunc', `expected a function, got ${typeof post}`);
-    if (weights === null || typeof (weights as Iterable<Item>)[Symbol.iterator] !== 'function') throw new InvalidArgumentError('weights', 'expected an iterable of [name, tensor]');
+    if (typeof post !== 'function')
+      throw new InvalidArgumentError('postIterFunc', `expected a function, got ${typeof post}`);
+    if (weights === null || typeof (weights as Iterable<Item>)[Symbol.iterator] !== 'function')
+      throw new InvalidArgumentError('weights', 'expected an iterable of [name, tensor]');
     const named: NamedTensors = [];
     for (const item of weights) {
       const name = Array.isArray(item) ? item[0] : undefined;
-      if (typeof name !== 'string') throw new InvalidArgumentError('weights', `item ${named.length}: expected [name, tensor] with a string name`);
+      if (typeof name !== 'string')
+        throw new InvalidArgumentError('weights', `item ${named.length}: expected [name, tensor] with a string name`);
       const t = post(item);
-      if (!(t instanceof Tensor)) throw new InvalidArgumentError('weights', `'${name}': postIterFunc returned ${typeof t}, not a Tensor`);
-      if (t.device !== device) throw new InvalidArgumentError('weights', `'${name}' is on ${t.device}, but the transfer group works on ${device}`);
+      if (!(t instanceof Tensor))
+        throw new InvalidArgumentError('weights', `'${name}': postIterFunc returned ${typeof t}, not a Tensor`);
+      if (t.device !== device)
+        throw new InvalidArgumentError(
+          'weights',
+          `'${name}' is on ${t.device}, but the transfer group works on ${device}`,
+        );
       named.push([name, t]);
     }
     await announceUpdate(g.processGroup, {
-      names: named.map(([n]) => n), dtypeNames: named.map(([, t]) => t.dtype), shapes: named.map(([, t]) => [...t.shape]),
-      packed, packedBufferSizeBytes: bufferSizeBytes,
+      names: named.map(([n]) => n),
+      dtypeNames: named.map(([, t]) => t.dtype),
+      shapes: named.map(([, t]) => [...t.shape]),
+      packed,
+      packedBufferSizeBytes: bufferSizeBytes,
     });
     const comm = g.communicator;
     await g.guard(async () => {
       if (packed) {
-        await packedBroadcastProducer(named, comm, { src, bufferSizeBytes, numBuffers, stream: args.stream, timeoutMs: g.timeoutMs });
+        await packedBroadcastProducer(named, comm, {
+          src,
+          bufferSizeBytes,
+          numBuffers,
+          stream: args.stream,
+          timeoutMs: g.timeoutMs,
+        });
         return;
       }
       for (const [, t] of named) {
@@ -295,5 +374,11 @@ export class NcclWeightTransferEngine extends WeightTransferEngine<NcclWeightTra
 
 /** The announcement a worker expects for `info`. */
 function announcementOf(info: NcclWeightTransferUpdateInfo): UpdateAnnouncement {
-  return { names: info.names, dtypeNames: info.dtypeNames as DType[], shapes: info.shapes, packed: info.packed, packedBufferSizeBytes: info.packedBufferSizeBytes };
+  return {
+    names: info.names,
+    dtypeNames: info.dtypeNames as DType[],
+    shapes: info.shapes,
+    packed: info.packed,
+    packedBufferSizeBytes: info.packedBufferSizeBytes,
+  };
 }

@@ -22,20 +22,29 @@ const registry = new Map<string, Loader>([
  */
 export function registerWeightTransferEngine(name: string, cls: WeightTransferEngineClass): void;
 export function registerWeightTransferEngine(name: string, modulePath: string | URL, className: string): void;
-export function registerWeightTransferEngine(name: string, target: WeightTransferEngineClass | string | URL, className?: string): void {
-  if (typeof name !== 'string' || name === '') throw new InvalidArgumentError('name', `expected a non-empty string, got ${JSON.stringify(name)}`);
-  if (registry.has(name)) throw new InvalidArgumentError('name', `Weight transfer engine '${name}' is already registered.`);
+export function registerWeightTransferEngine(
+  name: string,
+  target: WeightTransferEngineClass | string | URL,
+  className?: string,
+): void {
+  if (typeof name !== 'string' || name === '')
+    throw new InvalidArgumentError('name', `expected a non-empty string, got ${JSON.stringify(name)}`);
+  if (registry.has(name))
+    throw new InvalidArgumentError('name', `Weight transfer engine '${name}' is already registered.`);
   if (typeof target === 'function') {
     registry.set(name, async () => target);
     return;
   }
-  if (typeof target !== 'string' && !(target instanceof URL)) throw new InvalidArgumentError('target', 'expected an engine class or a module path');
-  if (typeof className !== 'string' || className === '') throw new InvalidArgumentError('className', 'className is required when registering with a module path');
+  if (typeof target !== 'string' && !(target instanceof URL))
+    throw new InvalidArgumentError('target', 'expected an engine class or a module path');
+  if (typeof className !== 'string' || className === '')
+    throw new InvalidArgumentError('className', 'className is required when registering with a module path');
   const url = target instanceof URL ? target.href : /^[a-z]+:/.test(target) ? target : pathToFileURL(target).href;
   registry.set(name, async () => {
     const mod = (await import(url)) as Record<string, unknown>;
     const cls = mod[className];
-    if (typeof cls !== 'function') throw new InvalidArgumentError('className', `module ${url} exports no class '${className}'`);
+    if (typeof cls !== 'function')
+      throw new InvalidArgumentError('className', `module ${url} exports no class '${className}'`);
     return cls as WeightTransferEngineClass;
   });
 }
@@ -49,10 +58,18 @@ export function availableWeightTransferEngines(): string[] {
  * vLLM's `create_engine`: an engine of `backend` built with `opts` (for `nccl`, the
  * {@link NcclWeightTransferEngine} options). An unknown backend is an InvalidArgumentError.
  */
-export async function createWeightTransferEngine(backend: string, opts?: unknown): Promise<WeightTransferEngine<unknown, unknown>> {
+export async function createWeightTransferEngine(
+  backend: string,
+  opts?: unknown,
+): Promise<WeightTransferEngine<unknown, unknown>> {
   const load = registry.get(backend);
   if (!load) {
-    throw new InvalidArgumentError('backend', `Invalid weight transfer backend: ${backend}. Available engines: [${availableWeightTransferEngines().map((n) => `'${n}'`).join(', ')}]`);
+    throw new InvalidArgumentError(
+      'backend',
+      `Invalid weight transfer backend: ${backend}. Available engines: [${availableWeightTransferEngines()
+        .map((n) => `'${n}'`)
+        .join(', ')}]`,
+    );
   }
   const cls = await load();
   return new cls(opts as never);

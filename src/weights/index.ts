@@ -1,14 +1,26 @@
 /** src/weights/: the trainer → inference weight transfer engine (vllm-spec §11), packed and unpacked. */
 export { WeightTransferEngine, NcclWeightTransferEngine } from './engine.ts';
 export type {
-  LoadWeights, WeightTransferParallelInfo, NcclWeightTransferEngineOptions, RankLike, TrainerInitOptions, TrainerSendArgs,
+  LoadWeights,
+  WeightTransferParallelInfo,
+  NcclWeightTransferEngineOptions,
+  RankLike,
+  TrainerInitOptions,
+  TrainerSendArgs,
 } from './engine.ts';
 export { WeightTransferGroup } from './transfer-group.ts';
 export type { WeightTransferGroupOptions } from './transfer-group.ts';
 export {
-  DEFAULT_PACKED_BUFFER_SIZE_BYTES, DEFAULT_PACKED_NUM_BUFFERS, parseNcclInitInfo, parseNcclUpdateInfo,
+  DEFAULT_PACKED_BUFFER_SIZE_BYTES,
+  DEFAULT_PACKED_NUM_BUFFERS,
+  parseNcclInitInfo,
+  parseNcclUpdateInfo,
 } from './types.ts';
-export type { NcclWeightTransferInitInfo, NcclWeightTransferUpdateInfo, NcclWeightTransferUpdateInput } from './types.ts';
+export type {
+  NcclWeightTransferInitInfo,
+  NcclWeightTransferUpdateInfo,
+  NcclWeightTransferUpdateInput,
+} from './types.ts';
 export { planPackedBuffers, tensorBytes } from './packing.ts';
 export type { TensorSpec, PackedSlice, PackedBufferPlan } from './packing.ts';
 export { packedBroadcastProducer, packedBroadcastConsumer } from './packed-broadcast.ts';

@@ -59,7 +59,11 @@ class Slot {
  * has finished; then waits for every slot (also after a failure: the first error is
  * rethrown).
  */
-async function rotate(plans: PackedBufferPlan[], numBuffers: number, step: (plan: PackedBufferPlan, slot: Slot) => Promise<void> | void): Promise<void> {
+async function rotate(
+  plans: PackedBufferPlan[],
+  numBuffers: number,
+  step: (plan: PackedBufferPlan, slot: Slot) => Promise<void> | void,
+): Promise<void> {
   const slots = Array.from({ length: numBuffers }, () => new Slot());
   let failure: unknown = null;
   try {
@@ -82,13 +86,22 @@ async function rotate(plans: PackedBufferPlan[], numBuffers: number, step: (plan
  * in packed buffers. Non-contiguous tensors are made contiguous first. Resolves once
  * every buffer has been broadcast (device: completed on its stream). Returns the plan.
  */
-export async function packedBroadcastProducer(tensors: NamedTensors, comm: BroadcastCommunicator, opts: PackedBroadcastOptions): Promise<PackedBufferPlan[]> {
+export async function packedBroadcastProducer(
+  tensors: NamedTensors,
+  comm: BroadcastCommunicator,
+  opts: PackedBroadcastOptions,
+): Promise<PackedBufferPlan[]> {
   const specs: TensorSpec[] = tensors.map(([name, t]) => ({ name, dtype: t.dtype, shape: t.shape }));
   const plans = planPackedBuffers(specs, opts.bufferSizeBytes);
   const device = comm.device;
   const user = device === 'cpu' ? null : (opts.stream ?? currentStream());
   if (user) {
-    await produceSegmented(plans, tensors, comm, { src: opts.src, numBuffers: opts.numBuffers, user, timeoutMs: opts.timeoutMs });
+    await produceSegmented(plans, tensors, comm, {
+      src: opts.src,
+      numBuffers: opts.numBuffers,
+      user,
+      timeoutMs: opts.timeoutMs,
+    });
     return plans;
   }
   await rotate(plans, opts.numBuffers, (plan, slot) => {
@@ -121,7 +134,12 @@ export async function packedBroadcastConsumer(
   const device = comm.device;
   const user = device === 'cpu' ? null : (opts.stream ?? currentStream());
   if (user) {
-    await consumeSegmented(plans, comm, { src: opts.src, numBuffers: opts.numBuffers, user, timeoutMs: opts.timeoutMs }, onBuffer);
+    await consumeSegmented(
+      plans,
+      comm,
+      { src: opts.src, numBuffers: opts.numBuffers, user, timeoutMs: opts.timeoutMs },
+      onBuffer,
+    );
     return plans;
   }
   await rotate(plans, opts.numBuffers, async (plan) => {

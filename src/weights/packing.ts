@@ -55,7 +55,14 @@ export function planPackedBuffers(specs: Iterable<TensorSpec>, bufferSizeBytes: 
   let index = 0;
   for (const spec of specs) {
     const bytes = tensorBytes(spec.dtype, spec.shape);
-    current.slices.push({ name: spec.name, dtype: spec.dtype, shape: spec.shape, index: index++, offset: current.bytes, bytes });
+    current.slices.push({
+      name: spec.name,
+      dtype: spec.dtype,
+      shape: spec.shape,
+      index: index++,
+      offset: current.bytes,
+      bytes,
+    });
     current.bytes += bytes;
     if (current.bytes > bufferSizeBytes) {
       plans.push(current);

@@ -37,7 +37,11 @@ export function segments(bytes: number, size = SEGMENT_BYTES): [number, number][
 }
 
 /** @internal The part of `slice` inside the buffer range [a, b), as offsets into the buffer and into the tensor. */
-export function overlap(slice: PackedSlice, a: number, b: number): { at: number; within: number; bytes: number } | null {
+export function overlap(
+  slice: PackedSlice,
+  a: number,
+  b: number,
+): { at: number; within: number; bytes: number } | null {
   const start = Math.max(a, slice.offset);
   const end = Math.min(b, slice.offset + slice.bytes);
   return end > start ? { at: start, within: start - slice.offset, bytes: end - start } : null;
@@ -60,7 +64,13 @@ function recycle(inFlight: InFlight[], numBuffers: number, stream: Stream): void
  * Waits for both streams (each within the deadline), then frees the buffers left and
  * the streams, also after a failure; rethrows the first error.
  */
-async function finish(comm: Comm, streams: Stream[], inFlight: InFlight[], timeoutMs: number | undefined, failure: unknown): Promise<void> {
+async function finish(
+  comm: Comm,
+  streams: Stream[],
+  inFlight: InFlight[],
+  timeoutMs: number | undefined,
+  failure: unknown,
+): Promise<void> {
   for (const s of streams) {
     try {
       await enqueueOn(s, () => comm.synchronize(timeoutMs));
@@ -78,7 +88,9 @@ async function finish(comm: Comm, streams: Stream[], inFlight: InFlight[], timeo
 
 /** Producer side: packs `tensors` per `plans` and broadcasts them from `src`; resolves once all is sent. */
 export async function produceSegmented(
-  plans: PackedBufferPlan[], tensors: [string, Tensor][], comm: Comm,
+  plans: PackedBufferPlan[],
+  tensors: [string, Tensor][],
+  comm: Comm,
   opts: { src: number; numBuffers: number; user: Stream; timeoutMs?: number },
 ): Promise<void> {
   const copy = new Stream();
@@ -129,7 +141,8 @@ interface Incoming {
  * caller's own work), which then overlaps the next transfer instead of delaying it.
  */
 export async function consumeSegmented(
-  plans: PackedBufferPlan[], comm: Comm,
+  plans: PackedBufferPlan[],
+  comm: Comm,
   opts: { src: number; numBuffers: number; user: Stream; timeoutMs?: number },
   onBuffer: (batch: [string, Tensor][]) => unknown,
 ): Promise<void> {
@@ -157,7 +170,9 @@ export async function consumeSegmented(
       if (ahead && k + 1 < plans.length) queue.push(await issue(plans[k + 1], 1));
       unpacking = queue.shift()!;
       const { plan, buffer, arrived } = unpacking;
-      const outputs = enqueueOn(unpack, () => plan.slices.map((s) => Tensor.empty(s.shape, { dtype: s.dtype, device: comm.device })));
+      const outputs = enqueueOn(unpack, () =>
+        plan.slices.map((s) => Tensor.empty(s.shape, { dtype: s.dtype, device: comm.device })),
+      );
       for (const [a, b, ev] of arrived) {
         cuda().cudaStreamWaitEvent(unpack.handle, ev.handle, 0);
         enqueueOn(unpack, () => {

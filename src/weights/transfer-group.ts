@@ -114,16 +114,28 @@ export class WeightTransferGroup {
    * Collective over the `info.worldSize` parties: rank 0 serves the store at
    * masterAddress:masterPort, everyone connects, then builds the communicator.
    */
-  static async create(info: NcclWeightTransferInitInfo, rank: number, opts: WeightTransferGroupOptions): Promise<WeightTransferGroup> {
+  static async create(
+    info: NcclWeightTransferInitInfo,
+    rank: number,
+    opts: WeightTransferGroupOptions,
+  ): Promise<WeightTransferGroup> {
     const timeoutMs = opts.timeoutMs ?? 120_000;
-    if (!(timeoutMs > 0) || !Number.isFinite(timeoutMs)) throw new InvalidArgumentError('timeoutMs', `must be a positive finite number, got ${timeoutMs}`);
+    if (!(timeoutMs > 0) || !Number.isFinite(timeoutMs))
+      throw new InvalidArgumentError('timeoutMs', `must be a positive finite number, got ${timeoutMs}`);
     parseDevice(opts.device);
     if (!Number.isInteger(rank) || rank < 0 || rank >= info.worldSize) {
-      throw new InvalidArgumentError('rank', `transfer-group rank ${rank} is out of range [0, ${info.worldSize}) (worldSize ${info.worldSize})`);
+      throw new InvalidArgumentError(
+        'rank',
+        `transfer-group rank ${rank} is out of range [0, ${info.worldSize}) (worldSize ${info.worldSize})`,
+      );
     }
     opts.abortSignal?.throwIfAborted();
     const pg = await StatelessProcessGroup.create({
-      host: info.masterAddress, port: info.masterPort, rank, worldSize: info.worldSize, storeTimeoutMs: timeoutMs,
+      host: info.masterAddress,
+      port: info.masterPort,
+      rank,
+      worldSize: info.worldSize,
+      storeTimeoutMs: timeoutMs,
       // The trainer serves the store. A blocking NCCL call (a broadcast connecting on first
       // use waits for every worker) would freeze a store served from its own event loop
       // while a worker still waits there for the update's control message.
@@ -136,9 +148,22 @@ export class WeightTransferGroup {
     const forward = () => controller.abort(opts.abortSignal?.reason);
     opts.abortSignal?.addEventListener('abort', forward, { once: true });
     try {
-      const communicator = opts.device === 'cpu'
-        ? await CpuCommunicator.create({ group: pg, groupName, timeoutMs, abortSignal: controller.signal, transport: opts.cpuTransport })
-        : await NcclCommunicator.create({ group: pg, device: opts.device, groupName, timeoutMs, abortSignal: controller.signal });
+      const communicator =
+        opts.device === 'cpu'
+          ? await CpuCommunicator.create({
+              group: pg,
+              groupName,
+              timeoutMs,
+              abortSignal: controller.signal,
+              transport: opts.cpuTransport,
+            })
+          : await NcclCommunicator.create({
+              group: pg,
+              device: opts.device,
+              groupName,
+              timeoutMs,
+              abortSignal: controller.signal,
+            });
       return new WeightTransferGroup(pg, communicator, timeoutMs, controller);
     } catch (err) {
       await pg.close();

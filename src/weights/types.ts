@@ -44,20 +44,35 @@ export interface NcclWeightTransferUpdateInfo {
 }
 
 /** An update info as callers write it: the optional fields take vLLM's defaults. */
-export type NcclWeightTransferUpdateInput =
-  Pick<NcclWeightTransferUpdateInfo, 'names' | 'dtypeNames' | 'shapes'> & Partial<NcclWeightTransferUpdateInfo>;
+export type NcclWeightTransferUpdateInput = Pick<NcclWeightTransferUpdateInfo, 'names' | 'dtypeNames' | 'shapes'> &
+  Partial<NcclWeightTransferUpdateInfo>;
 
 const ENGINE = 'NcclWeightTransferEngine';
-const INIT_KEYS = { masterAddress: 'master_address', masterPort: 'master_port', rankOffset: 'rank_offset', worldSize: 'world_size' } as const;
+const INIT_KEYS = {
+  masterAddress: 'master_address',
+  masterPort: 'master_port',
+  rankOffset: 'rank_offset',
+  worldSize: 'world_size',
+} as const;
 const UPDATE_KEYS = {
-  names: 'names', dtypeNames: 'dtype_names', shapes: 'shapes', packed: 'packed', packedBufferSizeBytes: 'packed_buffer_size_bytes',
-  packedNumBuffers: 'packed_num_buffers', isCheckpointFormat: 'is_checkpoint_format',
+  names: 'names',
+  dtypeNames: 'dtype_names',
+  shapes: 'shapes',
+  packed: 'packed',
+  packedBufferSizeBytes: 'packed_buffer_size_bytes',
+  packedNumBuffers: 'packed_num_buffers',
+  isCheckpointFormat: 'is_checkpoint_format',
 } as const;
 
 /** Reads `obj` into camelCase fields; unknown keys are refused (as `cls(**dict)` does). */
 function readFields(obj: unknown, keys: Record<string, string>, what: string): Record<string, unknown> {
-  const fail = (why: string) => new InvalidArgumentError(what, `Invalid ${what === 'initInfo' ? 'init_info' : 'update_info'} for ${ENGINE}: ${why}`);
-  if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) throw fail(`expected a plain object, got ${obj === null ? 'null' : Array.isArray(obj) ? 'an array' : typeof obj}`);
+  const fail = (why: string) =>
+    new InvalidArgumentError(
+      what,
+      `Invalid ${what === 'initInfo' ? 'init_info' : 'update_info'} for ${ENGINE}: ${why}`,
+    );
+  if (obj === null || typeof obj !== 'object' || Array.isArray(obj))
+    throw fail(`expected a plain object, got ${obj === null ? 'null' : Array.isArray(obj) ? 'an array' : typeof obj}`);
   const bySnake = new Map(Object.entries(keys).map(([camel, snake]) => [snake, camel]));
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(obj)) {
@@ -72,7 +87,10 @@ function readFields(obj: unknown, keys: Record<string, string>, what: string): R
 function integer(what: string, field: string, v: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
     const kind = what === 'initInfo' ? 'init_info' : 'update_info';
-    throw new InvalidArgumentError(what, `Invalid ${kind} for ${ENGINE}: '${field}' must be an integer in [${min}, ${max}], got ${JSON.stringify(v)}`);
+    throw new InvalidArgumentError(
+      what,
+      `Invalid ${kind} for ${ENGINE}: '${field}' must be an integer in [${min}, ${max}], got ${JSON.stringify(v)}`,
+    );
   }
   return v;
 }
@@ -85,10 +103,14 @@ function integer(what: string, field: string, v: unknown, min: number, max = Num
 export function parseNcclInitInfo(obj: unknown): NcclWeightTransferInitInfo {
   const f = readFields(obj, INIT_KEYS, 'initInfo');
   for (const k of Object.keys(INIT_KEYS)) {
-    if (!(k in f)) throw new InvalidArgumentError('initInfo', `Invalid init_info for ${ENGINE}: missing required argument '${k}'`);
+    if (!(k in f))
+      throw new InvalidArgumentError('initInfo', `Invalid init_info for ${ENGINE}: missing required argument '${k}'`);
   }
   if (typeof f.masterAddress !== 'string' || f.masterAddress === '') {
-    throw new InvalidArgumentError('initInfo', `Invalid init_info for ${ENGINE}: 'masterAddress' must be a non-empty string, got ${JSON.stringify(f.masterAddress)}`);
+    throw new InvalidArgumentError(
+      'initInfo',
+      `Invalid init_info for ${ENGINE}: 'masterAddress' must be a non-empty string, got ${JSON.stringify(f.masterAddress)}`,
+    );
   }
   return {
     masterAddress: f.masterAddress,
@@ -127,13 +149,19 @@ export function parseNcclUpdateInfo(obj: unknown): NcclWeightTransferUpdateInfo 
   const packed = f.packed ?? false;
   if (typeof packed !== 'boolean') throw bad(`'packed' must be a boolean, got ${JSON.stringify(packed)}`);
   const isCheckpointFormat = f.isCheckpointFormat ?? true;
-  if (typeof isCheckpointFormat !== 'boolean') throw bad(`'isCheckpointFormat' must be a boolean, got ${JSON.stringify(isCheckpointFormat)}`);
+  if (typeof isCheckpointFormat !== 'boolean')
+    throw bad(`'isCheckpointFormat' must be a boolean, got ${JSON.stringify(isCheckpointFormat)}`);
   const info: NcclWeightTransferUpdateInfo = {
     names: names as string[],
     dtypeNames,
     shapes,
     packed,
-    packedBufferSizeBytes: integer('updateInfo', 'packedBufferSizeBytes', f.packedBufferSizeBytes ?? DEFAULT_PACKED_BUFFER_SIZE_BYTES, 1),
+    packedBufferSizeBytes: integer(
+      'updateInfo',
+      'packedBufferSizeBytes',
+      f.packedBufferSizeBytes ?? DEFAULT_PACKED_BUFFER_SIZE_BYTES,
+      1,
+    ),
     packedNumBuffers: integer('updateInfo', 'packedNumBuffers', f.packedNumBuffers ?? DEFAULT_PACKED_NUM_BUFFERS, 1),
     isCheckpointFormat,
   };
@@ -145,9 +173,15 @@ export function parseNcclUpdateInfo(obj: unknown): NcclWeightTransferUpdateInfo 
 function checkListLengths(info: Pick<NcclWeightTransferUpdateInfo, 'names' | 'dtypeNames' | 'shapes'>): void {
   const n = info.names.length;
   if (info.dtypeNames.length !== n) {
-    throw new InvalidArgumentError('dtypeNames', `\`dtypeNames\` should be of the same size as \`names\`: got ${info.dtypeNames.length} and ${n}`);
+    throw new InvalidArgumentError(
+      'dtypeNames',
+      `\`dtypeNames\` should be of the same size as \`names\`: got ${info.dtypeNames.length} and ${n}`,
+    );
   }
   if (info.shapes.length !== n) {
-    throw new InvalidArgumentError('shapes', `\`shapes\` should be of the same size as \`names\`: got ${info.shapes.length} and ${n}`);
+    throw new InvalidArgumentError(
+      'shapes',
+      `\`shapes\` should be of the same size as \`names\`: got ${info.shapes.length} and ${n}`,
+    );
   }
 }

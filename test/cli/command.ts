@@ -26,7 +26,11 @@ export interface Command {
 /** Starts `node args…` in the repository root; SIGKILLed and rejected after `deadlineMs`. */
 export function startNode(args: string[], deadlineMs: number, env: Record<string, string> = {}): Command {
   const t0 = performance.now();
-  const child = spawn(process.execPath, args, { cwd: repoRoot, env: { ...process.env, NO_COLOR: '1', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, args, {
+    cwd: repoRoot,
+    env: { ...process.env, NO_COLOR: '1', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -34,7 +38,11 @@ export function startNode(args: string[], deadlineMs: number, env: Record<string
   const done = new Promise<CommandResult>((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`node ${args.join(' ')}: not done within ${deadlineMs} ms\n--- stdout\n${stdout}\n--- stderr\n${stderr}`));
+      reject(
+        new Error(
+          `node ${args.join(' ')}: not done within ${deadlineMs} ms\n--- stdout\n${stdout}\n--- stderr\n${stderr}`,
+        ),
+      );
     }, deadlineMs);
     child.once('close', (code, signal) => {
       clearTimeout(timer);
@@ -51,5 +59,8 @@ export function runNode(args: string[], deadlineMs: number, env: Record<string, 
 
 /** The JSON lines of an output (other lines ignored). */
 export function jsonLines<T = Record<string, unknown>>(out: string): T[] {
-  return out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as T);
+  return out
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as T);
 }

@@ -28,22 +28,38 @@ describe('gpugroup run', () => {
     expect(r.stderr).not.toMatch(/FAILED/);
     expect(r.code).toBe(0);
     const lines = jsonLines<RankLine>(r.stdout).sort((a, b) => a.rank - b.rank);
-    expect(lines.map((l) => [l.rank, l.worldSize, l.device, l.sum, l.ok])).toEqual([[0, 2, 'cpu', 3, true], [1, 2, 'cpu', 3, true]]);
+    expect(lines.map((l) => [l.rank, l.worldSize, l.device, l.sum, l.ok])).toEqual([
+      [0, 2, 'cpu', 3, true],
+      [1, 2, 'cpu', 3, true],
+    ]);
     const port = lines[0].env.MASTER_PORT;
     expect(Number(port)).toBeGreaterThan(0);
     lines.forEach((l, i) => {
       expect(l.env).toEqual({
-        RANK: String(i), WORLD_SIZE: '2', LOCAL_RANK: String(i), LOCAL_WORLD_SIZE: '2', NODE_RANK: '0', GROUP_RANK: '0',
-        MASTER_ADDR: '127.0.0.1', MASTER_PORT: port, GPUGROUP_NODE_ID: '0', GPUGROUP_BACKEND: 'cpu',
+        RANK: String(i),
+        WORLD_SIZE: '2',
+        LOCAL_RANK: String(i),
+        LOCAL_WORLD_SIZE: '2',
+        NODE_RANK: '0',
+        GROUP_RANK: '0',
+        MASTER_ADDR: '127.0.0.1',
+        MASTER_PORT: port,
+        GPUGROUP_NODE_ID: '0',
+        GPUGROUP_BACKEND: 'cpu',
       });
     });
   });
 
   it('a failing rank: exit code 3, the rank named, the other rank stopped within seconds', async () => {
-    const r = await runNode([gpugroupBin, 'run', '--nproc-per-node', '2', '--backend', 'cpu', script, '--fail-rank', '1'], 20_000);
+    const r = await runNode(
+      [gpugroupBin, 'run', '--nproc-per-node', '2', '--backend', 'cpu', script, '--fail-rank', '1'],
+      20_000,
+    );
     expect(r.code).toBe(3);
     expect(r.stderr).toMatch(/gpugroup run: rank 1 exited with code 3; stopping the other 1 rank/);
-    expect(r.stderr).toMatch(/FAILED: rank 1 \(local rank 1 on node 0, pid \d+\) exited with code 3; stopped: rank 0 was killed by SIGTERM/);
+    expect(r.stderr).toMatch(
+      /FAILED: rank 1 \(local rank 1 on node 0, pid \d+\) exited with code 3; stopped: rank 0 was killed by SIGTERM/,
+    );
     const waiting = jsonLines<{ rank: number; waiting?: number }>(r.stdout).find((l) => l.waiting !== undefined);
     expect(waiting?.rank).toBe(0);
     expect(alive(waiting!.waiting!)).toBe(false);
@@ -51,7 +67,23 @@ describe('gpugroup run', () => {
   });
 
   it('a rank that ignores SIGTERM is SIGKILLed after the grace', async () => {
-    const r = await runNode([gpugroupBin, 'run', '--nproc-per-node', '2', '--backend', 'cpu', '--grace-ms', '500', script, '--fail-rank', '1', '--ignore-sigterm'], 20_000);
+    const r = await runNode(
+      [
+        gpugroupBin,
+        'run',
+        '--nproc-per-node',
+        '2',
+        '--backend',
+        'cpu',
+        '--grace-ms',
+        '500',
+        script,
+        '--fail-rank',
+        '1',
+        '--ignore-sigterm',
+      ],
+      20_000,
+    );
     expect(r.code).toBe(3);
     expect(r.stderr).toMatch(/rank 0: ignoring SIGTERM/);
     expect(r.stderr).toMatch(/rank 0 still running after 500 ms; sending SIGKILL/);
@@ -60,7 +92,11 @@ describe('gpugroup run', () => {
 
   it('SIGINT (Ctrl-C) is forwarded to every rank; exit code 130', async () => {
     const cmd = startNode([gpugroupBin, 'run', '--nproc-per-node', '2', '--backend', 'cpu', script, '--hang'], 20_000);
-    await eventually(() => jsonLines(cmd.stdout()).filter((l) => l.waiting !== undefined).length === 2, 15_000, 'both ranks waiting');
+    await eventually(
+      () => jsonLines(cmd.stdout()).filter((l) => l.waiting !== undefined).length === 2,
+      15_000,
+      'both ranks waiting',
+    );
     const pids = jsonLines<{ waiting?: number }>(cmd.stdout()).flatMap((l) => (l.waiting ? [l.waiting] : []));
     const t0 = performance.now();
     cmd.child.kill('SIGINT');
@@ -73,21 +109,79 @@ describe('gpugroup run', () => {
 
   it('two nodes on one machine: 2 launchers × 2 ranks meet over loopback (node 0 hosts the store)', async () => {
     const port = String(await freePort());
-    const node = (n: number) => startNode([gpugroupBin, 'run', '--nnodes', '2', '--node-rank', String(n), '--nproc-per-node', '2', '--master-port', port, '--backend', 'cpu', script], 30_000);
+    const node = (n: number) =>
+      startNode(
+        [
+          gpugroupBin,
+          'run',
+          '--nnodes',
+          '2',
+          '--node-rank',
+          String(n),
+          '--nproc-per-node',
+          '2',
+          '--master-port',
+          port,
+          '--backend',
+          'cpu',
+          script,
+        ],
+        30_000,
+      );
     // Node 1 first: its ranks wait for the store that rank 0 (node 0) serves.
     const n1 = node(1);
     const n0 = node(0);
     const [r0, r1] = await Promise.all([n0.done, n1.done]);
     expect([r0.code, r1.code]).toEqual([0, 0]);
-    const lines = [...jsonLines<RankLine>(r0.stdout), ...jsonLines<RankLine>(r1.stdout)].sort((a, b) => a.rank - b.rank);
-    expect(lines.map((l) => [l.rank, l.sum, l.ok])).toEqual([[0, 10, true], [1, 10, true], [2, 10, true], [3, 10, true]]);
-    expect(lines.map((l) => [l.env.RANK, l.env.LOCAL_RANK, l.env.NODE_RANK, l.env.GPUGROUP_NODE_ID, l.env.WORLD_SIZE, l.env.MASTER_PORT]))
-      .toEqual([['0', '0', '0', '0', '4', port], ['1', '1', '0', '0', '4', port], ['2', '0', '1', '1', '4', port], ['3', '1', '1', '1', '4', port]]);
+    const lines = [...jsonLines<RankLine>(r0.stdout), ...jsonLines<RankLine>(r1.stdout)].sort(
+      (a, b) => a.rank - b.rank,
+    );
+    expect(lines.map((l) => [l.rank, l.sum, l.ok])).toEqual([
+      [0, 10, true],
+      [1, 10, true],
+      [2, 10, true],
+      [3, 10, true],
+    ]);
+    expect(
+      lines.map((l) => [
+        l.env.RANK,
+        l.env.LOCAL_RANK,
+        l.env.NODE_RANK,
+        l.env.GPUGROUP_NODE_ID,
+        l.env.WORLD_SIZE,
+        l.env.MASTER_PORT,
+      ]),
+    ).toEqual([
+      ['0', '0', '0', '0', '4', port],
+      ['1', '1', '0', '0', '4', port],
+      ['2', '0', '1', '1', '4', port],
+      ['3', '1', '1', '1', '4', port],
+    ]);
   });
 
   it('a rank failing on node 1 stops node 0 too: its launcher exits 1 naming the remote rank, within seconds', async () => {
     const port = String(await freePort());
-    const node = (n: number) => startNode([gpugroupBin, 'run', '--nnodes', '2', '--node-rank', String(n), '--nproc-per-node', '2', '--master-port', port, '--backend', 'cpu', script, '--fail-rank', '3'], 30_000);
+    const node = (n: number) =>
+      startNode(
+        [
+          gpugroupBin,
+          'run',
+          '--nnodes',
+          '2',
+          '--node-rank',
+          String(n),
+          '--nproc-per-node',
+          '2',
+          '--master-port',
+          port,
+          '--backend',
+          'cpu',
+          script,
+          '--fail-rank',
+          '3',
+        ],
+        30_000,
+      );
     const n1 = node(1);
     const n0 = node(0);
     const [r0, r1] = await Promise.all([n0.done, n1.done]);
@@ -109,7 +203,10 @@ describe('gpugroup run', () => {
     const top = await runNode([gpugroupBin, '--help'], 10_000);
     expect([top.code, top.stdout.includes('run [options] script.ts')]).toEqual([0, true]);
     const bad = await runNode([gpugroupBin, 'run', '--nproc-per-node', 'two', script], 10_000);
-    expect([bad.code, bad.stderr.trim()]).toEqual([2, "gpugroup run: --nproc-per-node: expected an integer ≥ 1, got 'two'"]);
+    expect([bad.code, bad.stderr.trim()]).toEqual([
+      2,
+      "gpugroup run: --nproc-per-node: expected an integer ≥ 1, got 'two'",
+    ]);
     const missing = await runNode([gpugroupBin, 'run', 'no-such-script.ts'], 10_000);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toMatch(/script: no such file: .*no-such-script\.ts/);
@@ -120,21 +217,48 @@ describe('gpugroup run', () => {
 
   it("npx resolves the package's own bin (no install, no network)", async () => {
     // npm exec finds the bin of the project it runs in when the name matches package.json's.
-    const { stdout } = await promisify(execFile)('npx', ['--offline', 'gpugroup', '--version'], { cwd: repoRoot, timeout: 20_000 });
-    expect(stdout.trim()).toBe(JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version);
+    const { stdout } = await promisify(execFile)('npx', ['--offline', 'gpugroup', '--version'], {
+      cwd: repoRoot,
+      timeout: 20_000,
+    });
+    expect(stdout.trim()).toBe(
+      JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version,
+    );
   });
 });
 
 describe('parseRunArgs', () => {
   it('takes options up to the script; everything after it belongs to the script', () => {
-    expect(parseRunArgs(['--nproc_per_node=4', '--nnodes', '2', '--node-rank=1', '--master-addr', '10.0.0.1', 'train.ts', '--nproc-per-node', '8', '-x'])).toEqual({
+    expect(
+      parseRunArgs([
+        '--nproc_per_node=4',
+        '--nnodes',
+        '2',
+        '--node-rank=1',
+        '--master-addr',
+        '10.0.0.1',
+        'train.ts',
+        '--nproc-per-node',
+        '8',
+        '-x',
+      ]),
+    ).toEqual({
       help: false,
       options: {
-        nprocPerNode: 4, nnodes: 2, nodeRank: 1, masterAddr: '10.0.0.1', masterPort: 29500, backend: 'auto', graceMs: 5000,
-        script: 'train.ts', scriptArgs: ['--nproc-per-node', '8', '-x'],
+        nprocPerNode: 4,
+        nnodes: 2,
+        nodeRank: 1,
+        masterAddr: '10.0.0.1',
+        masterPort: 29500,
+        backend: 'auto',
+        graceMs: 5000,
+        script: 'train.ts',
+        scriptArgs: ['--nproc-per-node', '8', '-x'],
       },
     });
-    expect(parseRunArgs(['--standalone', '--nproc-per-node', 'gpu', '--', '--weird-name.ts'])).toMatchObject({ options: { nprocPerNode: 'gpu', masterPort: null, script: '--weird-name.ts' } });
+    expect(parseRunArgs(['--standalone', '--nproc-per-node', 'gpu', '--', '--weird-name.ts'])).toMatchObject({
+      options: { nprocPerNode: 'gpu', masterPort: null, script: '--weird-name.ts' },
+    });
   });
 
   it.each([
@@ -157,4 +281,3 @@ describe('parseRunArgs', () => {
     expect(err.message).toMatch(message);
   });
 });
-

@@ -26,14 +26,18 @@ export function useStore(): void {
 /** The control planes of `ranks.length` ranks of a fresh group (ranks: the members' labels). */
 export function groupsOf(world: number): StatelessProcessGroup[] {
   const store = client.withPrefix(`g${groups++}`);
-  return Array.from({ length: world }, (_, r) => StatelessProcessGroup.fromStore(store, r, world, { storeTimeoutMs: 10_000 }));
+  return Array.from({ length: world }, (_, r) =>
+    StatelessProcessGroup.fromStore(store, r, world, { storeTimeoutMs: 10_000 }),
+  );
 }
 
 /** `world` communicators of one fresh group, created together (creation is collective). */
 export async function makeComms(world: number, opts: Partial<CpuCommunicatorOptions> = {}): Promise<CpuCommunicator[]> {
   const gs = groupsOf(world);
   const name = opts.groupName ?? `test${groups}`;
-  const comms = await Promise.all(gs.map((group) => CpuCommunicator.create({ timeoutMs: 10_000, ...opts, group, groupName: name })));
+  const comms = await Promise.all(
+    gs.map((group) => CpuCommunicator.create({ timeoutMs: 10_000, ...opts, group, groupName: name })),
+  );
   open.push(...comms);
   return comms;
 }

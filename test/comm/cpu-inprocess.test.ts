@@ -17,13 +17,18 @@ const TRANSPORTS = ['sab', 'shm'] as const;
 
 /** Element-wise sum over ranks of the default inputs, wrapped like the dtype. */
 function summed(world: number, n: number, dtype: DType): number[] {
-  const raw = Array.from({ length: n }, (_, i) => Array.from({ length: world }, (_, r) => (i % 50) + 10 * r).reduce((a, b) => a + b, 0));
+  const raw = Array.from({ length: n }, (_, i) =>
+    Array.from({ length: world }, (_, r) => (i % 50) + 10 * r).reduce((a, b) => a + b, 0),
+  );
   if (dtype === 'int8') return Array.from(Int8Array.from(raw));
   if (dtype === 'uint8') return Array.from(Uint8Array.from(raw));
   return raw;
 }
 
-const plainOf = (rank: number, shape: number[]) => ({ shape, values: Array.from({ length: shape.reduce((a, b) => a * b, 1) }, (_, i) => (i % 50) + 10 * rank) });
+const plainOf = (rank: number, shape: number[]) => ({
+  shape,
+  values: Array.from({ length: shape.reduce((a, b) => a * b, 1) }, (_, i) => (i % 50) + 10 * rank),
+});
 
 async function plain(t: Tensor | null) {
   return t === null ? null : { shape: [...t.shape], values: (await values(t))! };
@@ -32,7 +37,8 @@ async function plain(t: Tensor | null) {
 describe.each(TRANSPORTS)('CPU communicator in one thread, %s transport', (transport) => {
   describe.each([1, 2, 3, 4])('world size %i', (world) => {
     const ranks = Array.from({ length: world }, (_, r) => r);
-    const all = <T>(comms: CpuCommunicator[], fn: (c: CpuCommunicator, r: number) => Promise<T>) => Promise.all(comms.map(fn));
+    const all = <T>(comms: CpuCommunicator[], fn: (c: CpuCommunicator, r: number) => Promise<T>) =>
+      Promise.all(comms.map(fn));
 
     it('picks the transport and every op and dtype of all-reduce gives the host result on every rank', async () => {
       const comms = await makeComms(world, { transport });
@@ -47,7 +53,10 @@ describe.each(TRANSPORTS)('CPU communicator in one thread, %s transport', (trans
       }
       const xs = ranks.map((r) => Array.from({ length: 6 }, (_, i) => (i - 2) * (r + 1) + r));
       const expected: Record<string, (v: number[]) => number> = {
-        max: (v) => Math.max(...v), min: (v) => Math.min(...v), prod: (v) => v.reduce((a, b) => a * b, 1), avg: (v) => v.reduce((a, b) => a + b, 0) / world,
+        max: (v) => Math.max(...v),
+        min: (v) => Math.min(...v),
+        prod: (v) => v.reduce((a, b) => a * b, 1),
+        avg: (v) => v.reduce((a, b) => a + b, 0) / world,
       };
       for (const op of ['max', 'min', 'prod', 'avg'] as const) {
         const out = await all(comms, (c, r) => c.allReduce(Tensor.fromArray(xs[r], { dtype: 'float64' }), op));
@@ -57,29 +66,44 @@ describe.each(TRANSPORTS)('CPU communicator in one thread, %s transport', (trans
       await destroyAll(comms);
     });
 
-    it.runIf(world > 1)('integer avg divides the wrapped sum and truncates toward zero; products wrap like C', async () => {
-      const comms = await makeComms(world, { transport });
-      // int32: -7 on rank 0 and 0 elsewhere: -7 / world truncated toward zero.
-      let out = await all(comms, (c, r) => c.allReduce(Tensor.fromArray([r === 0 ? -7 : 0, 2 * world + 1], { dtype: 'int32' }), 'avg'));
-      for (const t of out) expect(await values(t)).toEqual([Math.trunc(-7 / world), 2 * world + 1]);
-      // int8: 100 per rank wraps before the division, as NCCL's SumPostDiv does.
-      out = await all(comms, (c) => c.allReduce(Tensor.fromArray([100], { dtype: 'int8' }), 'avg'));
-      const wrapped = Int8Array.from([100 * world])[0];
-      for (const t of out) expect(await values(t)).toEqual([Math.trunc(wrapped / world)]);
-      // int32 products beyond 2^53 keep the exact low 32 bits; int64 sums wrap at 2^64.
-      out = await all(comms, (c, r) => c.allReduce(Tensor.fromArray([r < 2 ? 65537 : 1], { dtype: 'int32' }), 'prod'));
-      for (const t of out) expect(await values(t)).toEqual([131073]);
-      out = await all(comms, (c) => c.allReduce(Tensor.fromArray([2n ** 62n, -(2n ** 62n)], { dtype: 'int64' }), 'sum'));
-      for (const t of out) expect(Array.from((await t.toArray()) as BigInt64Array)).toEqual([BigInt.asIntN(64, BigInt(world) * 2n ** 62n), BigInt.asIntN(64, -BigInt(world) * 2n ** 62n)]);
-      await destroyAll(comms);
-    });
+    it.runIf(world > 1)(
+      'integer avg divides the wrapped sum and truncates toward zero; products wrap like C',
+      async () => {
+        const comms = await makeComms(world, { transport });
+        // int32: -7 on rank 0 and 0 elsewhere: -7 / world truncated toward zero.
+        let out = await all(comms, (c, r) =>
+          c.allReduce(Tensor.fromArray([r === 0 ? -7 : 0, 2 * world + 1], { dtype: 'int32' }), 'avg'),
+        );
+        for (const t of out) expect(await values(t)).toEqual([Math.trunc(-7 / world), 2 * world + 1]);
+        // int8: 100 per rank wraps before the division, as NCCL's SumPostDiv does.
+        out = await all(comms, (c) => c.allReduce(Tensor.fromArray([100], { dtype: 'int8' }), 'avg'));
+        const wrapped = Int8Array.from([100 * world])[0];
+        for (const t of out) expect(await values(t)).toEqual([Math.trunc(wrapped / world)]);
+        // int32 products beyond 2^53 keep the exact low 32 bits; int64 sums wrap at 2^64.
+        out = await all(comms, (c, r) =>
+          c.allReduce(Tensor.fromArray([r < 2 ? 65537 : 1], { dtype: 'int32' }), 'prod'),
+        );
+        for (const t of out) expect(await values(t)).toEqual([131073]);
+        out = await all(comms, (c) =>
+          c.allReduce(Tensor.fromArray([2n ** 62n, -(2n ** 62n)], { dtype: 'int64' }), 'sum'),
+        );
+        for (const t of out)
+          expect(Array.from((await t.toArray()) as BigInt64Array)).toEqual([
+            BigInt.asIntN(64, BigInt(world) * 2n ** 62n),
+            BigInt.asIntN(64, -BigInt(world) * 2n ** 62n),
+          ]);
+        await destroyAll(comms);
+      },
+    );
 
     it.runIf(world === 4)('float16/bfloat16 accumulate in float32 and round once, to nearest even', async () => {
       const comms = await makeComms(world, { transport });
       // Rounding after every step would stay at 256 (bf16) / 2048 (f16); once: 259 → 260, 2051 → 2052.
       const bf = await all(comms, (c, r) => c.allReduce(Tensor.fromArray([r === 0 ? 256 : 1], { dtype: 'bfloat16' })));
       for (const t of bf) expect(await values(t)).toEqual([260]);
-      const half = await all(comms, (c, r) => c.allReduce(Tensor.fromArray([r === 0 ? 2048 : 1], { dtype: 'float16' })));
+      const half = await all(comms, (c, r) =>
+        c.allReduce(Tensor.fromArray([r === 0 ? 2048 : 1], { dtype: 'float16' })),
+      );
       for (const t of half) expect(await values(t)).toEqual([2052]);
       await destroyAll(comms);
     });
@@ -89,8 +113,16 @@ describe.each(TRANSPORTS)('CPU communicator in one thread, %s transport', (trans
       for (const dim of [0, 1, -1]) {
         for (const dtype of ['float32', 'bfloat16', 'int64', 'float8_e5m2'] as DType[]) {
           // Values 0..7: exact in every dtype here, fp8 e5m2 included.
-          const out = await all(comms, (c, r) => c.allGather(input(r, [2, 3, 4], dtype, (i, q) => (i % 5) + q), dim));
-          const parts = ranks.map((q) => ({ shape: [2, 3, 4], values: Array.from({ length: 24 }, (_, i) => (i % 5) + q) }));
+          const out = await all(comms, (c, r) =>
+            c.allGather(
+              input(r, [2, 3, 4], dtype, (i, q) => (i % 5) + q),
+              dim,
+            ),
+          );
+          const parts = ranks.map((q) => ({
+            shape: [2, 3, 4],
+            values: Array.from({ length: 24 }, (_, i) => (i % 5) + q),
+          }));
           for (const t of out) expect(await plain(t)).toEqual(concat(parts, dim));
         }
       }
@@ -99,7 +131,8 @@ describe.each(TRANSPORTS)('CPU communicator in one thread, %s transport', (trans
         const n = shape.reduce((a, b) => a * b, 1);
         const out = await all(comms, (c, r) => c.reduceScatter(input(r, shape, 'float32'), dim));
         const total = { shape, values: summed(world, n, 'float32') };
-        for (let r = 0; r < world; r++) expect(await plain(out[r])).toEqual(chunk(total, dim, r, new Array(world).fill(shape[dim] / world)));
+        for (let r = 0; r < world; r++)
+          expect(await plain(out[r])).toEqual(chunk(total, dim, r, new Array(world).fill(shape[dim] / world)));
       }
       await destroyAll(comms);
     });
@@ -108,10 +141,22 @@ describe.each(TRANSPORTS)('CPU communicator in one thread, %s transport', (trans
       const comms = await makeComms(world, { transport });
       const sizes = [81, 20, 5, 0].slice(0, world);
       const gathered = await all(comms, (c, r) => c.allGatherv(input(r, [sizes[r], 3], 'float32'), sizes, 0));
-      for (const t of gathered) expect(await plain(t)).toEqual(concat(sizes.map((s, r) => plainOf(r, [s, 3])), 0));
+      for (const t of gathered)
+        expect(await plain(t)).toEqual(
+          concat(
+            sizes.map((s, r) => plainOf(r, [s, 3])),
+            0,
+          ),
+        );
       // Along dim 1 too (vLLM only does dim 0).
       const along1 = await all(comms, (c, r) => c.allGatherv(input(r, [2, sizes[r]], 'int32'), sizes, 1));
-      for (const t of along1) expect(await plain(t)).toEqual(concat(sizes.map((s, r) => plainOf(r, [2, s])), 1));
+      for (const t of along1)
+        expect(await plain(t)).toEqual(
+          concat(
+            sizes.map((s, r) => plainOf(r, [2, s])),
+            1,
+          ),
+        );
       const total = sizes.reduce((a, b) => a + b, 0);
       const scattered = await all(comms, (c, r) => c.reduceScatterv(input(r, [total, 3], 'int32'), sizes, 0));
       const sum = { shape: [total, 3], values: summed(world, total * 3, 'int32') };
@@ -124,7 +169,15 @@ describe.each(TRANSPORTS)('CPU communicator in one thread, %s transport', (trans
       const dst = world - 1;
       const gathered = await all(comms, (c, r) => c.gather(input(r, [2, 3], 'float64'), dst, 1));
       for (let r = 0; r < world; r++) {
-        if (r === dst) expect(await plain(gathered[r])).toEqual(world === 1 ? plainOf(0, [2, 3]) : concat(ranks.map((q) => plainOf(q, [2, 3])), 1));
+        if (r === dst)
+          expect(await plain(gathered[r])).toEqual(
+            world === 1
+              ? plainOf(0, [2, 3])
+              : concat(
+                  ranks.map((q) => plainOf(q, [2, 3])),
+                  1,
+                ),
+          );
         else expect(gathered[r]).toBeNull();
       }
       const b = await all(comms, (c, r) => c.broadcast(input(r, [5], 'int64'), dst));
@@ -136,11 +189,18 @@ describe.each(TRANSPORTS)('CPU communicator in one thread, %s transport', (trans
       const comms = await makeComms(world, { transport });
       const pairs = await all(comms, async (c, r) => {
         if (r >= 2 * Math.floor(world / 2)) return null;
-        if (r % 2 === 0) return c.send(input(r, [3, 5], 'float8_e4m3fn', (i) => i % 8), r + 1).then(() => null);
+        if (r % 2 === 0)
+          return c
+            .send(
+              input(r, [3, 5], 'float8_e4m3fn', (i) => i % 8),
+              r + 1,
+            )
+            .then(() => null);
         return c.recv([3, 5], 'float8_e4m3fn', r - 1);
       });
       for (let r = 0; r < world; r++) {
-        if (r % 2 === 1 && r < 2 * Math.floor(world / 2)) expect(await values(pairs[r])).toEqual(Array.from({ length: 15 }, (_, i) => i % 8));
+        if (r % 2 === 1 && r < 2 * Math.floor(world / 2))
+          expect(await values(pairs[r])).toEqual(Array.from({ length: 15 }, (_, i) => i % 8));
         else expect(pairs[r]).toBeNull();
       }
       const ring = await all(comms, async (c, r) => {
@@ -169,9 +229,12 @@ describe.each(TRANSPORTS)('CPU communicator in one thread, %s transport', (trans
         for (const t of out) expect(await values(t)).toEqual(wrapped);
       }
       const maxed = await Promise.all(comms.map((c, r) => c.allReduce(input(r, [n], 'float32', f), 'max')));
-      for (const t of maxed) expect(await values(t)).toEqual(Array.from({ length: n }, (_, i) => Math.max(...ranks.map((r) => f(i, r)))));
+      for (const t of maxed)
+        expect(await values(t)).toEqual(Array.from({ length: n }, (_, i) => Math.max(...ranks.map((r) => f(i, r)))));
       const sizes = ranks.map((r) => 700 + 301 * r);
-      const gathered = await Promise.all(comms.map((c, r) => c.allGatherv(input(r, [sizes[r]], 'float64', f), sizes, 0)));
+      const gathered = await Promise.all(
+        comms.map((c, r) => c.allGatherv(input(r, [sizes[r]], 'float64', f), sizes, 0)),
+      );
       const gWant = ranks.flatMap((r) => Array.from({ length: sizes[r] }, (_, i) => f(i, r)));
       for (const t of gathered) expect(await values(t)).toEqual(gWant);
       const total = sizes.reduce((a, b) => a + b, 0);
@@ -187,13 +250,16 @@ describe.each(TRANSPORTS)('CPU communicator in one thread, %s transport', (trans
       const b = await Promise.all(comms.map((c, r) => c.broadcast(input(r, [n], 'int32', f), world - 1)));
       for (const t of b) expect(await values(t)).toEqual(Array.from({ length: n }, (_, i) => f(i, world - 1)));
       // A ring far larger than the two p2p slots: sends and receives must run side by side.
-      const ring = await Promise.all(comms.map(async (c, r) => {
-        const sent = c.send(input(r, [n], 'float32', f));
-        const got = c.recv([n], 'float32');
-        await sent;
-        return got;
-      }));
-      for (let r = 0; r < world; r++) expect(await values(ring[r])).toEqual(Array.from({ length: n }, (_, i) => f(i, (r - 1 + world) % world)));
+      const ring = await Promise.all(
+        comms.map(async (c, r) => {
+          const sent = c.send(input(r, [n], 'float32', f));
+          const got = c.recv([n], 'float32');
+          await sent;
+          return got;
+        }),
+      );
+      for (let r = 0; r < world; r++)
+        expect(await values(ring[r])).toEqual(Array.from({ length: n }, (_, i) => f(i, (r - 1 + world) % world)));
       await destroyAll(comms);
     });
   });
@@ -219,13 +285,23 @@ describe.each(TRANSPORTS)('CPU communicator in one thread, %s transport', (trans
     const comms = await makeComms(3, { transport });
     const x = input(0, [3, 5], 'float32');
     const c = comms[0];
-    const fake = new Tensor({ kind: 'device', device: 'cuda:0', ordinal: 0, bytes: 60 } as unknown as ConstructorParameters<typeof Tensor>[0], 'float32', [3, 5]);
-    await expect(c.allReduce(fake)).rejects.toThrow(/^input: this communicator of group '.*' works on cpu, but the tensor is on cuda:0/);
+    const fake = new Tensor(
+      { kind: 'device', device: 'cuda:0', ordinal: 0, bytes: 60 } as unknown as ConstructorParameters<typeof Tensor>[0],
+      'float32',
+      [3, 5],
+    );
+    await expect(c.allReduce(fake)).rejects.toThrow(
+      /^input: this communicator of group '.*' works on cpu, but the tensor is on cuda:0/,
+    );
     await expect(c.allGather(x, 2)).rejects.toThrow(/^dim: dim 2 is out of range for a tensor of 2 dims/);
     await expect(c.reduceScatter(x, 1)).rejects.toThrow(/^input: size 5 of dim 1 is not divisible by world size 3/);
     await expect(c.allGatherv(x, [3, 3, 3, 3])).rejects.toThrow(/^sizes: expected 3 sizes \(one per rank\), got 4/);
-    await expect(c.reduceScatterv(x, [1, 1, 2], 0)).rejects.toThrow(/^sizes: sum\(sizes\) = 4 but input has 3 slices along dim 0/);
-    await expect(c.allReduce(input(0, [4], 'float8_e4m3fn'))).rejects.toThrow(/^dtype: float8_e4m3fn cannot be reduced/);
+    await expect(c.reduceScatterv(x, [1, 1, 2], 0)).rejects.toThrow(
+      /^sizes: sum\(sizes\) = 4 but input has 3 slices along dim 0/,
+    );
+    await expect(c.allReduce(input(0, [4], 'float8_e4m3fn'))).rejects.toThrow(
+      /^dtype: float8_e4m3fn cannot be reduced/,
+    );
     await expect(c.broadcast(x, 7)).rejects.toThrow(/^src: group rank 7 is out of range \[0, 3\)/);
     await expect(c.send(x, 0)).rejects.toThrow(/^dst: rank 0 cannot send to or receive from itself/);
     const ok = await Promise.all(comms.map((q, r) => q.allReduce(input(r, [3, 5], 'float32'))));
@@ -235,12 +311,20 @@ describe.each(TRANSPORTS)('CPU communicator in one thread, %s transport', (trans
 
   it('a mismatched collective across ranks is reported, not silently corrupted', async () => {
     const comms = await makeComms(2, { transport, timeoutMs: 3_000 });
-    const out = await Promise.allSettled([comms[0].allReduce(input(0, [4], 'float32')), comms[1].allReduce(input(1, [8], 'float32'))]);
+    const out = await Promise.allSettled([
+      comms[0].allReduce(input(0, [4], 'float32')),
+      comms[1].allReduce(input(1, [8], 'float32')),
+    ]);
     for (const r of out) {
       expect(r.status).toBe('rejected');
-      expect(String((r as PromiseRejectedResult).reason)).toMatch(/InvalidArgumentError: collective: rank [01] of group '.*' is in a different collective than this rank's all_reduce #0/);
+      expect(String((r as PromiseRejectedResult).reason)).toMatch(
+        /InvalidArgumentError: collective: rank [01] of group '.*' is in a different collective than this rank's all_reduce #0/,
+      );
     }
-    const p2p = await Promise.allSettled([comms[0].send(input(0, [4], 'float32'), 1), comms[1].recv([5], 'float32', 0)]);
+    const p2p = await Promise.allSettled([
+      comms[0].send(input(0, [4], 'float32'), 1),
+      comms[1].recv([5], 'float32', 0),
+    ]);
     // The communicator failed above: later operations reject with that failure.
     for (const r of p2p) expect(r.status).toBe('rejected');
     await destroyAll(comms);
@@ -259,7 +343,9 @@ describe.each(TRANSPORTS)('CPU communicator in one thread, %s transport', (trans
       expect(err.op).toBe('all_reduce');
       expect(err.seq).toBe(1);
       expect(err.message).toMatch(/^all_reduce #1 in group '.*' did not complete within 600 ms/);
-      expect(err.message).toMatch(/Last ops:\n\s+#0 all_reduce float32×4 \d+\.\d ms\n\s+#1 all_reduce float32×4 pending/);
+      expect(err.message).toMatch(
+        /Last ops:\n\s+#0 all_reduce float32×4 \d+\.\d ms\n\s+#1 all_reduce float32×4 pending/,
+      );
     }
     expect(took).toBeGreaterThanOrEqual(590);
     expect(took).toBeLessThan(2_000);
@@ -278,7 +364,9 @@ describe.each(TRANSPORTS)('CPU communicator in one thread, %s transport', (trans
     const t0 = performance.now();
     ac.abort(new RankFailedError(1, 1, null, 'boom'));
     const [a, b] = await Promise.allSettled([pending, recv]);
-    expect(a.status === 'rejected' && String(a.reason)).toMatch(/^RankFailedError: rank 1 failed \(exit code 1\): boom/);
+    expect(a.status === 'rejected' && String(a.reason)).toMatch(
+      /^RankFailedError: rank 1 failed \(exit code 1\): boom/,
+    );
     expect(b.status === 'rejected' && b.reason).toBeInstanceOf(RankFailedError);
     expect(performance.now() - t0).toBeLessThan(300);
     await expect(gs[1].allReduce(input(1, [4], 'float32'))).rejects.toBeInstanceOf(RankFailedError);

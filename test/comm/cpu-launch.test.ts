@@ -10,7 +10,10 @@ const ranks = [0, 1, 2, 3];
 const n = 3001;
 let started: number[] = [];
 
-describe.each([['thread', 'sab'], ['process', 'shm']] as const)('CPU communicator across %s ranks', (mode, expected) => {
+describe.each([
+  ['thread', 'sab'],
+  ['process', 'shm'],
+] as const)('CPU communicator across %s ranks', (mode, expected) => {
   afterEach(() => {
     // Each rank unlinks its segment as soon as every peer has mapped it: nothing is left to leak.
     const left = readdirSync('/dev/shm').filter((name) => started.some((pid) => name.startsWith(`gpugroup-${pid}-`)));

@@ -44,8 +44,14 @@ describe.each(MODES)('CPU communicator, %s mode', (mode) => {
     it.each([0, 1, -1])('all-gather of a (2,3,4) tensor along dim %i', async (dim) => {
       for (const dtype of ['float32', 'bfloat16', 'float8_e4m3fn'] as DType[]) {
         const out = await runAll({ op: 'allGather', shape: [2, 3, 4], dtype, dim });
-        const expected = concat(Array.from({ length: world }, (_, r) => input(r, [2, 3, 4])), dim);
-        const decoded = dtype === 'float8_e4m3fn' ? { ...expected, values: expected.values.map((v) => roundMantissa(v, 3)) } : expected;
+        const expected = concat(
+          Array.from({ length: world }, (_, r) => input(r, [2, 3, 4])),
+          dim,
+        );
+        const decoded =
+          dtype === 'float8_e4m3fn'
+            ? { ...expected, values: expected.values.map((v) => roundMantissa(v, 3)) }
+            : expected;
         for (const r of out) expect(r).toEqual(decoded);
       }
     });
@@ -74,7 +80,15 @@ describe.each(MODES)('CPU communicator, %s mode', (mode) => {
       const dst = world - 1;
       const gathered = await runAll({ op: 'gather', shape: [2, 3], dtype: 'float64', dim: 1, peer: dst });
       gathered.forEach((r, rank) => {
-        if (rank === dst) expect(r).toEqual(world === 1 ? input(0, [2, 3]) : concat(Array.from({ length: world }, (_, q) => input(q, [2, 3])), 1));
+        if (rank === dst)
+          expect(r).toEqual(
+            world === 1
+              ? input(0, [2, 3])
+              : concat(
+                  Array.from({ length: world }, (_, q) => input(q, [2, 3])),
+                  1,
+                ),
+          );
         else expect(r).toBeNull();
       });
       const b = await runAll({ op: 'broadcast', shape: [5], dtype: 'int64', peer: dst });
@@ -108,7 +122,14 @@ function roundMantissa(v: number, bits: number): number {
 
 describe.each(MODES)('CPU communicator edge cases, %s mode', (mode) => {
   it('independent communicators over overlapping rank sets do not interfere', async () => {
-    const group = await launchGroup({ worldSize: 4, worker, backend: 'cpu', mode, tensorParallelSize: 2, timeoutMs: 30_000 });
+    const group = await launchGroup({
+      worldSize: 4,
+      worker,
+      backend: 'cpu',
+      mode,
+      tensorParallelSize: 2,
+      timeoutMs: 30_000,
+    });
     try {
       const out = await group.callAll<{ world: Plain; tp: Plain; again: Plain }>('overlapping');
       out.forEach((r, rank) => {
@@ -146,11 +167,15 @@ describe.each(MODES)('CPU communicator edge cases, %s mode', (mode) => {
     const group = await launchGroup({ worldSize: 3, worker, backend: 'cpu', mode, timeoutMs: 1_000 });
     try {
       const t0 = performance.now();
-      const out = await Promise.all([0, 1, 2].map((r) => group.callWithOptions<string>(r, 'skipOne', [1], { timeoutMs: 10_000 })));
+      const out = await Promise.all(
+        [0, 1, 2].map((r) => group.callWithOptions<string>(r, 'skipOne', [1], { timeoutMs: 10_000 })),
+      );
       const took = performance.now() - t0;
       expect(out[1]).toBe('skipped');
       for (const r of [0, 2]) {
-        expect(out[r]).toMatch(/^CollectiveTimeoutError: all_reduce #\d+ in group 'world:0\/0' did not complete within 1000 ms/);
+        expect(out[r]).toMatch(
+          /^CollectiveTimeoutError: all_reduce #\d+ in group 'world:0\/0' did not complete within 1000 ms/,
+        );
         expect(out[r]).toMatch(/Last ops:\n\s+#\d+ all_reduce float32×4 pending/);
       }
       expect(took).toBeGreaterThanOrEqual(950);

@@ -12,10 +12,20 @@ const f = (i: number, r: number): number => ((i * 7 + r * 13) % 101) - 50;
 
 /** A 3001-element all-reduce, all-gather and ring through 1 KiB halves and 256 B p2p slots. */
 export async function chunked(ctx: RankContext) {
-  const comm = await CpuCommunicator.create({ group: ctx.processGroup, groupName: 'chunked', bufferBytes: 1024, p2pBytes: 256, smallAllReduceBytes: 512, timeoutMs: 20_000 });
+  const comm = await CpuCommunicator.create({
+    group: ctx.processGroup,
+    groupName: 'chunked',
+    bufferBytes: 1024,
+    p2pBytes: 256,
+    smallAllReduceBytes: 512,
+    timeoutMs: 20_000,
+  });
   try {
     const n = 3001;
-    const x = Tensor.fromArray(Array.from({ length: n }, (_, i) => f(i, ctx.rank)), { dtype: 'float32' });
+    const x = Tensor.fromArray(
+      Array.from({ length: n }, (_, i) => f(i, ctx.rank)),
+      { dtype: 'float32' },
+    );
     const sum = Array.from((await (await comm.allReduce(x)).toArray()) as Float32Array);
     const gathered = Array.from((await (await comm.allGather(x, 0)).toArray()) as Float32Array);
     const sent = comm.send(x);

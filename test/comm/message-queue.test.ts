@@ -8,9 +8,17 @@ import { groupsOf, useStore } from './cpu-helpers.ts';
 
 useStore();
 
-async function makeQueues(world: number, chunkBytes: number, chunks: number, writer: number, opts: (r: number) => MessageQueueOptions = () => ({})): Promise<MessageQueue[]> {
+async function makeQueues(
+  world: number,
+  chunkBytes: number,
+  chunks: number,
+  writer: number,
+  opts: (r: number) => MessageQueueOptions = () => ({}),
+): Promise<MessageQueue[]> {
   const gs = groupsOf(world);
-  return Promise.all(gs.map((g, r) => MessageQueue.createFromGroup(g, chunkBytes, chunks, writer, { timeoutMs: 5_000, ...opts(r) })));
+  return Promise.all(
+    gs.map((g, r) => MessageQueue.createFromGroup(g, chunkBytes, chunks, writer, { timeoutMs: 5_000, ...opts(r) })),
+  );
 }
 
 const closeAll = (qs: MessageQueue[]) => Promise.all(qs.map((q) => q.close()));
@@ -65,7 +73,9 @@ describe('MessageQueue', () => {
     expect(qs[0].localReaders).toEqual([1]);
     expect(qs[0].remoteReaders).toEqual([2]);
     const big = new Int32Array(10_000).map((_, i) => i * 7);
-    const read = Promise.all([1, 2].map(async (r) => [await qs[r].dequeue(), await qs[r].dequeue(), await qs[r].broadcastObject()]));
+    const read = Promise.all(
+      [1, 2].map(async (r) => [await qs[r].dequeue(), await qs[r].dequeue(), await qs[r].broadcastObject()]),
+    );
     await qs[0].enqueue({ hello: 'world' });
     await qs[0].enqueue(big);
     expect(await qs[0].broadcastObject('last')).toBe('last');

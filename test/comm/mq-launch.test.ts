@@ -6,10 +6,16 @@ import { launch, shmLeftovers } from '../helpers.ts';
 
 const worker = new URL('./mq-worker.ts', import.meta.url);
 
-describe.each([['thread', 'sab'], ['process', 'shm']] as const)('MessageQueue across %s ranks', (mode, transport) => {
+describe.each([
+  ['thread', 'sab'],
+  ['process', 'shm'],
+] as const)('MessageQueue across %s ranks', (mode, transport) => {
   it(`writer rank 2 sends 10,000 random int64 arrays (about half past the 40 KiB chunk) through the ${transport} ring; every reader checks every one`, async () => {
     const group = await launch({ mode, worldSize: 4, worker, timeoutMs: 60_000 });
-    const out = await group.callAll<{ checked: number; overflowed: number; transport: string | null }>('stress', 10_000);
+    const out = await group.callAll<{ checked: number; overflowed: number; transport: string | null }>(
+      'stress',
+      10_000,
+    );
     for (const [r, o] of out.entries()) {
       expect(o.transport).toBe(transport);
       expect(o.checked).toBe(r === 2 ? 0 : 10_000);
@@ -22,7 +28,9 @@ describe.each([['thread', 'sab'], ['process', 'shm']] as const)('MessageQueue ac
 
   it('a full ring gives the writer QueueTimeoutError naming the reader that never reads', async () => {
     const group = await launch({ mode, worldSize: 4, worker });
-    const [r0, r1, writer, r3] = await group.callAll<{ sent: number; error: string; waitingFor: number[] } & { read: number }>('stall');
+    const [r0, r1, writer, r3] = await group.callAll<
+      { sent: number; error: string; waitingFor: number[] } & { read: number }
+    >('stall');
     expect(writer.sent).toBe(4);
     expect(writer.error).toMatch(/^QueueTimeoutError: enqueue on message queue 'test-mq' timed out after 500 ms/);
     expect(writer.error).toMatch(/group rank 3 \(rank 3\)/);
@@ -44,9 +52,12 @@ describe.each([['thread', 'sab'], ['process', 'shm']] as const)('MessageQueue ac
     }
   });
 
-  it('readers get the handshake and a 16 MiB message past the chunk while the writer\'s thread is blocked (as in a blocking NCCL call)', async () => {
+  it("readers get the handshake and a 16 MiB message past the chunk while the writer's thread is blocked (as in a blocking NCCL call)", async () => {
     const group = await launch({ mode, worldSize: 3, worker });
-    const out = await group.callAll<{ ready: number; got?: number; blocks?: [number, number][] }>('writerBlocks', 1_500);
+    const out = await group.callAll<{ ready: number; got?: number; blocks?: [number, number][] }>(
+      'writerBlocks',
+      1_500,
+    );
     const [first, second] = out[2].blocks!;
     for (const r of [0, 1]) {
       expect(out[r].ready).toBeLessThan(first[1] - 500);

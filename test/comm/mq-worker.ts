@@ -5,8 +5,18 @@ import { prng } from '../prng.ts';
 
 const WRITER = 2;
 
-function queue(ctx: RankContext, chunkBytes: number, chunks: number, writer = WRITER, timeoutMs = 20_000): Promise<MessageQueue> {
-  return MessageQueue.createFromGroup(ctx.processGroup, chunkBytes, chunks, writer, { timeoutMs, abortSignal: ctx.abortSignal, name: 'test-mq' });
+function queue(
+  ctx: RankContext,
+  chunkBytes: number,
+  chunks: number,
+  writer = WRITER,
+  timeoutMs = 20_000,
+): Promise<MessageQueue> {
+  return MessageQueue.createFromGroup(ctx.processGroup, chunkBytes, chunks, writer, {
+    timeoutMs,
+    abortSignal: ctx.abortSignal,
+    name: 'test-mq',
+  });
 }
 
 /** Message i: an int64 array of length 1–10,000 with random bits. */
@@ -27,7 +37,10 @@ async function jitter(rand: () => number): Promise<void> {
 }
 
 /** The writer (group rank 2) sends `count` arrays through 40 KiB chunks; readers check each one. */
-export async function stress(ctx: RankContext, count: number): Promise<{ checked: number; overflowed: number; transport: string | null }> {
+export async function stress(
+  ctx: RankContext,
+  count: number,
+): Promise<{ checked: number; overflowed: number; transport: string | null }> {
   const q = await queue(ctx, 40 << 10, 8);
   const rand = prng(1000 + ctx.rank);
   let checked = 0;
@@ -40,7 +53,10 @@ export async function stress(ctx: RankContext, count: number): Promise<{ checked
         await q.enqueue(expected);
       } else {
         const got = await q.dequeue<BigInt64Array>();
-        if (!(got instanceof BigInt64Array) || Buffer.compare(Buffer.from(got.buffer, got.byteOffset, got.byteLength), Buffer.from(expected.buffer)) !== 0) {
+        if (
+          !(got instanceof BigInt64Array) ||
+          Buffer.compare(Buffer.from(got.buffer, got.byteOffset, got.byteLength), Buffer.from(expected.buffer)) !== 0
+        ) {
           throw new Error(`rank ${ctx.rank}: message ${i} differs (length ${got?.length} vs ${expected.length})`);
         }
         checked++;
@@ -55,7 +71,9 @@ export async function stress(ctx: RankContext, count: number): Promise<{ checked
 }
 
 /** Reader 3 never reads: the writer fills the ring and gets a QueueTimeoutError naming it. */
-export async function stall(ctx: RankContext): Promise<{ sent: number; error: string; waitingFor: number[] } | { read: number }> {
+export async function stall(
+  ctx: RankContext,
+): Promise<{ sent: number; error: string; waitingFor: number[] } | { read: number }> {
   const q = await queue(ctx, 1024, 4);
   try {
     if (q.isWriter) {
@@ -66,7 +84,11 @@ export async function stall(ctx: RankContext): Promise<{ sent: number; error: st
           sent++;
         }
       } catch (err) {
-        return { sent, error: `${(err as Error).name}: ${(err as Error).message}`, waitingFor: (err as { waitingFor: number[] }).waitingFor };
+        return {
+          sent,
+          error: `${(err as Error).name}: ${(err as Error).message}`,
+          waitingFor: (err as { waitingFor: number[] }).waitingFor,
+        };
       }
     }
     let read = 0;
@@ -138,7 +160,10 @@ function blockThread(ms: number): void {
  * waits for the readers; the readers must get the handshake and the message meanwhile.
  * Times are wall-clock ms (Date.now()), comparable across processes.
  */
-export async function writerBlocks(ctx: RankContext, blockMs: number): Promise<{ ready: number; got?: number; blocks?: [number, number][] }> {
+export async function writerBlocks(
+  ctx: RankContext,
+  blockMs: number,
+): Promise<{ ready: number; got?: number; blocks?: [number, number][] }> {
   const q = await queue(ctx, 1024, 4);
   const ready = Date.now();
   const blocks: [number, number][] = [];
@@ -155,7 +180,8 @@ export async function writerBlocks(ctx: RankContext, blockMs: number): Promise<{
       return { ready, blocks };
     }
     const got = await q.dequeue<Uint8Array>();
-    if (got.length !== MESSAGE_BYTES || got.some((v) => v !== 7)) throw new Error(`rank ${ctx.rank}: the message differs`);
+    if (got.length !== MESSAGE_BYTES || got.some((v) => v !== 7))
+      throw new Error(`rank ${ctx.rank}: the message differs`);
     return { ready, got: Date.now() };
   } finally {
     await ctx.processGroup.barrier();

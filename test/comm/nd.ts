@@ -10,7 +10,10 @@ export function strides(shape: number[]): number[] {
 }
 
 /** Concatenation of row-major arrays along `dim`. */
-export function concat(parts: { shape: number[]; values: number[] }[], dim: number): { shape: number[]; values: number[] } {
+export function concat(
+  parts: { shape: number[]; values: number[] }[],
+  dim: number,
+): { shape: number[]; values: number[] } {
   const d = dim < 0 ? dim + parts[0].shape.length : dim;
   const shape = [...parts[0].shape];
   shape[d] = parts.reduce((a, p) => a + p.shape[d], 0);
@@ -26,7 +29,12 @@ export function concat(parts: { shape: number[]; values: number[] }[], dim: numb
 }
 
 /** The `index`-th of `n` chunks along `dim` (or of sizes[] slices). */
-export function chunk(x: { shape: number[]; values: number[] }, dim: number, index: number, sizes: number[]): { shape: number[]; values: number[] } {
+export function chunk(
+  x: { shape: number[]; values: number[] },
+  dim: number,
+  index: number,
+  sizes: number[],
+): { shape: number[]; values: number[] } {
   const d = dim < 0 ? dim + x.shape.length : dim;
   const start = sizes.slice(0, index).reduce((a, b) => a + b, 0);
   const shape = [...x.shape];

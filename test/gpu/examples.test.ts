@@ -5,7 +5,9 @@ import { describe, expect, it } from 'vitest';
 import { runNode } from '../cli/command.ts';
 import { gpus } from './world.ts';
 
-const examples = readdirSync(new URL('../../examples/', import.meta.url)).filter((f) => f.endsWith('.ts')).sort();
+const examples = readdirSync(new URL('../../examples/', import.meta.url))
+  .filter((f) => f.endsWith('.ts'))
+  .sort();
 /** GPUs an example needs on NCCL; 2 unless listed. */
 const NEEDS: Record<string, number> = { 'pipeline.ts': 4, 'two-nodes.ts': 4 };
 const DEADLINE_MS = 110_000;
@@ -13,14 +15,18 @@ const DEADLINE_MS = 110_000;
 describe.skipIf(gpus < 2)(`examples on the NCCL backend (${gpus} GPUs visible)`, () => {
   for (const file of examples) {
     const needs = NEEDS[file] ?? 2;
-    it.skipIf(needs > gpus)(`${file} --backend nccl checks itself and exits 0${needs > 2 ? ` (needs ${needs} GPUs)` : ''}`, async () => {
-      const r = await runNode(['--import', 'tsx', `examples/${file}`, '--backend', 'nccl'], DEADLINE_MS);
-      expect(r.code, `stdout:\n${r.stdout}\nstderr:\n${r.stderr}`).toBe(0);
-      expect(r.stdout).not.toMatch(/FAILED/);
-      if (file === 'quickstart.ts') {
-        expect(r.stdout).toMatch(/backend +nccl/);
-        expect(r.stdout).toMatch(/cuda graph +✓/);
-      }
-    }, DEADLINE_MS + 5_000);
+    it.skipIf(needs > gpus)(
+      `${file} --backend nccl checks itself and exits 0${needs > 2 ? ` (needs ${needs} GPUs)` : ''}`,
+      async () => {
+        const r = await runNode(['--import', 'tsx', `examples/${file}`, '--backend', 'nccl'], DEADLINE_MS);
+        expect(r.code, `stdout:\n${r.stdout}\nstderr:\n${r.stderr}`).toBe(0);
+        expect(r.stdout).not.toMatch(/FAILED/);
+        if (file === 'quickstart.ts') {
+          expect(r.stdout).toMatch(/backend +nccl/);
+          expect(r.stdout).toMatch(/cuda graph +✓/);
+        }
+      },
+      DEADLINE_MS + 5_000,
+    );
   }
 });

@@ -17,7 +17,10 @@ describe.skipIf(world < 2)('NcclPipe on NCCL, 2 GPU ranks', () => {
     const group = await start();
     try {
       const [back, there] = await group.callAll<unknown[]>('roundTrip');
-      const expected = [{ shape: [1], values: [1] }, { shape: [1, 4], values: [2, 3, 4, 8] }];
+      const expected = [
+        { shape: [1], values: [1] },
+        { shape: [1, 4], values: [2, 3, 4, 8] },
+      ];
       expect(there).toEqual(expected);
       expect(back).toEqual(expected);
       const [a, b] = await group.callAll<{ checked: number; nulls: number }>('stress', 500);
@@ -31,7 +34,10 @@ describe.skipIf(world < 2)('NcclPipe on NCCL, 2 GPU ranks', () => {
   it('back-pressure with a 1 MiB buffer and 4 MiB of sends', async () => {
     const group = await start(1 << 20);
     try {
-      const [sender, receiver] = await group.callAll<{ most: number; returned: number[]; got: number[] }>('backPressure', 400);
+      const [sender, receiver] = await group.callAll<{ most: number; returned: number[]; got: number[] }>(
+        'backPressure',
+        400,
+      );
       expect(sender.most).toBeLessThanOrEqual(1 << 20);
       // The late sends wait for the receiver (it starts after 400 ms). Not in a one-GPU
       // rehearsal: NCCL's socket transport completes a small send into its own buffers

@@ -22,7 +22,10 @@ function newUniqueId(): Uint8Array {
 }
 
 function withDeadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  return Promise.race([p, new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`${what} timed out`)), ms).unref())]);
+  return Promise.race([
+    p,
+    new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`${what} timed out`)), ms).unref()),
+  ]);
 }
 
 describe.skipIf(gpus === 0)('native NCCL and CUDA on a real GPU', () => {

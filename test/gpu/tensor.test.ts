@@ -8,21 +8,30 @@ describe.skipIf(gpus === 0)('device tensors on a real GPU', () => {
   if (gpus > 0) setDevice(0);
 
   it.each(DTYPES)('round-trips %s through cuda:0', async (dtype) => {
-    const values = [0, 1, -2, 3, 96, -96, 0.5, 7].map((v) => (dtype === 'uint8' ? Math.abs(v) : v)).map((v) => (dtype.startsWith('int') || dtype === 'uint8' ? Math.trunc(v) : v));
+    const values = [0, 1, -2, 3, 96, -96, 0.5, 7]
+      .map((v) => (dtype === 'uint8' ? Math.abs(v) : v))
+      .map((v) => (dtype.startsWith('int') || dtype === 'uint8' ? Math.trunc(v) : v));
     const host = Tensor.fromArray(values, { dtype, shape: [2, 4] });
     const dev = host.to('cuda:0');
     expect(dev.device).toBe('cuda:0');
     expect(dev.isCuda).toBe(true);
-    expect(Array.from((await dev.toArray()) as ArrayLike<unknown>)).toEqual(Array.from((await host.toArray()) as ArrayLike<unknown>));
+    expect(Array.from((await dev.toArray()) as ArrayLike<unknown>)).toEqual(
+      Array.from((await host.toArray()) as ArrayLike<unknown>),
+    );
     const back = dev.to('cpu');
-    expect(Array.from((await back.toArray()) as ArrayLike<unknown>)).toEqual(Array.from((await host.toArray()) as ArrayLike<unknown>));
+    expect(Array.from((await back.toArray()) as ArrayLike<unknown>)).toEqual(
+      Array.from((await host.toArray()) as ArrayLike<unknown>),
+    );
     dev.dispose();
   });
 
   it.each(DTYPES)('full on cuda:0 (driver memset or host copy) equals full on the host for %s', async (dtype) => {
     for (const v of [0, 1, -3, 2.5, 7]) {
       const value = dtype.startsWith('int') || dtype === 'uint8' ? Math.abs(Math.trunc(v)) : v;
-      for (const shape of [[4, 4], [3, 5]]) {
+      for (const shape of [
+        [4, 4],
+        [3, 5],
+      ]) {
         const want = Array.from((await Tensor.full(shape, value, { dtype }).toArray()) as ArrayLike<unknown>);
         const dev = Tensor.full(shape, value, { dtype, device: 'cuda:0' });
         expect(Array.from((await dev.toArray()) as ArrayLike<unknown>)).toEqual(want);
@@ -32,9 +41,18 @@ describe.skipIf(gpus === 0)('device tensors on a real GPU', () => {
   });
 
   it.each([
-    [[2, 3, 4], 0, 2], [[2, 3, 4], 2, 0], [[5, 7], 0, 1], [[3, 1, 4, 2], 3, 1], [[6, 5, 4], 1, 2],
+    [[2, 3, 4], 0, 2],
+    [[2, 3, 4], 2, 0],
+    [[5, 7], 0, 1],
+    [[3, 1, 4, 2], 3, 1],
+    [[6, 5, 4], 1, 2],
   ])('movedim(%j: %i → %i) then contiguous on device equals the host result', async (shape, src, dst) => {
-    const host = Tensor.arange(shape.reduce((a, b) => a * b, 1), undefined, 1, { dtype: 'float32' }).reshape(shape);
+    const host = Tensor.arange(
+      shape.reduce((a, b) => a * b, 1),
+      undefined,
+      1,
+      { dtype: 'float32' },
+    ).reshape(shape);
     const expected = Array.from((await host.movedim(src, dst).contiguous().toArray()) as Float32Array);
     const dev = host.to('cuda:0');
     const moved = dev.movedim(src, dst);
@@ -44,7 +62,9 @@ describe.skipIf(gpus === 0)('device tensors on a real GPU', () => {
     expect(Array.from((await c.toArray()) as Float32Array)).toEqual(expected);
     // A transposed last dim (innermost stride != 1) too, and a narrow view.
     const narrowed = dev.narrow(-1, 1, shape[shape.length - 1] - 1);
-    expect(Array.from((await narrowed.toArray()) as Float32Array)).toEqual(Array.from((await host.narrow(-1, 1, shape[shape.length - 1] - 1).toArray()) as Float32Array));
+    expect(Array.from((await narrowed.toArray()) as Float32Array)).toEqual(
+      Array.from((await host.narrow(-1, 1, shape[shape.length - 1] - 1).toArray()) as Float32Array),
+    );
     dev.dispose();
     c.dispose();
   });
@@ -54,7 +74,9 @@ describe.skipIf(gpus === 0)('device tensors on a real GPU', () => {
     const c = t.clone();
     t.dispose();
     expect(Array.from((await c.toArray()) as Float32Array)).toEqual([1, 2, 3]);
-    expect(Array.from((await Tensor.zeros([4], { device: 'cuda:0', dtype: 'int64' }).toArray()) as BigInt64Array)).toEqual([0n, 0n, 0n, 0n]);
+    expect(
+      Array.from((await Tensor.zeros([4], { device: 'cuda:0', dtype: 'int64' }).toArray()) as BigInt64Array),
+    ).toEqual([0n, 0n, 0n, 0n]);
   });
 
   it('freed memory goes back to the pool: 2,000 × 16 MiB allocations do not grow device usage', async () => {

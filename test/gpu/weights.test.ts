@@ -29,7 +29,14 @@ describe.skipIf(world < 2)('NCCL weight transfer, trainer on cuda:0', () => {
   /** Launches `n` workers on cuda:1..n and joins them with the trainer (rank 0 on cuda:0). */
   async function start(n: number): Promise<WeightTransferGroup> {
     setDevice(0);
-    group = await launchGroup({ worldSize: n, worker, backend: 'nccl', mode: 'process', timeoutMs: 60_000, ...placement(n, 1) });
+    group = await launchGroup({
+      worldSize: n,
+      worker,
+      backend: 'nccl',
+      mode: 'process',
+      timeoutMs: 60_000,
+      ...placement(n, 1),
+    });
     const info = await initInfo(n + 1);
     const [t, ranks] = await Promise.all([
       NcclWeightTransferEngine.trainerInit(info, { timeoutMs: 60_000 }),
@@ -75,7 +82,10 @@ describe.skipIf(world < 2)('NCCL weight transfer, trainer on cuda:0', () => {
     }
     expect(bytes).toBe(total);
     const update = {
-      names: named.map(([name]) => name), dtypeNames: named.map(([, w]) => w.dtype), shapes: named.map(([, w]) => [...w.shape]), packed: true,
+      names: named.map(([name]) => name),
+      dtypeNames: named.map(([, w]) => w.dtype),
+      shapes: named.map(([, w]) => [...w.shape]),
+      packed: true,
     };
     const window = 4096;
     const [, results] = await Promise.all([

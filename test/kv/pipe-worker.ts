@@ -9,8 +9,15 @@ let pipe: NcclPipe | null = null;
 /** Opens this rank's end of a 2-rank pipe on the group's device. */
 export async function open(ctx: RankContext, port: number, bufferSizeBytes = 1e9): Promise<string> {
   pipe = await NcclPipe.create({
-    localRank: ctx.localRank, kvRank: ctx.rank, kvParallelSize: 2, kvIp: '127.0.0.1', kvPort: port,
-    device: ctx.device, bufferSizeBytes, storeTimeoutMs: 20_000, abortSignal: ctx.abortSignal,
+    localRank: ctx.localRank,
+    kvRank: ctx.rank,
+    kvParallelSize: 2,
+    kvIp: '127.0.0.1',
+    kvPort: port,
+    device: ctx.device,
+    bufferSizeBytes,
+    storeTimeoutMs: 20_000,
+    abortSignal: ctx.abortSignal,
   });
   return pipe.device;
 }
@@ -78,11 +85,17 @@ export async function stress(ctx: RankContext, iters: number) {
         nulls++;
         continue;
       }
-      if (x === null || mean === null || std === null) throw new Error(`iteration ${i}: a null where a tensor was sent`);
-      if (mean.shape.length !== 0 || x.shape[0] !== n) throw new Error(`iteration ${i}: shapes [${x.shape}] / [${mean.shape}]`);
+      if (x === null || mean === null || std === null)
+        throw new Error(`iteration ${i}: a null where a tensor was sent`);
+      if (mean.shape.length !== 0 || x.shape[0] !== n)
+        throw new Error(`iteration ${i}: shapes [${x.shape}] / [${mean.shape}]`);
       const [m, s] = meanStd((await x.toArray()) as Float32Array);
-      const [gm, gs] = [Number(((await mean.toArray()) as Float64Array)[0]), Number(((await std.toArray()) as Float64Array)[0])];
-      if (Math.abs(m - gm) > 1e-9 || Math.abs(s - gs) > 1e-9) throw new Error(`iteration ${i}: mean/std ${m}/${s} vs sent ${gm}/${gs}`);
+      const [gm, gs] = [
+        Number(((await mean.toArray()) as Float64Array)[0]),
+        Number(((await std.toArray()) as Float64Array)[0]),
+      ];
+      if (Math.abs(m - gm) > 1e-9 || Math.abs(s - gs) > 1e-9)
+        throw new Error(`iteration ${i}: mean/std ${m}/${s} vs sent ${gm}/${gs}`);
       checked++;
     }
   }

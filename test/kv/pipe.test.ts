@@ -14,7 +14,10 @@ describe.each(['process', 'thread'] as const)('NcclPipe on CPU ranks (%s mode)',
     const group = await launch({ mode, worldSize: 2, worker });
     expect(await group.callAll('open', await freePort())).toEqual(['cpu', 'cpu']);
     const [back, there] = await group.callAll<unknown[]>('roundTrip');
-    const expected = [{ shape: [1], values: [1] }, { shape: [1, 4], values: [2, 3, 4, 8] }];
+    const expected = [
+      { shape: [1], values: [1] },
+      { shape: [1, 4], values: [2, 3, 4, 8] },
+    ];
     expect(there).toEqual(expected);
     expect(back).toEqual(expected);
     await group.callAll('close');
@@ -33,7 +36,10 @@ describe.each(['process', 'thread'] as const)('NcclPipe on CPU ranks (%s mode)',
   it('back-pressure: 4 MiB of sends through a 1 MiB buffer wait for the receiver and never exceed the buffer', async () => {
     const group = await launch({ mode, worldSize: 2, worker });
     await group.callAll('open', await freePort(), 1 << 20);
-    const [sender, receiver] = await group.callAll<{ most: number; returned: number[]; got: number[] }>('backPressure', 400);
+    const [sender, receiver] = await group.callAll<{ most: number; returned: number[]; got: number[] }>(
+      'backPressure',
+      400,
+    );
     expect(sender.most).toBeLessThanOrEqual(1 << 20);
     expect(sender.returned[3]).toBeLessThan(300); // four 256 KiB sends fit at once
     expect(sender.returned[15]).toBeGreaterThan(350); // the rest waited for the receiver
@@ -48,7 +54,9 @@ describe.each(['process', 'thread'] as const)('NcclPipe on CPU ranks (%s mode)',
     await expect(group.callAll('killReceiver')).rejects.toMatchObject({ name: 'RankFailedError', rank: 1 });
     const store = await TcpStoreClient.connect({ ...group.storeAddress, timeoutMs: 5_000 });
     try {
-      expect(Buffer.from(await store.get('kv/sender')).toString()).toMatch(/^BrokenPipeError: .*(rank 1 failed|kvRank 1 closed)/);
+      expect(Buffer.from(await store.get('kv/sender')).toString()).toMatch(
+        /^BrokenPipeError: .*(rank 1 failed|kvRank 1 closed)/,
+      );
       expect(performance.now() - t0).toBeLessThan(5_000);
     } finally {
       store.close();
@@ -59,17 +67,37 @@ describe.each(['process', 'thread'] as const)('NcclPipe on CPU ranks (%s mode)',
 describe('NcclPipe in one thread', () => {
   const pair = async (bufferSizeBytes?: number) => {
     const port = await freePort();
-    const opts = (kvRank: number) => ({ localRank: 0, kvRank, kvParallelSize: 2, kvIp: '127.0.0.1', kvPort: port, device: 'cpu', bufferSizeBytes, storeTimeoutMs: 5_000 });
+    const opts = (kvRank: number) => ({
+      localRank: 0,
+      kvRank,
+      kvParallelSize: 2,
+      kvIp: '127.0.0.1',
+      kvPort: port,
+      device: 'cpu',
+      bufferSizeBytes,
+      storeTimeoutMs: 5_000,
+    });
     return Promise.all([NcclPipe.create(opts(0)), NcclPipe.create(opts(1))]);
   };
 
   it('carries every dtype, 0-d and empty tensors, and null, in order; the constructor form connects by itself', async () => {
     const port = await freePort();
-    const opts = (kvRank: number) => ({ localRank: 0, kvRank, kvParallelSize: 2, kvIp: '127.0.0.1', kvPort: port, device: 'cpu', storeTimeoutMs: 5_000 });
+    const opts = (kvRank: number) => ({
+      localRank: 0,
+      kvRank,
+      kvParallelSize: 2,
+      kvIp: '127.0.0.1',
+      kvPort: port,
+      device: 'cpu',
+      storeTimeoutMs: 5_000,
+    });
     const [a, b] = [new NcclPipe(opts(0)), new NcclPipe(opts(1))];
     const items = [
-      Tensor.fromArray([1.5, -2], { dtype: 'bfloat16' }), Tensor.fromArray([7n], { dtype: 'int64', shape: [] }), null,
-      Tensor.empty([0, 3], { dtype: 'float16' }), Tensor.fromArray([1, 2, 3, 4, 5, 6], { shape: [2, 3], dtype: 'uint8' }).movedim(0, 1),
+      Tensor.fromArray([1.5, -2], { dtype: 'bfloat16' }),
+      Tensor.fromArray([7n], { dtype: 'int64', shape: [] }),
+      null,
+      Tensor.empty([0, 3], { dtype: 'float16' }),
+      Tensor.fromArray([1, 2, 3, 4, 5, 6], { shape: [2, 3], dtype: 'uint8' }).movedim(0, 1),
     ];
     for (const t of items) void a.sendTensor(t);
     for (const t of items) {
@@ -80,7 +108,9 @@ describe('NcclPipe in one thread', () => {
       }
       expect(got!.dtype).toBe(t.dtype);
       expect(got!.shape).toEqual(t.shape);
-      expect(Array.from((await got!.toArray()) as ArrayLike<unknown>)).toEqual(Array.from((await t.contiguous().toArray()) as ArrayLike<unknown>));
+      expect(Array.from((await got!.toArray()) as ArrayLike<unknown>)).toEqual(
+        Array.from((await t.contiguous().toArray()) as ArrayLike<unknown>),
+      );
     }
     await Promise.all([a.close(), b.close()]);
   });
@@ -90,8 +120,12 @@ describe('NcclPipe in one thread', () => {
     await Promise.all([a.close(), b.close()]);
     await expect(a.sendTensor(null)).rejects.toBeInstanceOf(BrokenPipeError);
     await expect(a.recvTensor()).rejects.toBeInstanceOf(BrokenPipeError);
-    expect(() => new NcclPipe({ localRank: 0, kvRank: 2, kvParallelSize: 2, kvIp: '127.0.0.1', kvPort: 1 })).toThrow(InvalidArgumentError);
-    expect(() => new NcclPipe({ localRank: 0, kvRank: 0, kvParallelSize: 1, kvIp: '127.0.0.1', kvPort: 1 })).toThrow(/kvParallelSize/);
+    expect(() => new NcclPipe({ localRank: 0, kvRank: 2, kvParallelSize: 2, kvIp: '127.0.0.1', kvPort: 1 })).toThrow(
+      InvalidArgumentError,
+    );
+    expect(() => new NcclPipe({ localRank: 0, kvRank: 0, kvParallelSize: 1, kvIp: '127.0.0.1', kvPort: 1 })).toThrow(
+      /kvParallelSize/,
+    );
     expect(() => new NcclPipe({ localRank: 0, kvRank: 0, kvParallelSize: 2, kvIp: '', kvPort: 1 })).toThrow(/kvIp/);
     const [c, d] = await pair();
     await expect(c.sendTensor([1, 2] as unknown as Tensor)).rejects.toMatchObject({ argument: 't' });

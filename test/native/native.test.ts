@@ -1,6 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import {
-  CudaError, LibraryNotFoundError, cuda, cudaDeviceCount, formatNcclVersion, ncclConfig, uniqueIdFromBytes,
+  CudaError,
+  LibraryNotFoundError,
+  cuda,
+  cudaDeviceCount,
+  formatNcclVersion,
+  ncclConfig,
+  uniqueIdFromBytes,
 } from '../../native/index.ts';
 import { loadLibrary } from '../../native/load.ts';
 

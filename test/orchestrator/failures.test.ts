@@ -32,18 +32,21 @@ describe.each(MODES)('failures in %s mode', (mode) => {
   it.each([
     ['an uncaught exception', 'crashUncaught', /^rank 1 failed \(exit code 1\): .*boom/],
     ['an unhandled rejection', 'rejectUnhandled', /^rank 1 failed \(exit code 1\): .*rejected on purpose/],
-  ])('%s in a rank becomes RankFailedError naming the cause within 2 s, and the group emits error', async (_what, fn, message) => {
-    const group = await launch({ mode, worldSize: 2 });
-    const errors: Error[] = [];
-    group.on('error', (e) => errors.push(e));
-    const t0 = performance.now();
-    const err = await group.callAll(fn, 1).catch((e) => e);
-    expect(performance.now() - t0).toBeLessThan(2_000);
-    expect(err).toBeInstanceOf(RankFailedError);
-    expect(err).toMatchObject({ rank: 1, exitCode: 1, signal: null });
-    expect(err.message).toMatch(message);
-    expect(errors).toEqual([err]);
-  });
+  ])(
+    '%s in a rank becomes RankFailedError naming the cause within 2 s, and the group emits error',
+    async (_what, fn, message) => {
+      const group = await launch({ mode, worldSize: 2 });
+      const errors: Error[] = [];
+      group.on('error', (e) => errors.push(e));
+      const t0 = performance.now();
+      const err = await group.callAll(fn, 1).catch((e) => e);
+      expect(performance.now() - t0).toBeLessThan(2_000);
+      expect(err).toBeInstanceOf(RankFailedError);
+      expect(err).toMatchObject({ rank: 1, exitCode: 1, signal: null });
+      expect(err.message).toMatch(message);
+      expect(errors).toEqual([err]);
+    },
+  );
 
   it('the surviving ranks are told to abort (their abortSignal fires with the RankFailedError)', async () => {
     const group = await launch({ mode, worldSize: 3 });
@@ -156,7 +159,10 @@ describe('failures only a process can have', () => {
   });
 
   it('killing the coordinator with SIGKILL makes every rank exit within 5 s', async () => {
-    const child = fork(new URL('../fixtures/coordinator.ts', import.meta.url), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+    const child = fork(new URL('../fixtures/coordinator.ts', import.meta.url), [], {
+      execArgv: ['--import', 'tsx'],
+      stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
+    });
     const line = await new Promise<string>((resolve, reject) => {
       let buf = '';
       child.stdout!.on('data', (d) => {

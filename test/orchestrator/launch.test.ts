@@ -8,7 +8,14 @@ describe.each(MODES)('launchGroup in %s mode', (mode) => {
     const group = await launch({ mode });
     expect(group.worldSize).toBe(4);
     expect(group.ranks).toEqual([0, 1, 2, 3]);
-    const who = await group.callAll<{ rank: number; worldSize: number; localRank: number; device: string; backend: string; pid: number }>('whoami');
+    const who = await group.callAll<{
+      rank: number;
+      worldSize: number;
+      localRank: number;
+      device: string;
+      backend: string;
+      pid: number;
+    }>('whoami');
     expect(who.map((w) => w.rank)).toEqual([0, 1, 2, 3]);
     expect(who.every((w) => w.worldSize === 4 && w.device === 'cpu' && w.backend === 'cpu')).toBe(true);
     expect(who.map((w) => w.localRank)).toEqual([0, 1, 2, 3]);

@@ -22,8 +22,13 @@ describe.each(MODES)('startup in %s mode', (mode) => {
     const masterPort = await freePort();
     const t0 = performance.now();
     const err = await launchGroup({
-      worldSize: 3, mode, backend: 'cpu', masterPort, timeoutMs: 20_000,
-      worker: new URL('../fixtures/fail-at-import.ts', import.meta.url), env: { FAIL_RANK: '1' },
+      worldSize: 3,
+      mode,
+      backend: 'cpu',
+      masterPort,
+      timeoutMs: 20_000,
+      worker: new URL('../fixtures/fail-at-import.ts', import.meta.url),
+      env: { FAIL_RANK: '1' },
     }).catch((e) => e);
     expect(performance.now() - t0).toBeLessThan(5_000);
     expect(err).toBeInstanceOf(RankFailedError);
@@ -41,8 +46,13 @@ describe.each(MODES)('startup in %s mode', (mode) => {
     const masterPort = await freePort();
     const t0 = performance.now();
     const err = await launchGroup({
-      worldSize: 2, mode, backend: 'cpu', masterPort, startupTimeoutMs: 2_000,
-      worker: new URL('../fixtures/hang-at-import.ts', import.meta.url), env: { HANG_RANK: '1' },
+      worldSize: 2,
+      mode,
+      backend: 'cpu',
+      masterPort,
+      startupTimeoutMs: 2_000,
+      worker: new URL('../fixtures/hang-at-import.ts', import.meta.url),
+      env: { HANG_RANK: '1' },
     }).catch((e) => e);
     const took = performance.now() - t0;
     expect(err).toBeInstanceOf(CallTimeoutError);
@@ -55,13 +65,28 @@ describe.each(MODES)('startup in %s mode', (mode) => {
     expect(resourceCounts()).toEqual(before);
   });
 
-  it('ranks get torchrun\'s variables', async () => {
+  it("ranks get torchrun's variables", async () => {
     const masterPort = await freePort();
-    const group = await launchGroup({ worldSize: 2, mode, backend: 'cpu', masterPort, worker: basicWorker, timeoutMs: 20_000 });
+    const group = await launchGroup({
+      worldSize: 2,
+      mode,
+      backend: 'cpu',
+      masterPort,
+      worker: basicWorker,
+      timeoutMs: 20_000,
+    });
     try {
-      expect(await group.callAll('torchrunEnv')).toEqual([0, 1].map((r) => ({
-        RANK: String(r), LOCAL_RANK: String(r), WORLD_SIZE: '2', LOCAL_WORLD_SIZE: '2', GROUP_RANK: '0', MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(masterPort),
-      })));
+      expect(await group.callAll('torchrunEnv')).toEqual(
+        [0, 1].map((r) => ({
+          RANK: String(r),
+          LOCAL_RANK: String(r),
+          WORLD_SIZE: '2',
+          LOCAL_WORLD_SIZE: '2',
+          GROUP_RANK: '0',
+          MASTER_ADDR: '127.0.0.1',
+          MASTER_PORT: String(masterPort),
+        })),
+      );
     } finally {
       await group.shutdown();
     }
@@ -69,13 +94,21 @@ describe.each(MODES)('startup in %s mode', (mode) => {
 });
 
 describe('shareDevices (a multi-GPU rehearsal on fewer GPUs)', () => {
-  it('gives every rank process a host id of its own for NCCL; the user\'s NCCL settings win', async () => {
+  it("gives every rank process a host id of its own for NCCL; the user's NCCL settings win", async () => {
     const group = await launchGroup({
-      worldSize: 3, mode: 'process', backend: 'cpu', worker: basicWorker, devices: [0, 0, 0], shareDevices: true,
-      env: { NCCL_SOCKET_IFNAME: 'eth9' }, timeoutMs: 20_000,
+      worldSize: 3,
+      mode: 'process',
+      backend: 'cpu',
+      worker: basicWorker,
+      devices: [0, 0, 0],
+      shareDevices: true,
+      env: { NCCL_SOCKET_IFNAME: 'eth9' },
+      timeoutMs: 20_000,
     });
     try {
-      const envs = await group.callAll<{ NCCL_HOSTID: string; NCCL_SOCKET_IFNAME: string; NCCL_IB_DISABLE: string }>('ncclEnv');
+      const envs = await group.callAll<{ NCCL_HOSTID: string; NCCL_SOCKET_IFNAME: string; NCCL_IB_DISABLE: string }>(
+        'ncclEnv',
+      );
       expect(new Set(envs.map((e) => e.NCCL_HOSTID)).size).toBe(3);
       envs.forEach((e, rank) => {
         expect(e.NCCL_HOSTID).toBe(`gpugroup-${process.pid}-0-${rank}`);
@@ -88,9 +121,16 @@ describe('shareDevices (a multi-GPU rehearsal on fewer GPUs)', () => {
   });
 
   it('without it, ranks get no host id from gpugroup', async () => {
-    const group = await launchGroup({ worldSize: 2, mode: 'process', backend: 'cpu', worker: basicWorker, timeoutMs: 20_000 });
+    const group = await launchGroup({
+      worldSize: 2,
+      mode: 'process',
+      backend: 'cpu',
+      worker: basicWorker,
+      timeoutMs: 20_000,
+    });
     try {
-      for (const e of await group.callAll<{ NCCL_HOSTID?: string }>('ncclEnv')) expect(e.NCCL_HOSTID).toBe(process.env.NCCL_HOSTID);
+      for (const e of await group.callAll<{ NCCL_HOSTID?: string }>('ncclEnv'))
+        expect(e.NCCL_HOSTID).toBe(process.env.NCCL_HOSTID);
     } finally {
       await group.shutdown();
     }
@@ -101,10 +141,14 @@ describe('invalid options', () => {
   it('a duplicate device is rejected before any process, thread or port exists', async () => {
     await settle();
     const before = resourceCounts();
-    const err = await launchGroup({ worldSize: 3, worker: basicWorker, mode: 'process', devices: [0, 1, 0] }).catch((e) => e);
+    const err = await launchGroup({ worldSize: 3, worker: basicWorker, mode: 'process', devices: [0, 1, 0] }).catch(
+      (e) => e,
+    );
     expect(err).toBeInstanceOf(InvalidArgumentError);
     expect(err.argument).toBe('devices');
-    expect(err.message).toBe('devices: cuda:0 is given to two ranks; one GPU per rank (two ranks on one device would deadlock NCCL; shareDevices rehearses on fewer GPUs)');
+    expect(err.message).toBe(
+      'devices: cuda:0 is given to two ranks; one GPU per rank (two ranks on one device would deadlock NCCL; shareDevices rehearses on fewer GPUs)',
+    );
     expect(childPids()).toEqual([]);
     expect(resourceCounts()).toEqual(before);
   });

@@ -4,16 +4,34 @@ import * as gpugroup from 'gpugroup';
 describe("the package's public face", () => {
   it('exports the names DESIGN.md fixes', () => {
     for (const name of [
-      'launchGroup', 'Tensor', 'getPpIndices', 'StatelessProcessGroup', 'NcclCommunicator', 'GroupCoordinator',
-      'initDistributedEnvironment', 'initializeModelParallel', 'getWorldGroup', 'getTpGroup', 'getPpGroup', 'getDpGroup', 'getEpGroup',
-      'RankFailedError', 'CollectiveTimeoutError', 'NcclError', 'CudaError', 'InvalidArgumentError',
+      'launchGroup',
+      'Tensor',
+      'getPpIndices',
+      'StatelessProcessGroup',
+      'NcclCommunicator',
+      'GroupCoordinator',
+      'initDistributedEnvironment',
+      'initializeModelParallel',
+      'getWorldGroup',
+      'getTpGroup',
+      'getPpGroup',
+      'getDpGroup',
+      'getEpGroup',
+      'RankFailedError',
+      'CollectiveTimeoutError',
+      'NcclError',
+      'CudaError',
+      'InvalidArgumentError',
     ]) {
       expect(typeof (gpugroup as Record<string, unknown>)[name], name).toBe('function');
     }
   });
 
   it('works from the package name: a tensor and the pipeline split', async () => {
-    const t = gpugroup.Tensor.fromArray([[1, 2], [3, 4]]);
+    const t = gpugroup.Tensor.fromArray([
+      [1, 2],
+      [3, 4],
+    ]);
     expect(Array.from((await t.movedim(0, 1).toArray()) as Float32Array)).toEqual([1, 3, 2, 4]);
     expect(gpugroup.getPpIndices(5, 1, 3)).toEqual([2, 4]);
   });

@@ -4,7 +4,18 @@ import { groupLayout } from '../../src/parallel/index.ts';
 import { MODES } from '../helpers.ts';
 
 const worker = new URL('../fixtures/coordinator-worker.ts', import.meta.url);
-type Described = { ranks: number[]; worldSize: number; rankInGroup: number; firstRank: number; lastRank: number; isFirstRank: boolean; isLastRank: boolean; nextRank: number; prevRank: number; uniqueName: string };
+type Described = {
+  ranks: number[];
+  worldSize: number;
+  rankInGroup: number;
+  firstRank: number;
+  lastRank: number;
+  isFirstRank: boolean;
+  isLastRank: boolean;
+  nextRank: number;
+  prevRank: number;
+  uniqueName: string;
+};
 
 function expectedDict(seed: number) {
   return {
@@ -31,16 +42,25 @@ describe.each(MODES)('GroupCoordinator on the CPU backend, %s mode', (mode) => {
     afterAll(() => group.shutdown());
 
     it("every rank's groups follow vLLM's layout", async () => {
-      const layout = groupLayout(4, { ...sizes, dataParallelSize: 4 / (sizes.tensorParallelSize * sizes.pipelineParallelSize) });
+      const layout = groupLayout(4, {
+        ...sizes,
+        dataParallelSize: 4 / (sizes.tensorParallelSize * sizes.pipelineParallelSize),
+      });
       const out = await group.callAll<Record<'world' | 'tp' | 'pp' | 'dp' | 'ep', Described>>('groups');
       out.forEach((g, rank) => {
         for (const kind of ['tp', 'pp', 'dp', 'ep'] as const) {
           const ranks = layout[kind].find((l) => l.includes(rank))!;
           const i = ranks.indexOf(rank);
           expect(g[kind]).toMatchObject({
-            ranks, worldSize: ranks.length, rankInGroup: i, firstRank: ranks[0], lastRank: ranks.at(-1),
-            isFirstRank: i === 0, isLastRank: i === ranks.length - 1,
-            nextRank: ranks[(i + 1) % ranks.length], prevRank: ranks[(i - 1 + ranks.length) % ranks.length],
+            ranks,
+            worldSize: ranks.length,
+            rankInGroup: i,
+            firstRank: ranks[0],
+            lastRank: ranks.at(-1),
+            isFirstRank: i === 0,
+            isLastRank: i === ranks.length - 1,
+            nextRank: ranks[(i + 1) % ranks.length],
+            prevRank: ranks[(i - 1 + ranks.length) % ranks.length],
           });
           expect(g[kind].uniqueName).toBe(`${kind}:0`);
         }
@@ -50,7 +70,11 @@ describe.each(MODES)('GroupCoordinator on the CPU backend, %s mode', (mode) => {
 
     it('broadcastTensorDict from the last rank of each group: tensors, empty tensors, strings, nested values', async () => {
       for (const kind of ['world', 'tp', 'pp'] as const) {
-        const out = await group.callAll<{ sameObject: boolean; dict: unknown }>('broadcastDict', kind, kind === 'world' ? 3 : kind === 'tp' ? sizes.tensorParallelSize - 1 : sizes.pipelineParallelSize - 1);
+        const out = await group.callAll<{ sameObject: boolean; dict: unknown }>(
+          'broadcastDict',
+          kind,
+          kind === 'world' ? 3 : kind === 'tp' ? sizes.tensorParallelSize - 1 : sizes.pipelineParallelSize - 1,
+        );
         const described = await group.callAll<Record<string, Described>>('groups');
         out.forEach((r, rank) => {
           const g = described[rank][kind];
@@ -113,12 +137,24 @@ describe.each(MODES)('GroupCoordinator on the CPU backend, %s mode', (mode) => {
   it("vLLM's world-size-1 behaviour for every op", async () => {
     const group = await launchGroup({ worldSize: 2, worker, backend: 'cpu', mode, timeoutMs: 30_000 });
     try {
-      const [r] = await Promise.all([group.call<Record<string, unknown>>(0, 'worldSizeOne'), group.call(1, 'worldSizeOne')]);
+      const [r] = await Promise.all([
+        group.call<Record<string, unknown>>(0, 'worldSizeOne'),
+        group.call(1, 'worldSizeOne'),
+      ]);
       expect(r).toMatchObject({
-        worldSize: 1, allReduceSame: true, allGatherSame: true, reduceScatterSame: true, gatherSame: true, broadcastSame: true,
-        broadcastObject: { k: 1 }, broadcastDictSame: true, sendDictSame: true, recvDict: null,
+        worldSize: 1,
+        allReduceSame: true,
+        allGatherSame: true,
+        reduceScatterSame: true,
+        gatherSame: true,
+        broadcastSame: true,
+        broadcastObject: { k: 1 },
+        broadcastDictSame: true,
+        sendDictSame: true,
+        recvDict: null,
       });
-      for (const op of ['send', 'recv', 'allGatherv', 'reduceScatterv']) expect((r.errors as Record<string, string>)[op]).toMatch(/No device communicator found/);
+      for (const op of ['send', 'recv', 'allGatherv', 'reduceScatterv'])
+        expect((r.errors as Record<string, string>)[op]).toMatch(/No device communicator found/);
     } finally {
       await group.shutdown();
     }
@@ -127,9 +163,19 @@ describe.each(MODES)('GroupCoordinator on the CPU backend, %s mode', (mode) => {
 
 describe('graph capture on the CPU backend', () => {
   it('is refused with a clear error', async () => {
-    const group = await launchGroup({ worldSize: 2, worker: new URL('../fixtures/graph-worker.ts', import.meta.url), backend: 'cpu', mode: 'thread', timeoutMs: 30_000 });
+    const group = await launchGroup({
+      worldSize: 2,
+      worker: new URL('../fixtures/graph-worker.ts', import.meta.url),
+      backend: 'cpu',
+      mode: 'thread',
+      timeoutMs: 30_000,
+    });
     try {
-      expect(await group.callAll('captureOnCpu')).toEqual(Array(2).fill("InvalidArgumentError: backend: graph capture needs CUDA: launch the group with the NCCL backend"));
+      expect(await group.callAll('captureOnCpu')).toEqual(
+        Array(2).fill(
+          'InvalidArgumentError: backend: graph capture needs CUDA: launch the group with the NCCL backend',
+        ),
+      );
     } finally {
       await group.shutdown();
     }

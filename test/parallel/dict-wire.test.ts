@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { PACK_TENSOR_MAX_BYTES, planWire, receiverWire, senderWire, type WireSlot } from '../../src/parallel/dict-wire.ts';
+import {
+  PACK_TENSOR_MAX_BYTES,
+  planWire,
+  receiverWire,
+  senderWire,
+  type WireSlot,
+} from '../../src/parallel/dict-wire.ts';
 import { PACK_ALIGN_BYTES, Tensor, emptyPackedHost, packedLayout } from '../../src/tensor/index.ts';
 
 const slot = (dtype: WireSlot['dtype'], shape: number[], onCpu = false): WireSlot => ({ dtype, shape, onCpu });
@@ -8,8 +14,13 @@ describe('the tensor-dict wire plan', () => {
   it('packs the small non-empty host tensors when two or more qualify; device ones, empty ones and large ones travel alone or not at all', () => {
     const big = PACK_TENSOR_MAX_BYTES / 4 + 1; // float32 elements just past the bound
     const plan = planWire([
-      slot('float32', [4]), slot('int64', [0, 3], true), slot('float16', [8], true), slot('float32', [big], true),
-      slot('int32', [2], true), slot('uint8', [3]), slot('float32', [0]),
+      slot('float32', [4]),
+      slot('int64', [0, 3], true),
+      slot('float16', [8], true),
+      slot('float32', [big], true),
+      slot('int32', [2], true),
+      slot('uint8', [3]),
+      slot('float32', [0]),
     ]);
     expect(plan.packed).toEqual([2, 4]);
     expect(plan.alone).toEqual([0, 3, 5]);
@@ -20,7 +31,11 @@ describe('the tensor-dict wire plan', () => {
   });
 
   it('lays pieces out aligned, in order', () => {
-    const { offsets, bytes, totalBytes } = packedLayout([slot('uint8', [3]), slot('float64', [2, 2]), slot('int64', [])]);
+    const { offsets, bytes, totalBytes } = packedLayout([
+      slot('uint8', [3]),
+      slot('float64', [2, 2]),
+      slot('int64', []),
+    ]);
     expect(offsets).toEqual([0, PACK_ALIGN_BYTES, 2 * PACK_ALIGN_BYTES]);
     expect(bytes).toEqual([3, 32, 8]);
     expect(totalBytes).toBe(2 * PACK_ALIGN_BYTES + 8);

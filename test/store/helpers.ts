@@ -21,7 +21,9 @@ export async function startServer(opts: StoreServerOptions = {}): Promise<TcpSto
 
 /** `n` clients of `server`, closed after the test. */
 export async function connectClients(server: TcpStoreServer, n: number, timeoutMs = 5_000): Promise<TcpStoreClient[]> {
-  const clients = await Promise.all(Array.from({ length: n }, () => TcpStoreClient.connect({ host: '127.0.0.1', port: server.port, timeoutMs })));
+  const clients = await Promise.all(
+    Array.from({ length: n }, () => TcpStoreClient.connect({ host: '127.0.0.1', port: server.port, timeoutMs })),
+  );
   onCleanup(() => Promise.all(clients.map((c) => c.close())));
   return clients;
 }

@@ -12,7 +12,12 @@ describe('store server in a worker thread', () => {
     const server = await listenInThread();
     try {
       const child = new Promise<string>((resolve, reject) => {
-        execFile(process.execPath, ['--import', 'tsx', fixture, String(server.port)], { timeout: 20_000 }, (err, stdout) => (err ? reject(err) : resolve(stdout)));
+        execFile(
+          process.execPath,
+          ['--import', 'tsx', fixture, String(server.port)],
+          { timeout: 20_000 },
+          (err, stdout) => (err ? reject(err) : resolve(stdout)),
+        );
       });
       // Block this thread the way a native call does, long enough for the child to start,
       // connect, set and get: it can only finish inside this window if the store does not
@@ -29,8 +34,22 @@ describe('store server in a worker thread', () => {
 
   it('StatelessProcessGroup.create({ storeInThread }) works like the in-thread store, and close ends the server', async () => {
     const port = await freePort();
-    const [a, b] = await Promise.all([0, 1].map((rank) => StatelessProcessGroup.create({ host: '127.0.0.1', port, rank, worldSize: 2, storeTimeoutMs: 5_000, storeInThread: true })));
-    expect(await Promise.all([a.allGatherObj('a'), b.allGatherObj('b')])).toEqual([['a', 'b'], ['a', 'b']]);
+    const [a, b] = await Promise.all(
+      [0, 1].map((rank) =>
+        StatelessProcessGroup.create({
+          host: '127.0.0.1',
+          port,
+          rank,
+          worldSize: 2,
+          storeTimeoutMs: 5_000,
+          storeInThread: true,
+        }),
+      ),
+    );
+    expect(await Promise.all([a.allGatherObj('a'), b.allGatherObj('b')])).toEqual([
+      ['a', 'b'],
+      ['a', 'b'],
+    ]);
     await Promise.all([a.barrier(), b.barrier()]);
     await Promise.all([b.close(), a.close()]);
     await expect(TcpStoreClient.connect({ host: '127.0.0.1', port, timeoutMs: 300 })).rejects.toThrow();

@@ -8,14 +8,18 @@ import { connectClients, freePort, onCleanup, startServer, until } from './helpe
 async function makeGroups(n: number, opts: { storeTimeoutMs?: number; dataExpirationSeconds?: number } = {}) {
   const server = await startServer();
   const clients = await connectClients(server, n);
-  const groups = clients.map((c, r) => StatelessProcessGroup.fromStore(c.withPrefix('g'), r, n, { storeTimeoutMs: 5_000, ...opts }));
+  const groups = clients.map((c, r) =>
+    StatelessProcessGroup.fromStore(c.withPrefix('g'), r, n, { storeTimeoutMs: 5_000, ...opts }),
+  );
   return { server, clients, groups };
 }
 
 /** `worldSize` ranks made by create() on `port`, closed (rank 0 last) after the test. */
 async function createGroups(port: number, worldSize: number): Promise<StatelessProcessGroup[]> {
   const groups = await Promise.all(
-    Array.from({ length: worldSize }, (_, rank) => StatelessProcessGroup.create({ host: '127.0.0.1', port, rank, worldSize, storeTimeoutMs: 5_000 })),
+    Array.from({ length: worldSize }, (_, rank) =>
+      StatelessProcessGroup.create({ host: '127.0.0.1', port, rank, worldSize, storeTimeoutMs: 5_000 }),
+    ),
   );
   onCleanup(async () => {
     for (const g of [...groups].reverse()) await g.close();
@@ -48,7 +52,9 @@ describe('StatelessProcessGroup: object exchange', () => {
   it('several senders to one receiver do not collide (keys name the sender)', async () => {
     const { groups } = await makeGroups(4);
     // Every sender writes counters 0 and 1 to rank 0: vLLM's send_to/0/{n} would clash.
-    await Promise.all([1, 2, 3].map((s) => Promise.all([groups[s].sendObj(`from ${s} #0`, 0), groups[s].sendObj(`from ${s} #1`, 0)])));
+    await Promise.all(
+      [1, 2, 3].map((s) => Promise.all([groups[s].sendObj(`from ${s} #0`, 0), groups[s].sendObj(`from ${s} #1`, 0)])),
+    );
     for (const s of [3, 1, 2]) {
       expect(await groups[0].recvObj(s)).toBe(`from ${s} #0`);
       expect(await groups[0].recvObj(s)).toBe(`from ${s} #1`);
@@ -65,7 +71,10 @@ describe('StatelessProcessGroup: object exchange', () => {
       f: new Float32Array([1.5, -2]),
       i: new BigInt64Array([-(1n << 62n)]),
       u: new Uint8Array([0, 255]),
-      m: new Map<string, unknown>([['k', 1n << 70n], ['n', null]]),
+      m: new Map<string, unknown>([
+        ['k', 1n << 70n],
+        ['n', null],
+      ]),
       s: new Set(['a', 'b']),
       big: -5n,
       d: new Date(0),
@@ -125,13 +134,20 @@ describe('StatelessProcessGroup: object exchange', () => {
   it('works across separate processes', async () => {
     const port = await freePort();
     const script = new URL('./fixtures/spg-rank.ts', import.meta.url);
-    const children = [0, 1, 2].map((rank) => fork(script, [String(rank), '3', String(port)], { execArgv: ['--import', 'tsx'], serialization: 'advanced' }));
+    const children = [0, 1, 2].map((rank) =>
+      fork(script, [String(rank), '3', String(port)], { execArgv: ['--import', 'tsx'], serialization: 'advanced' }),
+    );
     onCleanup(() => children.forEach((c) => c.exitCode === null && c.kill('SIGKILL')));
     const exits = children.map((c) => new Promise<number | null>((resolve) => c.once('exit', (code) => resolve(code))));
-    const reports = await Promise.all(children.map((c) => new Promise<Record<string, unknown>>((resolve, reject) => {
-      c.once('message', (m) => resolve(m as Record<string, unknown>));
-      c.once('exit', (code) => reject(new Error(`child exited ${code} before reporting`)));
-    })));
+    const reports = await Promise.all(
+      children.map(
+        (c) =>
+          new Promise<Record<string, unknown>>((resolve, reject) => {
+            c.once('message', (m) => resolve(m as Record<string, unknown>));
+            c.once('exit', (code) => reject(new Error(`child exited ${code} before reporting`)));
+          }),
+      ),
+    );
     expect(await Promise.all(exits)).toEqual([0, 0, 0]);
     const pids = reports.map((r) => r.pid);
     expect(new Set(pids).size).toBe(3);
@@ -218,9 +234,15 @@ describe('StatelessProcessGroup: arguments and lifecycle', () => {
       [() => StatelessProcessGroup.fromStore(groups[0].store, 0, 2, { storeTimeoutMs: -5 }), 'storeTimeoutMs'],
     ];
     for (const [fn, argument] of sync) expect(fn).toThrow(expect.objectContaining({ argument }));
-    await expect(StatelessProcessGroup.create({ host: '127.0.0.1', port: 0, rank: 0, worldSize: 2 })).rejects.toMatchObject({ argument: 'port' });
-    await expect(StatelessProcessGroup.create({ host: '127.0.0.1', port: 70_000, rank: 0, worldSize: 2 })).rejects.toMatchObject({ argument: 'port' });
-    await expect(StatelessProcessGroup.create({ host: '127.0.0.1', port: 1234, rank: 4, worldSize: 2 })).rejects.toMatchObject({ argument: 'rank' });
+    await expect(
+      StatelessProcessGroup.create({ host: '127.0.0.1', port: 0, rank: 0, worldSize: 2 }),
+    ).rejects.toMatchObject({ argument: 'port' });
+    await expect(
+      StatelessProcessGroup.create({ host: '127.0.0.1', port: 70_000, rank: 0, worldSize: 2 }),
+    ).rejects.toMatchObject({ argument: 'port' });
+    await expect(
+      StatelessProcessGroup.create({ host: '127.0.0.1', port: 1234, rank: 4, worldSize: 2 }),
+    ).rejects.toMatchObject({ argument: 'rank' });
   });
 
   it('world size 1 on an ephemeral port: every op returns at once; close stops the server', async () => {
@@ -256,7 +278,16 @@ describe('StatelessProcessGroup: direct point-to-point (directPointToPoint)', ()
   async function directGroups(worldSize: number, storeTimeoutMs = 5_000): Promise<StatelessProcessGroup[]> {
     const port = await freePort();
     const groups = await Promise.all(
-      Array.from({ length: worldSize }, (_, rank) => StatelessProcessGroup.create({ host: '127.0.0.1', port, rank, worldSize, storeTimeoutMs, directPointToPoint: true })),
+      Array.from({ length: worldSize }, (_, rank) =>
+        StatelessProcessGroup.create({
+          host: '127.0.0.1',
+          port,
+          rank,
+          worldSize,
+          storeTimeoutMs,
+          directPointToPoint: true,
+        }),
+      ),
     );
     onCleanup(async () => {
       for (const g of [...groups].reverse()) await g.close();

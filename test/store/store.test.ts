@@ -12,7 +12,9 @@ async function serverAndClient(timeoutMs = 5_000) {
 }
 
 /** A raw socket that collects the replies the server sends it. */
-async function rawSocket(port: number): Promise<{ socket: Socket; replies: { code: number; id: number; text: string }[] }> {
+async function rawSocket(
+  port: number,
+): Promise<{ socket: Socket; replies: { code: number; id: number; text: string }[] }> {
   const replies: { code: number; id: number; text: string }[] = [];
   const cursor = new FieldCursor();
   const reader = new FrameReader(1 << 20, isStatus, {
@@ -149,7 +151,9 @@ describe('TCP store: operations', () => {
     await expect(client.get(7 as unknown as string)).rejects.toMatchObject({ argument: 'key' });
     await expect(TcpStoreClient.connect({ host: '127.0.0.1', port: 0 })).rejects.toMatchObject({ argument: 'port' });
     await expect(TcpStoreServer.listen({ port: -1 })).rejects.toMatchObject({ argument: 'port' });
-    await expect(TcpStoreServer.listen({ maxValueBytes: 2 ** 33 })).rejects.toMatchObject({ argument: 'maxValueBytes' });
+    await expect(TcpStoreServer.listen({ maxValueBytes: 2 ** 33 })).rejects.toMatchObject({
+      argument: 'maxValueBytes',
+    });
   });
 });
 
@@ -157,13 +161,15 @@ describe('TCP store: concurrency and size', () => {
   it('16 concurrent clients keep an exact counter and their own keys', async () => {
     const { server, client } = await serverAndClient();
     const clients = await connectClients(server, 16);
-    await Promise.all(clients.map(async (c, i) => {
-      for (let j = 0; j < 50; j++) {
-        const [n] = await Promise.all([c.add('counter', 1), c.set(`k/${i}/${j}`, `${i}:${j}`)]);
-        expect(n).toBeGreaterThanOrEqual(1);
-        expect(text(await c.get(`k/${i}/${j}`))).toBe(`${i}:${j}`);
-      }
-    }));
+    await Promise.all(
+      clients.map(async (c, i) => {
+        for (let j = 0; j < 50; j++) {
+          const [n] = await Promise.all([c.add('counter', 1), c.set(`k/${i}/${j}`, `${i}:${j}`)]);
+          expect(n).toBeGreaterThanOrEqual(1);
+          expect(text(await c.get(`k/${i}/${j}`))).toBe(`${i}:${j}`);
+        }
+      }),
+    );
     expect(text(await client.get('counter'))).toBe('800');
     expect(await client.numKeys()).toBe(801);
   });
@@ -199,7 +205,9 @@ describe('TCP store: concurrency and size', () => {
     expect(text(await c.get('ok'))).toBe('kept');
     expect(await c.check(['huge'])).toBe(false);
     // Within the frame allowance but over maxValueBytes: refused by the value check.
-    await expect(c.set('mid', new Uint8Array(4096))).rejects.toThrow(/value of 4096 bytes exceeds the server's limit of 1024 bytes/);
+    await expect(c.set('mid', new Uint8Array(4096))).rejects.toThrow(
+      /value of 4096 bytes exceeds the server's limit of 1024 bytes/,
+    );
     await c.set('edge', new Uint8Array(1024));
     expect((await c.get('edge')).length).toBe(1024);
   });
@@ -220,16 +228,22 @@ describe('TCP store: bad clients and shutdown', () => {
       encodeFrame(Op.get, 6, ['nobody-sets-this'])!, // parked, then the client vanishes
       Buffer.from([]), // connect and vanish
     ];
-    await Promise.all(Array.from({ length: 1000 }, (_, i) => new Promise<void>((resolve) => {
-      const s = connect({ host: '127.0.0.1', port: server.port }, () => {
-        s.write(garbage[i % garbage.length]);
-        // Half vanish at once, half linger to be answered or dropped.
-        if (i % 2 === 0) s.destroy();
-        else setTimeout(() => s.destroy(), 5);
-      });
-      s.on('error', () => undefined);
-      s.on('close', () => resolve());
-    })));
+    await Promise.all(
+      Array.from(
+        { length: 1000 },
+        (_, i) =>
+          new Promise<void>((resolve) => {
+            const s = connect({ host: '127.0.0.1', port: server.port }, () => {
+              s.write(garbage[i % garbage.length]);
+              // Half vanish at once, half linger to be answered or dropped.
+              if (i % 2 === 0) s.destroy();
+              else setTimeout(() => s.destroy(), 5);
+            });
+            s.on('error', () => undefined);
+            s.on('close', () => resolve());
+          }),
+      ),
+    );
     await until(() => server.connectionCount === 1 && server.parkedWaits === 1, 5_000);
     expect(text(await client.get('keep'))).toBe('intact');
     await client.set('later', 'ok');
@@ -241,15 +255,21 @@ describe('TCP store: bad clients and shutdown', () => {
   it('answers a malformed field with an error frame and keeps the connection; drops one that sends non-frames', async () => {
     const server = await startServer();
     const { socket, replies } = await rawSocket(server.port);
-    socket.write(Buffer.concat([
-      Buffer.from([9, 0, 0, 0, Op.get, 42, 0, 0, 0, 200, 0, 0, 0]),
-      encodeFrame(Op.set, 43, ['k'])!, // value field missing
-      encodeFrame(Op.set, 44, ['k', 'v'])!,
-    ]));
+    socket.write(
+      Buffer.concat([
+        Buffer.from([9, 0, 0, 0, Op.get, 42, 0, 0, 0, 200, 0, 0, 0]),
+        encodeFrame(Op.set, 43, ['k'])!, // value field missing
+        encodeFrame(Op.set, 44, ['k', 'v'])!,
+      ]),
+    );
     await until(() => replies.length === 3);
     expect(replies[0]).toMatchObject({ code: Status.error, id: 42 });
     expect(replies[0].text).toMatch(/malformed get frame: field of 200 bytes overruns/);
-    expect(replies[1]).toMatchObject({ code: Status.error, id: 43, text: "malformed set frame: missing field 'value'" });
+    expect(replies[1]).toMatchObject({
+      code: Status.error,
+      id: 43,
+      text: "malformed set frame: missing field 'value'",
+    });
     expect(replies[2]).toMatchObject({ code: Status.ok, id: 44 });
     const closed = new Promise((r) => socket.once('close', r));
     socket.write(Buffer.from([9, 0, 0, 0, 99, 1, 0, 0, 0]));
@@ -287,7 +307,9 @@ describe('TCP store: bad clients and shutdown', () => {
 
   it('connect retries until the server comes up, and gives up with StoreError at its deadline', async () => {
     const port = await freePort();
-    const late = new Promise<TcpStoreServer>((resolve) => setTimeout(() => resolve(TcpStoreServer.listen({ port })), 300));
+    const late = new Promise<TcpStoreServer>((resolve) =>
+      setTimeout(() => resolve(TcpStoreServer.listen({ port })), 300),
+    );
     onCleanup(async () => (await late).close());
     const client = await TcpStoreClient.connect({ host: '127.0.0.1', port, timeoutMs: 5_000 });
     onCleanup(() => client.close());
@@ -296,7 +318,9 @@ describe('TCP store: bad clients and shutdown', () => {
 
     const nobody = await freePort();
     const t0 = performance.now();
-    const err = await TcpStoreClient.connect({ host: '127.0.0.1', port: nobody, timeoutMs: 300 }).catch((e: unknown) => e);
+    const err = await TcpStoreClient.connect({ host: '127.0.0.1', port: nobody, timeoutMs: 300 }).catch(
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(StoreError);
     expect((err as Error).message).toMatch(new RegExp(`could not connect to store 127.0.0.1:${nobody} within 300 ms`));
     expect(performance.now() - t0).toBeLessThan(1_500);

@@ -1,14 +1,35 @@
 import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from '../../src/errors.ts';
 import {
-  bfloat16ToFloat, dtypeInfo, e4m3ToFloat, e5m2ToFloat, floatToBfloat16, floatToE4m3, floatToE5m2, floatToHalf, halfToFloat,
+  bfloat16ToFloat,
+  dtypeInfo,
+  e4m3ToFloat,
+  e5m2ToFloat,
+  floatToBfloat16,
+  floatToE4m3,
+  floatToE5m2,
+  floatToHalf,
+  halfToFloat,
 } from '../../src/tensor/index.ts';
 
 describe('float16', () => {
   it.each([
-    [1, 0x3c00], [-2, 0xc000], [65504, 0x7bff], [65520, 0x7c00], [Infinity, 0x7c00], [-Infinity, 0xfc00],
-    [2 ** -24, 0x0001], [2 ** -14, 0x0400], [-0, 0x8000], [0, 0], [2049, 0x6800], [2051, 0x6802], [65519, 0x7bff],
-    [2 ** -25, 0], [2 ** -25 * 1.5, 0x0001], [0.1, 0x2e66],
+    [1, 0x3c00],
+    [-2, 0xc000],
+    [65504, 0x7bff],
+    [65520, 0x7c00],
+    [Infinity, 0x7c00],
+    [-Infinity, 0xfc00],
+    [2 ** -24, 0x0001],
+    [2 ** -14, 0x0400],
+    [-0, 0x8000],
+    [0, 0],
+    [2049, 0x6800],
+    [2051, 0x6802],
+    [65519, 0x7bff],
+    [2 ** -25, 0],
+    [2 ** -25 * 1.5, 0x0001],
+    [0.1, 0x2e66],
   ])('%f → 0x%s', (value, bits) => {
     expect(floatToHalf(value)).toBe(bits);
   });
@@ -29,7 +50,12 @@ describe('float16', () => {
 
 describe('bfloat16', () => {
   it.each([
-    [1, 0x3f80], [-1, 0xbf80], [Infinity, 0x7f80], [1 + 2 ** -8, 0x3f80], [1 + 3 * 2 ** -8, 0x3f82], [1 + 2 ** -7 + 2 ** -9, 0x3f81],
+    [1, 0x3f80],
+    [-1, 0xbf80],
+    [Infinity, 0x7f80],
+    [1 + 2 ** -8, 0x3f80],
+    [1 + 3 * 2 ** -8, 0x3f82],
+    [1 + 2 ** -7 + 2 ** -9, 0x3f81],
   ])('%f → 0x%s (RNE)', (value, bits) => {
     expect(floatToBfloat16(value)).toBe(bits);
   });

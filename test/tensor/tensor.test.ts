@@ -6,7 +6,10 @@ const arange24 = () => Tensor.arange(24, undefined, 1, { dtype: 'float32' }).res
 
 describe('Tensor on the host', () => {
   it('fromArray infers shape and dtype', async () => {
-    const t = Tensor.fromArray([[1, 2, 3], [4, 5, 6]]);
+    const t = Tensor.fromArray([
+      [1, 2, 3],
+      [4, 5, 6],
+    ]);
     expect(t.shape).toEqual([2, 3]);
     expect(t.dtype).toBe('float32');
     expect(t.numel).toBe(6);
@@ -25,7 +28,8 @@ describe('Tensor on the host', () => {
     const back = await t.toArray();
     const expected = dtype === 'int64' ? values.map(BigInt) : values;
     expect(Array.from(back as ArrayLike<number | bigint>)).toEqual(expected);
-    if (['float16', 'bfloat16', 'float8_e4m3fn', 'float8_e5m2'].includes(dtype)) expect(back).toBeInstanceOf(Float32Array);
+    if (['float16', 'bfloat16', 'float8_e4m3fn', 'float8_e5m2'].includes(dtype))
+      expect(back).toBeInstanceOf(Float32Array);
   });
 
   it('rounds on encode: float16 and bfloat16 of 0.1', async () => {
@@ -34,7 +38,9 @@ describe('Tensor on the host', () => {
   });
 
   it('full, zeros, arange', async () => {
-    expect(Array.from((await Tensor.full([2, 2], 7, { dtype: 'int32' }).toArray()) as ArrayLike<number>)).toEqual([7, 7, 7, 7]);
+    expect(Array.from((await Tensor.full([2, 2], 7, { dtype: 'int32' }).toArray()) as ArrayLike<number>)).toEqual([
+      7, 7, 7, 7,
+    ]);
     expect(Array.from((await Tensor.zeros([3]).toArray()) as ArrayLike<number>)).toEqual([0, 0, 0]);
     expect(Array.from((await Tensor.arange(5).toArray()) as ArrayLike<number>)).toEqual([0n, 1n, 2n, 3n, 4n]);
     expect(Array.from((await Tensor.arange(1, 2, 0.25).toArray()) as ArrayLike<number>)).toEqual([1, 1.25, 1.5, 1.75]);
@@ -53,7 +59,9 @@ describe('Tensor on the host', () => {
     expect(n.shape).toEqual([2, 2, 4]);
     expect(n.storage).toBe(t.storage);
     expect(n.isContiguous).toBe(false);
-    expect(Array.from((await n.toArray()) as ArrayLike<number>)).toEqual([4, 5, 6, 7, 8, 9, 10, 11, 16, 17, 18, 19, 20, 21, 22, 23]);
+    expect(Array.from((await n.toArray()) as ArrayLike<number>)).toEqual([
+      4, 5, 6, 7, 8, 9, 10, 11, 16, 17, 18, 19, 20, 21, 22, 23,
+    ]);
     expect(Array.from((await t.narrow(-1, 3, 1).toArray()) as ArrayLike<number>)).toEqual([3, 7, 11, 15, 19, 23]);
   });
 
@@ -63,7 +71,8 @@ describe('Tensor on the host', () => {
     expect(m.shape).toEqual([3, 4, 2]);
     expect(m.isContiguous).toBe(false);
     const expected: number[] = [];
-    for (let j = 0; j < 3; j++) for (let k = 0; k < 4; k++) for (let i = 0; i < 2; i++) expected.push(i * 12 + j * 4 + k);
+    for (let j = 0; j < 3; j++)
+      for (let k = 0; k < 4; k++) for (let i = 0; i < 2; i++) expected.push(i * 12 + j * 4 + k);
     const c = m.contiguous();
     expect(c.isContiguous).toBe(true);
     expect(Array.from((await c.toArray()) as ArrayLike<number>)).toEqual(expected);
@@ -98,7 +107,10 @@ describe('Tensor on the host', () => {
     const cases: [() => unknown, RegExp][] = [
       [() => Tensor.empty([-1, 2]), /^shape: /],
       [() => Tensor.empty([1.5]), /^shape: /],
-      [() => Tensor.fromArray([1, 2, 3], { shape: [2, 2] }), /^shape: shape \[2, 2\] holds 4 elements but the data has 3/],
+      [
+        () => Tensor.fromArray([1, 2, 3], { shape: [2, 2] }),
+        /^shape: shape \[2, 2\] holds 4 elements but the data has 3/,
+      ],
       [() => Tensor.empty([2], { dtype: 'float128' as never }), /^dtype: unknown dtype/],
       [() => Tensor.empty([2], { device: 'gpu:0' }), /^device: /],
       [() => Tensor.empty([2], { device: 'cuda' }), /^device: /],

@@ -3,16 +3,21 @@
 // deterministic tensors whose values every dtype holds exactly.
 import { freePort } from '../../src/store/index.ts';
 export { freePort };
-import { NcclWeightTransferEngine, WeightTransferGroup, type NcclWeightTransferInitInfo } from '../../src/weights/index.ts';
+import {
+  NcclWeightTransferEngine,
+  type WeightTransferGroup,
+  type NcclWeightTransferInitInfo,
+} from '../../src/weights/index.ts';
 import { Tensor, type DType } from '../../src/tensor/index.ts';
-
 
 export async function initInfo(worldSize: number): Promise<NcclWeightTransferInitInfo> {
   return { masterAddress: '127.0.0.1', masterPort: await freePort(), rankOffset: 1, worldSize };
 }
 
 /** A trainer (rank 0) and one worker (rank 1), both in this thread, on the CPU backend. */
-export async function withPair(fn: (trainer: WeightTransferGroup, worker: NcclWeightTransferEngine) => Promise<void>): Promise<void> {
+export async function withPair(
+  fn: (trainer: WeightTransferGroup, worker: NcclWeightTransferEngine) => Promise<void>,
+): Promise<void> {
   const info = await initInfo(2);
   const worker = new NcclWeightTransferEngine({ device: 'cpu', timeoutMs: 5_000 });
   const [trainer] = await Promise.all([
@@ -35,7 +40,10 @@ export function values(n: number, seed: number): number[] {
 /** A tensor of `values` (floats) or of integers in [0, 128) (integer dtypes). */
 export function tensorOf(shape: number[], dtype: DType, seed: number): Tensor {
   const n = shape.reduce((a, b) => a * b, 1);
-  const data = dtype.startsWith('float') || dtype === 'bfloat16' ? values(n, seed) : values(n, seed).map((v) => Math.floor(v) + 64);
+  const data =
+    dtype.startsWith('float') || dtype === 'bfloat16'
+      ? values(n, seed)
+      : values(n, seed).map((v) => Math.floor(v) + 64);
   return Tensor.fromArray(dtype === 'int64' ? data.map(BigInt) : data, { shape, dtype });
 }
 

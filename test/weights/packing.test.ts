@@ -4,8 +4,13 @@
 import { describe, expect, it } from 'vitest';
 import { Tensor } from '../../src/tensor/index.ts';
 import {
-  packedBroadcastConsumer, packedBroadcastProducer, planPackedBuffers, tensorBytes,
-  type BroadcastCommunicator, type NamedTensors, type TensorSpec,
+  packedBroadcastConsumer,
+  packedBroadcastProducer,
+  planPackedBuffers,
+  tensorBytes,
+  type BroadcastCommunicator,
+  type NamedTensors,
+  type TensorSpec,
 } from '../../src/weights/index.ts';
 import { plain, tensorOf } from './helpers.ts';
 
@@ -43,11 +48,20 @@ describe('packing plan', () => {
   it('closes a buffer after the tensor that crosses the target: 20 × 400 B with 2,000 B → 6, 6, 6, 2 tensors', async () => {
     const specs = Array.from({ length: 20 }, (_, i) => spec(i, [100]));
     const plans = planPackedBuffers(specs, 2000);
-    expect(plans.map((p) => p.slices.map((s) => s.index))).toEqual([[0, 1, 2, 3, 4, 5], [6, 7, 8, 9, 10, 11], [12, 13, 14, 15, 16, 17], [18, 19]]);
+    expect(plans.map((p) => p.slices.map((s) => s.index))).toEqual([
+      [0, 1, 2, 3, 4, 5],
+      [6, 7, 8, 9, 10, 11],
+      [12, 13, 14, 15, 16, 17],
+      [18, 19],
+    ]);
     expect(plans.map((p) => p.bytes)).toEqual([2400, 2400, 2400, 800]);
     expect(plans[1].slices.map((s) => s.offset)).toEqual([0, 400, 800, 1200, 1600, 2000]);
     const { comm, sizes } = recorder();
-    await packedBroadcastProducer(specs.map((s) => [s.name, Tensor.zeros(s.shape)]), comm, opts(2000));
+    await packedBroadcastProducer(
+      specs.map((s) => [s.name, Tensor.zeros(s.shape)]),
+      comm,
+      opts(2000),
+    );
     expect(sizes).toEqual([2400, 2400, 2400, 800]);
     const consumed = recorder();
     const batches: string[][] = [];
@@ -73,18 +87,40 @@ describe('packing plan', () => {
   it('sizes are prod(shape) × itemsize, a scalar 1 element; producer and consumer plans agree for mixed dtypes', () => {
     expect(tensorBytes('bfloat16', [])).toBe(2);
     expect(tensorBytes('int64', [3, 0])).toBe(0);
-    const tensors: NamedTensors = [[ 'a', tensorOf([3, 5], 'float16', 1)], ['b', tensorOf([7], 'uint8', 2)], ['c', tensorOf([2, 2], 'float64', 3)], ['d', tensorOf([], 'bfloat16', 4)]];
-    const fromTensors = planPackedBuffers(tensors.map(([name, t]) => ({ name, dtype: t.dtype, shape: t.shape })), 16);
-    const fromInfo = planPackedBuffers([
-      { name: 'a', dtype: 'float16', shape: [3, 5] }, { name: 'b', dtype: 'uint8', shape: [7] }, { name: 'c', dtype: 'float64', shape: [2, 2] }, { name: 'd', dtype: 'bfloat16', shape: [] },
-    ], 16);
+    const tensors: NamedTensors = [
+      ['a', tensorOf([3, 5], 'float16', 1)],
+      ['b', tensorOf([7], 'uint8', 2)],
+      ['c', tensorOf([2, 2], 'float64', 3)],
+      ['d', tensorOf([], 'bfloat16', 4)],
+    ];
+    const fromTensors = planPackedBuffers(
+      tensors.map(([name, t]) => ({ name, dtype: t.dtype, shape: t.shape })),
+      16,
+    );
+    const fromInfo = planPackedBuffers(
+      [
+        { name: 'a', dtype: 'float16', shape: [3, 5] },
+        { name: 'b', dtype: 'uint8', shape: [7] },
+        { name: 'c', dtype: 'float64', shape: [2, 2] },
+        { name: 'd', dtype: 'bfloat16', shape: [] },
+      ],
+      16,
+    );
     expect(fromTensors).toEqual(fromInfo);
     expect(fromInfo.map((p) => p.bytes)).toEqual([30, 39, 2]);
   });
 
-  it.each([[1, 1], [2, 2], [3, 3]])('with %i buffer(s) in rotation, at most %i broadcasts are in flight', async (numBuffers, expected) => {
+  it.each([
+    [1, 1],
+    [2, 2],
+    [3, 3],
+  ])('with %i buffer(s) in rotation, at most %i broadcasts are in flight', async (numBuffers, expected) => {
     const { comm, sizes, maxInFlight } = recorder(5);
-    await packedBroadcastProducer(Array.from({ length: 6 }, (_, i) => [`w${i}`, Tensor.zeros([100])] as [string, Tensor]), comm, opts(300, numBuffers));
+    await packedBroadcastProducer(
+      Array.from({ length: 6 }, (_, i) => [`w${i}`, Tensor.zeros([100])] as [string, Tensor]),
+      comm,
+      opts(300, numBuffers),
+    );
     expect(sizes).toEqual([400, 400, 400, 400, 400, 400]);
     expect(maxInFlight()).toBe(expected);
   });
@@ -92,12 +128,34 @@ describe('packing plan', () => {
   it('unpacked tensors are copies: each has its own storage, writing one leaves the others intact', async () => {
     // A loopback communicator: the "broadcast" fills the consumer's buffer with bytes the producer packed.
     let wire: Uint8Array = new Uint8Array(0);
-    const sender: BroadcastCommunicator = { device: 'cpu', async broadcast(t) { wire = Uint8Array.from(await t.toArray() as Uint8Array); return t; }, async synchronize() {} };
-    const receiver: BroadcastCommunicator = { device: 'cpu', async broadcast(t) { (t.hostView() as Uint8Array).set(wire); return t; }, async synchronize() {} };
-    const sent: NamedTensors = [['a', tensorOf([2, 3], 'float32', 1)], ['b', tensorOf([5], 'bfloat16', 2)]];
+    const sender: BroadcastCommunicator = {
+      device: 'cpu',
+      async broadcast(t) {
+        wire = Uint8Array.from((await t.toArray()) as Uint8Array);
+        return t;
+      },
+      async synchronize() {},
+    };
+    const receiver: BroadcastCommunicator = {
+      device: 'cpu',
+      async broadcast(t) {
+        (t.hostView() as Uint8Array).set(wire);
+        return t;
+      },
+      async synchronize() {},
+    };
+    const sent: NamedTensors = [
+      ['a', tensorOf([2, 3], 'float32', 1)],
+      ['b', tensorOf([5], 'bfloat16', 2)],
+    ];
     await packedBroadcastProducer(sent, sender, opts(1 << 20));
     let got: NamedTensors = [];
-    await packedBroadcastConsumer(sent.map(([name, t]) => ({ name, dtype: t.dtype, shape: t.shape })), receiver, opts(1 << 20), (b) => (got = b));
+    await packedBroadcastConsumer(
+      sent.map(([name, t]) => ({ name, dtype: t.dtype, shape: t.shape })),
+      receiver,
+      opts(1 << 20),
+      (b) => (got = b),
+    );
     expect(await plain(got[0][1])).toEqual(await plain(sent[0][1]));
     expect(got[0][1].storage).not.toBe(got[1][1].storage);
     (got[0][1].hostView() as Float32Array).fill(0);
@@ -112,7 +170,9 @@ describe('segments of a packed buffer (the device path broadcasts a buffer in se
     const rand = prng(7);
     for (let trial = 0; trial < 200; trial++) {
       const specs: TensorSpec[] = Array.from({ length: 1 + Math.floor(rand() * 20) }, (_, i) => ({
-        name: `t${i}`, dtype: rand() < 0.5 ? 'float32' : 'bfloat16', shape: [Math.floor(rand() * 300)],
+        name: `t${i}`,
+        dtype: rand() < 0.5 ? 'float32' : 'bfloat16',
+        shape: [Math.floor(rand() * 300)],
       }));
       const size = 1 + Math.floor(rand() * 700);
       for (const plan of planPackedBuffers(specs, 1 + Math.floor(rand() * 2000))) {

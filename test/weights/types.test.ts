@@ -3,8 +3,15 @@
 import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from '../../src/errors.ts';
 import {
-  DEFAULT_PACKED_BUFFER_SIZE_BYTES, NcclWeightTransferEngine, WeightTransferEngine, WeightTransferNotInitializedError,
-  availableWeightTransferEngines, createWeightTransferEngine, parseNcclInitInfo, parseNcclUpdateInfo, registerWeightTransferEngine,
+  DEFAULT_PACKED_BUFFER_SIZE_BYTES,
+  NcclWeightTransferEngine,
+  WeightTransferEngine,
+  WeightTransferNotInitializedError,
+  availableWeightTransferEngines,
+  createWeightTransferEngine,
+  parseNcclInitInfo,
+  parseNcclUpdateInfo,
+  registerWeightTransferEngine,
 } from '../../src/weights/index.ts';
 
 const init = { masterAddress: '127.0.0.1', masterPort: 29_500, rankOffset: 1, worldSize: 3 };
@@ -23,7 +30,9 @@ function thrown(fn: () => unknown): InvalidArgumentError {
 describe('init info', () => {
   it('parses camelCase and vLLM snake_case keys to the same info', () => {
     expect(parseNcclInitInfo(init)).toEqual(init);
-    expect(parseNcclInitInfo({ master_address: '127.0.0.1', master_port: 29_500, rank_offset: 1, world_size: 3 })).toEqual(init);
+    expect(
+      parseNcclInitInfo({ master_address: '127.0.0.1', master_port: 29_500, rank_offset: 1, world_size: 3 }),
+    ).toEqual(init);
   });
 
   it.each([
@@ -44,10 +53,17 @@ describe('init info', () => {
 describe('update info', () => {
   it("fills vLLM's defaults: unpacked, 1 GiB buffers, 2 of them, checkpoint format", () => {
     expect(parseNcclUpdateInfo(update)).toEqual({
-      ...update, packed: false, packedBufferSizeBytes: DEFAULT_PACKED_BUFFER_SIZE_BYTES, packedNumBuffers: 2, isCheckpointFormat: true,
+      ...update,
+      packed: false,
+      packedBufferSizeBytes: DEFAULT_PACKED_BUFFER_SIZE_BYTES,
+      packedNumBuffers: 2,
+      isCheckpointFormat: true,
     });
     expect(DEFAULT_PACKED_BUFFER_SIZE_BYTES).toBe(1 << 30);
-    expect(parseNcclUpdateInfo({ names: [], dtype_names: [], shapes: [], packed: true, packed_buffer_size_bytes: 100 }).packedBufferSizeBytes).toBe(100);
+    expect(
+      parseNcclUpdateInfo({ names: [], dtype_names: [], shapes: [], packed: true, packed_buffer_size_bytes: 100 })
+        .packedBufferSizeBytes,
+    ).toBe(100);
   });
 
   it('names dtypeNames or shapes when a list length differs from names', () => {
@@ -61,8 +77,14 @@ describe('update info', () => {
 
   it.each([
     [{ ...update, dtypeNames: ['float32', 'complex64'] }, /unknown dtype 'complex64'/],
-    [{ ...update, shapes: [[2, -3], []] }, /Invalid update_info .*shapes\[0\] must be an array of non-negative integers/],
-    [{ ...update, packedBufferSizeBytes: 0 }, /Invalid update_info .*'packedBufferSizeBytes' must be an integer in \[1, /],
+    [
+      { ...update, shapes: [[2, -3], []] },
+      /Invalid update_info .*shapes\[0\] must be an array of non-negative integers/,
+    ],
+    [
+      { ...update, packedBufferSizeBytes: 0 },
+      /Invalid update_info .*'packedBufferSizeBytes' must be an integer in \[1, /,
+    ],
     [{ ...update, packedNumBuffers: 1.5 }, /'packedNumBuffers' must be an integer/],
     [{ ...update, packed: 'yes' }, /'packed' must be a boolean/],
     [{ names: ['a'], shapes: [[1]] }, /missing required argument 'dtypeNames'/],
@@ -80,19 +102,29 @@ describe('engine factory', () => {
   });
 
   it('rejects an unknown backend, listing the available ones', async () => {
-    await expect(createWeightTransferEngine('ipc')).rejects.toThrow(/^backend: Invalid weight transfer backend: ipc\. Available engines: \['nccl'/);
+    await expect(createWeightTransferEngine('ipc')).rejects.toThrow(
+      /^backend: Invalid weight transfer backend: ipc\. Available engines: \['nccl'/,
+    );
   });
 
   it('rejects a second registration of a name, and a module path without a class name', () => {
     class Dummy extends NcclWeightTransferEngine {}
     registerWeightTransferEngine('dummy-test', Dummy);
-    expect(() => registerWeightTransferEngine('dummy-test', Dummy)).toThrow("name: Weight transfer engine 'dummy-test' is already registered.");
+    expect(() => registerWeightTransferEngine('dummy-test', Dummy)).toThrow(
+      "name: Weight transfer engine 'dummy-test' is already registered.",
+    );
     expect(() => registerWeightTransferEngine('nccl', Dummy)).toThrow(/already registered/);
-    expect(() => registerWeightTransferEngine('lazy-test', './x.ts', '')).toThrow(/^className: className is required when registering with a module path/);
+    expect(() => registerWeightTransferEngine('lazy-test', './x.ts', '')).toThrow(
+      /^className: className is required when registering with a module path/,
+    );
   });
 
   it('loads an engine lazily from a module path and a class name', async () => {
-    registerWeightTransferEngine('lazy-engine', new URL('../../src/weights/engine.ts', import.meta.url), 'NcclWeightTransferEngine');
+    registerWeightTransferEngine(
+      'lazy-engine',
+      new URL('../../src/weights/engine.ts', import.meta.url),
+      'NcclWeightTransferEngine',
+    );
     const engine = await createWeightTransferEngine('lazy-engine', { device: 'cpu' });
     expect(engine).toBeInstanceOf(WeightTransferEngine);
   });
@@ -110,11 +142,20 @@ describe('engine before init', () => {
     const engine = new NcclWeightTransferEngine({ device: 'cpu', parallel: { dpRank: 2, worldSize: 4, rank: 3 } });
     expect(engine.transferRank({ ...init, rankOffset: 1 })).toBe(12);
     const forRank = NcclWeightTransferEngine.forRank({
-      device: 'cpu', tp: { rankInGroup: 1, worldSize: 2 }, pp: { rankInGroup: 1, worldSize: 2 }, dp: { rankInGroup: 1 },
+      device: 'cpu',
+      tp: { rankInGroup: 1, worldSize: 2 },
+      pp: { rankInGroup: 1, worldSize: 2 },
+      dp: { rankInGroup: 1 },
     });
     expect(forRank.transferRank({ ...init, rankOffset: 1 })).toBe(1 * 4 + (1 * 2 + 1) + 1);
-    await expect(engine.initTransferEngine({ ...init, worldSize: 12 })).rejects.toThrow(/transfer rank is 12 .* outside \[1, 12\)/);
-    await expect(new NcclWeightTransferEngine({ device: 'cpu' }).initTransferEngine({ ...init, rankOffset: 0 })).rejects.toThrow(/rank 0 is the trainer/);
-    expect(() => new NcclWeightTransferEngine({ parallel: { dpRank: 0, worldSize: 2, rank: 2 } })).toThrow(/^parallel\.rank: 2 is out of range \[0, 2\)/);
+    await expect(engine.initTransferEngine({ ...init, worldSize: 12 })).rejects.toThrow(
+      /transfer rank is 12 .* outside \[1, 12\)/,
+    );
+    await expect(
+      new NcclWeightTransferEngine({ device: 'cpu' }).initTransferEngine({ ...init, rankOffset: 0 }),
+    ).rejects.toThrow(/rank 0 is the trainer/);
+    expect(() => new NcclWeightTransferEngine({ parallel: { dpRank: 0, worldSize: 2, rank: 2 } })).toThrow(
+      /^parallel\.rank: 2 is out of range \[0, 2\)/,
+    );
   });
 });

@@ -46,7 +46,8 @@ export async function receive(_ctx: RankContext, update: Record<string, unknown>
   await engine.receiveWeights(update, async (batch) => {
     batches++;
     for (const [name, t] of batch) {
-      const r = window > 0 && t.numel > 0 ? await sampled(t, window) : { sum: sumOf(await t.toArray()), count: t.numel };
+      const r =
+        window > 0 && t.numel > 0 ? await sampled(t, window) : { sum: sumOf(await t.toArray()), count: t.numel };
       sums[name] = r.sum;
       counts[name] = r.count;
       t.dispose();
@@ -56,7 +57,12 @@ export async function receive(_ctx: RankContext, update: Record<string, unknown>
 }
 
 /** Receives one update whose loadWeights throws at the `failAt`-th call on this rank (1-based); returns the error. */
-export async function receiveFailing(ctx: RankContext, update: Record<string, unknown>, failOnRank: number, failAt: number): Promise<string> {
+export async function receiveFailing(
+  ctx: RankContext,
+  update: Record<string, unknown>,
+  failOnRank: number,
+  failAt: number,
+): Promise<string> {
   if (!engine) throw new Error('initWeights first');
   let calls = 0;
   try {
