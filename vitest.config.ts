@@ -2,7 +2,7 @@ import { defineConfig } from 'vitest/config';
 
 // Two projects: `cpu` runs in CI on any machine; `gpu` holds the tests that need a CUDA
 // device and skip themselves when none is visible. GPU files run one at a time so that
-// they never fight over devices (notes/node-stack §5).
+// they never fight over devices.
 export default defineConfig({
   test: {
     projects: [

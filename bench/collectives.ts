@@ -3,7 +3,7 @@
  * reduce_scatter, send_recv; 8 B × 4^k up to --max-bytes) through gpugroup in one
  * launchGroup of --world ranks (default: every visible GPU), plus the host cost of one
  * allReduce call beside the raw koffi call. Compare with nccl-tests from the same run:
- * node ../shared/baselines/compare.mjs baselines.jsonl ours.jsonl
+ * both write JSON lines joined on op, world and bytes.
  */
 import { cudaDeviceCount, nccl } from '../native/index.ts';
 import { launchGroup } from '../src/orchestrator/index.ts';

@@ -1,6 +1,6 @@
 /**
  * `npm run bench -- <suite> [options]`: one entry for every benchmark suite. Prints
- * readable tables and writes JSON lines (the fields ../shared/baselines/compare.mjs
+ * readable tables and writes JSON lines (the fields a comparison script
  * joins on: impl, op, world, bytes, graph, tensors, us, busbw, p50_us, s).
  *
  *   --json FILE       also append every record to FILE (JSON lines)

@@ -4,7 +4,7 @@
  * GB/s (`busbw` = state-dict bytes / seconds) of a 4 GiB state dict of 512 bf16 tensors,
  * packed in 1 GiB × 2 buffers and unpacked (one broadcast per tensor), beside a raw
  * 1 GiB broadcast in the same topology. Compare that reference with nccl-tests'
- * broadcast_perf at 1 GiB from the same machine (../shared/baselines/run.sh).
+ * broadcast_perf at 1 GiB from the same machine.
  * With --backend cpu: a 64 MiB state dict, 16 MiB × 2 buffers, 2 workers.
  */
 import { cudaDeviceCount } from '../native/index.ts';

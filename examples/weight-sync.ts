@@ -1,5 +1,5 @@
 /**
- * Weight sync, trainer → inference workers (vllm-spec §11):
+ * Weight sync, trainer → inference workers (as vLLM's weight transfer engine):
  *
  *   npx tsx examples/weight-sync.ts [--backend cpu|nccl] [--steps N]
  *

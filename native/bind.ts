@@ -1,6 +1,6 @@
 /**
  * Turns a table of C prototypes into callable functions whose non-zero return codes
- * become typed errors. This is the one place return codes are checked (STYLE §2).
+ * become typed errors. This is the one place return codes are checked.
  */
 import type { LibraryHandle } from 'koffi';
 

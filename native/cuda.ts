@@ -2,8 +2,8 @@
  * libcudart through koffi: the runtime calls gpugroup needs, as data. Pointers and
  * handles (streams, events, graphs) are BigInt. Out-parameters are typed arrays
  * (`BigUint64Array(1)` for `T**`, `Int32Array(1)` for `int*`), which koffi passes
- * ≈5× cheaper than `_Out_` arrays (notes §1.2). Every call is synchronous on the
- * calling thread: CUDA's current device is per host thread (notes §0 item 2).
+ * ≈5× cheaper than `_Out_` arrays. Every call is synchronous on the
+ * calling thread: CUDA's current device is per host thread (CUDA Runtime API: cudaSetDevice).
  */
 import { CudaError } from './errors.ts';
 import { bindTable, type ProtoRow } from './bind.ts';

@@ -1,7 +1,7 @@
 /**
  * Errors raised by the FFI layer. Every error of the package derives from
  * {@link GpuGroupError}, which carries a stable `code` a caller can branch on
- * (STYLE.md: undici-style error classes).
+ * (undici-style error classes).
  */
 
 /** Base class of every gpugroup error. `code` is stable across versions. */

@@ -1,6 +1,6 @@
 /**
  * native/: libnccl and libcudart through koffi 3. Tables of C prototypes, library
- * discovery, return-code checking and pinning; no other logic (STYLE §2).
+ * discovery, return-code checking and pinning; no other logic.
  */
 export {
   cuda,

@@ -1,12 +1,12 @@
 /**
- * Library discovery and loading (vllm-spec §8.1, with the order this project fixes):
+ * Library discovery and loading (vLLM's find_nccl_library, with the order this project fixes):
  * an explicit path from the environment, the dynamic loader's names, CUDA_HOME and
  * /usr/local/cuda, then the NVIDIA wheels of the `python3` on PATH.
  *
  * Loaded libraries are pinned with dlopen(RTLD_NODELETE) and their koffi handles kept
  * at module scope: koffi 3 dlclose()s a library when a worker thread that loaded it
  * exits, and libnccl/libcudart run threads of their own, so an unload segfaults the
- * process (notes/node-stack §0 item 3).
+ * process.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -111,7 +111,7 @@ export function loadLibrary(spec: LibrarySpec): LoadedLibrary {
   throw new LibraryNotFoundError(spec.name, tried, spec.envVar, lastError ? `Last error: ${lastError}` : '');
 }
 
-/** Named koffi types are per thread and may not be defined twice (notes §1.4). */
+/** Named koffi types are per thread and may not be defined twice. */
 export function namedStruct(name: string, def: Record<string, string | TypeObject>): TypeObject {
   try {
     return koffi.type(name);

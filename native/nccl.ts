@@ -1,8 +1,8 @@
 /**
- * libnccl through koffi (vllm-spec §8): every function vLLM binds, plus the ones
+ * libnccl through koffi (vLLM's pynccl_wrapper.py): every function vLLM binds, plus the ones
  * a non-blocking, abortable communicator needs. `ncclUniqueId` is a 128-byte struct
  * passed BY VALUE, declared with uint8_t members so koffi hands back bytes, not a
- * string (notes §1.2). Device calls are synchronous on the rank's own thread.
+ * string. Device calls are synchronous on the rank's own thread.
  */
 import { NcclError } from './errors.ts';
 import { bindTable, type ProtoRow } from './bind.ts';
@@ -21,7 +21,7 @@ export const NcclResult = {
   ncclTimeout: 8,
 } as const;
 
-/** ncclDataType_t values (vllm-spec §8.5). */
+/** ncclDataType_t values (nccl.h). */
 export const NcclDataType = {
   ncclInt8: 0,
   ncclUint8: 1,
@@ -179,7 +179,7 @@ export interface NcclLibrary {
 /**
  * Formats an NCCL_VERSION_CODE: `22803` → `2.28.3`, `22800` → `2.28.0`, and the
  * pre-2.9 encoding `2708` → `2.7.8`. vLLM drops a zero patch (`"2.27."`,
- * vllm-spec §14 item 24); we do not.
+ * pynccl_wrapper.py: ncclGetVersion); we do not.
  */
 export function formatNcclVersion(code: number): string {
   if (!Number.isInteger(code) || code <= 0) throw new RangeError(`not an NCCL version code: ${code}`);
@@ -188,7 +188,7 @@ export function formatNcclVersion(code: number): string {
   return `${major}.${Math.floor(rest / 100)}.${rest % 100}`;
 }
 
-/** Checks and wraps 128 raw bytes as an ncclUniqueId (vllm-spec §8.3 unique_id_from_bytes). */
+/** Checks and wraps 128 raw bytes as an ncclUniqueId (pynccl_wrapper.py: unique_id_from_bytes). */
 export function uniqueIdFromBytes(bytes: Uint8Array): UniqueId {
   if (!(bytes instanceof Uint8Array) || bytes.length !== NCCL_UNIQUE_ID_BYTES) {
     const got = bytes instanceof Uint8Array ? bytes.length : typeof bytes;

@@ -1,6 +1,6 @@
 /**
  * Every error class of gpugroup above the FFI layer, built in one place
- * (STYLE.md: piscina/undici). Each carries a stable `code` and the fields a caller
+ * (as undici's lib/core/errors.js). Each carries a stable `code` and the fields a caller
  * branches on. Errors cross actor boundaries through {@link errorToWire} /
  * {@link errorFromWire}, which rebuild the same class on the other side.
  */

@@ -1,6 +1,6 @@
 /**
  * gpugroup: vLLM's distributed communication layer as a TypeScript actor system.
- * The package's public face (DESIGN.md); each layer's own index.ts holds the rest.
+ * The package's public face; each layer's own index.ts holds the rest.
  */
 export { launchGroup, Group } from './orchestrator/index.ts';
 export type { LaunchOptions, RankContext, RankExitEvent } from './orchestrator/index.ts';

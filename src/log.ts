@@ -1,5 +1,5 @@
 /**
- * The library's one logger (STYLE.md §11): silent unless GPUGROUP_LOG names a level
+ * The library's one logger (no console output elsewhere): silent unless GPUGROUP_LOG names a level
  * (`error`, `warn`, `info`, `debug`). Writes to stderr, one line per record.
  */
 const levels = { error: 0, warn: 1, info: 2, debug: 3 } as const;

@@ -1,6 +1,6 @@
 // A TcpStoreServer in its own worker thread (src/store/server-thread.ts), so that a
 // rank whose thread blocks in a native call (an NCCL connection setup) keeps serving
-// its peers. tsx's hooks are registered inside the thread first (notes/node-stack §6).
+// its peers. tsx's hooks are registered inside the thread first (nodejs/node#47747).
 import { parentPort, workerData } from 'node:worker_threads';
 import { register } from 'tsx/esm/api';
 

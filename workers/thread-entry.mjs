@@ -1,5 +1,5 @@
 // Entry of a rank actor in a worker thread. On Node 20, tsx's hooks must be registered
-// inside the thread itself before any .ts module is imported (notes/node-stack §6).
+// inside the thread itself before any .ts module is imported (nodejs/node#47747).
 import { parentPort } from 'node:worker_threads';
 import { register } from 'tsx/esm/api';
 

@@ -1,7 +1,7 @@
 // Rank side of examples/pipeline.ts: a toy model of `numLayers` layers cut into PP stages
 // (getPpIndices, as vLLM splits a model), each layer tensor-parallel over the stage's TP
 // group. Microbatches flow stage to stage as tensor dicts (sendTensorDict/recvTensorDict,
-// each TP rank sending its slice and the next stage all-gathering it, vllm-spec §3.6).
+// each TP rank sending its slice and the next stage all-gathering it, as vLLM's send_tensor_dict).
 import { Tensor, getPpIndices, type RankContext, type TensorDict } from '../../src/index.ts';
 
 export interface PipelineJob {

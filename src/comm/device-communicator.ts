@@ -1,5 +1,5 @@
 /**
- * The semantics every communicator shares (vllm-spec §6.1): dims, permutations,
+ * The semantics every communicator shares (base_device_communicator.py: DeviceCommunicatorBase): dims, permutations,
  * default peers, world-size-1 short cuts and argument checks. A backend implements
  * only flat, contiguous primitives along dim 0 (the `_` methods); this class turns
  * them into vLLM's operations. Validation happens here, before any native call.
@@ -9,7 +9,7 @@ import { Tensor } from '../tensor/index.ts';
 import type { DType } from '../tensor/index.ts';
 import { FlightRecorder } from './flight-recorder.ts';
 
-/** Reduction operators, as NCCL names them (vllm-spec §8.5). */
+/** Reduction operators, as NCCL names them (ncclRedOp_t). */
 export type ReduceOp = 'sum' | 'prod' | 'max' | 'min' | 'avg';
 const reduceOps: readonly ReduceOp[] = ['sum', 'prod', 'max', 'min', 'avg'];
 
@@ -84,7 +84,7 @@ export abstract class DeviceCommunicator {
    */
   abstract synchronize(timeoutMs?: number): Promise<void>;
 
-  /** Out-of-place all-reduce; world size 1 returns `input` itself (vllm-spec §14 item 1). */
+  /** Out-of-place all-reduce; world size 1 returns `input` itself, as in vLLM. */
   async allReduce(input: Tensor, op: ReduceOp = 'sum'): Promise<Tensor> {
     this.checkTensor('input', input);
     this.checkReduce(input, op);
@@ -134,7 +134,7 @@ export abstract class DeviceCommunicator {
   /**
    * Reduces across ranks, then keeps this rank's chunk along `dim`. The intended
    * semantics for any rank of tensor: vLLM moves `movedim(0, dim)`, which permutes
-   * 3-D inputs wrongly when 0 < dim (vllm-spec §14 item 17); we move `dim` to 0.
+   * 3-D inputs wrongly when 0 < dim; we move `dim` to 0.
    */
   async reduceScatter(input: Tensor, dim = -1, op: ReduceOp = 'sum'): Promise<Tensor> {
     this.checkTensor('input', input);

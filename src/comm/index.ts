@@ -1,4 +1,4 @@
-/** src/comm/: the communicators (vllm-spec §6–8): base semantics, NCCL and CPU backends. */
+/** src/comm/: the communicators (vllm/distributed/device_communicators/): base semantics, NCCL and CPU backends. */
 export { DeviceCommunicator, normalizeDim } from './device-communicator.ts';
 export type { ReduceOp, CommunicatorInfo } from './device-communicator.ts';
 export { NcclCommunicator } from './nccl-communicator.ts';

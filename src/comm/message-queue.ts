@@ -1,5 +1,5 @@
 /**
- * vLLM's shared-memory MessageQueue (vllm-spec §9): one writer, N readers. Readers on
+ * vLLM's shared-memory MessageQueue (device_communicators/shm_broadcast.py): one writer, N readers. Readers on
  * the writer's node read a ring of chunks in shared memory (./mq-ring.ts): a
  * SharedArrayBuffer when they are threads of the writer's process, a /dev/shm segment
  * mapped through koffi otherwise. Messages past the chunk size leave a marker in the

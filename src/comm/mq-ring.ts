@@ -1,5 +1,5 @@
 /**
- * The MessageQueue's shared ring (vllm-spec §9.1–9.3): `chunks` blocks of `chunkBytes`,
+ * The MessageQueue's shared ring (shm_broadcast.py: ShmRingBuffer): `chunks` blocks of `chunkBytes`,
  * each with a written flag and one read flag per local reader, all int32 words so that
  * Atomics order them. Block states, written flag first: `0…` free; `1 00…` just
  * written; `1 mixed` partly read; `1 11…` read by all, writable again.

@@ -1,5 +1,5 @@
 /**
- * vLLM's PyNcclCommunicator (vllm-spec §7) on real libnccl: the unique id made by
+ * vLLM's PyNcclCommunicator (device_communicators/pynccl.py) on real libnccl: the unique id made by
  * group rank 0 and shared through the group's store, a non-blocking init
  * (`blocking = 0`) so that init itself has a deadline and can be aborted, and every
  * operation enqueued on the actor's current stream, returning at once.
@@ -50,7 +50,7 @@ export interface NcclCommunicatorOptions {
 
 // ncclDataType_t per dtype. fp8 has no NCCL reduction in the versions vLLM targets:
 // the base class refuses fp8 reductions, and byte movement sends fp8 as uint8
-// (vllm-spec §7.2: send/recv of fp8 as ncclUint8 with the same element count).
+// (as pynccl.py: send/recv of fp8 as ncclUint8 with the same element count).
 const ncclTypes: Record<DType, number> = {
   float32: NcclDataType.ncclFloat32,
   float16: NcclDataType.ncclFloat16,
@@ -140,7 +140,7 @@ export class NcclCommunicator extends DeviceCommunicator {
       'nccl',
       `group ${opts.groupName}: rank ${group.rank}/${group.worldSize} on ${opts.device}, NCCL ${lib.version}`,
     );
-    // Warm-up (vllm-spec §7.1 step 8): the first collective sets up connections.
+    // Warm-up (as PyNcclCommunicator.__init__): the first collective sets up connections.
     const one = Tensor.zeros([1], { dtype: 'float32', device: opts.device });
     const sum = await self.allReduce(one);
     await self.synchronize();
@@ -219,7 +219,7 @@ export class NcclCommunicator extends DeviceCommunicator {
     this.watchdog.issued(seq, stream);
   }
 
-  // vllm-spec §7.2: all_gatherv as grouped broadcasts, one per root, slicing dim 0.
+  // pynccl.py: all_gatherv as grouped broadcasts, one per root, slicing dim 0.
   protected override _allGatherv(input: Tensor, output: Tensor, sizes: readonly number[]): void {
     const seq = this.begin('all_gatherv', input, null);
     const row = rowNumel(output);
@@ -236,7 +236,7 @@ export class NcclCommunicator extends DeviceCommunicator {
     this.watchdog.issued(seq, stream);
   }
 
-  // vllm-spec §7.2: reduce_scatterv as grouped reduces; only root r keeps chunk r.
+  // pynccl.py: reduce_scatterv as grouped reduces; only root r keeps chunk r.
   protected override _reduceScatterv(input: Tensor, output: Tensor, sizes: readonly number[], op: ReduceOp): void {
     const seq = this.begin('reduce_scatterv', input, null);
     const row = rowNumel(input);
@@ -272,7 +272,7 @@ export class NcclCommunicator extends DeviceCommunicator {
     this.watchdog.issued(seq, stream);
   }
 
-  // vllm-spec §7.2 / §14 item 16: sendbuff = recvbuff on the root, NULL elsewhere.
+  // pynccl.py: broadcast: sendbuff = recvbuff on the root, NULL elsewhere.
   protected override _broadcast(tensor: Tensor, src: number): void {
     const seq = this.begin('broadcast', tensor, src);
     const send = this.rankInGroup === src ? tensor.dataPtr : null;

@@ -50,7 +50,7 @@ export class SharedWords {
     if (this.address !== null) return futexWait(this.address + BigInt(index * 4), expected, ms);
     const r = waitAsync(this.words, index, expected, ms);
     if (!r.async) return Promise.resolve();
-    // A pending waitAsync does not keep Node 20's event loop alive (node-stack §7).
+    // A pending waitAsync does not keep Node 20's event loop alive.
     const keepAlive = setTimeout(noop, ms + 1000);
     return r.value.then(() => clearTimeout(keepAlive));
   }

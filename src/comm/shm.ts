@@ -1,6 +1,6 @@
 /**
  * Shared memory between processes of one node: a /dev/shm file mapped with mmap
- * through koffi, and futex wait/wake on words inside it (notes/node-stack §7).
+ * through koffi, and futex wait/wake on words inside it (futex(2)).
  * `koffi.view` gives a plain external ArrayBuffer, on which Atomics.load/store/add
  * work but Atomics.wait/waitAsync are refused; futex is the blocking wait there.
  */

@@ -1,3 +1,3 @@
-/** src/kv/: the KV-cache transfer pipe of disaggregated prefill (vllm-spec §10). */
+/** src/kv/: the KV-cache transfer pipe of disaggregated prefill (vLLM's kv_transfer/kv_pipe/pynccl_pipe.py). */
 export { NcclPipe } from './nccl-pipe.ts';
 export type { NcclPipeOptions, KVPipeBase } from './nccl-pipe.ts';

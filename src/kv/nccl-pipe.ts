@@ -1,5 +1,5 @@
 /**
- * vLLM's PyNcclPipe (vllm-spec §10): a FIFO pipe of tensors between the ranks of a KV
+ * vLLM's PyNcclPipe (vllm/distributed/kv_transfer/kv_pipe/pynccl_pipe.py): a FIFO pipe of tensors between the ranks of a KV
  * transfer group (disaggregated prefill → decode). Metadata (dtype and shape, or null)
  * travels over the pipe's own StatelessProcessGroup; data over its own communicator:
  * NCCL on `cuda:N`, the CPU communicator on `cpu`. Sends go to (kvRank + 1) % N,
@@ -9,7 +9,7 @@
  * runs them: NCCL matches point-to-point calls in issue order, so both sides must
  * issue them in the same order. Device work runs on the pipe's own stream.
  *
- * Deliberate changes from vLLM (vllm-spec §14 item 21):
+ * Deliberate changes from vLLM's PyNcclPipe:
  * - Back-pressure counts the new tensor before the check: a send waits while the bytes
  *   in flight plus its own exceed `bufferSizeBytes` (a tensor larger than the whole
  *   buffer waits until the pipe is empty, then goes alone), with a deadline.

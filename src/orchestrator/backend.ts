@@ -1,6 +1,6 @@
 /**
  * Coordinator-side backend choice: the one place that decides between NCCL and the
- * CPU backend and prepares what the ranks need for it (DESIGN.md: `backend: 'auto'`
+ * CPU backend and prepares what the ranks need for it (`backend: 'auto'`
  * is nccl when enough GPUs are visible and libnccl loads).
  */
 import { cuda, cudaDeviceCount, nccl, ncclAvailable } from '../../native/index.ts';
@@ -29,7 +29,7 @@ export function resolveBackend(opts: ResolvedOptions): BackendChoice {
       `backend 'nccl' needs cuda:${needed - 1}, but ${gpus} CUDA devices are visible`,
     );
   // Resolve the libraries once here: ranks skip discovery, and in thread mode the main
-  // thread holding them keeps a worker's exit from unloading them (notes §0 item 3).
+  // thread holding them keeps a worker's exit from unloading them (koffi 3 unloads a library with its last handle).
   return {
     backend: 'nccl',
     env: {

@@ -3,7 +3,7 @@ import type { DeviceCommunicator } from '../comm/index.ts';
 import type { GroupCoordinator } from '../parallel/index.ts';
 import type { StatelessProcessGroup, Store } from '../store/index.ts';
 
-/** What a rank knows about itself and its groups (DESIGN.md). */
+/** What a rank knows about itself and its groups. */
 export interface RankContext {
   /** Global rank. */
   rank: number;

@@ -241,6 +241,6 @@ export async function stopActors(actors: Actor[], graceMs: number): Promise<void
   if ((await Promise.race([all, grace])) === 'timeout') for (const a of actors) if (a.alive) a.channel.kill();
   clearTimeout(timer);
   // After SIGKILL / terminate() the exit always comes (a thread blocked in a native
-  // call is the exception: notes/node-stack §0 item 4; use process mode for those).
+  // call is the exception: terminate() cannot interrupt it; use process mode for those).
   await all;
 }

@@ -25,7 +25,7 @@ function rankEnv(
   return {
     ...opts.env,
     ...backendEnv,
-    // One rank per process: the libuv pool (koffi .async) need not be shared (notes §0 item 2).
+    // One rank per process: the libuv pool (koffi .async) need not be shared among ranks.
     UV_THREADPOOL_SIZE: opts.env.UV_THREADPOOL_SIZE ?? process.env.UV_THREADPOOL_SIZE ?? '8',
     GPUGROUP_NODE_ID: String(opts.nodeRank),
     // As torchrun sets them, so SPMD-style code inside a worker finds its place.

@@ -3,7 +3,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { existsSync } from 'node:fs';
 import { InvalidArgumentError } from '../errors.ts';
 
-/** Options of {@link launchGroup} (DESIGN.md). */
+/** Options of {@link launchGroup}. */
 export interface LaunchOptions {
   /** Total ranks across all nodes. Default nnodes × nprocPerNode. */
   worldSize?: number;

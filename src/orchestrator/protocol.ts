@@ -1,5 +1,5 @@
 /**
- * The actor protocol: one discriminated union, one encoder, one dispatcher (STYLE:
+ * The actor protocol: one discriminated union, one encoder, one dispatcher (as in
  * comlink). Messages cross a MessagePort (thread mode) or the IPC channel with
  * `serialization: 'advanced'` (process mode), so typed arrays, Maps and BigInts
  * survive in both. Calls and their replies are correlated by a nanoid `id`; errors

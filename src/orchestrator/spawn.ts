@@ -1,7 +1,7 @@
 /**
  * One way to start a rank per mode: a child process through fork (tsx passed
  * explicitly, so it works from any entry point and any cwd) or a worker thread through
- * a small .mjs entry that registers tsx inside the thread (notes/node-stack §6). Both
+ * a small .mjs entry that registers tsx inside the thread (nodejs/node#47747). Both
  * give the coordinator the same {@link RankChannel}.
  */
 import { fork, type ChildProcess } from 'node:child_process';

@@ -1,5 +1,5 @@
 /**
- * CUDA graph capture (vllm-spec §3.8, §4.8). `graphCapture(fn)` runs `fn` on a fresh
+ * CUDA graph capture (parallel_state.py: graph_capture, GroupCoordinator.graph_capture). `graphCapture(fn)` runs `fn` on a fresh
  * capture stream that first waits for the current stream; every NCCL collective and
  * copy `fn` enqueues is recorded into a CUDA graph instead of running. Tensors
  * allocated during capture are allocation nodes owned by the graph: they hold the

@@ -1,8 +1,8 @@
 /**
- * vLLM's GroupCoordinator (vllm-spec §3): one logical group of ranks with a control
+ * vLLM's GroupCoordinator (vllm/distributed/parallel_state.py): one logical group of ranks with a control
  * plane (a StatelessProcessGroup over the shared store: objects, metadata, barriers)
  * and a data plane (a DeviceCommunicator: NCCL on GPUs, the CPU communicator
- * otherwise). `src`/`dst` are group-local everywhere (§14 item 3); any `src` works.
+ * otherwise). `src`/`dst` are group-local everywhere, as in vLLM; any `src` works.
  */
 import { InvalidArgumentError } from '../errors.ts';
 import { CpuCommunicator, MessageQueue, NcclCommunicator, nodeKey, type DeviceCommunicator } from '../comm/index.ts';
@@ -24,7 +24,7 @@ export interface GroupCoordinatorOptions {
   backend: 'nccl' | 'cpu';
   /** `cuda:N` or `cpu`. */
   device: string;
-  /** Base name: `world`, `tp`, `pp`, `dp`, `ep`, … (vllm-spec §2.4). */
+  /** Base name: `world`, `tp`, `pp`, `dp`, `ep`, … (parallel_state.py: _get_unique_name). */
   groupName: string;
   timeoutMs: number;
   /** Deadline of communicator init; default timeoutMs. */
@@ -52,7 +52,7 @@ const NO_COMMUNICATOR = 'No device communicator found';
 const MQ_CHUNK_BYTES = Number(process.env.GPUGROUP_MQ_CHUNK_BYTES ?? 4 << 20);
 const MQ_CHUNKS = Number(process.env.GPUGROUP_MQ_CHUNKS ?? 6);
 
-/** The all-gather slicing of sendTensorDict/recvTensorDict (vllm-spec §3.6–3.7). */
+/** The all-gather slicing of sendTensorDict/recvTensorDict (GroupCoordinator.send_tensor_dict). */
 export interface AllGatherOptions {
   /** Group whose ranks each send one slice (usually TP); the receivers all-gather. */
   allGatherGroup?: GroupCoordinator;
@@ -157,7 +157,7 @@ export class GroupCoordinator {
   get nextRank(): number {
     return this.ranks[(this.rankInGroup + 1) % this.worldSize];
   }
-  /** Global rank of the previous member (wrapping; non-negative modulo, §14 item 4). */
+  /** Global rank of the previous member (wrapping; non-negative modulo, as Python's %). */
   get prevRank(): number {
     return this.ranks[(((this.rankInGroup - 1) % this.worldSize) + this.worldSize) % this.worldSize];
   }
@@ -174,7 +174,7 @@ export class GroupCoordinator {
     return this.comm().allGather(t, dim);
   }
 
-  /** No world-size-1 short cut: raises without a communicator, as vLLM does (§14 item 2). */
+  /** No world-size-1 short cut: raises without a communicator, as vLLM's GroupCoordinator.send does. */
   allGatherv(t: Tensor, sizes: readonly number[], dim = 0): Promise<Tensor> {
     return this.comm().allGatherv(t, sizes, dim);
   }
@@ -211,7 +211,7 @@ export class GroupCoordinator {
 
   /**
    * Broadcasts a structured-cloneable object from group rank `src` through the shared
-   * memory queue of that source (vllm-spec §9; sockets to ranks on other nodes). The
+   * memory queue of that source (vLLM's shm_broadcast.py: MessageQueue; sockets to ranks on other nodes). The
    * source gets its own object back.
    */
   async broadcastObject<T>(obj?: T, src = 0): Promise<T> {
@@ -238,7 +238,7 @@ export class GroupCoordinator {
   }
 
   /**
-   * Barrier on the host only (an NCCL barrier would touch the device, §3.4). Ranks of
+   * Barrier on the host only (an NCCL barrier would touch the device). Ranks of
    * one node meet in shared memory (a one-element all-reduce of the CPU communicator:
    * µs, and they leave within µs of each other); groups across nodes use the store.
    */
@@ -296,7 +296,7 @@ export class GroupCoordinator {
    * Sends a tensor dict to group rank `dst` (default: the next rank). Returns null.
    * With `allGatherGroup` (usually TP), a tensor whose numel divides by that group's
    * size goes as this rank's slice only, and the receiving group all-gathers it back
-   * (vllm-spec §3.6); `allGatherTensors` overrides that rule per key when non-empty.
+   * (as GroupCoordinator.send_tensor_dict); `allGatherTensors` overrides that rule per key when non-empty.
    */
   async sendTensorDict(tensorDict: TensorDict, dst?: number, opts: AllGatherOptions = {}): Promise<TensorDict | null> {
     if (this.worldSize === 1) return tensorDict;
@@ -332,7 +332,7 @@ export class GroupCoordinator {
       const numel = shape.reduce((a, b) => a * b, 1);
       const ag = opts.allGatherGroup;
       if (numel === 0) {
-        // Empty tensors are never sent (vllm-spec §14 item 6): allocate them here.
+        // Empty tensors are never sent (as in vLLM, both sides skip them): allocate them here.
         dict[key] = Tensor.empty(shape, { dtype, device });
       } else if (ag && useAllGather(key, numel, ag.worldSize, opts.allGatherTensors)) {
         const slice = await (await this.dataPlaneForDevice(device)).recv([numel / ag.worldSize], dtype, peer);
@@ -346,7 +346,7 @@ export class GroupCoordinator {
 
   /**
    * Captures the device work `fn` enqueues (this group's collectives included) into a
-   * CUDA graph on its own stream (vllm-spec §3.8). Replay with `graph.replay()`; the
+   * CUDA graph on its own stream (GroupCoordinator.graph_capture). Replay with `graph.replay()`; the
    * tensors `fn` created hold each replay's results. NCCL backend only.
    */
   graphCapture<T>(

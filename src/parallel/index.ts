@@ -1,4 +1,4 @@
-/** src/parallel/: GroupCoordinator, parallel state, layout and pipeline helpers (vllm-spec §1–4). */
+/** src/parallel/: GroupCoordinator, parallel state, layout and pipeline helpers (vllm/distributed/parallel_state.py). */
 export { GroupCoordinator } from './group-coordinator.ts';
 export type { GroupCoordinatorOptions, AllGatherOptions } from './group-coordinator.ts';
 export type { TensorDict } from './tensor-dict.ts';

@@ -1,5 +1,5 @@
 /**
- * vLLM's rank layout (vllm-spec §4.2) as pure functions. Global ranks are arranged as
+ * vLLM's rank layout (parallel_state.py: initialize_model_parallel) as pure functions. Global ranks are arranged as
  * `arange(world).reshape(ExternalDP, DP, PP, PCP, TP)` with TP fastest; the groups of
  * one axis are the rows obtained by swapping that axis with the last, flattening in C
  * order and cutting rows of the axis length. Every rank computes every group list in
@@ -26,7 +26,7 @@ export interface GroupLayout {
   ep: number[][];
 }
 
-/** `a / b` when `b` divides `a`, else an error with vLLM's message (vllm-spec §5.3). */
+/** `a / b` when `b` divides `a`, else an error with vLLM's message (vllm/distributed/utils.py: divide). */
 export function divide(a: number, b: number): number {
   ensureDivisibility(a, b);
   return a / b;
@@ -137,7 +137,7 @@ export function groupOf(groups: number[][], rank: number): number[] {
 }
 
 /**
- * Layers [start, end) of pipeline stage `ppRank` (vllm-spec §5.3). Remainder layers
+ * Layers [start, end) of pipeline stage `ppRank` (vllm/distributed/utils.py: get_pp_indices). Remainder layers
  * go one each to stages -2, -3, … (never the last). `GPUGROUP_PP_LAYER_PARTITION`
  * (or vLLM's `VLLM_PP_LAYER_PARTITION`) overrides with comma-separated counts.
  */

@@ -1,5 +1,5 @@
 /**
- * Parallel state (vllm-spec §4): the module-level groups of this rank and the functions
+ * Parallel state (vllm/distributed/parallel_state.py): the module-level groups of this rank and the functions
  * that build, check and tear them down. One rank actor holds one state (a worker thread
  * has its own module instances, a child process too).
  */
@@ -135,7 +135,7 @@ export async function initDistributedEnvironment(opts: InitOptions = {}): Promis
     startupTimeoutMs,
     abortSignal: opts.abortSignal,
   };
-  // Unlike vLLM (world group without a device communicator, §4.1), ours has one:
+  // Unlike vLLM (world group without a device communicator), ours has one:
   // world-wide collectives are what users of a launched group reach for first.
   groups.world = await buildGroup('world', [Array.from({ length: worldSize }, (_, i) => i)]);
   return groups.world;
@@ -164,7 +164,7 @@ function requireEnv(): DistributedEnvironment {
 }
 
 /**
- * Builds the TP, PP, DP and EP groups with vLLM's layout (vllm-spec §4.2). DP defaults
+ * Builds the TP, PP, DP and EP groups with vLLM's layout (initialize_model_parallel). DP defaults
  * to world / (TP × PP), so that the replicas form the DP groups (vLLM leaves that
  * remainder to an "external DP" axis without a group).
  */
@@ -180,7 +180,7 @@ export async function initializeModelParallel(sizes: ParallelSizes = {}): Promis
     pipelineParallelSize: pp,
     dataParallelSize: Number.isInteger(dp) ? dp : 1,
   });
-  // Same order on every rank (vllm-spec §14 item 18).
+  // Same order on every rank: group creation is collective over the world.
   groups.tp = await buildGroup('tp', layout.tp);
   groups.pp = await buildGroup('pp', layout.pp);
   groups.dp = await buildGroup('dp', layout.dp);
@@ -239,7 +239,7 @@ export function getDistributedEnvironment(): DistributedEnvironment {
   return requireEnv();
 }
 
-/** Runs `fn` with the TP group replaced by `tpGroup` (vllm-spec §4.6). */
+/** Runs `fn` with the TP group replaced by `tpGroup` (vLLM's patch_tensor_parallel_group). */
 export async function patchTensorParallelGroup<T>(tpGroup: GroupCoordinator, fn: () => Promise<T> | T): Promise<T> {
   if (tpPatched) throw new InvalidArgumentError('tpGroup', "Should not call when it's already patched");
   const previous = groups.tp;
@@ -283,14 +283,14 @@ export async function destroyDistributedEnvironment(): Promise<void> {
   ownedStore = {};
 }
 
-/** Same-node test of vLLM (§4.7) for a launched group: every rank of a node shares its host name. */
+/** Same-node test of vLLM (in_the_same_node_as) for a launched group: every rank of a node shares its host name. */
 export async function inTheSameNodeAs(group: StatelessProcessGroup, sourceRank = 0): Promise<boolean[]> {
   const hosts = await group.allGatherObj(nodeKey());
   return hosts.map((h) => h === hosts[sourceRank]);
 }
 
 /**
- * Module-level graph capture (vllm-spec §4.8): captures what `fn` enqueues, the TP and
+ * Module-level graph capture (parallel_state.py: graph_capture): captures what `fn` enqueues, the TP and
  * PP groups' collectives included, on a fresh stream of this rank's device.
  */
 export function graphCapture<T>(

@@ -1,7 +1,7 @@
 /**
- * Splitting a tensor dict into metadata and tensors (vllm-spec §2.2–2.3). Keys keep
+ * Splitting a tensor dict into metadata and tensors (parallel_state.py: _split_tensor_dict). Keys keep
  * their order; tensors become `{ __tensor: [deviceType, dtype, shape] }` entries in the
- * metadata (the receiver allocates on its own current device of that type, §14 item 5);
+ * metadata (the receiver allocates on its own current device of that type, as in vLLM);
  * every other value travels inside the metadata unchanged. Nested values are not
  * searched for tensors, as in vLLM.
  */

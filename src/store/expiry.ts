@@ -1,5 +1,5 @@
 /**
- * The writer-side expiry FIFO of StatelessProcessGroup (vllm-spec §5.1 `entries`):
+ * The writer-side expiry FIFO of StatelessProcessGroup (vLLM's `entries` deque):
  * keys in the order this process wrote them, with the time of the write.
  */
 export class ExpiryQueue {

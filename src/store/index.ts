@@ -1,6 +1,6 @@
 /**
  * src/store/: the rendezvous layer — a TCP key-value store (the role torch's TCPStore
- * plays) and vLLM's StatelessProcessGroup on top of it (vllm-spec §5).
+ * plays) and vLLM's StatelessProcessGroup on top of it (vllm/distributed/utils.py).
  */
 export { TcpStoreServer } from './server.ts';
 export type { StoreServerOptions } from './server.ts';

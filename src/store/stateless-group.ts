@@ -1,17 +1,17 @@
 /**
- * vLLM's StatelessProcessGroup (vllm-spec §5): object exchange among `worldSize` ranks
+ * vLLM's StatelessProcessGroup (vllm/distributed/utils.py): object exchange among `worldSize` ranks
  * through a store, without any global registration. Objects travel as node:v8
  * serialize/deserialize bytes, so typed arrays, Maps, Sets, Dates and BigInts survive.
  *
  * Deliberate changes from vLLM, each for a reason:
  * - Point-to-point keys name the sender: `send_to/{dst}/{src}/{n}`. vLLM writes
  *   `send_to/{dst}/{n}`, so two ranks sending to one receiver overwrite each other's
- *   messages (vllm-spec §14 item 11). Both sides are ours, so both change together.
+ *   messages (StatelessProcessGroup.send_obj). Both sides are ours, so both change together.
  * - Messages are written with `setForReaders`: the server deletes a value once all its
  *   readers have it (1 for send, worldSize-1 for broadcast), so a broadcast every step
  *   does not grow the store for an hour. Writer-side expiry stays, for values nobody read.
  * - The barrier has its own keys and does not consume broadcast counters (vLLM's old
- *   barrier did, §14 item 12); it is the arrive/decide/depart barrier of ./barrier.ts.
+ *   barrier did); it is the arrive/decide/depart barrier of ./barrier.ts.
  * - allGatherObj issues all its reads at once (one round trip, not worldSize).
  */
 import { deserialize, serialize } from 'node:v8';
@@ -169,7 +169,7 @@ export class StatelessProcessGroup {
 
   /**
    * Broadcasts `obj` from rank `src`. The source gets its ORIGINAL object back, not a
-   * copy (vllm-spec §14 item 12); the others get a deserialized copy.
+   * copy (as StatelessProcessGroup.broadcast_obj); the others get a deserialized copy.
    */
   async broadcastObj<T>(obj: T | null | undefined, src: number): Promise<T> {
     this.checkRank('src', src);

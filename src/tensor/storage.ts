@@ -47,7 +47,7 @@ export function endGraphAllocations(): DeviceStorage[] {
   return owned;
 }
 
-// Safety net only (STYLE §7): storages dropped without dispose() are freed on the
+// Safety net only (dispose() is the plan): storages dropped without dispose() are freed on the
 // thread's current stream when the GC finds them.
 const registry = new FinalizationRegistry<DeviceHeld>((held) => {
   if (held.ptr === 0n) return;

@@ -1,5 +1,5 @@
 /**
- * `Tensor` (DESIGN.md): dtype, shape, strides and a storage on the host or on one
+ * `Tensor`: dtype, shape, strides and a storage on the host or on one
  * CUDA device. Views (reshape of contiguous data, narrow, movedim) share storage;
  * `contiguous`, `clone` and `to` copy. Device work is enqueued on the current stream.
  */

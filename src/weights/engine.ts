@@ -1,5 +1,5 @@
 /**
- * vLLM's weight transfer engine (vllm-spec §11): the abstract base and the NCCL
+ * vLLM's weight transfer engine (weight_transfer/base.py, nccl_engine.py): the abstract base and the NCCL
  * engine. The trainer side is static (trainerInit, trainerSendWeights), as in vLLM;
  * the inference side is an engine object per rank (initTransferEngine,
  * receiveWeights, shutdown).
@@ -110,7 +110,7 @@ function defaultDevice(device: string | undefined): string {
   return device ?? `cuda:${currentDevice()}`;
 }
 
-/** The NCCL weight transfer engine (vllm-spec §11.2), on NCCL or the CPU communicator. */
+/** The NCCL weight transfer engine (weight_transfer/nccl_engine.py), on NCCL or the CPU communicator. */
 export class NcclWeightTransferEngine extends WeightTransferEngine<
   NcclWeightTransferInitInfo,
   NcclWeightTransferUpdateInfo
@@ -170,7 +170,7 @@ export class NcclWeightTransferEngine extends WeightTransferEngine<
 
   /**
    * Joins the transfer group as rank dpRank × worldSizePerDp + rank + rankOffset
-   * (vllm-spec §11.2); collective with the trainer's trainerInit and the other workers.
+   * (as nccl_engine.py); collective with the trainer's trainerInit and the other workers.
    */
   override async initTransferEngine(initInfo: NcclWeightTransferInitInfo | Record<string, unknown>): Promise<void> {
     const info = parseNcclInitInfo(initInfo);
@@ -253,7 +253,7 @@ export class NcclWeightTransferEngine extends WeightTransferEngine<
     } else {
       for (let i = 0; i < info.names.length; i++) {
         const w = Tensor.empty(info.shapes[i], { dtype: info.dtypeNames[i], device: comm.device });
-        // Empty tensors are never sent (vllm-spec §14 item 6); the trainer skips them too.
+        // Empty tensors are never sent (as in vLLM); the trainer skips them too.
         if (w.numel > 0) await comm.broadcast(w, 0);
         await loadWeights([[info.names[i], w]]);
       }

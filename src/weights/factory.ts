@@ -1,5 +1,5 @@
 /**
- * vLLM's WeightTransferEngineFactory (vllm-spec §11.1): engines by backend name.
+ * vLLM's WeightTransferEngineFactory (weight_transfer/factory.py): engines by backend name.
  * `nccl` is registered up front and loaded lazily; others register a class, or a
  * module path plus the name of the class it exports (imported on first use).
  */

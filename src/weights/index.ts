@@ -1,4 +1,4 @@
-/** src/weights/: the trainer → inference weight transfer engine (vllm-spec §11), packed and unpacked. */
+/** src/weights/: the trainer → inference weight transfer engine (vllm/distributed/weight_transfer/), packed and unpacked. */
 export { WeightTransferEngine, NcclWeightTransferEngine } from './engine.ts';
 export type {
   LoadWeights,

@@ -1,5 +1,5 @@
 /**
- * Packed broadcast (vllm-spec §11.3): the producer copies tensors into uint8 buffers
+ * Packed broadcast (weight_transfer/packed_tensor.py): the producer copies tensors into uint8 buffers
  * planned by {@link planPackedBuffers} and broadcasts each; the consumer receives each
  * buffer and unpacks it into fresh tensors (copies, independent of the buffer).
  *
@@ -9,7 +9,7 @@
  * previous one.
  *
  * Both sides skip a buffer of zero bytes (only empty tensors): nothing to move, and
- * vllm-spec §14 item 6 says empty tensors are never sent.
+ * vLLM never sends empty tensors either.
  */
 import type { DeviceCommunicator } from '../comm/index.ts';
 import { Tensor, copyBytes, currentStream, type Stream } from '../tensor/index.ts';

@@ -1,5 +1,5 @@
 /**
- * The packing plan (vllm-spec §11.3): which tensors go into which packed buffer, at
+ * The packing plan (vllm/distributed/weight_transfer/packed_tensor.py): which tensors go into which packed buffer, at
  * which byte offset. Pure data in, data out, so the producer (from tensors) and the
  * consumer (from names, dtypes and shapes) compute the same boundaries by running
  * the same function, and tests check it without any communicator.

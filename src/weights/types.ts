@@ -1,5 +1,5 @@
 /**
- * The NCCL weight transfer engine's info types (vllm-spec §11.1–11.2) and their
+ * The NCCL weight transfer engine's info types (weight_transfer/base.py, nccl_engine.py) and their
  * parsing from plain objects. Parsing follows vLLM's split: a missing, unknown or
  * mistyped field is "Invalid init_info / update_info for NcclWeightTransferEngine: …"
  * (vLLM's TypeError from `cls(**dict)`), while a consistency check after construction

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import * as gpugroup from 'gpugroup';
 
 describe("the package's public face", () => {
-  it('exports the names DESIGN.md fixes', () => {
+  it("exports the public API's names", () => {
     for (const name of [
       'launchGroup',
       'Tensor',

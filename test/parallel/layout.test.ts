@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from '../../src/errors.ts';
 import { divide, getPpIndices, groupLayout } from '../../src/parallel/layout.ts';
 
-describe("vLLM's rank layout (vllm-spec §4.2 worked examples)", () => {
+describe("vLLM's rank layout (initialize_model_parallel's worked examples)", () => {
   it('world 8, TP 2, PP 4', () => {
     const g = groupLayout(8, { tensorParallelSize: 2, pipelineParallelSize: 4 });
     expect(g.tp).toEqual([
@@ -143,7 +143,7 @@ describe("vLLM's rank layout (vllm-spec §4.2 worked examples)", () => {
   });
 });
 
-describe('getPpIndices (vllm-spec §5.3)', () => {
+describe("getPpIndices (vLLM's get_pp_indices)", () => {
   afterEach(() => {
     delete process.env.GPUGROUP_PP_LAYER_PARTITION;
   });

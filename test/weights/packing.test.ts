@@ -1,4 +1,4 @@
-// The packing plan (vllm-spec §11.3) and the producer/consumer's buffer traffic, with a
+// The packing plan (vLLM's packed_tensor.py) and the producer/consumer's buffer traffic, with a
 // recording communicator that only counts what would be broadcast (the real CPU
 // communicator carries the data in transfer.test.ts).
 import { describe, expect, it } from 'vitest';

@@ -1,4 +1,4 @@
-// Init/update info parsing and validation (vllm-spec §11.1–11.2), the engine factory,
+// Init/update info parsing and validation (vLLM's weight_transfer base.py, nccl_engine.py), the engine factory,
 // and the errors an engine gives before any communicator exists.
 import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from '../../src/errors.ts';
