@@ -71,6 +71,9 @@ function pythonSitePackages(): string[] {
 
 /** The candidate paths for `spec` in search order, computed lazily (python is asked last). */
 function* candidates(spec: LibrarySpec): Generator<string> {
+  // The one environment read of native/: the FFI layer sits below src/env.ts and imports
+  // nothing from src/. The variables are documented and validated in src/env.ts's
+  // SETTINGS (GPUGROUP_*_SO_PATH), whose test checks the names agree.
   const forced = process.env[spec.envVar];
   if (forced) {
     // An explicit path is the user's decision: try it alone so a typo is not masked.

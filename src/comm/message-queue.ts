@@ -24,6 +24,7 @@ import { hostname, networkInterfaces } from 'node:os';
 import { deserialize, serialize } from 'node:v8';
 import { BroadcastChannel, threadId } from 'node:worker_threads';
 import { nanoid } from 'nanoid';
+import { setting } from '../env.ts';
 import { GroupClosedError, InvalidArgumentError, QueueTimeoutError, RankFailedError } from '../errors.ts';
 import { log } from '../log.ts';
 import type { StatelessProcessGroup } from '../store/index.ts';
@@ -135,7 +136,7 @@ export class MessageQueue {
     this.remoteReaders = handle.remoteReaders;
     this.transport = handle.transport;
     this.timeoutMs = opts.timeoutMs ?? 120_000;
-    this.spinMs = opts.spinMs ?? Number(process.env.GPUGROUP_MQ_SPIN_MS ?? 2);
+    this.spinMs = opts.spinMs ?? setting('GPUGROUP_MQ_SPIN_MS');
     this.warnIntervalMs = opts.warnIntervalMs ?? 60_000;
     this.ranks = opts.ranks ?? Array.from({ length: group.worldSize }, (_, i) => i);
     this.abortSignal = opts.abortSignal;

@@ -7,6 +7,7 @@
 import { closeSync, ftruncateSync, openSync, readdirSync, unlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
 import koffi from 'koffi';
+import { setting } from '../env.ts';
 import { SharedMemoryError } from '../errors.ts';
 import { nanoid } from 'nanoid';
 
@@ -34,7 +35,7 @@ export const SHM_PREFIX = '/dev/shm/gpugroup-';
  * plus GPUGROUP_NODE_ID so that simulated nodes on one machine stay apart.
  */
 export function nodeKey(): string {
-  return `${hostname()}/${process.env.GPUGROUP_NODE_ID ?? ''}`;
+  return `${hostname()}/${setting('GPUGROUP_NODE_ID')}`;
 }
 
 /** A mapped /dev/shm segment. */

@@ -4,6 +4,7 @@
  * and a data plane (a DeviceCommunicator: NCCL on GPUs, the CPU communicator
  * otherwise). `src`/`dst` are group-local everywhere, as in vLLM; any `src` works.
  */
+import { setting } from '../env.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import { CpuCommunicator, MessageQueue, NcclCommunicator, nodeKey, type DeviceCommunicator } from '../comm/index.ts';
 import { StatelessProcessGroup, type Store } from '../store/index.ts';
@@ -49,8 +50,6 @@ const NO_COMMUNICATOR = 'No device communicator found';
  * The broadcast queues' ring: vLLM's GroupCoordinator uses 4 MiB × 6 chunks. Objects
  * and tensor-dict metadata past a chunk still go through, out of band.
  */
-const MQ_CHUNK_BYTES = Number(process.env.GPUGROUP_MQ_CHUNK_BYTES ?? 4 << 20);
-const MQ_CHUNKS = Number(process.env.GPUGROUP_MQ_CHUNKS ?? 6);
 
 /** The all-gather slicing of sendTensorDict/recvTensorDict (GroupCoordinator.send_tensor_dict). */
 export interface AllGatherOptions {
@@ -438,12 +437,18 @@ export class GroupCoordinator {
   private queueFor(src: number): Promise<MessageQueue> {
     let q = this.queues.get(src);
     if (!q) {
-      q = MessageQueue.createFromGroup(this.cpuGroup, MQ_CHUNK_BYTES, MQ_CHUNKS, src, {
-        timeoutMs: this.opts.timeoutMs,
-        abortSignal: this.opts.abortSignal,
-        ranks: this.ranks,
-        name: `${this.uniqueName}/broadcast-from-${src}`,
-      });
+      q = MessageQueue.createFromGroup(
+        this.cpuGroup,
+        setting('GPUGROUP_MQ_CHUNK_BYTES'),
+        setting('GPUGROUP_MQ_CHUNKS'),
+        src,
+        {
+          timeoutMs: this.opts.timeoutMs,
+          abortSignal: this.opts.abortSignal,
+          ranks: this.ranks,
+          name: `${this.uniqueName}/broadcast-from-${src}`,
+        },
+      );
       this.queues.set(src, q);
     }
     return q;

@@ -5,6 +5,7 @@
  * order and cutting rows of the axis length. Every rank computes every group list in
  * the same order, so group creation order agrees everywhere.
  */
+import { setting } from '../env.ts';
 import { InvalidArgumentError } from '../errors.ts';
 
 /** Sizes of the parallel axes. Each defaults to 1. */
@@ -148,7 +149,7 @@ export function getPpIndices(numHiddenLayers: number, ppRank: number, ppSize: nu
     throw new InvalidArgumentError('ppRank', `${ppRank} is out of range [0, ${ppSize})`);
   if (!Number.isInteger(numHiddenLayers) || numHiddenLayers < 0)
     throw new InvalidArgumentError('numHiddenLayers', `must be a non-negative integer, got ${numHiddenLayers}`);
-  const raw = process.env.GPUGROUP_PP_LAYER_PARTITION ?? process.env.VLLM_PP_LAYER_PARTITION;
+  const raw = setting('GPUGROUP_PP_LAYER_PARTITION');
   let partitions: number[];
   if (raw !== undefined) {
     const parts = raw.split(',');

@@ -5,6 +5,7 @@
  */
 import { cudaDeviceCount, ncclAvailable } from '../../native/index.ts';
 import { nodeKey } from '../comm/index.ts';
+import { setting } from '../env.ts';
 import { GroupClosedError, InvalidArgumentError } from '../errors.ts';
 import {
   type StatelessProcessGroup,
@@ -97,12 +98,9 @@ export async function initDistributedEnvironment(opts: InitOptions = {}): Promis
   }
   if (rank >= worldSize) throw new InvalidArgumentError('rank', `${rank} is out of range for world size ${worldSize}`);
   // GPUGROUP_BACKEND is how `gpugroup run --backend` reaches SPMD ranks.
-  const wanted = opts.backend ?? process.env.GPUGROUP_BACKEND ?? 'auto';
+  const wanted = opts.backend ?? setting('GPUGROUP_BACKEND');
   if (wanted !== 'auto' && wanted !== 'nccl' && wanted !== 'cpu') {
-    throw new InvalidArgumentError(
-      opts.backend === undefined ? 'GPUGROUP_BACKEND' : 'backend',
-      `expected 'nccl', 'cpu' or 'auto', got '${wanted}'`,
-    );
+    throw new InvalidArgumentError('backend', `expected 'nccl', 'cpu' or 'auto', got '${wanted}'`);
   }
   const ordinal = opts.deviceOrdinal ?? localRank;
   const backend = wanted === 'auto' ? (cudaDeviceCount() > ordinal && ncclAvailable() ? 'nccl' : 'cpu') : wanted;

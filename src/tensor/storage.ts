@@ -5,6 +5,7 @@
  * safety net, when every view is garbage.
  */
 import { cuda } from '../../native/index.ts';
+import { settingAtFirstUse } from '../env.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import { currentDevice, currentStream } from './stream.ts';
 
@@ -70,7 +71,6 @@ const registry = new FinalizationRegistry<DeviceHeld>((held) => {
  */
 const CACHE_BLOCK_MAX = 1 << 20;
 const CACHE_ROUND = 512;
-const cacheMaxBytes = Number(process.env.GPUGROUP_CACHE_MAX_BYTES ?? 256 << 20);
 const cache = new Map<bigint, Map<number, bigint[]>>();
 let cachedBytes = 0;
 
@@ -89,7 +89,7 @@ function takeCached(stream: bigint, size: number): bigint | null {
 
 /** Frees `ptr` on `stream`, or keeps it for the next allocation of `size` on that stream. */
 function release(ptr: bigint, size: number, stream: bigint): void {
-  if (capturing || size > CACHE_BLOCK_MAX || cachedBytes + size > cacheMaxBytes) {
+  if (capturing || size > CACHE_BLOCK_MAX || cachedBytes + size > settingAtFirstUse('GPUGROUP_CACHE_MAX_BYTES')) {
     cuda().cudaFreeAsync(ptr, stream);
     return;
   }

@@ -5,6 +5,7 @@
  * never block the event loop, so an abort can still get through.
  */
 import { Flags, MemPoolAttr, cuda, cudaErrorNotReady } from '../../native/index.ts';
+import { settingAtFirstUse } from '../env.ts';
 import { CollectiveTimeoutError, InvalidArgumentError } from '../errors.ts';
 import { releaseCachedBlocks } from './storage.ts';
 
@@ -56,12 +57,9 @@ export function currentDevice(): number {
   return deviceOrdinal;
 }
 
-/** How long a host wait polls on setImmediate turns before it backs off to 1 ms timers. */
-const POLL_BUDGET_MS = Number(process.env.GPUGROUP_POLL_MS ?? 5);
-
 /**
  * Polls `done()` until it returns true: a short spin (`spinMs`), then the event loop on
- * setImmediate turns for POLL_BUDGET_MS (GPUGROUP_POLL_MS, default 5 ms: a collective
+ * setImmediate turns for GPUGROUP_POLL_MS (read at the first wait, default 5 ms: a collective
  * waiting on a slower peer ends within µs of it), then 1 ms timers for long waits.
  * Rejects with `onTimeout()` past the deadline.
  */
@@ -86,7 +84,7 @@ export function pollUntil(
       }
       const now = performance.now();
       if (now > deadline) return reject(onTimeout());
-      if (now - start < POLL_BUDGET_MS) setImmediate(step);
+      if (now - start < settingAtFirstUse('GPUGROUP_POLL_MS')) setImmediate(step);
       else setTimeout(step, 1);
     };
     setImmediate(step);
