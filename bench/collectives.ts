@@ -71,7 +71,8 @@ async function reportHostCost(
   const [cost] = (await pending) as HostCost[];
   if (!cost) return;
   opts.log(
-    `host cost per allReduce call: gpugroup ${cost.gpugroup.toFixed(2)} us, raw koffi ncclAllReduce ${cost.raw.toFixed(2)} us (+${(cost.gpugroup - cost.raw).toFixed(2)}); output alloc+free ${cost.allocFree.toFixed(2)} us`,
+    `host cost per allReduce call: gpugroup ${cost.gpugroup.toFixed(2)} us, raw koffi ncclAllReduce ` +
+      `${cost.raw.toFixed(2)} us (+${(cost.gpugroup - cost.raw).toFixed(2)}); output alloc+free ${cost.allocFree.toFixed(2)} us`,
   );
   opts.json({ impl: 'gpugroup', op: 'all_reduce_host_cost', world, us: +cost.gpugroup.toFixed(3), ...extra });
   opts.json({ impl: 'raw-koffi', op: 'all_reduce_host_cost', world, us: +cost.raw.toFixed(3), ...extra });
@@ -85,7 +86,8 @@ async function reportHostCost(
  */
 async function hostCostRehearsal(opts: BenchOptions, world: number): Promise<void> {
   opts.log(
-    `collectives: ${world} ranks sharing GPU 0 (a rehearsal): the sweep is skipped; host cost only. NCCL ${nccl().version} from ${nccl().path}`,
+    `collectives: ${world} ranks sharing GPU 0 (a rehearsal): the sweep is skipped; host cost only. NCCL ` +
+      `${nccl().version} from ${nccl().path}`,
   );
   const group = await launchGroup({
     worldSize: world,

@@ -34,7 +34,8 @@ export async function run(opts: BenchOptions): Promise<void> {
       });
       const last = out[world - 1];
       opts.log(
-        `broadcastTensorDict ${tensors} × 4 KiB (${backend}, world ${world}): p50 ${last.p50.toFixed(1)} us, min ${last.min.toFixed(1)} us; ` +
+        `broadcastTensorDict ${tensors} × 4 KiB (${backend}, world ${world}): p50 ${last.p50.toFixed(1)} us, min ` +
+          `${last.min.toFixed(1)} us; ` +
           `until enqueued p50: ${out.map((o) => o.issuedP50.toFixed(1)).join(' / ')} us (ranks 0..${world - 1})`,
       );
       opts.json({
@@ -51,29 +52,26 @@ export async function run(opts: BenchOptions): Promise<void> {
     if (process.env.GPUGROUP_BENCH_PROFILE === '1') {
       for (const tensors of [1, 8]) {
         const parts = await group.callAll<Record<string, number>>('profile', { tensors, iters: 200 });
-        parts.forEach((p, r) =>
+        for (const [r, p] of parts.entries())
           opts.log(
             `  profile ${tensors} tensors, rank ${r}: ${Object.entries(p)
               .map(([k, v]) => `${k} ${v}`)
               .join(', ')} (us)`,
-          ),
-        );
+          );
         const steps = await group.callAll<Record<string, number>>('profileSteps', { tensors, iters: 200 });
-        steps.forEach((p, r) =>
+        for (const [r, p] of steps.entries())
           opts.log(
             `  steps ${tensors} tensors, rank ${r}: ${Object.entries(p)
               .map(([k, v]) => `${k} ${v}`)
               .join(', ')} (us from the barrier)`,
-          ),
-        );
+          );
         const real = await group.callAll<Record<string, number>>('profileReal', { tensors, iters: 200 });
-        real.forEach((p, r) =>
+        for (const [r, p] of real.entries())
           opts.log(
             `  real ${tensors} tensors, rank ${r}: ${Object.entries(p)
               .map(([k, v]) => `${k} ${v}`)
               .join(', ')} (us from the barrier)`,
-          ),
-        );
+          );
         await logHostParts(opts, group, tensors);
       }
     }

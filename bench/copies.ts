@@ -29,7 +29,9 @@ export async function run(opts: BenchOptions): Promise<void> {
     const dst = Tensor.zeros([totalBytes], { dtype: 'uint8', device: 'cuda:0' });
     const batch = driver?.cuMemcpyBatchAsync_v2;
     const parts: Record<string, () => void> = {
-      memcpyEach: () => srcs.forEach((t, i) => copyBytes(dst, offsets[i], t, 0, BYTES)),
+      memcpyEach: () => {
+        for (const [i, t] of srcs.entries()) copyBytes(dst, offsets[i], t, 0, BYTES);
+      },
       full: () => {
         for (let i = 0; i < n; i++) Tensor.full([BYTES / 4], i, { dtype: 'float32', device: 'cuda:0' }).dispose();
       },

@@ -80,7 +80,8 @@ export async function run(opts: BenchOptions): Promise<void> {
     const [ref] = await group.callAll<{ streamS: number; smallP50: number }>('raw', { bytes, count, iters: 500 });
     const busbw = +((bytes * count) / ref.streamS / 1e9).toFixed(2);
     opts.log(
-      `reference, plain send/recv on the group's communicator: ${bytes} B × ${count}: ${busbw} GB/s; 4 KiB one way (synchronized): p50 ${ref.smallP50} us`,
+      `reference, plain send/recv on the group's communicator: ${bytes} B × ${count}: ${busbw} GB/s; 4 KiB one way ` +
+        `(synchronized): p50 ${ref.smallP50} us`,
     );
     // Its own op name, so that compare.mjs joins the baselines' send_recv with the pipe's figure only.
     opts.json({

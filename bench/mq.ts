@@ -43,7 +43,8 @@ export async function run(opts: BenchOptions): Promise<void> {
       ] as const) {
         const [t] = await group.callAll<{ s: number; MBps: number }>('throughput', { count, bytes });
         opts.log(
-          `mq throughput ${bytes} B × ${count} (${mode}, 1 → ${world - 1}): ${t.MBps.toFixed(0)} MB/s per reader (${(count / t.s).toFixed(0)} msg/s)`,
+          `mq throughput ${bytes} B × ${count} (${mode}, 1 → ${world - 1}): ${t.MBps.toFixed(0)} MB/s per reader ` +
+            `(${(count / t.s).toFixed(0)} msg/s)`,
         );
         opts.json({
           impl: 'gpugroup',

@@ -111,7 +111,8 @@ export async function run(opts: BenchOptions): Promise<void> {
         busbw: gbps(totalBytes, s),
       };
       opts.log(
-        `${String(totalBytes).padStart(14)} ${String(TENSORS).padStart(8)} ${String(packed).padStart(7)} ${s.toFixed(4).padStart(11)} ${String(rec.busbw).padStart(5)}`,
+        `${String(totalBytes).padStart(14)} ${String(TENSORS).padStart(8)} ${String(packed).padStart(7)} ` +
+          `${s.toFixed(4).padStart(11)} ${String(rec.busbw).padStart(5)}`,
       );
       opts.json(rec);
     }
@@ -142,7 +143,8 @@ export async function run(opts: BenchOptions): Promise<void> {
       }
       tiny[0][1].dispose();
       opts.log(
-        `engine fixed cost (one 2-byte tensor, packed): min ${Math.min(...times).toFixed(0)} us, median ${times.sort((a, b) => a - b)[2].toFixed(0)} us`,
+        `engine fixed cost (one 2-byte tensor, packed): min ${Math.min(...times).toFixed(0)} us, median ` +
+          `${times.sort((a, b) => a - b)[2].toFixed(0)} us`,
       );
     }
     // The packed pipeline alone (no engine, no handshake), on the reference group: where the engine's time goes.
@@ -180,7 +182,8 @@ export async function run(opts: BenchOptions): Promise<void> {
       }
       const p = Math.min(...packTimes);
       opts.log(
-        `packing alone (the producer with a broadcast that moves nothing): ${p.toFixed(4)} s, ${gbps(totalBytes, p)} GB/s of tensors packed`,
+        `packing alone (the producer with a broadcast that moves nothing): ${p.toFixed(4)} s, ${gbps(totalBytes, p)} ` +
+          `GB/s of tensors packed`,
       );
     }
     // Reference: raw broadcasts of one packed buffer's size, nccl-tests' method (events around back-to-back ops).

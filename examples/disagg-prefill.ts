@@ -44,7 +44,8 @@ try {
     console.error(`disagg-prefill: FAILED (${backend}):\n  ${decode.errors.join('\n  ')}`);
   } else {
     console.log(
-      `disagg-prefill: ${requests} requests' KV caches (${decode.checked} layer tensors) went prefill → decode through NcclPipe on ${backend}; ` +
+      `disagg-prefill: ${requests} requests' KV caches (${decode.checked} layer tensors) went prefill → decode through ` +
+        `NcclPipe on ${backend}; ` +
         `every value checked (${ms.toFixed(0)} ms)`,
     );
     ok = true;

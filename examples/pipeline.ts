@@ -70,7 +70,8 @@ try {
       .map((r) => `stage ${r.stage}: layers ${r.layers[0]}–${r.layers[1] - 1}`);
     const ms = Math.max(...results.map((r) => r.ms));
     console.log(
-      `pipeline: PP=${pp} × TP=${tp} on ${backend} (${stages.join(', ')}): ${microbatches} microbatches sent as tensor dicts, outputs match the unsplit model (${ms.toFixed(1)} ms)`,
+      `pipeline: PP=${pp} × TP=${tp} on ${backend} (${stages.join(', ')}): ${microbatches} microbatches sent as tensor ` +
+        `dicts, outputs match the unsplit model (${ms.toFixed(1)} ms)`,
     );
     ok = true;
   }

@@ -56,7 +56,8 @@ try {
   } else {
     const ms = Math.max(...results.map((r) => r.ms));
     console.log(
-      `tensor-parallel: MLP [${shape.tokens}×${shape.hidden}] → ${shape.ffn} → ${shape.hidden} split over TP=${tp} × DP=${worldSize / tp} on ${backend}: ` +
+      `tensor-parallel: MLP [${shape.tokens}×${shape.hidden}] → ${shape.ffn} → ${shape.hidden} split over TP=${tp} × ` +
+        `DP=${worldSize / tp} on ${backend}: ` +
         `all-gather and all-reduce match the unsplit block on all ${worldSize} ranks (${ms.toFixed(2)} ms)`,
     );
     ok = true;

@@ -96,13 +96,16 @@ const nodes = Array.from({ length: NODES }, (_, n) => startNode(n));
 /** Stops every launcher still running (each forwards SIGTERM to its ranks), SIGKILL after a grace. */
 const stopAll = () => {
   for (const { child } of nodes) if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-  setTimeout(
-    () => nodes.forEach(({ child }) => child.exitCode === null && child.signalCode === null && child.kill('SIGKILL')),
-    3_000,
-  ).unref();
+  setTimeout(() => {
+    for (const { child } of nodes) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  }, 3_000).unref();
 };
 // A node that fails takes the other one down (a real cluster's ranks would time out instead).
-nodes.forEach(({ exited }) => void exited.then((code) => code !== 0 && stopAll()));
+for (const { exited } of nodes) {
+  void exited.then((code) => {
+    if (code !== 0) stopAll();
+  });
+}
 const deadline = setTimeout(() => {
   console.error(`two-nodes: not done within ${DEADLINE_MS / 1000} s; stopping both nodes`);
   stopAll();
@@ -111,7 +114,7 @@ const codes = await Promise.all(nodes.map((n) => n.exited));
 clearTimeout(deadline);
 
 const errors: string[] = [];
-codes.forEach((code, n) => code !== 0 && errors.push(`node ${n}'s launcher exited with code ${code}`));
+for (const [n, code] of codes.entries()) if (code !== 0) errors.push(`node ${n}'s launcher exited with code ${code}`);
 results.sort((a, b) => a.rank - b.rank);
 if (results.map((r) => r.rank).join() !== '0,1,2,3')
   errors.push(`results from ranks [${results.map((r) => r.rank).join(', ')}], expected [0, 1, 2, 3]`);

@@ -109,7 +109,8 @@ try {
       console.error(`weight-sync: FAILED (${backend}):\n  ${failures.join('\n  ')}`);
     } else {
       console.log(
-        `weight-sync: ${steps} steps × ${tensors} tensors (${(bytes / 1e6).toFixed(2)} MB, packed in ${bufferBytes >> 10} KiB buffers) to ${workers} workers on ${backend}: all checksums match, ${ms.toFixed(1)} ms/step`,
+        `weight-sync: ${steps} steps × ${tensors} tensors (${(bytes / 1e6).toFixed(2)} MB, packed in ` +
+          `${bufferBytes >> 10} KiB buffers) to ${workers} workers on ${backend}: all checksums match, ${ms.toFixed(1)} ms/step`,
       );
       ok = true;
     }

@@ -24,8 +24,7 @@ export interface ProtoRow {
 /** Builds the error for a failed call: (code, function name) → Error. */
 export type ErrorFactory = (code: number, call: string) => Error;
 
-// koffi returns any; the bound table is typed by the caller's interface.
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+// biome-ignore lint/suspicious/noExplicitAny: koffi's functions take and return any; the caller's interface types the table
 type AnyFn = (...args: any[]) => any;
 
 /**

@@ -62,7 +62,8 @@ const table: readonly ProtoRow[] = [
   { proto: 'int cudaMemcpyAsync(void *dst, const void *src, size_t count, int kind, void *stream)' },
   {
     proto:
-      'int cudaMemcpy2DAsync(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width, size_t height, int kind, void *stream)',
+      'int cudaMemcpy2DAsync(void *dst, size_t dpitch, const void *src, size_t spitch, ' +
+      'size_t width, size_t height, int kind, void *stream)',
   },
   { proto: 'int cudaMemsetAsync(void *devPtr, int value, size_t count, void *stream)' },
   { proto: 'int cudaStreamCreateWithFlags(void *streamOut, unsigned int flags)' },
@@ -225,7 +226,8 @@ const driverTable: readonly ProtoRow[] = [
   { proto: 'int cuMemsetD32Async(uint64_t dst, uint32_t value, size_t count, void *stream)' },
   {
     proto:
-      'int cuMemcpyBatchAsync_v2(uint64_t *dsts, uint64_t *srcs, size_t *sizes, size_t count, void *attrs, size_t *attrsIdxs, size_t numAttrs, void *stream)',
+      'int cuMemcpyBatchAsync_v2(uint64_t *dsts, uint64_t *srcs, size_t *sizes, size_t count, ' +
+      'void *attrs, size_t *attrsIdxs, size_t numAttrs, void *stream)',
     optional: true,
   },
 ];

@@ -1,7 +1,7 @@
 // Rank side of the NCCL collectives sweep: nccl-tests' method (warm-up, barrier, then
 // CUDA events around `iters` back-to-back operations on the current stream), through
 // gpugroup's public, out-of-place operations, so the host cost of each call is in it.
-import { NcclDataType, NcclRedOp, cuda, nccl } from '../../native/index.ts';
+import { NcclDataType, NcclRedOp, nccl } from '../../native/index.ts';
 import type { DeviceCommunicator, NcclCommunicator } from '../../src/comm/index.ts';
 import type { RankContext } from '../../src/orchestrator/index.ts';
 import { CudaEvent, Tensor, currentStream } from '../../src/tensor/index.ts';

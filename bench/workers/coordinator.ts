@@ -112,7 +112,10 @@ export async function profileSteps(ctx: RankContext, args: { tensors: number; it
     queueFor(src: number): Promise<{ enqueue(o: unknown): Promise<void>; dequeue<T>(): Promise<T> }>;
   };
   const marks: Record<string, number[]> = {};
-  const mark = (name: string, t0: number) => (marks[name] ??= []).push((performance.now() - t0) * 1000);
+  const mark = (name: string, t0: number): void => {
+    marks[name] ??= [];
+    marks[name].push((performance.now() - t0) * 1000);
+  };
   const comm = g.deviceCommunicator as unknown as {
     groupStart?(): void;
     groupEnd?(): void;
@@ -168,7 +171,10 @@ export async function profileReal(ctx: RankContext, args: { tensors: number; ite
   ).queueFor(0);
   let t0 = 0;
   const marks: Record<string, number[]> = {};
-  const mark = (name: string) => (marks[name] ??= []).push((performance.now() - t0) * 1000);
+  const mark = (name: string): void => {
+    marks[name] ??= [];
+    marks[name].push((performance.now() - t0) * 1000);
+  };
   for (const name of ['enqueue', 'dequeue'] as const) {
     const original = q[name].bind(q);
     q[name] = async (...a: unknown[]) => {

@@ -258,7 +258,8 @@ export function runRanks(plan: RunPlan, log: Log): Promise<RunResult> {
     if (failed) {
       const others = exits.filter((e) => e !== failed && e.stopped).map((e) => `rank ${e.rank} ${describeExit(e)}`);
       log(
-        `gpugroup run: FAILED: rank ${failed.rank} (local rank ${failed.localRank} on node ${plan.nodeRank}, pid ${failed.pid}) ${describeExit(failed)}` +
+        `gpugroup run: FAILED: rank ${failed.rank} (local rank ${failed.localRank} on node ${plan.nodeRank}, pid ` +
+          `${failed.pid}) ${describeExit(failed)}` +
           (others.length > 0 ? `; stopped: ${others.join(', ')}` : ''),
       );
     }

@@ -188,7 +188,8 @@ export class CpuChannel {
         throw this.fail(
           new InvalidArgumentError(
             'recv',
-            `rank ${peer} of group '${this.groupName}' sent ${announced} bytes but this rank's recv #${s.seq} expects ${total} (shape or dtype differ)`,
+            `rank ${peer} of group '${this.groupName}' sent ${announced} bytes but this rank's recv #${s.seq} expects ` +
+              `${total} (shape or dtype differ)`,
           ),
         );
       }

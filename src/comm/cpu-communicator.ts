@@ -35,7 +35,10 @@ export interface CpuCommunicatorOptions {
   bufferBytes?: number;
   /** Bytes of each of the two slots of a point-to-point channel. Default 512 KiB. */
   p2pBytes?: number;
-  /** All-reduces up to this size reduce everything on every rank in one round; larger ones reduce-scatter then all-gather. Default 64 KiB. */
+  /**
+   * All-reduces up to this size reduce everything on every rank in one round; larger ones
+   * reduce-scatter then all-gather. Default 64 KiB.
+   */
   smallAllReduceBytes?: number;
   /** Wait tuning: synchronous spin, then setImmediate polling, before sleeping. Default: by cores per rank. */
   waitPolicy?: Partial<WaitPolicy>;

@@ -153,7 +153,8 @@ export class Segments {
     if (transport === 'sab' && !oneProcess) {
       throw new InvalidArgumentError(
         'transport',
-        `'sab' needs every rank of '${opts.groupName}' in one process (threads); they run in ${new Set(peers.map((p) => p.pid)).size} processes: use 'shm'`,
+        `'sab' needs every rank of '${opts.groupName}' in one process (threads); they run in ` +
+          `${new Set(peers.map((p) => p.pid)).size} processes: use 'shm'`,
       );
     }
     const segments =

@@ -42,7 +42,10 @@ export interface MessageQueueOptions {
   ranks?: readonly number[];
   /** Name used in errors and logs. */
   name?: string;
-  /** Shared memory for local readers: `sab` (threads of one process) or `shm`. Default: `sab` when every local reader is in the writer's process. */
+  /**
+   * Shared memory for local readers: `sab` (threads of one process) or `shm`. Default: `sab` when
+   * every local reader is in the writer's process.
+   */
   transport?: 'sab' | 'shm';
   /** Address remote readers connect to. Default: the writer's first non-internal IPv4 address. */
   connectIp?: string;
@@ -339,13 +342,14 @@ export class MessageQueue {
   private acceptReaders(server: Server, expected: number[], deadline: number): Promise<void> {
     if (expected.length === 0) return Promise.resolve();
     return new Promise((resolve, reject) => {
-      const timer = (this.handshakeTimer = setTimeout(
+      const timer = setTimeout(
         () => {
           const missing = expected.filter((r) => !this.sockets.has(r));
           reject(this.timeout('ready', missing, `reader(s) ${this.describe(missing)} did not connect`));
         },
         Math.max(0, deadline - performance.now()),
-      ));
+      );
+      this.handshakeTimer = timer;
       server.on('connection', (socket) => {
         let rank = -1;
         const fs = new FrameSocket(socket, (orderly) => {
@@ -512,7 +516,8 @@ export class MessageQueue {
         log(
           'warn',
           'mq',
-          `'${this.name}': ${which === 'room' ? 'no free block' : 'no message'} for ${((now - start) / 1000).toFixed(0)} s (deadline in ${((deadline - now) / 1000).toFixed(0)} s)`,
+          `'${this.name}': ${which === 'room' ? 'no free block' : 'no message'} for ` +
+            `${((now - start) / 1000).toFixed(0)} s (deadline in ${((deadline - now) / 1000).toFixed(0)} s)`,
         );
       }
       ring.sleepers(which, 1);

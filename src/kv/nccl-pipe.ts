@@ -323,8 +323,14 @@ export class NcclPipe implements KVPipeBase {
     const p = new Promise<T>((resolve, reject) => {
       this.pendingCalls.add(reject);
       work.then(
-        (value) => (this.pendingCalls.delete(reject), resolve(value)),
-        (err: unknown) => (this.pendingCalls.delete(reject), reject(err)),
+        (value) => {
+          this.pendingCalls.delete(reject);
+          resolve(value);
+        },
+        (err: unknown) => {
+          this.pendingCalls.delete(reject);
+          reject(err);
+        },
       );
     }).catch((err: unknown) => {
       throw this.fail(this.broke(err, what));

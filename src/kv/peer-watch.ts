@@ -49,8 +49,14 @@ export class PeerWatch {
             () => reject(new Error(`no connection to ${host}:${port} within ${timeoutMs} ms`)),
             timeoutMs,
           );
-          socket.once('connect', () => (clearTimeout(timer), resolve()));
-          socket.once('error', (err) => (clearTimeout(timer), reject(err)));
+          socket.once('connect', () => {
+            clearTimeout(timer);
+            resolve();
+          });
+          socket.once('error', (err) => {
+            clearTimeout(timer);
+            reject(err);
+          });
         });
         // The first byte names this rank to kvRank 0, for its message.
         socket.write(`${group.rank}\n`);

@@ -110,7 +110,8 @@ export function resolveOptions(opts: LaunchOptions): ResolvedOptions {
   if (dup !== undefined && !shareDevices) {
     throw new InvalidArgumentError(
       'devices',
-      `cuda:${dup} is given to two ranks; one GPU per rank (two ranks on one device would deadlock NCCL; shareDevices rehearses on fewer GPUs)`,
+      `cuda:${dup} is given to two ranks; one GPU per rank (two ranks on one device would deadlock NCCL; shareDevices ` +
+        `rehearses on fewer GPUs)`,
     );
   }
   const timeoutMs = positiveInt('timeoutMs', opts.timeoutMs ?? 120_000);
@@ -120,7 +121,8 @@ export function resolveOptions(opts: LaunchOptions): ResolvedOptions {
   if (worldSize % (tensorParallelSize * pipelineParallelSize) !== 0) {
     throw new InvalidArgumentError(
       'tensorParallelSize',
-      `world size ${worldSize} is not divisible by tensorParallelSize × pipelineParallelSize = ${tensorParallelSize * pipelineParallelSize}`,
+      `world size ${worldSize} is not divisible by tensorParallelSize × pipelineParallelSize = ` +
+        `${tensorParallelSize * pipelineParallelSize}`,
     );
   }
   let workerUrl: string;

@@ -71,7 +71,10 @@ export function sendReply(
   rank: number,
   outcome: { value: unknown } | { error: unknown },
 ): void {
-  if ('error' in outcome) return send({ kind: 'error', id, error: encodeError(outcome.error, rank) });
+  if ('error' in outcome) {
+    send({ kind: 'error', id, error: encodeError(outcome.error, rank) });
+    return;
+  }
   try {
     send({ kind: 'result', id, value: outcome.value });
   } catch (err) {

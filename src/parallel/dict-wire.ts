@@ -59,6 +59,9 @@ export function planWire(slots: readonly WireSlot[]): Plan {
 
 const specsOf = (slots: readonly WireSlot[], positions: number[]): PackedSpec[] => positions.map((i) => slots[i]);
 const noop = (): void => undefined;
+const disposeAll = (tensors: readonly Tensor[]): void => {
+  for (const t of tensors) t.dispose();
+};
 
 /**
  * The source's wire: its small host tensors copied into one buffer, the rest as they
@@ -68,11 +71,12 @@ const noop = (): void => undefined;
 export function senderWire(tensors: readonly Tensor[], slots: readonly WireSlot[]): Wire {
   const plan = planWire(slots);
   const copies: Tensor[] = [];
-  const wire: Wire = { device: [], host: [], finish: () => copies.forEach((t) => t.dispose()) };
+  const wire: Wire = { device: [], host: [], finish: () => disposeAll(copies) };
   if (plan.packed.length > 0) {
     const { offsets, totalBytes } = packedLayout(specsOf(slots, plan.packed));
     const buffer = Tensor.empty([totalBytes], { dtype: 'uint8' });
-    plan.packed.forEach((p, k) => copyBytes(buffer, offsets[k], tensors[p].contiguous(), 0, tensors[p].nbytes));
+    for (const [k, p] of plan.packed.entries())
+      copyBytes(buffer, offsets[k], tensors[p].contiguous(), 0, tensors[p].nbytes);
     wire.host.push(buffer);
   }
   for (const p of plan.alone) {
@@ -93,7 +97,7 @@ export function receiverWire(slots: readonly WireSlot[], device: string): { tens
   const wire: Wire = { device: [], host: [], finish: noop };
   if (plan.packed.length > 0) {
     const packed = emptyPackedHost(specsOf(slots, plan.packed));
-    plan.packed.forEach((p, k) => (tensors[p] = packed.tensors[k]));
+    for (const [k, p] of plan.packed.entries()) tensors[p] = packed.tensors[k];
     wire.host.push(packed.buffer);
   }
   slots.forEach((s, i) => {

@@ -286,7 +286,7 @@ export class GroupCoordinator {
       slots.map(([, dtype, shape, onCpu]) => ({ dtype, shape, onCpu })),
       this.device,
     );
-    slots.forEach(([key], i) => (dict[key] = tensors[i]));
+    for (const [i, [key]] of slots.entries()) dict[key] = tensors[i];
     await this.broadcastWire(wire, src);
     return dict;
   }

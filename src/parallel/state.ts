@@ -200,7 +200,8 @@ export async function ensureModelParallelInitialized(
   if (groups.pp!.worldSize !== pipelineParallelSize) {
     throw new InvalidArgumentError(
       'pipelineParallelSize',
-      `pipeline parallel group already initialized, but of unexpected size. got: ${groups.pp!.worldSize} vs. wanted: ${pipelineParallelSize}`,
+      `pipeline parallel group already initialized, but of unexpected size. got: ${groups.pp!.worldSize} vs. wanted: ` +
+        `${pipelineParallelSize}`,
     );
   }
 }

@@ -233,17 +233,20 @@ export class TcpStoreClient implements Store {
       case Op.set:
       case Op.setForReaders:
       case Op.wait:
-        return p.resolve(undefined as never);
+        p.resolve(undefined as never);
+        return;
       case Op.get:
       case Op.compareSet:
-        return p.resolve(firstField(buf, start, end) as never);
+        p.resolve(firstField(buf, start, end) as never);
+        return;
       case Op.add:
       case Op.numKeys:
         field = firstField(buf, start, end);
-        return p.resolve(Number(field.toString('latin1')) as never);
+        p.resolve(Number(field.toString('latin1')) as never);
+        return;
       default: // delete, check
         field = firstField(buf, start, end);
-        return p.resolve((field.length === 1 && field[0] === 0x31) as never);
+        p.resolve((field.length === 1 && field[0] === 0x31) as never);
     }
   }
 

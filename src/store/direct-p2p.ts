@@ -127,8 +127,14 @@ export class DirectChannels {
         socket.destroy();
         reject(new StoreTimeoutError(`direct connection to rank ${dst} at ${host}:${port}`, this.timeoutMs, 'connect'));
       }, this.timeoutMs);
-      socket.once('connect', () => (clearTimeout(timer), resolve()));
-      socket.once('error', (err) => (clearTimeout(timer), reject(err)));
+      socket.once('connect', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      socket.once('error', (err) => {
+        clearTimeout(timer);
+        reject(err);
+      });
     });
     socket.unref();
     const link = new FrameSocket(socket, (orderly) => lost(dst, orderly));

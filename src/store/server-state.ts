@@ -76,7 +76,10 @@ export class KeyValueState {
   /** Parks `w` until `key` is set. */
   park(key: string, w: Waiter): void {
     let set = this.parked.get(key);
-    if (!set) this.parked.set(key, (set = new Set()));
+    if (!set) {
+      set = new Set();
+      this.parked.set(key, set);
+    }
     set.add(w);
   }
 

@@ -219,9 +219,11 @@ const e5m2Table = Float32Array.from({ length: 256 }, (_, i) => e5m2ToFloat(i));
 export function decodeTable(dtype: DType): Float32Array {
   switch (dtype) {
     case 'float16':
-      return (halfTable ??= Float32Array.from({ length: 65536 }, (_, i) => halfToFloat(i)));
+      halfTable ??= Float32Array.from({ length: 65536 }, (_, i) => halfToFloat(i));
+      return halfTable;
     case 'bfloat16':
-      return (bf16Table ??= Float32Array.from({ length: 65536 }, (_, i) => bfloat16ToFloat(i)));
+      bf16Table ??= Float32Array.from({ length: 65536 }, (_, i) => bfloat16ToFloat(i));
+      return bf16Table;
     case 'float8_e4m3fn':
       return e4m3Table;
     default:

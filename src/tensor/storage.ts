@@ -94,9 +94,15 @@ function release(ptr: bigint, size: number, stream: bigint): void {
     return;
   }
   let bySize = cache.get(stream);
-  if (!bySize) cache.set(stream, (bySize = new Map()));
+  if (!bySize) {
+    bySize = new Map();
+    cache.set(stream, bySize);
+  }
   let list = bySize.get(size);
-  if (!list) bySize.set(size, (list = []));
+  if (!list) {
+    list = [];
+    bySize.set(size, list);
+  }
   list.push(ptr);
   cachedBytes += size;
 }

@@ -78,12 +78,19 @@ export function pollUntil(
   return new Promise((resolve, reject) => {
     const step = (): void => {
       try {
-        if (done()) return resolve();
+        if (done()) {
+          resolve();
+          return;
+        }
       } catch (err) {
-        return reject(err);
+        reject(err);
+        return;
       }
       const now = performance.now();
-      if (now > deadline) return reject(onTimeout());
+      if (now > deadline) {
+        reject(onTimeout());
+        return;
+      }
       if (now - start < settingAtFirstUse('GPUGROUP_POLL_MS')) setImmediate(step);
       else setTimeout(step, 1);
     };
@@ -132,7 +139,8 @@ export class Stream {
   waitStream(other: Stream): void {
     // One event per stream, recorded again each time: a wait takes the state of the
     // event's latest record when it is issued, so reuse is safe and saves two calls.
-    const ev = (other.marker ??= new CudaEvent());
+    other.marker ??= new CudaEvent();
+    const ev = other.marker;
     ev.record(other);
     cuda().cudaStreamWaitEvent(this.handle, ev.handle, 0);
   }

@@ -311,7 +311,7 @@ export class Tensor {
     if (new Set(src).size !== src.length || new Set(dst).size !== dst.length)
       throw new InvalidArgumentError('source', 'repeated dim');
     const order = new Array<number>(n).fill(-1);
-    src.forEach((s, i) => (order[dst[i]] = s));
+    for (let i = 0; i < src.length; i++) order[dst[i]] = src[i];
     const rest = Array.from({ length: n }, (_, i) => i).filter((i) => !src.includes(i));
     for (let i = 0, r = 0; i < n; i++) if (order[i] < 0) order[i] = rest[r++];
     return new Tensor(

@@ -37,7 +37,8 @@ export function describeDisagreement(sent: UpdateAnnouncement, mine: UpdateAnnou
     );
   if (sent.packed && mine.packed && sent.packedBufferSizeBytes !== mine.packedBufferSizeBytes) {
     diffs.push(
-      `packedBufferSizeBytes: the trainer packs ${sent.packedBufferSizeBytes} bytes per buffer, this worker expects ${mine.packedBufferSizeBytes}`,
+      `packedBufferSizeBytes: the trainer packs ${sent.packedBufferSizeBytes} bytes per buffer, this worker expects ` +
+        `${mine.packedBufferSizeBytes}`,
     );
   }
   if (sent.names.length !== mine.names.length)
@@ -52,7 +53,8 @@ export function describeDisagreement(sent: UpdateAnnouncement, mine: UpdateAnnou
       );
     else if (sent.shapes[i].join(',') !== mine.shapes[i].join(',')) {
       diffs.push(
-        `shapes[${i}] ('${mine.names[i]}'): the trainer sends [${sent.shapes[i].join(', ')}], this worker expects [${mine.shapes[i].join(', ')}]`,
+        `shapes[${i}] ('${mine.names[i]}'): the trainer sends [${sent.shapes[i].join(', ')}], this worker expects ` +
+          `[${mine.shapes[i].join(', ')}]`,
       );
     }
   }
@@ -67,7 +69,8 @@ function settle(votes: (string | null)[], me: number, trainer: number): void {
   const head =
     votes[me] !== null && me !== trainer
       ? `weight update rejected: this worker (rank ${me}) disagrees with the trainer (rank ${trainer}); no data was moved`
-      : `weight update aborted before any data moved: ${ranks.length === 1 ? 'worker rank' : 'worker ranks'} ${ranks.join(', ')} ${ranks.length === 1 ? 'disagrees' : 'disagree'} with the trainer (rank ${trainer})`;
+      : `weight update aborted before any data moved: ${ranks.length === 1 ? 'worker rank' : 'worker ranks'} ` +
+        `${ranks.join(', ')} ${ranks.length === 1 ? 'disagrees' : 'disagree'} with the trainer (rank ${trainer})`;
   throw new WeightTransferMismatchError(
     `${head}:\n  ${details.join('\n  ')}\nBoth sides must use the same tensor list and, when packed, the same packedBufferSizeBytes.`,
     ranks,

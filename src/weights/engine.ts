@@ -180,7 +180,8 @@ export class NcclWeightTransferEngine extends WeightTransferEngine<
     if (rank < 1 || rank >= info.worldSize) {
       throw new InvalidArgumentError(
         'initInfo',
-        `this worker's transfer rank is ${rank} (dpRank ${this.parallel.dpRank} × ${this.parallel.worldSize} + rank ${this.parallel.rank} + rankOffset ${info.rankOffset}), ` +
+        `this worker's transfer rank is ${rank} (dpRank ${this.parallel.dpRank} × ${this.parallel.worldSize} + rank ` +
+          `${this.parallel.rank} + rankOffset ${info.rankOffset}), ` +
           `outside [1, ${info.worldSize}): rank 0 is the trainer, and worldSize must count every worker`,
       );
     }

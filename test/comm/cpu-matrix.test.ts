@@ -61,7 +61,7 @@ describe.each(MODES)('CPU communicator, %s mode', (mode) => {
       const out = await runAll({ op: 'reduceScatter', shape, dtype: 'float32', dim });
       const total = sum(world, shape, 'float32');
       const sizes = new Array(world).fill(shape[dim] / world);
-      out.forEach((r, rank) => expect(r).toEqual(chunk(total, dim, rank, sizes)));
+      for (const [rank, r] of out.entries()) expect(r).toEqual(chunk(total, dim, rank, sizes));
     });
 
     it('uneven all-gatherv and reduce-scatterv with sizes [81, 20, …]', async () => {
@@ -73,7 +73,7 @@ describe.each(MODES)('CPU communicator, %s mode', (mode) => {
       const total = sizes.reduce((a, b) => a + b, 0);
       const scattered = await runAll({ op: 'reduceScatterv', shape: [total, 3], dtype: 'int32', sizes, dim: 0 });
       const summed = sum(world, [total, 3], 'int32');
-      scattered.forEach((r, rank) => expect(r).toEqual(chunk(summed, 0, rank, sizes)));
+      for (const [rank, r] of scattered.entries()) expect(r).toEqual(chunk(summed, 0, rank, sizes));
     });
 
     it('gather to the last rank along dim 1, broadcast from the last rank', async () => {

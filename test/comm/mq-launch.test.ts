@@ -10,7 +10,8 @@ describe.each([
   ['thread', 'sab'],
   ['process', 'shm'],
 ] as const)('MessageQueue across %s ranks', (mode, transport) => {
-  it(`writer rank 2 sends 10,000 random int64 arrays (about half past the 40 KiB chunk) through the ${transport} ring; every reader checks every one`, async () => {
+  it(`writer rank 2 sends 10,000 random int64 arrays (about half past the 40 KiB chunk) through the ${transport} ring; ` +
+    `every reader checks every one`, async () => {
     const group = await launch({ mode, worldSize: 4, worker, timeoutMs: 60_000 });
     const out = await group.callAll<{ checked: number; overflowed: number; transport: string | null }>(
       'stress',
@@ -52,19 +53,23 @@ describe.each([
     }
   });
 
-  it("readers get the handshake and a 16 MiB message past the chunk while the writer's thread is blocked (as in a blocking NCCL call)", async () => {
-    const group = await launch({ mode, worldSize: 3, worker });
-    const out = await group.callAll<{ ready: number; got?: number; blocks?: [number, number][] }>(
-      'writerBlocks',
-      1_500,
-    );
-    const [first, second] = out[2].blocks!;
-    for (const r of [0, 1]) {
-      expect(out[r].ready).toBeLessThan(first[1] - 500);
-      expect(out[r].got!).toBeGreaterThanOrEqual(second[0] - 50);
-      expect(out[r].got!).toBeLessThan(second[1] - 500);
-    }
-  });
+  it(
+    "readers get the handshake and a 16 MiB message past the chunk while the writer's thread is blocked (as in a " +
+      'blocking NCCL call)',
+    async () => {
+      const group = await launch({ mode, worldSize: 3, worker });
+      const out = await group.callAll<{ ready: number; got?: number; blocks?: [number, number][] }>(
+        'writerBlocks',
+        1_500,
+      );
+      const [first, second] = out[2].blocks!;
+      for (const r of [0, 1]) {
+        expect(out[r].ready).toBeLessThan(first[1] - 500);
+        expect(out[r].got!).toBeGreaterThanOrEqual(second[0] - 50);
+        expect(out[r].got!).toBeLessThan(second[1] - 500);
+      }
+    },
+  );
 
   it('four idle readers waiting 2 s use under 5% of a core each', async () => {
     const group = await launch({ mode, worldSize: 5, worker });

@@ -47,7 +47,8 @@ describe.skipIf(world < 2).each(gpuModes)('NCCL communicator on %s ranks', (mode
     const shape = [2 * world, world, 3];
     const total = sum(world, shape, 'float32');
     const out = await runAll({ op: 'reduceScatter', shape, dtype: 'float32', dim });
-    out.forEach((r, rank) => expect(r).toEqual(chunk(total, dim, rank, new Array(world).fill(shape[dim] / world))));
+    for (const [rank, r] of out.entries())
+      expect(r).toEqual(chunk(total, dim, rank, new Array(world).fill(shape[dim] / world)));
   });
 
   it('uneven all-gatherv / reduce-scatterv with sizes [81, 20, …]', async () => {
@@ -62,22 +63,23 @@ describe.skipIf(world < 2).each(gpuModes)('NCCL communicator on %s ranks', (mode
       );
     const total = sizes.reduce((a, b) => a + b, 0);
     const scattered = await runAll({ op: 'reduceScatterv', shape: [total, 3], dtype: 'int32', sizes, dim: 0 });
-    scattered.forEach((r, rank) => expect(r).toEqual(chunk(sum(world, [total, 3], 'int32'), 0, rank, sizes)));
+    for (const [rank, r] of scattered.entries())
+      expect(r).toEqual(chunk(sum(world, [total, 3], 'int32'), 0, rank, sizes));
   });
 
   it('gather to the last rank and broadcast from it', async () => {
     const dst = world - 1;
     const gathered = await runAll({ op: 'gather', shape: [2, 3], dtype: 'float64', dim: 1, peer: dst });
-    gathered.forEach((r, rank) =>
-      rank === dst
-        ? expect(r).toEqual(
-            concat(
-              Array.from({ length: world }, (_, q) => input(q, [2, 3])),
-              1,
-            ),
-          )
-        : expect(r).toBeNull(),
-    );
+    for (const [rank, r] of gathered.entries()) {
+      if (rank === dst)
+        expect(r).toEqual(
+          concat(
+            Array.from({ length: world }, (_, q) => input(q, [2, 3])),
+            1,
+          ),
+        );
+      else expect(r).toBeNull();
+    }
     for (const r of await runAll({ op: 'broadcast', shape: [5], dtype: 'int64', peer: dst }))
       expect(r).toEqual(input(dst, [5]));
   });

@@ -55,7 +55,8 @@ describe.skipIf(world < 2)('GroupCoordinator on NCCL', () => {
 });
 
 describe.skipIf(world < 2)('broadcastTensorDict of a mixed dict on NCCL', () => {
-  it('mixed dtypes, 0-d, empty, non-contiguous, large and CPU tensors from rank 1; received device tensors are freed one by one', async () => {
+  it('mixed dtypes, 0-d, empty, non-contiguous, large and CPU tensors from rank 1; received device tensors are freed ' +
+    'one by one', async () => {
     const group = await launchGroup({
       worldSize: world,
       worker: coordWorker,

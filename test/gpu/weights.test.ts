@@ -61,7 +61,8 @@ describe.skipIf(world < 2)('NCCL weight transfer, trainer on cuda:0', () => {
     expect(r.batches).toBe(1);
   }, 120_000);
 
-  it(`sends 2 GiB packed (1 GiB × 2 buffers) in 200 tensors of mixed dtypes to ${Math.min(3, world - 1)} workers, checksums verified`, async () => {
+  it(`sends 2 GiB packed (1 GiB × 2 buffers) in 200 tensors of mixed dtypes to ${Math.min(3, world - 1)} workers, ` +
+    `checksums verified`, async () => {
     const n = Math.min(3, world - 1);
     const t = await start(n);
     const dtypes: DType[] = ['float32', 'bfloat16', 'float16', 'int32'];

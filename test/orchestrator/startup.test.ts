@@ -147,7 +147,8 @@ describe('invalid options', () => {
     expect(err).toBeInstanceOf(InvalidArgumentError);
     expect(err.argument).toBe('devices');
     expect(err.message).toBe(
-      'devices: cuda:0 is given to two ranks; one GPU per rank (two ranks on one device would deadlock NCCL; shareDevices rehearses on fewer GPUs)',
+      'devices: cuda:0 is given to two ranks; one GPU per rank (two ranks on one device would deadlock NCCL; ' +
+        'shareDevices rehearses on fewer GPUs)',
     );
     expect(childPids()).toEqual([]);
     expect(resourceCounts()).toEqual(before);

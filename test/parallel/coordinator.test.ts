@@ -85,9 +85,13 @@ describe.each(MODES)('GroupCoordinator on the CPU backend, %s mode', (mode) => {
       }
     });
 
-    it('broadcastTensorDict of mixed dtypes, 0-d, empty, non-contiguous and large tensors from rank 1; received tensors are freed one by one', async () => {
-      expect(await group.callAll<string[]>('mixedDict', 1, 3)).toEqual([[], [], [], []]);
-    });
+    it(
+      'broadcastTensorDict of mixed dtypes, 0-d, empty, non-contiguous and large tensors from rank 1; received ' +
+        'tensors are freed one by one',
+      async () => {
+        expect(await group.callAll<string[]>('mixedDict', 1, 3)).toEqual([[], [], [], []]);
+      },
+    );
 
     it('send/recv tensor dict along the pipeline', async () => {
       if (sizes.pipelineParallelSize === 1) return;

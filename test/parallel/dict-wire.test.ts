@@ -11,20 +11,24 @@ import { PACK_ALIGN_BYTES, Tensor, emptyPackedHost, packedLayout } from '../../s
 const slot = (dtype: WireSlot['dtype'], shape: number[], onCpu = false): WireSlot => ({ dtype, shape, onCpu });
 
 describe('the tensor-dict wire plan', () => {
-  it('packs the small non-empty host tensors when two or more qualify; device ones, empty ones and large ones travel alone or not at all', () => {
-    const big = PACK_TENSOR_MAX_BYTES / 4 + 1; // float32 elements just past the bound
-    const plan = planWire([
-      slot('float32', [4]),
-      slot('int64', [0, 3], true),
-      slot('float16', [8], true),
-      slot('float32', [big], true),
-      slot('int32', [2], true),
-      slot('uint8', [3]),
-      slot('float32', [0]),
-    ]);
-    expect(plan.packed).toEqual([2, 4]);
-    expect(plan.alone).toEqual([0, 3, 5]);
-  });
+  it(
+    'packs the small non-empty host tensors when two or more qualify; device ones, empty ones and large ones travel ' +
+      'alone or not at all',
+    () => {
+      const big = PACK_TENSOR_MAX_BYTES / 4 + 1; // float32 elements just past the bound
+      const plan = planWire([
+        slot('float32', [4]),
+        slot('int64', [0, 3], true),
+        slot('float16', [8], true),
+        slot('float32', [big], true),
+        slot('int32', [2], true),
+        slot('uint8', [3]),
+        slot('float32', [0]),
+      ]);
+      expect(plan.packed).toEqual([2, 4]);
+      expect(plan.alone).toEqual([0, 3, 5]);
+    },
+  );
 
   it('a lone small host tensor travels alone', () => {
     expect(planWire([slot('float32', [4]), slot('float32', [4], true)])).toEqual({ packed: [], alone: [0, 1] });

@@ -137,7 +137,9 @@ describe('StatelessProcessGroup: object exchange', () => {
     const children = [0, 1, 2].map((rank) =>
       fork(script, [String(rank), '3', String(port)], { execArgv: ['--import', 'tsx'], serialization: 'advanced' }),
     );
-    onCleanup(() => children.forEach((c) => c.exitCode === null && c.kill('SIGKILL')));
+    onCleanup(() => {
+      for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+    });
     const exits = children.map((c) => new Promise<number | null>((resolve) => c.once('exit', (code) => resolve(code))));
     const reports = await Promise.all(
       children.map(

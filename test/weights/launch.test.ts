@@ -70,35 +70,42 @@ describe.each(['thread', 'process'] as const)('weight transfer to %s workers', (
 });
 
 describe('weight transfer mismatch across launched workers', () => {
-  it('one worker expecting 1 KiB buffers while the trainer sends 4 KiB: the trainer and both workers fail in seconds, no hang', async () => {
-    const group = await launch({ mode: 'thread', worldSize: 2, worker, timeoutMs: 10_000 });
-    const info = await initInfo(3);
-    const [trainer] = await Promise.all([
-      NcclWeightTransferEngine.trainerInit(info, { device: 'cpu', timeoutMs: 10_000 }),
-      group.callAll('initWeights', info),
-    ]);
-    try {
-      const w = weights(1);
-      const t0 = performance.now();
-      const outcomes = await Promise.allSettled([
-        NcclWeightTransferEngine.trainerSendWeights(w, { group: trainer, packed: true, packedBufferSizeBytes: 4096 }),
-        group.call(0, 'receive', updateOf(w, true)),
-        group.call(1, 'receive', { ...updateOf(w, true), packedBufferSizeBytes: 1024 }),
+  it(
+    'one worker expecting 1 KiB buffers while the trainer sends 4 KiB: the trainer and both workers fail in seconds, ' +
+      'no hang',
+    async () => {
+      const group = await launch({ mode: 'thread', worldSize: 2, worker, timeoutMs: 10_000 });
+      const info = await initInfo(3);
+      const [trainer] = await Promise.all([
+        NcclWeightTransferEngine.trainerInit(info, { device: 'cpu', timeoutMs: 10_000 }),
+        group.callAll('initWeights', info),
       ]);
-      expect(performance.now() - t0).toBeLessThan(5000);
-      const messages = outcomes.map((o) =>
-        o.status === 'rejected' ? String((o.reason as Error).message) : 'resolved',
-      );
-      expect(messages[0]).toMatch(
-        /^weight update aborted before any data moved: worker rank 2 disagrees with the trainer \(rank 0\):\n {2}rank 2: packedBufferSizeBytes: the trainer packs 4096 bytes per buffer, this worker expects 1024/,
-      );
-      expect(messages[1]).toMatch(/weight update aborted before any data moved: worker rank 2 disagrees/);
-      expect(messages[2]).toMatch(/weight update rejected: this worker \(rank 2\) disagrees with the trainer/);
-    } finally {
-      await group.callAll('shutdownWeights');
-      await trainer.close();
-    }
-  });
+      try {
+        const w = weights(1);
+        const t0 = performance.now();
+        const outcomes = await Promise.allSettled([
+          NcclWeightTransferEngine.trainerSendWeights(w, { group: trainer, packed: true, packedBufferSizeBytes: 4096 }),
+          group.call(0, 'receive', updateOf(w, true)),
+          group.call(1, 'receive', { ...updateOf(w, true), packedBufferSizeBytes: 1024 }),
+        ]);
+        expect(performance.now() - t0).toBeLessThan(5000);
+        const messages = outcomes.map((o) =>
+          o.status === 'rejected' ? String((o.reason as Error).message) : 'resolved',
+        );
+        expect(messages[0]).toMatch(
+          /^weight update aborted before any data moved: worker rank 2 disagrees with the trainer \(rank 0\):\n/,
+        );
+        expect(messages[0]).toContain(
+          '(rank 0):\n  rank 2: packedBufferSizeBytes: the trainer packs 4096 bytes per buffer, this worker expects 1024',
+        );
+        expect(messages[1]).toMatch(/weight update aborted before any data moved: worker rank 2 disagrees/);
+        expect(messages[2]).toMatch(/weight update rejected: this worker \(rank 2\) disagrees with the trainer/);
+      } finally {
+        await group.callAll('shutdownWeights');
+        await trainer.close();
+      }
+    },
+  );
 });
 
 describe('a failure in the middle of a transfer', () => {

@@ -140,7 +140,8 @@ describe('weight transfer on the CPU backend', () => {
       ]);
       const details = ((both[1] as PromiseRejectedResult).reason as WeightTransferMismatchError).details[0];
       expect(details).toBe(
-        "rank 1: names[2]: the trainer sends 'layer.2.weight', this worker expects 'other'; shapes[5] ('layer.5.weight'): the trainer sends [1000], this worker expects [999]",
+        "rank 1: names[2]: the trainer sends 'layer.2.weight', this worker expects 'other'; shapes[5] " +
+          "('layer.5.weight'): the trainer sends [1000], this worker expects [999]",
       );
       expect(both[0].status).toBe('rejected');
 
