@@ -220,6 +220,8 @@ export interface CudaDriver {
     numAttrs: number,
     stream: bigint,
   ): number;
+  /** The base and size of the allocation that holds `ptr` (CUDA IPC exports whole allocations). */
+  cuMemGetAddressRange_v2?(base: BigUint64Array, bytes: BigUint64Array, ptr: bigint): number;
 }
 
 const driverTable: readonly ProtoRow[] = [
@@ -230,6 +232,7 @@ const driverTable: readonly ProtoRow[] = [
       'void *attrs, size_t *attrsIdxs, size_t numAttrs, void *stream)',
     optional: true,
   },
+  { proto: 'int cuMemGetAddressRange_v2(uint64_t *base, size_t *size, uint64_t ptr)', optional: true },
 ];
 
 let driver: CudaDriver | null | undefined;

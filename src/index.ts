@@ -16,7 +16,7 @@ export {
   currentDevice,
   DTYPES,
 } from './tensor/index.ts';
-export type { DType, TensorOptions } from './tensor/index.ts';
+export type { DType, TensorOptions, ForeignOptions, IpcHandle } from './tensor/index.ts';
 export {
   TcpStoreServer,
   TcpStoreClient,

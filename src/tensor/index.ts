@@ -1,6 +1,8 @@
 /** src/tensor/: Tensor, the dtype table and conversions, devices, streams and events. */
 export { Tensor, parseDevice } from './tensor.ts';
-export type { TensorOptions, ValueArray } from './tensor.ts';
+export type { TensorOptions, ValueArray, ForeignOptions } from './tensor.ts';
+export { IPC_HANDLE_BYTES } from './foreign.ts';
+export type { IpcHandle } from './foreign.ts';
 export {
   DTYPES,
   dtypeInfo,
@@ -30,6 +32,7 @@ export {
   failStream,
   throwIfStreamFailed,
 } from './stream.ts';
+export type { DeviceOrigin } from './storage.ts';
 export { HostStorage, DeviceStorage, beginGraphAllocations, endGraphAllocations } from './storage.ts';
 export { copyBytes } from './bytes.ts';
 export { emptyPackedHost, packedLayout, specBytes, PACK_ALIGN_BYTES } from './packed.ts';

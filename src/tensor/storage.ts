@@ -26,6 +26,8 @@ export class HostStorage {
 
 interface DeviceHeld {
   ptr: bigint;
+  /** Set for memory the pool does not own (foreign, IPC, cudaMalloc): how it goes back. */
+  release?: () => void;
 }
 
 /**
@@ -53,7 +55,8 @@ export function endGraphAllocations(): DeviceStorage[] {
 const registry = new FinalizationRegistry<DeviceHeld>((held) => {
   if (held.ptr === 0n) return;
   try {
-    cuda().cudaFreeAsync(held.ptr, currentStream().handle);
+    if (held.release) held.release();
+    else cuda().cudaFreeAsync(held.ptr, currentStream().handle);
   } catch {
     // The context is gone (process exit after an abort): the driver reclaims it.
   }
@@ -118,6 +121,15 @@ export function releaseCachedBlocks(stream: bigint): void {
   }
 }
 
+/**
+ * Where a device storage's memory came from, and so how it goes back:
+ * - `pool`: cudaMallocAsync or the small-block cache; freed stream-ordered.
+ * - `malloc`: cudaMalloc, which CUDA IPC can export (pool memory it cannot).
+ * - `foreign`: another library's memory; its owner's callback runs on release.
+ * - `ipc`: another process's memory opened from an IPC handle; closed on release.
+ */
+export type DeviceOrigin = 'pool' | 'malloc' | 'foreign' | 'ipc';
+
 /** Bytes on a CUDA device. */
 export class DeviceStorage {
   readonly kind = 'device';
@@ -131,11 +143,27 @@ export class DeviceStorage {
     ptr: bigint,
     readonly bytes: number,
     private readonly allocStream: bigint,
+    readonly origin: DeviceOrigin = 'pool',
+    release?: () => void,
   ) {
     this.ordinal = ordinal;
     this.device = `cuda:${ordinal}`;
-    this.held = { ptr };
+    this.held = { ptr, release };
     if (ptr !== 0n) registry.register(this, this.held, this);
+  }
+
+  /**
+   * A storage over `bytes` at `ptr` that the pool does not own: `release` runs once,
+   * on the first dispose() or, as a safety net, when the storage is garbage.
+   */
+  static adopt(ordinal: number, ptr: bigint, bytes: number, origin: DeviceOrigin, release: () => void): DeviceStorage {
+    let done = false;
+    const once = () => {
+      if (done) return;
+      done = true;
+      release();
+    };
+    return new DeviceStorage(ordinal, ptr, bytes, 0n, origin, once);
   }
 
   /** Allocates `bytes` on the current stream of the current device, which must be `ordinal`. */
@@ -192,6 +220,10 @@ export class DeviceStorage {
     registry.unregister(this);
     const ptr = this.held.ptr;
     this.held.ptr = 0n;
+    if (this.held.release) {
+      this.held.release();
+      return;
+    }
     const stream = currentStream().handle;
     // A block made on another stream (a pipe's receive, freed by its user) goes back to
     // the pool: cached here it would serve only this stream, and the stream that

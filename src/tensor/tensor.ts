@@ -7,6 +7,14 @@ import { MemcpyKind, cuda, cudaDriver } from '../../native/index.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import { copyDeviceStrided, copyHostStrided, contiguousStrides, type Layout } from './copy.ts';
 import { decodeValues, dtypeInfo, encodeValues, type DType, type DTypeInfo, type StorageArray } from './dtype.ts';
+import {
+  adoptDevicePointer,
+  allocateIpcCapable,
+  exportIpc,
+  type IpcHandle,
+  ipcHandleBytes,
+  openIpc,
+} from './foreign.ts';
 import { DeviceStorage, HostStorage, type Storage } from './storage.ts';
 import { CudaEvent, currentStream, throwIfStreamFailed } from './stream.ts';
 
@@ -15,6 +23,18 @@ export interface TensorOptions {
   dtype?: DType;
   /** `cpu` (default) or `cuda:N`. */
   device?: string;
+  /**
+   * Device only: allocate with cudaMalloc so that {@link Tensor.ipcHandle} can export
+   * the memory to another process (pool memory cannot be exported). Not for use inside
+   * a graph capture. Honoured by `empty`, `zeros` and `full`.
+   */
+  ipc?: boolean;
+}
+
+/** Options of {@link Tensor.fromDevicePointer}. */
+export interface ForeignOptions {
+  /** Called once when the storage is released (the first dispose() of the tensor or a view of it, or GC). */
+  onDispose?: () => void;
 }
 
 /** Values a user sees: float16/bfloat16/fp8 as Float32Array, int64 as BigInt64Array. */
@@ -43,14 +63,20 @@ export function parseDevice(device: string): number | null {
  * their halves match. Stream-ordered, no host buffer. Null when the pattern or the size
  * does not fit 32-bit words, or libcuda is not loadable: the caller copies from the host.
  */
-function fillOnDevice(shape: readonly number[], dtype: DType, one: StorageArray, device: string): Tensor | null {
+function fillOnDevice(
+  shape: readonly number[],
+  dtype: DType,
+  one: StorageArray,
+  device: string,
+  ipc?: boolean,
+): Tensor | null {
   const bytes = new Uint8Array(one.buffer, one.byteOffset, one.byteLength);
   const word = new Uint8Array(4);
   for (let i = 0; i < 4; i++) word[i] = bytes[i % bytes.length];
   if (bytes.length === 8 && bytes.some((b, i) => b !== word[i % 4])) return null;
   const memset = cudaDriver();
   if (!memset) return null;
-  const t = Tensor.empty(shape, { dtype, device });
+  const t = Tensor.empty(shape, { dtype, device, ipc });
   if (t.nbytes % 4 !== 0) {
     t.dispose();
     return null;
@@ -153,8 +179,66 @@ export class Tensor {
     const n = checkShape(shape);
     const ordinal = parseDevice(opts.device ?? 'cpu');
     const bytes = n * info.bytes;
-    const storage = ordinal === null ? HostStorage.allocate(bytes) : DeviceStorage.allocate(ordinal, bytes);
+    if (opts.ipc && ordinal === null)
+      throw new InvalidArgumentError('ipc', 'CUDA IPC memory is device memory; pass a cuda:N device');
+    const storage =
+      ordinal === null
+        ? HostStorage.allocate(bytes)
+        : opts.ipc
+          ? allocateIpcCapable(ordinal, bytes)
+          : DeviceStorage.allocate(ordinal, bytes);
     return new Tensor(storage, dtype, [...shape]);
+  }
+
+  /**
+   * A tensor over device memory another library owns (a torch tensor's data_ptr(),
+   * a CuPy array, …): nothing is copied and gpugroup never frees it; `onDispose` is
+   * called once when the storage is released. The caller keeps the memory alive until
+   * then and orders its own work against the current stream.
+   */
+  static fromDevicePointer(
+    ptr: bigint,
+    shape: readonly number[],
+    dtype: DType,
+    device: string,
+    opts: ForeignOptions = {},
+  ): Tensor {
+    if (typeof ptr !== 'bigint' || ptr <= 0n)
+      throw new InvalidArgumentError('ptr', `expected a non-zero device pointer as a bigint, got ${String(ptr)}`);
+    const n = checkShape(shape);
+    const info = dtypeInfo(dtype);
+    const ordinal = parseDevice(device);
+    if (ordinal === null) throw new InvalidArgumentError('device', 'a device pointer needs a cuda:N device, got cpu');
+    if (opts.onDispose !== undefined && typeof opts.onDispose !== 'function')
+      throw new InvalidArgumentError('onDispose', `expected a function, got ${typeof opts.onDispose}`);
+    return new Tensor(adoptDevicePointer(ordinal, ptr, n * info.bytes, opts.onDispose), dtype, [...shape]);
+  }
+
+  /**
+   * Opens a tensor another process exported (its {@link Tensor.ipcHandle}, or torch's
+   * `_share_cuda_()` handle and offset): the same memory, no copy. Closed with
+   * cudaIpcCloseMemHandle on dispose. A process cannot open its own handles (CUDA).
+   */
+  static fromIpcHandle(
+    handle: IpcHandle | { handle: string | Uint8Array; offset: number },
+    shape: readonly number[],
+    dtype: DType,
+    device: string,
+  ): Tensor {
+    if (typeof handle !== 'object' || handle === null)
+      throw new InvalidArgumentError('handle', 'expected { handle, offset }');
+    const bytes = ipcHandleBytes(handle.handle);
+    const offset = handle.offset;
+    if (!Number.isSafeInteger(offset) || offset < 0)
+      throw new InvalidArgumentError('offset', `expected a non-negative byte offset, got ${String(offset)}`);
+    const n = checkShape(shape);
+    const info = dtypeInfo(dtype);
+    const ordinal = parseDevice(device);
+    if (ordinal === null) throw new InvalidArgumentError('device', 'an IPC handle opens on a cuda:N device, got cpu');
+    const size = (handle as IpcHandle).bytes;
+    if (size !== undefined && n * info.bytes > size)
+      throw new InvalidArgumentError('shape', `${n * info.bytes} bytes of ${dtype} exceed the ${size} exported`);
+    return new Tensor(openIpc(ordinal, bytes, offset, n * info.bytes), dtype, [...shape]);
   }
 
   static zeros(shape: readonly number[], opts: TensorOptions = {}): Tensor {
@@ -175,13 +259,18 @@ export class Tensor {
     const device = opts.device ?? 'cpu';
     parseDevice(device);
     if (device !== 'cpu') {
-      const filled = fillOnDevice(shape, dtype, one, device);
+      const filled = fillOnDevice(shape, dtype, one, device, opts.ipc);
       if (filled) return filled;
     }
     const host = HostStorage.allocate(n * info.bytes);
     (new info.storage(host.buffer, 0, n) as Float64Array).fill((one as Float64Array)[0]);
     const t = new Tensor(host, dtype, [...shape]);
-    return device !== 'cpu' ? t.to(device) : t;
+    if (device === 'cpu') return t;
+    if (!opts.ipc) return t.to(device);
+    const out = Tensor.empty(shape, { dtype, device, ipc: true });
+    if (n > 0)
+      cuda().cudaMemcpyAsync(out.dataPtr, t.hostView(), t.nbytes, MemcpyKind.HostToDevice, currentStream().handle);
+    return out;
   }
 
   /** `arange(end)` or `arange(start, end, step?)`, like torch (default dtype int64 for integers, else float32). */
@@ -364,6 +453,22 @@ export class Tensor {
     }
     if (src !== this) src.dispose();
     return out;
+  }
+
+  /**
+   * A CUDA IPC handle for this tensor's memory, for {@link Tensor.fromIpcHandle} (or
+   * cudaIpcOpenMemHandle) in another process on the same machine: plain data, send it
+   * any way. The tensor must be contiguous and on a device, allocated with
+   * `{ ipc: true }` or adopted from another library's cudaMalloc'd memory; pool memory
+   * is refused with an error saying so. The exporter keeps the tensor alive while
+   * others use it.
+   */
+  ipcHandle(): IpcHandle {
+    if (this.storage.kind !== 'device')
+      throw new InvalidArgumentError('tensor', 'CUDA IPC exports device memory; this tensor is on cpu');
+    if (!this.isContiguous)
+      throw new InvalidArgumentError('tensor', 'ipcHandle needs a contiguous tensor (the receiver gets shape only)');
+    return exportIpc(this.storage, this.offset * this.info.bytes, this.nbytes);
   }
 
   /** Frees device memory now (stream-ordered); idempotent. Views of the same storage become invalid. */
