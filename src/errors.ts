@@ -154,6 +154,18 @@ export class SharedMemoryError extends GpuGroupError {
   }
 }
 
+/**
+ * A safetensors file (or shard index) is malformed or holds what gpugroup cannot load:
+ * the header's size, JSON, offsets or a tensor's dtype. `path` names the file.
+ */
+export class SafetensorsError extends GpuGroupError {
+  readonly path: string;
+  constructor(path: string, message: string, options?: { cause?: unknown }) {
+    super('GPUGROUP_SAFETENSORS', `${path}: ${message}`, options);
+    this.path = path;
+  }
+}
+
 /** The group (or an actor) was shut down while the operation was pending. */
 export class GroupClosedError extends GpuGroupError {
   constructor(message: string) {
@@ -209,6 +221,7 @@ const classes: Record<string, new (...args: never[]) => GpuGroupError> = {
   GroupClosedError,
   RemoteError,
   SharedMemoryError,
+  SafetensorsError,
   QueueTimeoutError,
   WeightTransferNotInitializedError,
   WeightTransferMismatchError,

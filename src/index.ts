@@ -15,8 +15,18 @@ export {
   setDevice,
   currentDevice,
   DTYPES,
+  loadSafetensors,
+  saveSafetensors,
+  readSafetensorsInfo,
 } from './tensor/index.ts';
-export type { DType, TensorOptions, ForeignOptions, IpcHandle } from './tensor/index.ts';
+export type {
+  DType,
+  TensorOptions,
+  ForeignOptions,
+  IpcHandle,
+  LoadSafetensorsOptions,
+  SafetensorsInfo,
+} from './tensor/index.ts';
 export {
   TcpStoreServer,
   TcpStoreClient,

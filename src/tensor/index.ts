@@ -37,3 +37,6 @@ export { HostStorage, DeviceStorage, beginGraphAllocations, endGraphAllocations 
 export { copyBytes } from './bytes.ts';
 export { emptyPackedHost, packedLayout, specBytes, PACK_ALIGN_BYTES } from './packed.ts';
 export type { PackedSpec } from './packed.ts';
+export { loadSafetensors, saveSafetensors, readSafetensorsInfo } from './safetensors.ts';
+export type { LoadSafetensorsOptions, SafetensorsInfo, NamedTensorsInput } from './safetensors.ts';
+export { MAX_HEADER_BYTES as SAFETENSORS_MAX_HEADER_BYTES } from './safetensors-header.ts';

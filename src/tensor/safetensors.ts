@@ -1,0 +1,372 @@
+/**
+ * Loading and saving safetensors files (header format in ./safetensors-header.ts).
+ *
+ * Loading streams: host tensors are read straight into their storage; device tensors
+ * go through a small ring of host buffers (4 × 16 MiB by default): file reads run on
+ * libuv's threadpool, several at once, while the copies of earlier buffers are
+ * enqueued on the current stream. Nothing close to the file's size is ever held in
+ * JavaScript memory. Files with several shards load from a list of paths or from the
+ * `model.safetensors.index.json` that Hugging Face checkpoints ship (its `weight_map`).
+ *
+ * Saving writes a file the reference implementation (and so torch's `safetensors`
+ * package) reads back byte for byte the same: see `buildHeader`.
+ */
+import { open, readFile, rename, rm } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { MemcpyKind, cuda } from '../../native/index.ts';
+import { InvalidArgumentError, SafetensorsError } from '../errors.ts';
+import type { DType } from './dtype.ts';
+import {
+  buildHeader,
+  headerLength,
+  parseHeader,
+  type SafetensorsEntry,
+  type SafetensorsHeader,
+} from './safetensors-header.ts';
+import { CudaEvent, currentStream, throwIfStreamFailed } from './stream.ts';
+import { parseDevice, Tensor } from './tensor.ts';
+
+type FileHandle = Awaited<ReturnType<typeof open>>;
+
+/** Options of {@link loadSafetensors}. */
+export interface LoadSafetensorsOptions {
+  /** Where the tensors go: `cpu` (default) or `cuda:N` (the current device). */
+  device?: string;
+  /** Loads only the tensors it returns true for (the others are never read). */
+  filter?: (name: string, info: { dtype: DType; shape: readonly number[] }) => boolean;
+  /** Bytes of each host buffer a device load streams through (default 16 MiB). */
+  bufferBytes?: number;
+  /** Host buffers in flight (default 4). */
+  buffers?: number;
+  /** Deadline for the load's waits on the device (default 120 s). */
+  timeoutMs?: number;
+}
+
+/** A file's header: its tensors (in file order) and its `__metadata__`. */
+export interface SafetensorsInfo {
+  tensors: { name: string; dtype: DType; shape: number[]; bytes: number }[];
+  metadata: Record<string, string>;
+}
+
+/** Tensors to save: a Map, a record, or [name, tensor] pairs. */
+export type NamedTensorsInput = Map<string, Tensor> | Record<string, Tensor> | Iterable<readonly [string, Tensor]>;
+
+/** Reads the header of one file: 8 bytes, then N bytes, nothing else. */
+async function readHeader(fh: FileHandle, path: string): Promise<SafetensorsHeader> {
+  const { size } = await fh.stat();
+  const prefix = new Uint8Array(8);
+  await readFully(fh, prefix, Math.min(8, size), 0, path);
+  const n = headerLength(prefix, size, path);
+  const json = new Uint8Array(n);
+  await readFully(fh, json, n, 8, path);
+  return parseHeader(json, size, path);
+}
+
+/** Reads exactly `bytes` bytes at file offset `position` into `into` (fs reads may return short). */
+async function readFully(fh: FileHandle, into: Uint8Array, bytes: number, position: number, path: string) {
+  let done = 0;
+  while (done < bytes) {
+    const want = Math.min(bytes - done, 1 << 30);
+    const { bytesRead } = await fh.read(into, done, want, position + done);
+    if (bytesRead === 0) throw new SafetensorsError(path, `the file ended at byte ${position + done}`);
+    done += bytesRead;
+  }
+}
+
+/** The header of a safetensors file: tensor names, dtypes, shapes and `__metadata__`. */
+export async function readSafetensorsInfo(path: string): Promise<SafetensorsInfo> {
+  const fh = await openFile(path);
+  try {
+    const h = await readHeader(fh, path);
+    return {
+      tensors: h.entries.map((e) => ({ name: e.name, dtype: e.dtype, shape: e.shape, bytes: e.end - e.begin })),
+      metadata: h.metadata,
+    };
+  } finally {
+    await fh.close();
+  }
+}
+
+async function openFile(path: string, flags = 'r'): Promise<FileHandle> {
+  try {
+    return await open(path, flags);
+  } catch (err) {
+    throw new SafetensorsError(path, `cannot open: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** Shard files and the names each must hold, from a `*.safetensors.index.json`. */
+async function readIndex(path: string): Promise<Map<string, Set<string>>> {
+  let index: { weight_map?: Record<string, unknown> };
+  try {
+    index = JSON.parse(await readFile(path, 'utf8'));
+  } catch (err) {
+    throw new SafetensorsError(path, `cannot read the shard index: ${(err as Error).message}`, { cause: err });
+  }
+  if (typeof index?.weight_map !== 'object' || index.weight_map === null)
+    throw new SafetensorsError(path, 'the shard index has no weight_map object');
+  const files = new Map<string, Set<string>>();
+  for (const [name, file] of Object.entries(index.weight_map)) {
+    if (typeof file !== 'string') throw new SafetensorsError(path, `weight_map.${name} is not a file name`);
+    const full = resolve(dirname(path), file);
+    if (!files.has(full)) files.set(full, new Set());
+    files.get(full)!.add(name);
+  }
+  return files;
+}
+
+/**
+ * Loads the tensors of a safetensors file, of several shards (a list of paths), or of
+ * a checkpoint's `model.safetensors.index.json`, onto `device`. Returns them by name
+ * in file order. Malformed files raise {@link SafetensorsError} naming the file and
+ * what is wrong; a dtype gpugroup has no tensor type for (BOOL, U16, …) names itself.
+ */
+export async function loadSafetensors(
+  source: string | readonly string[],
+  opts: LoadSafetensorsOptions = {},
+): Promise<Map<string, Tensor>> {
+  const device = opts.device ?? 'cpu';
+  parseDevice(device);
+  const bufferBytes = opts.bufferBytes ?? 16 << 20;
+  const buffers = opts.buffers ?? 4;
+  if (!Number.isSafeInteger(bufferBytes) || bufferBytes < 4096)
+    throw new InvalidArgumentError('bufferBytes', `expected an integer of at least 4096, got ${bufferBytes}`);
+  if (!Number.isInteger(buffers) || buffers < 1)
+    throw new InvalidArgumentError('buffers', `expected a positive integer, got ${buffers}`);
+  if (opts.filter !== undefined && typeof opts.filter !== 'function')
+    throw new InvalidArgumentError('filter', `expected a function, got ${typeof opts.filter}`);
+  let files: [string, Set<string> | null][];
+  if (typeof source === 'string' && source.endsWith('.json')) {
+    files = [...(await readIndex(source))];
+  } else if (typeof source === 'string') {
+    files = [[source, null]];
+  } else if (Array.isArray(source) && source.every((p) => typeof p === 'string')) {
+    files = source.map((p) => [p, null]);
+  } else {
+    throw new InvalidArgumentError('source', 'expected a path, an array of paths or an index .json path');
+  }
+  const out = new Map<string, Tensor>();
+  try {
+    for (const [path, names] of files) {
+      const fh = await openFile(path);
+      try {
+        const header = await readHeader(fh, path);
+        const wanted = header.entries.filter(
+          (e) => (!names || names.has(e.name)) && (!opts.filter || opts.filter(e.name, e)),
+        );
+        if (names) {
+          const found = new Set(header.entries.map((e) => e.name));
+          const missing = [...names].filter((n) => !found.has(n));
+          if (missing.length > 0)
+            throw new SafetensorsError(path, `the shard index maps ${missing.join(', ')} here but the file lacks them`);
+        }
+        for (const e of wanted) {
+          if (out.has(e.name)) throw new SafetensorsError(path, `tensor '${e.name}' is in two of the files`);
+        }
+        const tensors = wanted.map((e) => Tensor.empty(e.shape, { dtype: e.dtype, device }));
+        for (let i = 0; i < wanted.length; i++) out.set(wanted[i].name, tensors[i]);
+        if (device === 'cpu') await readIntoHost(fh, path, header.dataStart, wanted, tensors);
+        else await streamToDevice(fh, path, header.dataStart, wanted, tensors, bufferBytes, buffers);
+      } finally {
+        await fh.close();
+      }
+    }
+    if (device !== 'cpu') throwIfStreamFailed(currentStream().handle);
+  } catch (err) {
+    for (const t of out.values()) t.dispose();
+    throw err;
+  }
+  return out;
+}
+
+async function readIntoHost(
+  fh: FileHandle,
+  path: string,
+  dataStart: number,
+  entries: SafetensorsEntry[],
+  tensors: Tensor[],
+): Promise<void> {
+  for (let i = 0; i < entries.length; i++) {
+    const s = tensors[i].storage;
+    if (s.kind !== 'host') throw new SafetensorsError(path, 'expected a host tensor');
+    const view = new Uint8Array(s.buffer, s.byteOffset, s.bytes);
+    await readFully(fh, view, s.bytes, dataStart + entries[i].begin, path);
+  }
+}
+
+/** One read of the ring: file bytes [position, position + bytes) and the tensor pieces inside. */
+interface Piece {
+  position: number;
+  bytes: number;
+  parts: { dst: bigint; at: number; bytes: number }[];
+}
+
+/** Cuts the selected tensors into reads of at most `max` bytes; adjacent tensors share reads. */
+function planReads(dataStart: number, entries: SafetensorsEntry[], tensors: Tensor[], max: number): Piece[] {
+  const pieces: Piece[] = [];
+  let cur: Piece | null = null;
+  entries.forEach((e, i) => {
+    const base = tensors[i].numel > 0 ? tensors[i].dataPtr : 0n;
+    let done = 0;
+    const total = e.end - e.begin;
+    while (done < total) {
+      const position = dataStart + e.begin + done;
+      if (!cur || cur.position + cur.bytes !== position || cur.bytes === max) {
+        cur = { position, bytes: 0, parts: [] };
+        pieces.push(cur);
+      }
+      const n = Math.min(total - done, max - cur.bytes);
+      cur.parts.push({ dst: base + BigInt(done), at: cur.bytes, bytes: n });
+      cur.bytes += n;
+      done += n;
+    }
+  });
+  return pieces;
+}
+
+/**
+ * Device load: `buffers` host buffers in a ring. Reads for the next buffers are issued
+ * while the current one's bytes are copied to the device on the current stream; a copy
+ * from pageable memory is staged by the driver before cudaMemcpyAsync returns (CUDA's
+ * documented behaviour), so a buffer is free again as soon as its copies are enqueued.
+ */
+async function streamToDevice(
+  fh: FileHandle,
+  path: string,
+  dataStart: number,
+  entries: SafetensorsEntry[],
+  tensors: Tensor[],
+  bufferBytes: number,
+  buffers: number,
+): Promise<void> {
+  const pieces = planReads(dataStart, entries, tensors, bufferBytes);
+  if (pieces.length === 0) return;
+  const ring = Array.from({ length: Math.min(buffers, pieces.length) }, () => new Uint8Array(bufferBytes));
+  const stream = currentStream().handle;
+  const rt = cuda();
+  const reads: Promise<void>[] = [];
+  const start = (i: number) => {
+    const p = pieces[i];
+    reads[i] = readFully(fh, ring[i % ring.length], p.bytes, p.position, path);
+  };
+  for (let i = 0; i < ring.length; i++) start(i);
+  try {
+    for (let i = 0; i < pieces.length; i++) {
+      await reads[i];
+      const buf = ring[i % ring.length];
+      for (const part of pieces[i].parts) {
+        rt.cudaMemcpyAsync(
+          part.dst,
+          buf.subarray(part.at, part.at + part.bytes),
+          part.bytes,
+          MemcpyKind.HostToDevice,
+          stream,
+        );
+      }
+      if (i + ring.length < pieces.length) start(i + ring.length);
+    }
+  } finally {
+    // A failed read leaves the others running on the buffers: let them settle first.
+    await Promise.allSettled(reads);
+  }
+}
+
+function namedEntries(tensors: NamedTensorsInput): [string, Tensor][] {
+  if (tensors instanceof Map) return [...tensors];
+  if (tensors && typeof (tensors as Iterable<unknown>)[Symbol.iterator] === 'function')
+    return [...(tensors as Iterable<readonly [string, Tensor]>)].map(([n, t]) => [n, t]);
+  if (tensors && typeof tensors === 'object') return Object.entries(tensors as Record<string, Tensor>);
+  throw new InvalidArgumentError('tensors', 'expected a Map, a record or [name, tensor] pairs');
+}
+
+/**
+ * Writes `tensors` to one safetensors file at `path` (replaced atomically: written
+ * beside it, then renamed), with `metadata` as its `__metadata__`. Device tensors are
+ * copied out in stream order (after the work enqueued so far), a bounded piece at a
+ * time; non-contiguous tensors are written in row-major order.
+ */
+export async function saveSafetensors(
+  path: string,
+  tensors: NamedTensorsInput,
+  metadata?: Record<string, string>,
+  opts: { bufferBytes?: number; timeoutMs?: number } = {},
+): Promise<void> {
+  const list = namedEntries(tensors);
+  const seen = new Set<string>();
+  for (const [name, t] of list) {
+    if (typeof name !== 'string' || name === '__metadata__' || name.length === 0)
+      throw new InvalidArgumentError('tensors', `invalid tensor name ${JSON.stringify(name)}`);
+    if (seen.has(name)) throw new InvalidArgumentError('tensors', `tensor '${name}' appears twice`);
+    if (!(t instanceof Tensor)) throw new InvalidArgumentError('tensors', `'${name}' is not a Tensor`);
+    seen.add(name);
+  }
+  if (metadata !== undefined) {
+    if (typeof metadata !== 'object' || metadata === null || Object.values(metadata).some((v) => typeof v !== 'string'))
+      throw new InvalidArgumentError('metadata', 'expected an object of string values');
+  }
+  const byName = new Map(list);
+  const { header, order } = buildHeader(
+    list.map(([name, t]) => ({ name, dtype: t.dtype, shape: t.shape, bytes: t.nbytes })),
+    metadata,
+  );
+  const bufferBytes = opts.bufferBytes ?? 16 << 20;
+  const timeoutMs = opts.timeoutMs ?? 120_000;
+  if (list.some(([, t]) => t.isCuda)) {
+    // Everything enqueued so far (the producers of these tensors) finishes first.
+    const done = new CudaEvent().record(currentStream());
+    try {
+      await done.wait(timeoutMs);
+    } finally {
+      done.dispose();
+    }
+    throwIfStreamFailed(currentStream().handle);
+  }
+  const tmp = `${path}.tmp-${process.pid}-${Date.now()}`;
+  const fh = await openFile(tmp, 'w');
+  try {
+    await fh.write(header, 0, header.length, 0);
+    let position = header.length;
+    for (const entry of order) {
+      const t = byName.get(entry.name)!;
+      const src = t.contiguous();
+      try {
+        await writeTensor(fh, src, position, bufferBytes);
+      } finally {
+        if (src !== t) src.dispose();
+      }
+      position += entry.bytes;
+    }
+    await fh.close();
+    await rename(tmp, path);
+  } catch (err) {
+    await fh.close().catch(() => {});
+    await rm(tmp, { force: true });
+    throw err;
+  }
+}
+
+async function writeTensor(fh: FileHandle, t: Tensor, position: number, bufferBytes: number): Promise<void> {
+  if (t.nbytes === 0) return;
+  const s = t.storage;
+  if (s.kind === 'host') {
+    const view = new Uint8Array(s.buffer, s.byteOffset + t.offset * t.itemsize, t.nbytes);
+    for (let done = 0; done < view.length; ) {
+      const { bytesWritten } = await fh.write(view, done, Math.min(view.length - done, 1 << 30), position + done);
+      done += bytesWritten;
+    }
+    return;
+  }
+  const buf = new Uint8Array(Math.min(bufferBytes, t.nbytes));
+  const rt = cuda();
+  const stream = currentStream().handle;
+  for (let done = 0; done < t.nbytes; ) {
+    const n = Math.min(buf.length, t.nbytes - done);
+    rt.cudaMemcpyAsync(buf, t.dataPtr + BigInt(done), n, MemcpyKind.DeviceToHost, stream);
+    rt.cudaStreamSynchronize(stream);
+    for (let w = 0; w < n; ) {
+      const { bytesWritten } = await fh.write(buf, w, n - w, position + done + w);
+      w += bytesWritten;
+    }
+    done += n;
+  }
+}
