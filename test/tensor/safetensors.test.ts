@@ -83,7 +83,7 @@ describe('safetensors round trips on the host', () => {
     const path = file();
     const tensors = new Map<string, Tensor>();
     for (const dtype of DTYPES) tensors.set(`w.${dtype}`, Tensor.fromArray(valuesOf(dtype), { dtype, shape: [2, 4] }));
-    tensors.set('scalar', Tensor.fromArray(2.5, { dtype: 'float64' }));
+    tensors.set('scalar', Tensor.fromArray([2.5], { dtype: 'float64', shape: [] }));
     tensors.set('empty', Tensor.empty([0, 3], { dtype: 'float16' }));
     tensors.set('transposed', Tensor.arange(6, undefined, 1, { dtype: 'int32' }).reshape([2, 3]).movedim(0, 1));
     await saveSafetensors(path, tensors, { format: 'pt', step: '7' });
