@@ -110,6 +110,23 @@ export const SETTINGS = {
     default: 256 << 20,
     doc: 'Bytes of freed device blocks (up to 1 MiB each) a rank keeps for reuse; 0 turns the cache off.',
   },
+  GPUGROUP_STAGING_CHUNK_BYTES: {
+    type: 'bytes',
+    min: 65536,
+    default: 4 << 20,
+    doc: 'Bytes of one pinned staging chunk for host↔device copies (rounded up to 64 KiB); the largest piece of a copy.',
+  },
+  GPUGROUP_STAGING_CHUNKS: {
+    type: 'int',
+    default: 4,
+    doc: 'Pinned staging chunks per device and thread; 0 turns staging off (copies go from pageable memory).',
+  },
+  GPUGROUP_STAGING_MIN_PIECE_BYTES: {
+    type: 'bytes',
+    min: 65536,
+    default: 256 << 10,
+    doc: 'Host↔device copies up to this size move as one piece; larger ones in pieces of at least this size.',
+  },
   GPUGROUP_PP_LAYER_PARTITION: {
     type: 'string',
     default: undefined,

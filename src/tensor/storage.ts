@@ -9,12 +9,15 @@ import { settingAtFirstUse } from '../env.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import { currentDevice, currentStream } from './stream.ts';
 
-/** Bytes on the host. */
+/**
+ * Bytes on the host: a SharedArrayBuffer, or page-locked memory mapped as an ArrayBuffer
+ * (PinnedHostStorage in ./pinned.ts).
+ */
 export class HostStorage {
   readonly kind = 'host';
   readonly device = 'cpu';
   constructor(
-    readonly buffer: SharedArrayBuffer,
+    readonly buffer: SharedArrayBuffer | ArrayBuffer,
     readonly byteOffset: number,
     readonly bytes: number,
   ) {}
@@ -22,6 +25,18 @@ export class HostStorage {
   static allocate(bytes: number): HostStorage {
     return new HostStorage(new SharedArrayBuffer(Math.max(bytes, 0)), 0, bytes);
   }
+
+  /** True for page-locked memory. */
+  get pinned(): boolean {
+    return false;
+  }
+
+  get disposed(): boolean {
+    return false;
+  }
+
+  /** Host memory of the JS heap is the garbage collector's; pinned memory is freed here. */
+  dispose(): void {}
 }
 
 interface DeviceHeld {

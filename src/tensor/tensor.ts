@@ -15,8 +15,11 @@ import {
   ipcHandleBytes,
   openIpc,
 } from './foreign.ts';
+import { PinnedHostStorage } from './pinned.ts';
+import { downloadAsync, downloadSync, uploadAsync, uploadSync } from './staging.ts';
 import { DeviceStorage, HostStorage, type Storage } from './storage.ts';
-import { CudaEvent, currentStream, throwIfStreamFailed } from './stream.ts';
+import { currentStream } from './stream.ts';
+import { allocValues, readValues, storageView, writeValues } from './values.ts';
 
 /** Options of the factory functions. */
 export interface TensorOptions {
@@ -29,6 +32,14 @@ export interface TensorOptions {
    * a graph capture. Honoured by `empty`, `zeros` and `full`.
    */
   ipc?: boolean;
+  /**
+   * A host tensor in page-locked memory (torch's `pin_memory`): copies to and from a
+   * device are one stream-ordered cudaMemcpyAsync, enqueued without waiting. Like
+   * torch's `non_blocking=True`, the host side must not be written (after an upload) or
+   * read (after a download) until the stream reaches the copy:
+   * `await currentStream().synchronize()`. Needs the CUDA runtime and a device.
+   */
+  pinned?: boolean;
 }
 
 /** Options of {@link Tensor.fromDevicePointer}. */
@@ -169,6 +180,7 @@ export class Tensor {
     if (!this.isContiguous)
       throw new InvalidArgumentError('tensor', 'hostView needs a contiguous tensor; call contiguous() first');
     const s = this.storage;
+    if (s.disposed) throw new InvalidArgumentError('tensor', 'the pinned tensor was disposed');
     return new this.info.storage(s.buffer, s.byteOffset + this.offset * this.info.bytes, this.numel);
   }
 
@@ -181,12 +193,16 @@ export class Tensor {
     const bytes = n * info.bytes;
     if (opts.ipc && ordinal === null)
       throw new InvalidArgumentError('ipc', 'CUDA IPC memory is device memory; pass a cuda:N device');
+    if (opts.pinned && ordinal !== null)
+      throw new InvalidArgumentError('pinned', `only host tensors can be pinned, not ${opts.device} ones`);
     const storage =
-      ordinal === null
-        ? HostStorage.allocate(bytes)
-        : opts.ipc
+      ordinal !== null
+        ? opts.ipc
           ? allocateIpcCapable(ordinal, bytes)
-          : DeviceStorage.allocate(ordinal, bytes);
+          : DeviceStorage.allocate(ordinal, bytes)
+        : opts.pinned
+          ? PinnedHostStorage.allocatePinned(bytes)
+          : HostStorage.allocate(bytes);
     return new Tensor(storage, dtype, [...shape]);
   }
 
@@ -315,13 +331,18 @@ export class Tensor {
         'shape',
         `shape [${shape.join(', ')}] holds ${n} elements but the data has ${flat.length}`,
       );
-    const host = HostStorage.allocate(n * info.bytes);
-    const view = new info.storage(host.buffer, 0, n);
-    if (info.encoded) encodeValues(dtype, flat as ArrayLike<number>, view as Uint16Array | Uint8Array);
-    else if (view instanceof BigInt64Array) for (let i = 0; i < n; i++) view[i] = BigInt(flat[i]);
-    else for (let i = 0; i < n; i++) (view as Float64Array)[i] = Number(flat[i]);
-    const t = new Tensor(host, dtype, shape);
-    return opts.device && opts.device !== 'cpu' ? t.to(opts.device) : t;
+    if (opts.device && opts.device !== 'cpu') {
+      // Straight from the values into pinned staging: no host tensor in between.
+      const t = Tensor.empty(shape, { dtype, device: opts.device, pinned: opts.pinned });
+      uploadSync(t.dataPtr, t.nbytes, (offset, out) => {
+        const start = offset / info.bytes;
+        writeValues(dtype, flat, start, start + out.byteLength / info.bytes, storageView(dtype, out));
+      });
+      return t;
+    }
+    const t = Tensor.empty(shape, { dtype, pinned: opts.pinned });
+    writeValues(dtype, flat, 0, n, t.hostView());
+    return t;
   }
 
   /** Host copy of the values in row-major order (float16/bfloat16/fp8 as Float32Array). */
@@ -330,22 +351,20 @@ export class Tensor {
     if (this.storage.kind === 'host') {
       bits = this.isContiguous ? this.hostView().slice() : (this.contiguous().hostView() as StorageArray);
     } else {
+      // Through pinned staging, piece by piece as the pieces arrive, decoding on the way.
       const src = this.contiguous();
-      bits = new this.info.storage(this.numel);
-      if (this.numel > 0) {
-        // Wait for the stream without blocking the event loop, then copy (the copy waits only for itself).
-        const stream = currentStream();
-        const done = new CudaEvent().record(stream);
-        try {
-          await done.wait(timeoutMs);
-        } finally {
-          done.dispose();
-        }
-        throwIfStreamFailed(stream.handle);
-        cuda().cudaMemcpyAsync(bits, src.dataPtr, this.nbytes, MemcpyKind.DeviceToHost, stream.handle);
-        cuda().cudaStreamSynchronize(stream.handle);
+      const out = allocValues(this.dtype, this.numel);
+      try {
+        await downloadAsync(
+          src.dataPtr,
+          src.nbytes,
+          (offset, data) => readValues(this.dtype, data, out, offset / this.info.bytes),
+          timeoutMs,
+        );
+      } finally {
+        if (src !== this) src.dispose();
       }
-      if (src !== this) src.dispose();
+      return out as ValueArray;
     }
     return this.info.encoded ? decodeValues(this.dtype, bits as Uint16Array | Uint8Array) : (bits as ValueArray);
   }
@@ -427,31 +446,28 @@ export class Tensor {
     return out;
   }
 
-  /** A copy on `device` (`cpu` or `cuda:N`); the same device gives a clone. */
+  /**
+   * A copy on `device` (`cpu` or `cuda:N`); the same device gives a clone. Host → device
+   * returns once the values are in pinned staging or on their way (the source may change
+   * right after); device → host waits for the copy (use {@link toAsync} or `toArray()`
+   * to keep the event loop free). A pinned source moves as one stream-ordered copy (see
+   * `TensorOptions.pinned`).
+   */
   to(device: string): Tensor {
-    const ordinal = parseDevice(device);
+    parseDevice(device);
     if (device === this.device) return this.clone();
-    const src = this.contiguous();
+    return Tensor.empty(this.shape, { dtype: this.dtype, device }).copyFrom(this);
+  }
+
+  /**
+   * {@link to} that yields to the event loop between staged pieces (about every
+   * millisecond of host work), for large copies on an actor that must stay responsive.
+   */
+  async toAsync(device: string, timeoutMs = 120_000): Promise<Tensor> {
+    parseDevice(device);
+    if (device === this.device) return this.clone();
     const out = Tensor.empty(this.shape, { dtype: this.dtype, device });
-    if (this.numel > 0) {
-      const rt = cuda();
-      const stream = currentStream().handle;
-      if (ordinal !== null && src.storage.kind === 'host') {
-        // A pageable source is staged before the call returns (CUDA's documented behaviour
-        // for pageable host-to-device copies), so the host buffer may go right after.
-        rt.cudaMemcpyAsync(out.dataPtr, src.hostView(), src.nbytes, MemcpyKind.HostToDevice, stream);
-      } else if (ordinal === null) {
-        rt.cudaStreamSynchronize(stream);
-        rt.cudaMemcpyAsync(out.hostView(), src.dataPtr, src.nbytes, MemcpyKind.DeviceToHost, stream);
-        rt.cudaStreamSynchronize(stream);
-      } else {
-        throw new InvalidArgumentError(
-          'device',
-          `cannot copy ${this.device} → ${device} here: one rank owns one device`,
-        );
-      }
-    }
-    if (src !== this) src.dispose();
+    await copyAcross(out, this, true, timeoutMs);
     return out;
   }
 
@@ -471,9 +487,49 @@ export class Tensor {
     return exportIpc(this.storage, this.offset * this.info.bytes, this.nbytes);
   }
 
-  /** Frees device memory now (stream-ordered); idempotent. Views of the same storage become invalid. */
+  /**
+   * Copies `src`'s values into this tensor (torch's `copy_`): same shape and dtype; this
+   * tensor contiguous; host ↔ the current device, or within one device. Returns this.
+   * Device work is stream-ordered; a copy into a pageable host tensor waits for it.
+   */
+  copyFrom(src: Tensor): this {
+    if (!(src instanceof Tensor)) throw new InvalidArgumentError('src', 'expected a Tensor');
+    if (
+      src.dtype !== this.dtype ||
+      src.shape.length !== this.shape.length ||
+      src.shape.some((d, i) => d !== this.shape[i])
+    )
+      throw new InvalidArgumentError(
+        'src',
+        `expected ${this.dtype} [${this.shape.join(', ')}], got ${src.dtype} [${src.shape.join(', ')}]`,
+      );
+    if (!this.isContiguous) throw new InvalidArgumentError('tensor', 'copyFrom needs a contiguous destination');
+    if (src.device === this.device) src.copyInto(this);
+    else void copyAcross(this, src, false, 120_000);
+    return this;
+  }
+
+  /** A copy of this host tensor in page-locked memory (torch's `pin_memory()`); this one when already pinned. */
+  pin(): Tensor {
+    if (this.storage.kind !== 'host')
+      throw new InvalidArgumentError('tensor', `only host tensors can be pinned; this one is on ${this.device}`);
+    if (this.storage.pinned) return this;
+    const out = Tensor.empty(this.shape, { dtype: this.dtype, pinned: true });
+    this.copyInto(out);
+    return out;
+  }
+
+  /** True for a host tensor in page-locked memory. */
+  get isPinned(): boolean {
+    return this.storage.kind === 'host' && this.storage.pinned;
+  }
+
+  /**
+   * Frees device memory now (stream-ordered), and pinned host memory now; idempotent.
+   * Views of the same storage (and typed arrays over pinned memory) become invalid.
+   */
   dispose(): void {
-    if (this.storage.kind === 'device') this.storage.dispose();
+    this.storage.dispose();
   }
 
   toString(): string {
@@ -494,6 +550,62 @@ export class Tensor {
     } else {
       copyDeviceStrided(this.storage.ptr, this.layout(), out.dataPtr, this.info.bytes, currentStream().handle);
     }
+  }
+}
+
+/** Bytes of a contiguous host tensor. */
+function hostBytes(t: Tensor): Uint8Array {
+  const v = t.hostView();
+  return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+}
+
+/**
+ * Host ↔ device copy of `src` into the contiguous `dst` (same shape and dtype). Pinned
+ * host memory: one stream-ordered cudaMemcpyAsync. Pageable: through pinned staging,
+ * synchronously or (`async`) yielding between pieces. Resolves once the copy may be
+ * relied on by the host (pageable) or is enqueued (pinned, device destinations).
+ */
+function copyAcross(dst: Tensor, src: Tensor, async: boolean, timeoutMs: number): Promise<void> {
+  if (src.isCuda && dst.isCuda)
+    throw new InvalidArgumentError(
+      'device',
+      `cannot copy ${src.device} → ${dst.device} here: one rank owns one device`,
+    );
+  let from = src.contiguous();
+  try {
+    if (from.nbytes === 0) return Promise.resolve();
+    const stream = currentStream().handle;
+    if (dst.isCuda) {
+      const host = from.storage as HostStorage;
+      if (host instanceof PinnedHostStorage) {
+        const at = host.ptr + BigInt(host.byteOffset + from.offset * from.itemsize);
+        cuda().cudaMemcpyAsync(dst.dataPtr, at, from.nbytes, MemcpyKind.HostToDevice, stream);
+        return Promise.resolve();
+      }
+      const bytes = hostBytes(from);
+      const fill = (offset: number, out: Uint8Array) => out.set(bytes.subarray(offset, offset + out.byteLength));
+      if (async) return uploadAsync(dst.dataPtr, from.nbytes, fill, timeoutMs);
+      uploadSync(dst.dataPtr, from.nbytes, fill, timeoutMs);
+      return Promise.resolve();
+    }
+    const host = dst.storage as HostStorage;
+    if (host instanceof PinnedHostStorage) {
+      const at = host.ptr + BigInt(host.byteOffset + dst.offset * dst.itemsize);
+      cuda().cudaMemcpyAsync(at, from.dataPtr, from.nbytes, MemcpyKind.DeviceToHost, stream);
+      return Promise.resolve();
+    }
+    const bytes = hostBytes(dst);
+    const drain = (offset: number, data: Uint8Array) => bytes.set(data, offset);
+    if (async) {
+      const temp = from !== src ? from : null;
+      from = src; // the async download frees its contiguous copy itself, once done
+      return downloadAsync(temp?.dataPtr ?? src.dataPtr, src.nbytes, drain, timeoutMs).finally(() => temp?.dispose());
+    }
+    downloadSync(from.dataPtr, from.nbytes, drain, timeoutMs);
+    return Promise.resolve();
+  } finally {
+    // A contiguous device copy made here is freed stream-ordered, after the copies that read it.
+    if (from !== src) from.dispose();
   }
 }
 

@@ -1,0 +1,369 @@
+/**
+ * Host↔device copies through pinned staging. A copy from pageable memory is staged by
+ * the CUDA driver through its own small pinned buffers and, for device→host, waits on
+ * the host; torch's `tensor.to('cuda')` from a pageable tensor takes that path. Here the
+ * copy goes through a small per-device pool of page-locked chunks (cudaMallocHost) that
+ * the host fills (or drains) while the copy engine moves the previous chunk: each piece
+ * is one cudaMemcpyAsync from a chunk plus one event, and a chunk is reused once its
+ * event completed (the CUDA Programming Guide, "Page-Locked Host Memory" and
+ * "Overlap of Data Transfer and Kernel Execution"; torch's CachingHostAllocator keeps
+ * pinned blocks the same way, guarded by events). The async forms yield to the event
+ * loop between pieces, so a large copy never holds it for more than about a piece's
+ * host copy (a 4 MiB memcpy, well under a millisecond).
+ *
+ * Settings (src/env.ts, read at first use): GPUGROUP_STAGING_CHUNK_BYTES,
+ * GPUGROUP_STAGING_CHUNKS (0: copies go straight from pageable memory, the driver's
+ * path) and GPUGROUP_STAGING_MIN_PIECE_BYTES (copies up to it are one piece; larger
+ * ones are cut so that the host copy of one piece overlaps the transfer of the last).
+ */
+import { MemcpyKind, cuda, cudaErrorNotReady } from '../../native/index.ts';
+import { settingAtFirstUse } from '../env.ts';
+import { CollectiveTimeoutError } from '../errors.ts';
+import { mapPinned } from './pinned.ts';
+import { CudaEvent, currentDevice, currentStream, pollUntil, throwIfStreamFailed } from './stream.ts';
+
+/** One piece of a staged copy: `bytes` bytes at byte `offset`, moved through chunk `slot`. */
+export interface Piece {
+  offset: number;
+  bytes: number;
+  slot: number;
+}
+
+/** What the planner needs to cut a copy. */
+export interface StagingConfig {
+  /** Bytes of one pinned chunk (the largest piece). */
+  chunkBytes: number;
+  /** Chunks per device; 0 disables staging. */
+  chunks: number;
+  /** Copies up to this size are one piece; larger ones use pieces of at least this size. */
+  minPieceBytes: number;
+}
+
+/** Piece sizes (past the first) are multiples of this, so a piece never splits an element. */
+const PIECE_ALIGN = 64 << 10;
+
+/**
+ * Cuts a copy of `bytes` bytes into pieces moved through `slots` chunks in turn (pure; the
+ * copy paths and the tests share it). A copy up to `minPieceBytes` is one piece; a larger
+ * one is spread over the chunks (ceil(bytes / slots), rounded up to 64 KiB), each piece at
+ * least `minPieceBytes` and at most `chunkBytes`, so that a 1 MiB copy is four pieces that
+ * overlap and a 256 MiB copy is chunk-sized pieces. Every piece but the last is a multiple
+ * of 64 KiB (element boundaries hold for every dtype).
+ */
+export function planPieces(bytes: number, slots: number, config: StagingConfig): Piece[] {
+  if (bytes <= 0) return [];
+  const { chunkBytes, minPieceBytes } = config;
+  let size: number;
+  if (bytes <= Math.min(minPieceBytes, chunkBytes)) size = bytes;
+  else {
+    const spread = Math.ceil(Math.ceil(bytes / Math.max(slots, 1)) / PIECE_ALIGN) * PIECE_ALIGN;
+    size = Math.min(chunkBytes, Math.max(minPieceBytes, spread));
+  }
+  const pieces: Piece[] = [];
+  for (let offset = 0, i = 0; offset < bytes; offset += size, i++) {
+    pieces.push({ offset, bytes: Math.min(size, bytes - offset), slot: i % Math.max(slots, 1) });
+  }
+  return pieces;
+}
+
+let config: StagingConfig | undefined;
+
+/** The staging settings in force (read from the environment at first use). */
+function current(): StagingConfig {
+  config ??= {
+    chunkBytes: Math.ceil(settingAtFirstUse('GPUGROUP_STAGING_CHUNK_BYTES') / PIECE_ALIGN) * PIECE_ALIGN,
+    chunks: settingAtFirstUse('GPUGROUP_STAGING_CHUNKS'),
+    minPieceBytes: settingAtFirstUse('GPUGROUP_STAGING_MIN_PIECE_BYTES'),
+  };
+  return config;
+}
+
+/** The staging settings in force. */
+export function stagingConfig(): Readonly<StagingConfig> {
+  return { ...current() };
+}
+
+/**
+ * Changes the staging settings for copies started from now on (benchmarks compare the
+ * staged and the pageable paths in one process). Chunks already allocated keep their size
+ * until {@link releaseStaging}.
+ */
+export function configureStaging(changes: Partial<StagingConfig>): void {
+  const config = current();
+  const resized = changes.chunkBytes !== undefined && changes.chunkBytes !== config.chunkBytes;
+  Object.assign(config, changes);
+  if (resized) releaseStaging();
+}
+
+interface Slot {
+  ptr: bigint;
+  view: Uint8Array;
+  bytes: number;
+  /** Recorded after the last copy through this chunk; null until the first. */
+  event: CudaEvent | null;
+  /** Held by a copy in progress (an async copy holds its chunks across awaits). */
+  leased: boolean;
+  /** Released from the pool while leased: freed when its copy lets go of it. */
+  retired: boolean;
+}
+
+const pools = new Map<number, Slot[]>();
+
+/** Leases up to `want` free chunks of the current device (allocating them on first use). */
+function lease(want: number, config: StagingConfig): Slot[] {
+  if (config.chunks <= 0 || want <= 0) return [];
+  const device = currentDevice();
+  let pool = pools.get(device);
+  if (!pool) {
+    pool = [];
+    pools.set(device, pool);
+  }
+  const out: Slot[] = [];
+  for (const s of pool) {
+    if (out.length === want) break;
+    if (!s.leased && s.bytes >= config.chunkBytes) out.push(s);
+  }
+  while (out.length < want && pool.length < config.chunks) {
+    const { ptr, view } = mapPinned(config.chunkBytes);
+    const slot: Slot = { ptr, view, bytes: config.chunkBytes, event: null, leased: false, retired: false };
+    pool.push(slot);
+    out.push(slot);
+  }
+  for (const s of out) s.leased = true;
+  return out;
+}
+
+/**
+ * The chunks and pieces of a copy of `bytes`: as many chunks as it has pieces, up to the
+ * pool's size. No chunk free (all held by async copies in progress) or staging off: none.
+ */
+function leaseFor(bytes: number): { slots: Slot[]; pieces: Piece[] } {
+  const config = current();
+  const slots = lease(Math.min(config.chunks, Math.ceil(bytes / config.minPieceBytes)), config);
+  return { slots, pieces: slots.length > 0 ? planPieces(bytes, slots.length, config) : [] };
+}
+
+function unlease(slots: Slot[]): void {
+  for (const s of slots) {
+    s.leased = false;
+    if (s.retired) free(s);
+  }
+}
+
+function free(slot: Slot): void {
+  if (slot.event && !slot.event.query()) cuda().cudaEventSynchronize(slot.event.handle);
+  slot.event?.dispose();
+  cuda().cudaFreeHost(slot.ptr);
+}
+
+/** Frees every staging chunk of this thread (they are allocated again on the next copy). */
+export function releaseStaging(): void {
+  for (const pool of pools.values()) {
+    for (const s of pool) {
+      if (s.leased) s.retired = true;
+      else free(s);
+    }
+  }
+  pools.clear();
+}
+
+function timeoutError(op: string, timeoutMs: number): Error {
+  return new CollectiveTimeoutError('staging', op, 0, timeoutMs, []);
+}
+
+/** Spins on the chunk's event (a synchronous copy must not return before its chunk is reusable). */
+function spinUntilFree(slot: Slot, deadline: number, op: string, timeoutMs: number): void {
+  const ev = slot.event;
+  if (!ev) return;
+  const rt = cuda();
+  while (rt.cudaEventQuery(ev.handle) === cudaErrorNotReady) {
+    if (performance.now() > deadline) throw timeoutError(op, timeoutMs);
+  }
+}
+
+function awaitFree(slot: Slot, timeoutMs: number, op: string): Promise<void> | null {
+  const ev = slot.event;
+  if (!ev || ev.query()) return null;
+  return pollUntil(
+    () => ev.query(),
+    timeoutMs,
+    () => timeoutError(op, timeoutMs),
+  );
+}
+
+function recordOn(slot: Slot, stream: bigint): void {
+  slot.event ??= new CudaEvent();
+  cuda().cudaEventRecord(slot.event.handle, stream);
+}
+
+/** Writes the source's bytes [offset, offset + out.length) into `out` (a pinned chunk). */
+export type Fill = (offset: number, out: Uint8Array) => void;
+/** Reads the bytes [offset, offset + data.length) of the copy out of `data` (a pinned chunk). */
+export type Drain = (offset: number, data: Uint8Array) => void;
+
+/** Host→device without staging: one pageable copy (the driver stages it before returning). */
+function uploadPageable(dst: bigint, bytes: number, fill: Fill, stream: bigint): void {
+  const tmp = new Uint8Array(bytes);
+  fill(0, tmp);
+  cuda().cudaMemcpyAsync(dst, tmp, bytes, MemcpyKind.HostToDevice, stream);
+}
+
+/**
+ * Enqueues on the current stream the copy of `bytes` bytes, produced by `fill`, to the
+ * device pointer `dst`. Returns once every byte is in a pinned chunk or on its way: the
+ * source may change right after. Waits (spinning, with a deadline) only to reuse a chunk.
+ */
+export function uploadSync(dst: bigint, bytes: number, fill: Fill, timeoutMs = 120_000): void {
+  if (bytes === 0) return;
+  const stream = currentStream().handle;
+  const { slots, pieces } = leaseFor(bytes);
+  if (slots.length === 0) {
+    uploadPageable(dst, bytes, fill, stream);
+    return;
+  }
+  const deadline = performance.now() + timeoutMs;
+  const rt = cuda();
+  try {
+    for (const p of pieces) {
+      const slot = slots[p.slot];
+      spinUntilFree(slot, deadline, 'upload', timeoutMs);
+      const view = slot.view.subarray(0, p.bytes);
+      fill(p.offset, view);
+      rt.cudaMemcpyAsync(dst + BigInt(p.offset), slot.ptr, p.bytes, MemcpyKind.HostToDevice, stream);
+      recordOn(slot, stream);
+    }
+  } finally {
+    unlease(slots);
+  }
+}
+
+/** How long an async copy works before it yields to the event loop. */
+const YIELD_EVERY_MS = 1;
+const yieldNow = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/** {@link uploadSync} that yields to the event loop between pieces instead of spinning. */
+export async function uploadAsync(dst: bigint, bytes: number, fill: Fill, timeoutMs = 120_000): Promise<void> {
+  if (bytes === 0) return;
+  const stream = currentStream().handle;
+  const { slots, pieces } = leaseFor(bytes);
+  if (slots.length === 0) {
+    uploadPageable(dst, bytes, fill, stream);
+    return;
+  }
+  const rt = cuda();
+  let since = performance.now();
+  try {
+    for (const p of pieces) {
+      const slot = slots[p.slot];
+      const busy = awaitFree(slot, timeoutMs, 'upload');
+      if (busy) {
+        await busy;
+        since = performance.now();
+      } else if (performance.now() - since > YIELD_EVERY_MS) {
+        await yieldNow();
+        since = performance.now();
+      }
+      fill(p.offset, slot.view.subarray(0, p.bytes));
+      rt.cudaMemcpyAsync(dst + BigInt(p.offset), slot.ptr, p.bytes, MemcpyKind.HostToDevice, stream);
+      recordOn(slot, stream);
+    }
+  } finally {
+    unlease(slots);
+  }
+}
+
+/**
+ * Copies `bytes` bytes from the device pointer `src` (in stream order: after the work
+ * enqueued so far on the current stream) and hands them to `drain`, piece by piece, as
+ * they arrive. Blocks the thread until the last piece is drained (spinning on events,
+ * with a deadline); use {@link downloadAsync} where the event loop must stay free.
+ */
+export function downloadSync(src: bigint, bytes: number, drain: Drain, timeoutMs = 120_000): void {
+  if (bytes === 0) return;
+  const stream = currentStream().handle;
+  const rt = cuda();
+  const { slots, pieces } = leaseFor(bytes);
+  if (slots.length === 0) {
+    const tmp = new Uint8Array(bytes);
+    rt.cudaMemcpyAsync(tmp, src, bytes, MemcpyKind.DeviceToHost, stream);
+    rt.cudaStreamSynchronize(stream);
+    throwIfStreamFailed(stream);
+    drain(0, tmp);
+    return;
+  }
+  const deadline = performance.now() + timeoutMs;
+  const enqueue = (p: Piece): void => {
+    const slot = slots[p.slot];
+    rt.cudaMemcpyAsync(slot.ptr, src + BigInt(p.offset), p.bytes, MemcpyKind.DeviceToHost, stream);
+    recordOn(slot, stream);
+  };
+  try {
+    for (let i = 0; i < Math.min(slots.length, pieces.length); i++) {
+      spinUntilFree(slots[pieces[i].slot], deadline, 'download', timeoutMs);
+      enqueue(pieces[i]);
+    }
+    for (let i = 0; i < pieces.length; i++) {
+      const p = pieces[i];
+      const slot = slots[p.slot];
+      spinUntilFree(slot, deadline, 'download', timeoutMs);
+      throwIfStreamFailed(stream);
+      drain(p.offset, slot.view.subarray(0, p.bytes));
+      if (i + slots.length < pieces.length) enqueue(pieces[i + slots.length]);
+    }
+  } finally {
+    unlease(slots);
+  }
+}
+
+/** {@link downloadSync} that waits for each piece without blocking the event loop. */
+export async function downloadAsync(src: bigint, bytes: number, drain: Drain, timeoutMs = 120_000): Promise<void> {
+  if (bytes === 0) return;
+  const stream = currentStream();
+  const rt = cuda();
+  const { slots, pieces } = leaseFor(bytes);
+  if (slots.length === 0) {
+    // No chunk free: wait for the stream's earlier work, then one pageable copy.
+    const done = new CudaEvent().record(stream);
+    try {
+      await done.wait(timeoutMs);
+    } finally {
+      done.dispose();
+    }
+    throwIfStreamFailed(stream.handle);
+    const tmp = new Uint8Array(bytes);
+    rt.cudaMemcpyAsync(tmp, src, bytes, MemcpyKind.DeviceToHost, stream.handle);
+    rt.cudaStreamSynchronize(stream.handle);
+    drain(0, tmp);
+    return;
+  }
+  const enqueue = (p: Piece): void => {
+    const slot = slots[p.slot];
+    rt.cudaMemcpyAsync(slot.ptr, src + BigInt(p.offset), p.bytes, MemcpyKind.DeviceToHost, stream.handle);
+    recordOn(slot, stream.handle);
+  };
+  try {
+    for (let i = 0; i < Math.min(slots.length, pieces.length); i++) {
+      const busy = awaitFree(slots[pieces[i].slot], timeoutMs, 'download');
+      if (busy) await busy;
+      enqueue(pieces[i]);
+    }
+    let since = performance.now();
+    for (let i = 0; i < pieces.length; i++) {
+      const p = pieces[i];
+      const slot = slots[p.slot];
+      const busy = awaitFree(slot, timeoutMs, 'download');
+      if (busy) {
+        await busy;
+        since = performance.now();
+      } else if (performance.now() - since > YIELD_EVERY_MS) {
+        await yieldNow();
+        since = performance.now();
+      }
+      throwIfStreamFailed(stream.handle);
+      drain(p.offset, slot.view.subarray(0, p.bytes));
+      if (i + slots.length < pieces.length) enqueue(pieces[i + slots.length]);
+    }
+  } finally {
+    unlease(slots);
+  }
+}
