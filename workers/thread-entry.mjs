@@ -1,10 +1,11 @@
-// Entry of a rank actor in a worker thread. On Node 20, tsx's hooks must be registered
-// inside the thread itself before any .ts module is imported (nodejs/node#47747).
-import { parentPort } from 'node:worker_threads';
-import { register } from 'tsx/esm/api';
+// Entry of a rank actor in a worker thread. Plain JavaScript, so that Node starts it with
+// no loader. When the rank needs tsx (gpugroup running from its sources, or a TypeScript
+// worker module), `workerData.tsx` is tsx's register() module: on Node 20 its hooks must
+// be registered inside the thread itself before any .ts module is imported (nodejs/node#47747).
+import { parentPort, workerData } from 'node:worker_threads';
 
-register();
-const { runRank } = await import('../src/orchestrator/rank-runtime.ts');
+if (workerData.tsx) (await import(workerData.tsx)).register();
+const { runRank } = await import(workerData.runtime);
 runRank({
   // postMessage clones synchronously (and throws on what it cannot clone); messages
   // posted before process.exit() are still delivered.

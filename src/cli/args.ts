@@ -46,9 +46,10 @@ type ValueOption = (typeof VALUE_OPTIONS)[number];
 
 export const RUN_USAGE = `Usage: gpugroup run [options] script.ts [script args...]
 
-Starts one process per rank (SPMD, like torchrun); each runs script.ts through tsx with
-RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, NODE_RANK, GROUP_RANK, MASTER_ADDR,
-MASTER_PORT, GPUGROUP_NODE_ID and GPUGROUP_BACKEND set. In the script:
+Starts one process per rank (SPMD, like torchrun); each runs the script (.js/.mjs
+with plain node, .ts through tsx) with RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE,
+NODE_RANK, GROUP_RANK, MASTER_ADDR, MASTER_PORT, GPUGROUP_NODE_ID and GPUGROUP_BACKEND
+set. In the script:
 
   import { initDistributedEnvironment, getWorldGroup } from 'gpugroup';
   await initDistributedEnvironment();

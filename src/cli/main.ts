@@ -1,11 +1,12 @@
 /**
- * The `gpugroup` command (bin/gpugroup.mjs loads tsx and calls {@link main}).
+ * The `gpugroup` command (bin/gpugroup.mjs calls {@link main}).
  *
  *   gpugroup run [options] script.ts [args...]   SPMD ranks, torchrun-style
  *   gpugroup --help | --version
  */
 import { readFileSync } from 'node:fs';
 import { InvalidArgumentError } from '../errors.ts';
+import { fromSources } from '../loader.ts';
 import { RUN_USAGE, parseRunArgs } from './args.ts';
 import { planRun, runRanks } from './run.ts';
 
@@ -26,7 +27,9 @@ Example:
 const USAGE_EXIT = 2;
 
 function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  const pkg = JSON.parse(
+    readFileSync(new URL(fromSources ? '../../package.json' : '../../../package.json', import.meta.url), 'utf8'),
+  ) as { version: string };
   return pkg.version;
 }
 

@@ -1,6 +1,6 @@
 /**
  * `gpugroup run`: torchrun's job for gpugroup scripts. Starts this node's ranks as
- * child processes (the script run through tsx, torchrun's variables set), watches
+ * child processes (torchrun's variables set; a TypeScript script through tsx), watches
  * them, and on the first failure names the rank and stops the others: SIGTERM, then
  * SIGKILL after a grace. Signals sent to the launcher (Ctrl-C) go to every rank.
  *
@@ -10,18 +10,14 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { constants } from 'node:os';
 import { resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { cudaDeviceCount, ncclAvailable } from '../../native/index.ts';
 import { removeSegmentsOf } from '../comm/shm.ts';
 import { InvalidArgumentError } from '../errors.ts';
+import { loaderFor } from '../loader.ts';
 import { TcpStoreClient, freePort } from '../store/index.ts';
 import type { RunOptions } from './args.ts';
-
-// Resolved from this file, so ranks find tsx wherever the launcher was started.
-const tsxLoader = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
 
 /** A run with everything resolved: what each rank gets. */
 export interface RunPlan {
@@ -69,6 +65,7 @@ export interface RunResult {
 export async function planRun(opts: RunOptions): Promise<RunPlan> {
   const script = resolve(opts.script);
   if (!existsSync(script)) throw new InvalidArgumentError('script', `no such file: ${script}`);
+  loaderFor(script, 'script'); // a TypeScript script without tsx fails here, before any rank starts
   const gpus = opts.nprocPerNode === 'gpu' || opts.backend !== 'cpu' ? cudaDeviceCount() : 0;
   if (opts.nprocPerNode === 'gpu' && gpus === 0)
     throw new InvalidArgumentError('--nproc-per-node', "'gpu' needs a visible CUDA device; none is");
@@ -271,7 +268,9 @@ export function runRanks(plan: RunPlan, log: Log): Promise<RunResult> {
 
   for (let localRank = 0; localRank < plan.nprocPerNode; localRank++) {
     const rank = plan.nodeRank * plan.nprocPerNode + localRank;
-    const child = spawn(process.execPath, ['--import', tsxLoader, plan.script, ...plan.scriptArgs], {
+    const loader = loaderFor(plan.script, 'script');
+    const execArgv = loader ? ['--import', loader.loader] : [];
+    const child = spawn(process.execPath, [...execArgv, plan.script, ...plan.scriptArgs], {
       env: { ...process.env, ...rankEnv(plan, localRank) },
       stdio: 'inherit',
     });

@@ -83,7 +83,7 @@ export async function launchGroup(options: LaunchOptions): Promise<Group> {
     for (let localRank = 0; localRank < opts.nprocPerNode; localRank++) {
       const rank = opts.nodeRank * opts.nprocPerNode + localRank;
       const env = rankEnv(opts, backendEnv, storePort, localRank);
-      const channel = opts.mode === 'process' ? spawnProcess(env) : spawnThread(env);
+      const channel = opts.mode === 'process' ? spawnProcess(env, opts.workerUrl) : spawnThread(env, opts.workerUrl);
       let markExited: () => void = () => undefined;
       const actor: Actor = { rank, channel, alive: true, exited: new Promise<void>((r) => (markExited = r)) };
       actors.push(actor);

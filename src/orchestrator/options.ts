@@ -2,6 +2,7 @@
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { existsSync } from 'node:fs';
 import { InvalidArgumentError } from '../errors.ts';
+import { loaderFor } from '../loader.ts';
 
 /** Options of {@link launchGroup}. */
 export interface LaunchOptions {
@@ -132,6 +133,7 @@ export function resolveOptions(opts: LaunchOptions): ResolvedOptions {
   else throw new InvalidArgumentError('worker', 'expected the URL or path of a worker module');
   if (!existsSync(fileURLToPath(workerUrl)))
     throw new InvalidArgumentError('worker', `no such module: ${fileURLToPath(workerUrl)}`);
+  loaderFor(workerUrl, 'worker'); // a TypeScript module without tsx fails here, before any rank starts
   const masterPort = opts.masterPort ?? 0;
   if (!Number.isInteger(masterPort) || masterPort < 0 || masterPort > 65535)
     throw new InvalidArgumentError('masterPort', `invalid port ${masterPort}`);

@@ -1,14 +1,14 @@
 /**
- * One way to start a rank per mode: a child process through fork (tsx passed
- * explicitly, so it works from any entry point and any cwd) or a worker thread through
- * a small .mjs entry that registers tsx inside the thread (nodejs/node#47747). Both
- * give the coordinator the same {@link RankChannel}.
+ * One way to start a rank per mode: a child process through fork or a worker thread
+ * through a small .mjs entry. Where the rank needs tsx (gpugroup running from its
+ * sources, or a TypeScript worker module) the child gets `--import tsx` and the thread
+ * registers tsx itself before importing anything (nodejs/node#47747). Both give the
+ * coordinator the same {@link RankChannel}.
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { createRequire } from 'node:module';
-import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { removeSegmentsOf } from '../comm/shm.ts';
+import { loaderFor, ownExtension } from '../loader.ts';
 import type { FromRank, ToRank } from './protocol.ts';
 
 /** The coordinator's handle on one rank actor. */
@@ -26,11 +26,9 @@ export interface RankChannel {
   kill(): void;
 }
 
-// Resolved from this file, not from the cwd: the children find tsx wherever the
-// coordinator was started (resolves to tsx's ESM loader, dist/loader.mjs).
-const tsxLoader = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
-const processEntry = new URL('../../workers/process-entry.ts', import.meta.url);
+const processEntry = new URL(`../../workers/process-entry${ownExtension}`, import.meta.url);
 const threadEntry = new URL('../../workers/thread-entry.mjs', import.meta.url);
+const rankRuntime = new URL(`./rank-runtime${ownExtension}`, import.meta.url).href;
 
 /**
  * How long to wait after a child's 'exit' for its IPC channel to close. 'close' comes
@@ -39,10 +37,14 @@ const threadEntry = new URL('../../workers/thread-entry.mjs', import.meta.url);
  */
 const CLOSE_AFTER_EXIT_MS = 500;
 
-/** Starts a rank as a child process; `env` is added to this process's environment. */
-export function spawnProcess(env: Record<string, string>): RankChannel {
+/**
+ * Starts a rank as a child process; `env` is added to this process's environment.
+ * `workerUrl` (the user's module) decides whether the child needs tsx.
+ */
+export function spawnProcess(env: Record<string, string>, workerUrl: string): RankChannel {
+  const loader = loaderFor(workerUrl, 'worker');
   const child: ChildProcess = fork(processEntry, [], {
-    execArgv: ['--import', tsxLoader],
+    execArgv: loader ? ['--import', loader.loader] : [],
     serialization: 'advanced', // typed arrays, Maps and BigInts survive (v8 serializer)
     env: { ...process.env, ...env },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
@@ -81,8 +83,9 @@ export function spawnProcess(env: Record<string, string>): RankChannel {
 }
 
 /** Starts a rank as a worker thread of this process; `env` is added to its own copy of the environment. */
-export function spawnThread(env: Record<string, string>): RankChannel {
-  const worker = new Worker(threadEntry, { env: { ...process.env, ...env }, stdout: false, stderr: false });
+export function spawnThread(env: Record<string, string>, workerUrl: string): RankChannel {
+  const workerData = { tsx: loaderFor(workerUrl, 'worker')?.api, runtime: rankRuntime };
+  const worker = new Worker(threadEntry, { env: { ...process.env, ...env }, workerData, stdout: false, stderr: false });
   let lastError: Error | undefined;
   // An uncaught exception or unhandled rejection in the thread: kept to name the cause.
   worker.on('error', (err) => {

@@ -7,9 +7,11 @@
  */
 import { Worker } from 'node:worker_threads';
 import { StoreError } from '../errors.ts';
+import { findTsx, fromSources, ownExtension } from '../loader.ts';
 import type { StoreServerOptions } from './server.ts';
 
 const entry = new URL('../../workers/store-server-thread.mjs', import.meta.url);
+const server = new URL(`./server${ownExtension}`, import.meta.url).href;
 
 /** What the owner holds of a thread-hosted server. */
 export interface ThreadedStoreServer {
@@ -22,7 +24,9 @@ export interface ThreadedStoreServer {
 /** Starts a TcpStoreServer in a worker thread; resolves once it listens. */
 export function listenInThread(opts: StoreServerOptions = {}, startTimeoutMs = 30_000): Promise<ThreadedStoreServer> {
   const host = opts.host ?? '127.0.0.1';
-  const worker = new Worker(entry, { workerData: opts });
+  const worker = new Worker(entry, {
+    workerData: { tsx: fromSources ? findTsx(server)?.api : undefined, server, options: opts },
+  });
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       void worker.terminate();
