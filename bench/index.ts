@@ -39,6 +39,7 @@ const suites: Record<string, () => Promise<{ run: (opts: BenchOptions) => Promis
   weights: () => import('./weights.ts'),
   kvpipe: () => import('./kvpipe.ts'),
   copies: () => import('./copies.ts'),
+  safetensors: () => import('./safetensors.ts'),
 };
 
 const { values, positionals } = parseArgs({
