@@ -11,6 +11,7 @@
  * Saving writes a file the reference implementation (and so torch's `safetensors`
  * package) reads back byte for byte the same: see `buildHeader`.
  */
+import { writeSync } from 'node:fs';
 import { open, readFile, rename, rm } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { MemcpyKind, cuda } from '../../native/index.ts';
@@ -23,6 +24,8 @@ import {
   type SafetensorsEntry,
   type SafetensorsHeader,
 } from './safetensors-header.ts';
+import { mapPinned } from './pinned.ts';
+import { downloadAsync } from './staging.ts';
 import { CudaEvent, currentStream, throwIfStreamFailed } from './stream.ts';
 import { parseDevice, Tensor } from './tensor.ts';
 
@@ -129,6 +132,7 @@ export async function loadSafetensors(
   parseDevice(device);
   const bufferBytes = opts.bufferBytes ?? 16 << 20;
   const buffers = opts.buffers ?? 4;
+  const timeoutMs = opts.timeoutMs ?? 120_000;
   if (!Number.isSafeInteger(bufferBytes) || bufferBytes < 4096)
     throw new InvalidArgumentError('bufferBytes', `expected an integer of at least 4096, got ${bufferBytes}`);
   if (!Number.isInteger(buffers) || buffers < 1)
@@ -166,7 +170,7 @@ export async function loadSafetensors(
         const tensors = wanted.map((e) => Tensor.empty(e.shape, { dtype: e.dtype, device }));
         for (let i = 0; i < wanted.length; i++) out.set(wanted[i].name, tensors[i]);
         if (device === 'cpu') await readIntoHost(fh, path, header.dataStart, wanted, tensors);
-        else await streamToDevice(fh, path, header.dataStart, wanted, tensors, bufferBytes, buffers);
+        else await streamToDevice(fh, path, header.dataStart, wanted, tensors, bufferBytes, buffers, timeoutMs);
       } finally {
         await fh.close();
       }
@@ -224,11 +228,38 @@ function planReads(dataStart: number, entries: SafetensorsEntry[], tensors: Tens
   return pieces;
 }
 
+/** One host buffer of the ring: pinned (with its pointer and the event of its last copy) or pageable. */
+interface Slot {
+  view: Uint8Array;
+  ptr: bigint | null;
+  event: CudaEvent | null;
+}
+
+/** The ring's buffers: page-locked when the runtime gives them (./pinned.ts), pageable otherwise. */
+function ringSlots(count: number, bytes: number): Slot[] {
+  const slots: Slot[] = [];
+  try {
+    for (let i = 0; i < count; i++) {
+      const { ptr, view } = mapPinned(bytes);
+      slots.push({ view, ptr, event: new CudaEvent() });
+    }
+  } catch {
+    for (const s of slots) {
+      s.event?.dispose();
+      cuda().cudaFreeHost(s.ptr);
+    }
+    return Array.from({ length: count }, () => ({ view: new Uint8Array(bytes), ptr: null, event: null }));
+  }
+  return slots;
+}
+
 /**
- * Device load: `buffers` host buffers in a ring. Reads for the next buffers are issued
- * while the current one's bytes are copied to the device on the current stream; a copy
- * from pageable memory is staged by the driver before cudaMemcpyAsync returns (CUDA's
- * documented behaviour), so a buffer is free again as soon as its copies are enqueued.
+ * Device load: `buffers` host buffers in a ring. File reads for the next buffers run on
+ * libuv's threadpool while the current buffer's bytes are copied to the device on the
+ * current stream. From a pinned buffer the copy engine reads directly (one
+ * cudaMemcpyAsync, no host copy); the buffer is read into again once the event recorded
+ * after its copies has completed. From a pageable buffer the driver stages the bytes
+ * before cudaMemcpyAsync returns (CUDA's documented behaviour), so it is free at once.
  */
 async function streamToDevice(
   fh: FileHandle,
@@ -238,36 +269,45 @@ async function streamToDevice(
   tensors: Tensor[],
   bufferBytes: number,
   buffers: number,
+  timeoutMs: number,
 ): Promise<void> {
   const pieces = planReads(dataStart, entries, tensors, bufferBytes);
   if (pieces.length === 0) return;
-  const ring = Array.from({ length: Math.min(buffers, pieces.length) }, () => new Uint8Array(bufferBytes));
-  const stream = currentStream().handle;
+  const ring = ringSlots(
+    Math.min(buffers, pieces.length),
+    Math.min(bufferBytes, Math.max(...pieces.map((p) => p.bytes))),
+  );
+  const stream = currentStream();
   const rt = cuda();
   const reads: Promise<void>[] = [];
   const start = (i: number) => {
     const p = pieces[i];
-    reads[i] = readFully(fh, ring[i % ring.length], p.bytes, p.position, path);
+    const slot = ring[i % ring.length];
+    const free = slot.event && !slot.event.query() ? slot.event.wait(timeoutMs, { spin: false }) : null;
+    reads[i] = (free ?? Promise.resolve()).then(() => readFully(fh, slot.view, p.bytes, p.position, path));
   };
   for (let i = 0; i < ring.length; i++) start(i);
   try {
     for (let i = 0; i < pieces.length; i++) {
       await reads[i];
-      const buf = ring[i % ring.length];
+      const slot = ring[i % ring.length];
       for (const part of pieces[i].parts) {
-        rt.cudaMemcpyAsync(
-          part.dst,
-          buf.subarray(part.at, part.at + part.bytes),
-          part.bytes,
-          MemcpyKind.HostToDevice,
-          stream,
-        );
+        const src = slot.ptr !== null ? slot.ptr + BigInt(part.at) : slot.view.subarray(part.at, part.at + part.bytes);
+        rt.cudaMemcpyAsync(part.dst, src, part.bytes, MemcpyKind.HostToDevice, stream.handle);
       }
+      slot.event?.record(stream);
       if (i + ring.length < pieces.length) start(i + ring.length);
     }
   } finally {
     // A failed read leaves the others running on the buffers: let them settle first.
     await Promise.allSettled(reads);
+    for (const slot of ring) {
+      if (slot.event) {
+        if (!slot.event.query()) await slot.event.wait(timeoutMs, { spin: false }).catch(() => {});
+        slot.event.dispose();
+      }
+      if (slot.ptr !== null) rt.cudaFreeHost(slot.ptr);
+    }
   }
 }
 
@@ -282,14 +322,14 @@ function namedEntries(tensors: NamedTensorsInput): [string, Tensor][] {
 /**
  * Writes `tensors` to one safetensors file at `path` (replaced atomically: written
  * beside it, then renamed), with `metadata` as its `__metadata__`. Device tensors are
- * copied out in stream order (after the work enqueued so far), a bounded piece at a
- * time; non-contiguous tensors are written in row-major order.
+ * copied out in stream order (after the work enqueued so far) through pinned staging,
+ * a piece at a time; non-contiguous tensors are written in row-major order.
  */
 export async function saveSafetensors(
   path: string,
   tensors: NamedTensorsInput,
   metadata?: Record<string, string>,
-  opts: { bufferBytes?: number; timeoutMs?: number } = {},
+  opts: { timeoutMs?: number } = {},
 ): Promise<void> {
   const list = namedEntries(tensors);
   const seen = new Set<string>();
@@ -309,18 +349,7 @@ export async function saveSafetensors(
     list.map(([name, t]) => ({ name, dtype: t.dtype, shape: t.shape, bytes: t.nbytes })),
     metadata,
   );
-  const bufferBytes = opts.bufferBytes ?? 16 << 20;
   const timeoutMs = opts.timeoutMs ?? 120_000;
-  if (list.some(([, t]) => t.isCuda)) {
-    // Everything enqueued so far (the producers of these tensors) finishes first.
-    const done = new CudaEvent().record(currentStream());
-    try {
-      await done.wait(timeoutMs);
-    } finally {
-      done.dispose();
-    }
-    throwIfStreamFailed(currentStream().handle);
-  }
   const tmp = `${path}.tmp-${process.pid}-${Date.now()}`;
   const fh = await openFile(tmp, 'w');
   try {
@@ -330,7 +359,7 @@ export async function saveSafetensors(
       const t = byName.get(entry.name)!;
       const src = t.contiguous();
       try {
-        await writeTensor(fh, src, position, bufferBytes);
+        await writeTensor(fh, src, position, timeoutMs);
       } finally {
         if (src !== t) src.dispose();
       }
@@ -345,7 +374,7 @@ export async function saveSafetensors(
   }
 }
 
-async function writeTensor(fh: FileHandle, t: Tensor, position: number, bufferBytes: number): Promise<void> {
+async function writeTensor(fh: FileHandle, t: Tensor, position: number, timeoutMs: number): Promise<void> {
   if (t.nbytes === 0) return;
   const s = t.storage;
   if (s.kind === 'host') {
@@ -356,17 +385,14 @@ async function writeTensor(fh: FileHandle, t: Tensor, position: number, bufferBy
     }
     return;
   }
-  const buf = new Uint8Array(Math.min(bufferBytes, t.nbytes));
-  const rt = cuda();
-  const stream = currentStream().handle;
-  for (let done = 0; done < t.nbytes; ) {
-    const n = Math.min(buf.length, t.nbytes - done);
-    rt.cudaMemcpyAsync(buf, t.dataPtr + BigInt(done), n, MemcpyKind.DeviceToHost, stream);
-    rt.cudaStreamSynchronize(stream);
-    for (let w = 0; w < n; ) {
-      const { bytesWritten } = await fh.write(buf, w, n - w, position + done + w);
-      w += bytesWritten;
-    }
-    done += n;
-  }
+  // Pinned staging (./staging.ts) hands over each piece as it arrives, in stream order;
+  // it is written before the next piece is awaited.
+  await downloadAsync(
+    t.dataPtr,
+    t.nbytes,
+    (offset, data) => {
+      for (let w = 0; w < data.length; ) w += writeSync(fh.fd, data, w, data.length - w, position + offset + w);
+    },
+    timeoutMs,
+  );
 }
