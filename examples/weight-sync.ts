@@ -5,13 +5,18 @@
  *
  * This process is the trainer (rank 0 of the transfer group, on cuda:0 with NCCL);
  * a launchGroup of inference workers (cuda:1.. with NCCL) joins it. Each step the
- * trainer changes its weights, sends them packed, and every worker checks every tensor
- * against the trainer's checksum. Default backend: nccl when 2 or more GPUs are
+ * trainer changes its weights, saves them to a safetensors checkpoint and loads them
+ * back onto its device (as a trainer resuming from a checkpoint would), sends them
+ * packed, and every worker checks every tensor against the trainer's checksum. Default backend: nccl when 2 or more GPUs are
  * visible, else cpu. Exits 0 when every checksum matched.
  */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { cudaDeviceCount, freePort, launchGroup, ncclAvailable, setDevice, Tensor, type DType } from '../src/index.ts';
 import { NcclWeightTransferEngine, type NamedTensors } from '../src/weights/index.ts';
+import { loadSafetensors, saveSafetensors } from '../src/index.ts';
 
 const { values } = parseArgs({ options: { backend: { type: 'string' }, steps: { type: 'string', default: '3' } } });
 const gpus = cudaDeviceCount();
@@ -43,8 +48,14 @@ const LAYOUT: [string, number[], DType][] = [
   ['lm_head.weight', [64, 512], 'float16'],
 ];
 
-/** The weights after `step` steps of "training": small integers, exact in every dtype; and their checksums. */
-function weightsAt(step: number): { weights: NamedTensors; checksums: Record<string, number> } {
+/**
+ * The trainer's weights after `step` steps, read from the safetensors checkpoint it
+ * wrote: the "training" makes small integers (exact in every dtype) and their checksums.
+ */
+async function weightsAt(
+  step: number,
+  checkpoint: string,
+): Promise<{ weights: NamedTensors; checksums: Record<string, number> }> {
   const weights: NamedTensors = [];
   const checksums: Record<string, number> = {};
   LAYOUT.forEach(([name, shape, dtype], k) => {
@@ -53,7 +64,10 @@ function weightsAt(step: number): { weights: NamedTensors; checksums: Record<str
     checksums[name] = data.reduce((a, b) => a + b, 0);
     weights.push([name, Tensor.fromArray(data, { shape, dtype, device })]);
   });
-  return { weights, checksums };
+  await saveSafetensors(checkpoint, weights, { step: String(step) });
+  for (const [, t] of weights) t.dispose();
+  const loaded = await loadSafetensors(checkpoint, { device });
+  return { weights: LAYOUT.map(([name]) => [name, loaded.get(name)!]), checksums };
 }
 
 if (backend === 'nccl') setDevice(0);
@@ -66,6 +80,7 @@ const group = await launchGroup({
   timeoutMs: 60_000,
 });
 let ok = false;
+const checkpoints = await mkdtemp(join(tmpdir(), 'weight-sync-'));
 try {
   const info = { masterAddress: '127.0.0.1', masterPort: await freePort(), rankOffset: 1, worldSize: workers + 1 };
   const [trainer] = await Promise.all([
@@ -79,7 +94,7 @@ try {
     const t0 = performance.now();
     const failures: string[] = [];
     for (let step = 1; step <= steps; step++) {
-      const { weights, checksums } = weightsAt(step);
+      const { weights, checksums } = await weightsAt(step, join(checkpoints, 'model.safetensors'));
       const update = {
         names: weights.map(([n]) => n),
         dtypeNames: weights.map(([, t]) => t.dtype),
@@ -109,7 +124,7 @@ try {
       console.error(`weight-sync: FAILED (${backend}):\n  ${failures.join('\n  ')}`);
     } else {
       console.log(
-        `weight-sync: ${steps} steps × ${tensors} tensors (${(bytes / 1e6).toFixed(2)} MB, packed in ` +
+        `weight-sync: ${steps} steps × ${tensors} tensors (${(bytes / 1e6).toFixed(2)} MB, read from a safetensors checkpoint, packed in ` +
           `${bufferBytes >> 10} KiB buffers) to ${workers} workers on ${backend}: all checksums match, ${ms.toFixed(1)} ms/step`,
       );
       ok = true;
@@ -120,5 +135,6 @@ try {
   }
 } finally {
   await group.shutdown();
+  await rm(checkpoints, { recursive: true, force: true });
 }
 process.exitCode = ok ? 0 : 1;
