@@ -17,14 +17,59 @@ export class InvalidArgumentError extends GpuGroupError {
   }
 }
 
-/** A store operation did not complete before its deadline. */
-export class StoreTimeoutError extends GpuGroupError {
-  readonly key: string;
+/**
+ * A wait passed its deadline. The base of one class per thing waited on (undici's
+ * `ConnectTimeoutError`, `HeadersTimeoutError`, …): catch this for any timeout, or a
+ * subclass for one cause. `timeoutMs` is the deadline that passed.
+ */
+export class TimeoutError extends GpuGroupError {
   readonly timeoutMs: number;
-  constructor(key: string, timeoutMs: number, op = 'get') {
-    super('GPUGROUP_STORE_TIMEOUT', `store ${op} of key '${key}' timed out after ${timeoutMs} ms`);
-    this.key = key;
+  constructor(code: string, message: string, timeoutMs: number, options?: { cause?: unknown }) {
+    super(code, message, options);
     this.timeoutMs = timeoutMs;
+  }
+}
+
+/** A store operation did not complete before its deadline. */
+export class StoreTimeoutError extends TimeoutError {
+  readonly key: string;
+  constructor(key: string, timeoutMs: number, op = 'get') {
+    super('GPUGROUP_STORE_TIMEOUT', `store ${op} of key '${key}' timed out after ${timeoutMs} ms`, timeoutMs);
+    this.key = key;
+  }
+}
+
+/**
+ * A TCP connection was not established before its deadline. `address` is `host:port`;
+ * `cause` is the last refusal when the connect was retried (the store's).
+ */
+export class ConnectTimeoutError extends TimeoutError {
+  readonly address: string;
+  constructor(address: string, timeoutMs: number, what = 'TCP connection', cause?: Error) {
+    super(
+      'GPUGROUP_CONNECT_TIMEOUT',
+      `${what} (${address}) not established within ${timeoutMs} ms${cause ? `: ${cause.message}` : ''}`,
+      timeoutMs,
+      cause ? { cause } : undefined,
+    );
+    this.address = address;
+  }
+}
+
+/**
+ * A host wait on a CUDA stream or event did not see the work finish before its
+ * deadline (the work may still be running, or wait on a peer that never came).
+ */
+export class StreamTimeoutError extends TimeoutError {
+  /** What was waited on: a stream's synchronize or an event's wait. */
+  readonly waitedOn: 'stream' | 'event';
+  constructor(waitedOn: 'stream' | 'event', timeoutMs: number) {
+    super(
+      'GPUGROUP_STREAM_TIMEOUT',
+      `${waitedOn === 'stream' ? 'stream synchronize' : 'event wait'} did not complete within ${timeoutMs} ms`,
+      timeoutMs,
+    );
+    this.waitedOn = waitedOn;
   }
 }
 
@@ -50,15 +95,13 @@ export class RankFailedError extends GpuGroupError {
 }
 
 /** A call to a rank actor did not answer before its deadline. */
-export class CallTimeoutError extends GpuGroupError {
+export class CallTimeoutError extends TimeoutError {
   readonly rank: number;
   readonly fn: string;
-  readonly timeoutMs: number;
   constructor(rank: number, fn: string, timeoutMs: number) {
-    super('GPUGROUP_CALL_TIMEOUT', `call '${fn}' on rank ${rank} did not finish within ${timeoutMs} ms`);
+    super('GPUGROUP_CALL_TIMEOUT', `call '${fn}' on rank ${rank} did not finish within ${timeoutMs} ms`, timeoutMs);
     this.rank = rank;
     this.fn = fn;
-    this.timeoutMs = timeoutMs;
   }
 }
 
@@ -74,7 +117,7 @@ export interface FlightRecord {
 }
 
 /** A collective did not complete before its deadline; the communicator was aborted. */
-export class CollectiveTimeoutError extends GpuGroupError {
+export class CollectiveTimeoutError extends TimeoutError {
   readonly group: string;
   readonly op: string;
   readonly seq: number;
@@ -84,6 +127,7 @@ export class CollectiveTimeoutError extends GpuGroupError {
       'GPUGROUP_COLLECTIVE_TIMEOUT',
       `${op} #${seq} in group '${group}' did not complete within ${timeoutMs} ms; ` +
         `the communicator was aborted. Last ops:\n${formatFlightRecords(recent)}`,
+      timeoutMs,
     );
     this.group = group;
     this.op = op;
@@ -96,7 +140,7 @@ export class CollectiveTimeoutError extends GpuGroupError {
  * A MessageQueue wait passed its deadline: the writer found no free block (a reader is
  * stuck or slow) or a reader got no message. `waitingFor` names the group ranks waited on.
  */
-export class QueueTimeoutError extends GpuGroupError {
+export class QueueTimeoutError extends TimeoutError {
   readonly queue: string;
   readonly op: 'enqueue' | 'dequeue' | 'ready';
   readonly waitingFor: number[];
@@ -107,7 +151,11 @@ export class QueueTimeoutError extends GpuGroupError {
     timeoutMs: number,
     detail: string,
   ) {
-    super('GPUGROUP_QUEUE_TIMEOUT', `${op} on message queue '${queue}' timed out after ${timeoutMs} ms: ${detail}`);
+    super(
+      'GPUGROUP_QUEUE_TIMEOUT',
+      `${op} on message queue '${queue}' timed out after ${timeoutMs} ms: ${detail}`,
+      timeoutMs,
+    );
     this.queue = queue;
     this.op = op;
     this.waitingFor = waitingFor;
@@ -212,7 +260,10 @@ const classes: Record<string, new (...args: never[]) => GpuGroupError> = {
   NcclError,
   CudaError,
   InvalidArgumentError,
+  TimeoutError,
   StoreTimeoutError,
+  ConnectTimeoutError,
+  StreamTimeoutError,
   StoreError,
   RankFailedError,
   CallTimeoutError,

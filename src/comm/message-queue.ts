@@ -19,7 +19,7 @@
  * - The /dev/shm name is unlinked once every local reader has mapped it, so nothing is
  *   left behind by a crash after the handshake.
  */
-import { createServer, connect, type Server, type Socket } from 'node:net';
+import type { Server } from 'node:net';
 import { hostname, networkInterfaces } from 'node:os';
 import { deserialize, serialize } from 'node:v8';
 import { BroadcastChannel, threadId } from 'node:worker_threads';
@@ -28,7 +28,7 @@ import { setting } from '../env.ts';
 import { GroupClosedError, InvalidArgumentError, QueueTimeoutError, RankFailedError } from '../errors.ts';
 import { log } from '../log.ts';
 import type { StatelessProcessGroup } from '../store/index.ts';
-import { Frame, FrameSocket } from './frame-socket.ts';
+import { connectBy, Frame, FrameSocket, listenOn, receiveHello, sendHello } from '../net/index.ts';
 import { BLOCK_HEADER, BlockKind, Ring, RingLayout } from './mq-ring.ts';
 import { ShmSegment, nodeKey, yieldCpu } from './shm.ts';
 
@@ -217,7 +217,7 @@ export class MessageQueue {
       segment = ShmSegment.create(layout.totalBytes, ShmSegment.pathFor(`mq-${id}`));
       buffer = segment.buffer;
     }
-    const server = createServer();
+    let server: Server | null = null;
     const q = new MessageQueue(
       group,
       writerRank,
@@ -238,14 +238,12 @@ export class MessageQueue {
     if (buffer) q.ring = new Ring(buffer, segment?.address ?? null, layout);
     q.segment = segment;
     try {
+      const listening = await listenOn(remoteReaders.length > 0 ? '0.0.0.0' : '127.0.0.1');
+      server = listening.server;
+      const port = listening.port;
+      // Nobody can connect before the port is broadcast below.
       const connected = q.acceptReaders(server, [...localReaders, ...remoteReaders], deadline);
       connected.catch(() => undefined); // awaited below; a failure before that is reported there
-      const bindTo = remoteReaders.length > 0 ? '0.0.0.0' : '127.0.0.1';
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(0, bindTo, () => resolve());
-      });
-      const port = (server.address() as { port: number }).port;
       const address = remoteReaders.length > 0 ? (opts.connectIp ?? externalAddress()) : '127.0.0.1';
       await group.broadcastObj<QueueHandle>(
         {
@@ -273,7 +271,7 @@ export class MessageQueue {
       // Every local reader has mapped the ring (or the handshake failed): the name can go.
       segment?.unlink();
       channel?.close();
-      server.close();
+      server?.close();
     }
   }
 
@@ -290,12 +288,12 @@ export class MessageQueue {
       q.readerIndex = handle.localReaders.indexOf(group.rank);
       if (q.readerIndex >= 0) await q.mapRing(handle, deadline);
       const host = peers[writerRank].host === hostname() ? '127.0.0.1' : handle.address;
-      const socket = await connectWithin(host, handle.port, deadline, () =>
+      const socket = await connectBy(host, handle.port, deadline, () =>
         q.timeout('ready', [writerRank], `cannot reach the writer at ${host}:${handle.port}`),
       );
       const fs = new FrameSocket(socket, (orderly) => q.fail(q.peerGone(writerRank, orderly)));
       q.sockets.set(writerRank, fs);
-      fs.send(Frame.Hello, Buffer.from(String(group.rank)));
+      sendHello(fs, group.rank);
       const ready = await fs.next(deadline, () =>
         q.timeout('ready', [writerRank], 'the writer did not confirm the handshake'),
       );
@@ -357,13 +355,13 @@ export class MessageQueue {
           // Only a reader that completed the handshake fails the queue.
           return this.sockets.get(rank) === fs ? this.fail(err) : err;
         });
-        fs.next(deadline, () => this.timeout('ready', [], 'a connection did not say hello')).then(
+        receiveHello(fs, deadline, () => this.timeout('ready', [], 'a connection did not say hello')).then(
           (hello) => {
-            rank = Number(hello.body.toString());
-            if (hello.type !== Frame.Hello || !expected.includes(rank) || this.sockets.has(rank)) {
+            if (hello === null || !expected.includes(hello) || this.sockets.has(hello)) {
               fs.close(new GroupClosedError('unexpected connection'));
               return;
             }
+            rank = hello;
             this.sockets.set(rank, fs);
             if (this.sockets.size === expected.length) {
               clearTimeout(timer);
@@ -589,28 +587,6 @@ export class MessageQueue {
     })();
     return this.closing;
   }
-}
-
-/** Connects to `host:port`, rejecting with `onTimeout()` at `deadline`. */
-function connectWithin(host: string, port: number, deadline: number, onTimeout: () => Error): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = connect({ host, port });
-    const timer = setTimeout(
-      () => {
-        socket.destroy();
-        reject(onTimeout());
-      },
-      Math.max(0, deadline - performance.now()),
-    );
-    socket.once('connect', () => {
-      clearTimeout(timer);
-      resolve(socket);
-    });
-    socket.once('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-  });
 }
 
 /** The first non-internal IPv4 address of this host (what a reader on another node dials). */

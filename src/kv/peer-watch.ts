@@ -9,7 +9,9 @@
  * store). With the usual 2-rank pipe every death is seen on both sides. The sockets are
  * unref'd: an unclosed pipe does not keep a process alive for them.
  */
-import { createServer, connect, type Server, type Socket } from 'node:net';
+import type { Server, Socket } from 'node:net';
+import { ConnectTimeoutError, GroupClosedError } from '../errors.ts';
+import { connectBy, FrameSocket, listenOn, receiveHello, sendHello } from '../net/index.ts';
 import type { StatelessProcessGroup } from '../store/index.ts';
 
 /** Called once, with a description of the peer that went away. */
@@ -17,7 +19,7 @@ export type PeerLost = (what: string) => void;
 
 /** The watch of one pipe's peers. */
 export class PeerWatch {
-  private readonly sockets = new Set<Socket>();
+  private readonly links = new Set<FrameSocket>();
   private server: Server | null = null;
   private closed = false;
 
@@ -33,34 +35,29 @@ export class PeerWatch {
     const watch = new PeerWatch(onLost);
     try {
       if (group.rank === 0) {
-        const server = createServer((socket) => watch.track(socket, 'a peer rank'));
+        const { server, port } = await listenOn(host);
         watch.server = server;
-        await new Promise<void>((resolve, reject) => {
-          server.once('error', reject);
-          server.listen(0, host, () => resolve());
+        server.on('connection', (socket) => {
+          // The hello names the peer for the message; a peer lost before it is 'a peer rank'.
+          const link = watch.track(socket, 'a peer rank');
+          receiveHello(link.fs, performance.now() + timeoutMs, () => new GroupClosedError('no hello')).then(
+            (rank) => {
+              if (rank !== null) link.peer = `kvRank ${rank}`;
+            },
+            () => undefined,
+          );
         });
         server.unref();
-        await group.broadcastObj((server.address() as { port: number }).port, 0);
+        await group.broadcastObj(port, 0);
       } else {
         const port = await group.broadcastObj<number>(null, 0);
-        const socket = connect({ host, port });
-        await new Promise<void>((resolve, reject) => {
-          const timer = setTimeout(
-            () => reject(new Error(`no connection to ${host}:${port} within ${timeoutMs} ms`)),
-            timeoutMs,
-          );
-          socket.once('connect', () => {
-            clearTimeout(timer);
-            resolve();
-          });
-          socket.once('error', (err) => {
-            clearTimeout(timer);
-            reject(err);
-          });
-        });
-        // The first byte names this rank to kvRank 0, for its message.
-        socket.write(`${group.rank}\n`);
-        watch.track(socket, 'kvRank 0');
+        const socket = await connectBy(
+          host,
+          port,
+          performance.now() + timeoutMs,
+          () => new ConnectTimeoutError(`${host}:${port}`, timeoutMs, 'KV pipe peer watch connection'),
+        );
+        sendHello(watch.track(socket, 'kvRank 0').fs, group.rank);
       }
       return watch;
     } catch (err) {
@@ -69,34 +66,34 @@ export class PeerWatch {
     }
   }
 
-  private track(socket: Socket, who: string): void {
+  private track(socket: Socket, who: string): { fs: FrameSocket; peer: string } {
+    const link: { fs: FrameSocket; peer: string } = {
+      peer: who,
+      fs: new FrameSocket(socket, (_orderly, cause): Error => {
+        if (!this.closed) {
+          this.close();
+          this.onLost(`the connection to ${link.peer} ${cause ? `failed (${cause.message})` : 'closed'}`);
+        }
+        return new GroupClosedError(`the connection to ${link.peer} is closed`);
+      }),
+    };
     if (this.closed) {
-      socket.destroy();
-      return;
+      link.fs.close(new GroupClosedError('the peer watch is closed'));
+      return link;
     }
-    this.sockets.add(socket);
+    this.links.add(link.fs);
     socket.unref();
     socket.setKeepAlive(true, 1_000);
-    let peer = who;
-    socket.on('data', (chunk: Buffer) => {
-      const rank = /^(\d+)\n/.exec(chunk.toString('latin1'));
-      if (rank) peer = `kvRank ${rank[1]}`;
-    });
-    const lost = (why: string) => {
-      if (this.closed) return;
-      this.close();
-      this.onLost(`the connection to ${peer} ${why}`);
-    };
-    socket.on('error', (err) => lost(`failed (${err.message})`));
-    socket.on('close', () => lost('closed'));
+    return link;
   }
 
   /** Stops watching (idempotent); closing the sockets is no longer reported. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    for (const s of this.sockets) s.destroy();
-    this.sockets.clear();
+    const reason = new GroupClosedError('the peer watch is closed');
+    for (const fs of this.links) fs.close(reason);
+    this.links.clear();
     this.server?.close();
   }
 }

@@ -5,9 +5,10 @@
  * key, and the server is told to drop the parked request (a reply that crosses the
  * cancel on the wire is ignored).
  */
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { InvalidArgumentError, StoreError, StoreTimeoutError } from '../errors.ts';
+import { ConnectTimeoutError, InvalidArgumentError, StoreError, StoreTimeoutError } from '../errors.ts';
+import { connectBy } from '../net/index.ts';
 import { FrameReader, MAX_FRAME_BYTES, Op, Status, encodeFrame, isStatus, opName, type Field } from './protocol.ts';
 import { PrefixStore, type Store } from './store.ts';
 
@@ -82,7 +83,7 @@ export class TcpStoreClient implements Store {
 
   /**
    * Connects, retrying while the server is not up yet, until `timeoutMs` passes
-   * (then StoreError naming the address and the last failure).
+   * (then ConnectTimeoutError naming the address and the last failure).
    */
   static async connect(opts: StoreClientOptions): Promise<TcpStoreClient> {
     const timeoutMs = checkTimeout(opts.timeoutMs ?? 30_000);
@@ -91,19 +92,19 @@ export class TcpStoreClient implements Store {
     if (!Number.isInteger(opts.port) || opts.port <= 0 || opts.port > 65_535)
       throw new InvalidArgumentError('port', `must be an integer in [1, 65535], got ${opts.port}`);
     const deadline = performance.now() + timeoutMs;
+    let lastRefusal: Error | undefined;
+    const timedOut = () =>
+      new ConnectTimeoutError(`${opts.host}:${opts.port}`, timeoutMs, 'store connection', lastRefusal);
     let delayMs = 5;
     for (;;) {
       try {
-        const socket = await openSocket(opts.host, opts.port, Math.max(1, deadline - performance.now()));
+        const socket = await connectBy(opts.host, opts.port, deadline, () => timedOut());
         return new TcpStoreClient(socket, opts.host, opts.port, timeoutMs);
       } catch (err) {
+        if (err instanceof ConnectTimeoutError) throw err;
+        lastRefusal = err as Error;
         const left = deadline - performance.now();
-        if (left <= 0) {
-          throw new StoreError(
-            `could not connect to store ${opts.host}:${opts.port} within ${timeoutMs} ms: ${(err as Error).message}`,
-            { cause: err },
-          );
-        }
+        if (left <= 0) throw timedOut();
         await sleep(Math.min(delayMs, left));
         delayMs = Math.min(200, delayMs * 2);
       }
@@ -301,24 +302,4 @@ function checkTimeout(timeoutMs: number): number {
     throw new InvalidArgumentError('timeoutMs', `must be a positive finite number of milliseconds, got ${timeoutMs}`);
   }
   return timeoutMs;
-}
-
-function openSocket(host: string, port: number, timeoutMs: number): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = connect({ host, port, noDelay: true });
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new Error(`connect timed out after ${Math.round(timeoutMs)} ms`));
-    }, timeoutMs);
-    socket.once('connect', () => {
-      clearTimeout(timer);
-      socket.removeAllListeners('error');
-      resolve(socket);
-    });
-    socket.once('error', (err) => {
-      clearTimeout(timer);
-      socket.destroy();
-      reject(err);
-    });
-  });
 }

@@ -14,9 +14,9 @@
  * the same message. A peer that closes its group says goodbye: waiting receives from
  * it fail with GroupClosedError; one that dies fails them too, saying so.
  */
-import { connect, createServer, type Server, type Socket } from 'node:net';
-import { Frame, FrameSocket } from '../comm/frame-socket.ts';
-import { GroupClosedError, StoreTimeoutError } from '../errors.ts';
+import type { Server, Socket } from 'node:net';
+import { ConnectTimeoutError, GroupClosedError, StoreTimeoutError } from '../errors.ts';
+import { connectBy, Frame, FrameSocket, listenOn, receiveHello, sendHello } from '../net/index.ts';
 import type { Store } from './store.ts';
 
 const addressKey = (rank: number): string => `p2p_addr/${rank}`;
@@ -41,18 +41,10 @@ export class DirectChannels {
 
   /** Listens on `host` (an ephemeral port) and publishes the address; every rank of the group calls it. */
   static async open(store: Store, rank: number, host: string, timeoutMs: number): Promise<DirectChannels> {
-    const server = createServer();
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(0, host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    const { server, port } = await listenOn(host);
     server.unref();
     const channels = new DirectChannels(server, store, rank, timeoutMs);
     server.on('connection', (socket) => channels.accept(socket));
-    const { port } = server.address() as { port: number };
     try {
       await store.set(addressKey(rank), new TextEncoder().encode(JSON.stringify({ host, port })));
     } catch (err) {
@@ -121,26 +113,15 @@ export class DirectChannels {
   private async connectTo(dst: number): Promise<FrameSocket> {
     const raw = await this.store.get(addressKey(dst), this.timeoutMs);
     const { host, port } = JSON.parse(new TextDecoder().decode(raw)) as { host: string; port: number };
-    const socket = connect({ host, port });
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        socket.destroy();
-        reject(new StoreTimeoutError(`direct connection to rank ${dst} at ${host}:${port}`, this.timeoutMs, 'connect'));
-      }, this.timeoutMs);
-      socket.once('connect', () => {
-        clearTimeout(timer);
-        resolve();
-      });
-      socket.once('error', (err) => {
-        clearTimeout(timer);
-        reject(err);
-      });
-    });
+    const socket = await connectBy(
+      host,
+      port,
+      performance.now() + this.timeoutMs,
+      () => new ConnectTimeoutError(`${host}:${port}`, this.timeoutMs, `direct connection to rank ${dst}`),
+    );
     socket.unref();
     const link = new FrameSocket(socket, (orderly) => lost(dst, orderly));
-    const hello = Buffer.alloc(4);
-    hello.writeUInt32LE(this.rank, 0);
-    link.send(Frame.Hello, hello);
+    sendHello(link, this.rank);
     return link;
   }
 
@@ -154,25 +135,28 @@ export class DirectChannels {
     let src = -1;
     const link = new FrameSocket(socket, (orderly) => lost(src, orderly));
     // The first frame names the sender; until then the link belongs to nobody.
-    link
-      .next(performance.now() + this.timeoutMs, () => new Error('no Hello frame'))
-      .then(
-        (frame) => {
-          this.accepted.delete(socket);
-          if (frame.type !== Frame.Hello || frame.body.length !== 4 || this.failure) {
-            socket.destroy();
-            return;
-          }
-          src = frame.body.readUInt32LE(0);
-          this.inbound.set(src, link);
-          for (const wake of this.arrivals.get(src) ?? []) wake();
-          this.arrivals.delete(src);
-        },
-        () => {
-          this.accepted.delete(socket);
+    const deadline = performance.now() + this.timeoutMs;
+    receiveHello(
+      link,
+      deadline,
+      () => new ConnectTimeoutError(describePeer(socket), this.timeoutMs, 'hello from a connecting rank'),
+    ).then(
+      (hello) => {
+        this.accepted.delete(socket);
+        if (hello === null || this.failure) {
           socket.destroy();
-        },
-      );
+          return;
+        }
+        src = hello;
+        this.inbound.set(src, link);
+        for (const wake of this.arrivals.get(src) ?? []) wake();
+        this.arrivals.delete(src);
+      },
+      () => {
+        this.accepted.delete(socket);
+        socket.destroy();
+      },
+    );
   }
 
   private connectionFrom(src: number, deadline: number, timeout: () => Error): Promise<FrameSocket> {
@@ -199,6 +183,10 @@ export class DirectChannels {
       waiters.add(wake);
     });
   }
+}
+
+function describePeer(socket: Socket): string {
+  return `${socket.remoteAddress}:${socket.remotePort}`;
 }
 
 function lost(rank: number, orderly: boolean): Error {

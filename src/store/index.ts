@@ -12,6 +12,6 @@ export { StatelessProcessGroup } from './stateless-group.ts';
 export type { StatelessGroupOptions, FromStoreOptions } from './stateless-group.ts';
 export { storeBarrier } from './barrier.ts';
 export type { StoreBarrierOptions } from './barrier.ts';
-export { freePort } from './free-port.ts';
+export { freePort } from '../net/index.ts';
 export { listenInThread } from './server-thread.ts';
 export type { ThreadedStoreServer } from './server-thread.ts';

@@ -8,9 +8,10 @@
  * frames (bad length, unknown op) get an error frame and the connection is dropped.
  * Every handler is guarded, so the server never throws into the process.
  */
-import { createServer, type Server, type Socket } from 'node:net';
+import type { Server, Socket } from 'node:net';
 import { InvalidArgumentError, StoreError } from '../errors.ts';
 import { log } from '../log.ts';
+import { listenOn } from '../net/index.ts';
 import { Connection } from './server-connection.ts';
 import { MAX_FRAME_BYTES } from './protocol.ts';
 import { KeyValueState } from './server-state.ts';
@@ -72,24 +73,20 @@ export class TcpStoreServer {
     }
     if (!Number.isInteger(port) || port < 0 || port > 65_535)
       return Promise.reject(new InvalidArgumentError('port', `must be an integer in [0, 65535], got ${port}`));
-    return new Promise((resolve, reject) => {
-      const server = createServer({ noDelay: true });
-      const onError = (err: Error) =>
-        reject(new StoreError(`store could not listen on ${host}:${port}: ${err.message}`, { cause: err }));
-      server.once('error', onError);
-      // A deep backlog: every rank of a large job connects at once, and an overflowing
-      // accept queue costs each extra client a 1 s SYN retransmit.
-      server.listen({ host, port, backlog: 4096 }, () => {
-        server.off('error', onError);
-        const address = server.address();
-        const bound = typeof address === 'object' && address !== null ? address.port : port;
+    // A deep backlog: every rank of a large job connects at once, and an overflowing
+    // accept queue costs each extra client a 1 s SYN retransmit.
+    return listenOn(host, { port, backlog: 4096 }).then(
+      ({ server, port: bound }) => {
         const store = new TcpStoreServer(server, host, bound, maxValueBytes);
         server.on('connection', (socket) => store.accept(socket));
         server.on('error', (err) => log('error', 'store', `server ${host}:${bound}: ${err.message}`));
         log('debug', 'store', `listening on ${host}:${bound}`);
-        resolve(store);
-      });
-    });
+        return store;
+      },
+      (err: Error) => {
+        throw new StoreError(`store could not listen on ${host}:${port}: ${err.message}`, { cause: err });
+      },
+    );
   }
 
   /** Number of keys held. */

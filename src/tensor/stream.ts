@@ -6,7 +6,7 @@
  */
 import { Flags, MemPoolAttr, cuda, cudaErrorNotReady } from '../../native/index.ts';
 import { settingAtFirstUse } from '../env.ts';
-import { CollectiveTimeoutError, InvalidArgumentError } from '../errors.ts';
+import { InvalidArgumentError, StreamTimeoutError } from '../errors.ts';
 import { releaseCachedBlocks } from './storage.ts';
 
 let deviceOrdinal = -1;
@@ -131,7 +131,7 @@ export class Stream {
         return this.query();
       },
       timeoutMs,
-      () => new CollectiveTimeoutError('stream', 'synchronize', 0, timeoutMs, []),
+      () => new StreamTimeoutError('stream', timeoutMs),
     );
   }
 
@@ -185,7 +185,7 @@ export class CudaEvent {
     return pollUntil(
       () => this.query(),
       timeoutMs,
-      () => new CollectiveTimeoutError('event', 'wait', 0, timeoutMs, []),
+      () => new StreamTimeoutError('event', timeoutMs),
       spin ? undefined : 0,
     );
   }

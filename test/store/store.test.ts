@@ -1,6 +1,12 @@
 import { connect, type Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { InvalidArgumentError, StoreError, StoreTimeoutError } from '../../src/errors.ts';
+import {
+  ConnectTimeoutError,
+  InvalidArgumentError,
+  StoreError,
+  StoreTimeoutError,
+  TimeoutError,
+} from '../../src/errors.ts';
 import { PrefixStore, TcpStoreClient, TcpStoreServer } from '../../src/store/index.ts';
 import { FieldCursor, FrameReader, Op, Status, encodeFrame, isStatus } from '../../src/store/protocol.ts';
 import { connectClients, freePort, onCleanup, startServer, text, until } from './helpers.ts';
@@ -305,7 +311,7 @@ describe('TCP store: bad clients and shutdown', () => {
     await expect(TcpStoreServer.listen({ port: server.port })).rejects.toThrow(/could not listen .*EADDRINUSE/);
   });
 
-  it('connect retries until the server comes up, and gives up with StoreError at its deadline', async () => {
+  it('connect retries until the server comes up, and gives up with ConnectTimeoutError at its deadline', async () => {
     const port = await freePort();
     const late = new Promise<TcpStoreServer>((resolve) =>
       setTimeout(() => resolve(TcpStoreServer.listen({ port })), 300),
@@ -321,8 +327,13 @@ describe('TCP store: bad clients and shutdown', () => {
     const err = await TcpStoreClient.connect({ host: '127.0.0.1', port: nobody, timeoutMs: 300 }).catch(
       (e: unknown) => e,
     );
-    expect(err).toBeInstanceOf(StoreError);
-    expect((err as Error).message).toMatch(new RegExp(`could not connect to store 127.0.0.1:${nobody} within 300 ms`));
+    expect(err).toBeInstanceOf(ConnectTimeoutError);
+    expect(err).toBeInstanceOf(TimeoutError);
+    expect((err as ConnectTimeoutError).code).toBe('GPUGROUP_CONNECT_TIMEOUT');
+    expect((err as ConnectTimeoutError).address).toBe(`127.0.0.1:${nobody}`);
+    expect((err as Error).message).toMatch(
+      new RegExp(`^store connection \\(127.0.0.1:${nobody}\\) not established within 300 ms: connect ECONNREFUSED`),
+    );
     expect(performance.now() - t0).toBeLessThan(1_500);
   });
 });

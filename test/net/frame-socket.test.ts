@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { Frame, FrameSocket } from '../../src/comm/frame-socket.ts';
+import { Frame, FrameSocket } from '../../src/net/frame-socket.ts';
 
 /** A socket whose kernel buffer is full: writes queue, and flush only when told to. */
 class BackedUpSocket extends EventEmitter {

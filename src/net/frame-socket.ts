@@ -1,6 +1,7 @@
 /**
  * Typed, length-prefixed frames over a TCP socket: the MessageQueue's out-of-band path
- * (messages past the chunk size, readers on other nodes) and its ready handshake.
+ * (messages past the chunk size, readers on other nodes) and its ready handshake, direct
+ * point-to-point messages, and the KV pipe's peer watch.
  * A frame is a uint32 little-endian byte count, a type byte, then the body. A `Bye`
  * frame announces an orderly close, so the other side can tell it from a crash.
  */
@@ -28,6 +29,7 @@ export class FrameSocket {
   private failure: Error | null = null;
   private closedByUs = false;
   private peerSaidBye = false;
+  private socketError: Error | undefined;
   /** Frames handed to the socket, and the last one whose write callback ran (they run in order). */
   private sentFrames = 0;
   private flushedFrames = 0;
@@ -35,20 +37,22 @@ export class FrameSocket {
 
   /**
    * `onLost` runs once when the peer goes away without {@link close} on this side;
-   * `orderly` tells a peer that said goodbye from one that crashed or was killed. Its
-   * error fails every later wait.
+   * `orderly` tells a peer that said goodbye from one that crashed or was killed, and
+   * `cause` is the socket's error if it had one (ECONNRESET, ETIMEDOUT). Its error fails
+   * every later wait.
    */
   constructor(
     readonly socket: Socket,
-    private readonly onLost: (orderly: boolean) => Error,
+    private readonly onLost: (orderly: boolean, cause?: Error) => Error,
   ) {
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('error', () => {
+    socket.on('error', (err) => {
       // 'close' follows and reports the loss.
+      this.socketError = err;
     });
     socket.on('close', () => {
-      if (!this.closedByUs) this.fail(this.onLost(this.peerSaidBye));
+      if (!this.closedByUs) this.fail(this.onLost(this.peerSaidBye, this.socketError));
     });
   }
 
