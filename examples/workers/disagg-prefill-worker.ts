@@ -33,7 +33,7 @@ export async function run(ctx: RankContext, args: { port: number; requests: numb
     for (let r = 0; r < args.requests; r++) {
       const tokens = 16 + 8 * r;
       if (ctx.rank === 0) {
-        await pipe.sendTensor(Tensor.arange(tokens, undefined, 1, { dtype: 'int64' }).to(ctx.device));
+        await pipe.sendTensor(Tensor.arange(tokens, { dtype: 'int64' }).to(ctx.device));
         for (let l = 0; l < LAYERS; l++) {
           for (const kind of [0, 1] as const) {
             await pipe.sendTensor(

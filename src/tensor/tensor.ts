@@ -20,6 +20,7 @@ import { downloadAsync, downloadSync, uploadAsync, uploadSync } from './staging.
 import { DeviceStorage, HostStorage, type Storage } from './storage.ts';
 import { currentStream } from './stream.ts';
 import { allocValues, readValues, storageView, writeValues } from './values.ts';
+import { checkScalar, checkValues } from './value-range.ts';
 
 /** Options of the factory functions. */
 export interface TensorOptions {
@@ -263,10 +264,16 @@ export class Tensor {
     return t;
   }
 
+  /**
+   * A tensor of `shape` filled with `value`. A value the dtype cannot hold (1000 in int8,
+   * 1e6 in float16, 1.5 in int32, NaN in an integer dtype) is an InvalidArgumentError, as
+   * torch.full refuses it.
+   */
   static full(shape: readonly number[], value: number | bigint, opts: TensorOptions = {}): Tensor {
     const n = checkShape(shape);
     const dtype = opts.dtype ?? 'float32';
     const info = dtypeInfo(dtype);
+    checkScalar(dtype, value, 'value');
     // Encode the value once, then fill the storage with its bits.
     const one = new info.storage(1);
     if (info.encoded) encodeValues(dtype, [Number(value)], one as Uint16Array | Uint8Array);
@@ -289,15 +296,67 @@ export class Tensor {
     return out;
   }
 
-  /** `arange(end)` or `arange(start, end, step?)`, like torch (default dtype int64 for integers, else float32). */
-  static arange(start: number, end?: number, step = 1, opts: TensorOptions = {}): Tensor {
-    const [a, b] = end === undefined ? [0, start] : [start, end];
-    if (!Number.isFinite(step) || step === 0)
-      throw new InvalidArgumentError('step', `must be a non-zero number, got ${step}`);
-    const n = Math.max(0, Math.ceil((b - a) / step));
-    const values = Array.from({ length: n }, (_, i) => a + i * step);
-    const integral = [a, b, step].every(Number.isInteger);
-    return Tensor.fromArray(values, { dtype: opts.dtype ?? (integral ? 'int64' : 'float32'), device: opts.device });
+  /**
+   * Values from `start` (default 0) up to, not including, `end`, `step` apart (default 1),
+   * as torch.arange: `arange(end, opts?)`, `arange(start, end, opts?)`,
+   * `arange(start, end, step, opts?)`. The default dtype is torch's: int64 when start, end
+   * and step are all integers, else float32 (JavaScript cannot tell `8.0` from `8`: pass
+   * `{ dtype: 'float32' }` for floats over integer bounds). A non-finite or non-number
+   * argument, a zero step, a step pointing away from `end`, a fraction with an integer
+   * dtype, or a value the dtype cannot hold is an InvalidArgumentError naming it.
+   */
+  static arange(end: number, opts?: TensorOptions): Tensor;
+  static arange(start: number, end: number, opts?: TensorOptions): Tensor;
+  static arange(start: number, end: number, step: number, opts?: TensorOptions): Tensor;
+  static arange(...args: unknown[]): Tensor {
+    const last = args[args.length - 1];
+    const opts = (args.length > 1 && (last === undefined || typeof last === 'object') ? args.pop() : undefined) ?? {};
+    if (typeof opts !== 'object' || Array.isArray(opts))
+      throw new InvalidArgumentError('opts', `expected an options object, got ${JSON.stringify(opts)}`);
+    const names = [['end'], ['start', 'end'], ['start', 'end', 'step']][args.length - 1];
+    if (!names)
+      throw new InvalidArgumentError(
+        'arange',
+        `expected arange(end), arange(start, end) or arange(start, end, step), each with optional options; got ${args.length} numbers`,
+      );
+    names.forEach((name, i) => {
+      const v = args[i];
+      if (typeof v !== 'number' || !Number.isFinite(v))
+        throw new InvalidArgumentError(name, `expected a finite number, got ${typeof v === 'number' ? v : typeof v}`);
+    });
+    const [start, end, step] =
+      args.length === 1
+        ? [0, args[0] as number, 1]
+        : [args[0] as number, args[1] as number, (args[2] as number | undefined) ?? 1];
+    if (step === 0) throw new InvalidArgumentError('step', 'must be non-zero');
+    if ((end - start) * step < 0)
+      throw new InvalidArgumentError('step', `${step} points away from end ${end} (start ${start})`);
+    const { dtype: given, device = 'cpu' } = opts as TensorOptions;
+    const integral = Number.isInteger(start) && Number.isInteger(end) && Number.isInteger(step);
+    const dtype = given ?? (integral ? 'int64' : 'float32');
+    const info = dtypeInfo(dtype);
+    if ((dtype.startsWith('int') || dtype === 'uint8') && !integral)
+      throw new InvalidArgumentError(
+        'dtype',
+        `${dtype} holds integers only; arange(${start}, ${end}, ${step}) has fractions (pass a floating dtype)`,
+      );
+    parseDevice(device);
+    const n = Math.ceil((end - start) / step);
+    if (n > 0) {
+      checkScalar(dtype, start, 'start');
+      checkScalar(dtype, start + (n - 1) * step, 'end');
+    }
+    const t = Tensor.empty([n], { dtype });
+    const view = t.hostView();
+    if (view instanceof BigInt64Array) for (let i = 0; i < n; i++) view[i] = BigInt(start + i * step);
+    else if (info.encoded)
+      encodeValues(
+        dtype,
+        Float64Array.from({ length: n }, (_, i) => start + i * step),
+        view as Uint16Array,
+      );
+    else for (let i = 0; i < n; i++) (view as Float64Array)[i] = start + i * step;
+    return device === 'cpu' ? t : t.to(device);
   }
 
   /** A host tensor over existing shared memory (the communicators use it). */
@@ -324,6 +383,7 @@ export class Tensor {
     const { flat, shape: inferred } = flatten(data);
     const dtype = opts.dtype ?? inferDtype(data);
     const info = dtypeInfo(dtype);
+    checkValues(dtype, flat, 'data');
     const shape = opts.shape ? [...opts.shape] : inferred;
     const n = checkShape(shape);
     if (n !== flat.length)

@@ -49,8 +49,6 @@ describe.skipIf(gpus === 0)('device tensors on a real GPU', () => {
   ])('movedim(%j: %i → %i) then contiguous on device equals the host result', async (shape, src, dst) => {
     const host = Tensor.arange(
       shape.reduce((a, b) => a * b, 1),
-      undefined,
-      1,
       { dtype: 'float32' },
     ).reshape(shape);
     const expected = Array.from((await host.movedim(src, dst).contiguous().toArray()) as Float32Array);

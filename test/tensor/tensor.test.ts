@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from '../../src/errors.ts';
 import { DTYPES, Tensor } from '../../src/tensor/index.ts';
 
-const arange24 = () => Tensor.arange(24, undefined, 1, { dtype: 'float32' }).reshape([2, 3, 4]);
+const arange24 = () => Tensor.arange(24, { dtype: 'float32' }).reshape([2, 3, 4]);
 
 describe('Tensor on the host', () => {
   it('fromArray infers shape and dtype', async () => {
