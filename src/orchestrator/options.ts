@@ -6,7 +6,7 @@ import { loaderFor } from '../loader.ts';
 
 /** Options of {@link launchGroup}. */
 export interface LaunchOptions {
-  /** Total ranks across all nodes. Default nnodes × nprocPerNode. */
+  /** Total ranks across all nodes. Default nnodes × nprocPerNode (nprocPerNode default 1): one rank on one node. */
   worldSize?: number;
   /** Module (URL or path) whose exported functions become actor methods. */
   worker: URL | string;
@@ -62,21 +62,115 @@ export interface ResolvedOptions {
   shareDevices: boolean;
 }
 
+/** Every option launchGroup knows; the compiler checks the list against {@link LaunchOptions}. */
+const KNOWN = [
+  'worldSize',
+  'worker',
+  'mode',
+  'backend',
+  'devices',
+  'timeoutMs',
+  'startupTimeoutMs',
+  'env',
+  'tensorParallelSize',
+  'pipelineParallelSize',
+  'nnodes',
+  'nodeRank',
+  'masterAddr',
+  'masterPort',
+  'nprocPerNode',
+  'shareDevices',
+] as const satisfies readonly (keyof LaunchOptions)[];
+type Missing = Exclude<keyof LaunchOptions, (typeof KNOWN)[number]>;
+const allListed: [Missing] extends [never] ? true : Missing = true;
+void allListed;
+
+/** A value as an error message shows it: its type, then the value (`string '4'`). */
+export function describeValue(value: unknown): string {
+  if (value === null || value === undefined) return String(value);
+  if (typeof value === 'string') return `string '${value}'`;
+  if (typeof value === 'bigint') return `bigint ${value}n`;
+  if (typeof value === 'function') return 'a function';
+  if (typeof value !== 'object') return `${typeof value} ${String(value)}`;
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(value);
+  } catch {
+    json = undefined;
+  }
+  const kind = Array.isArray(value) ? 'array' : (value.constructor?.name ?? 'object');
+  return json === undefined || json.length > 80 ? kind : `${kind} ${json}`;
+}
+
+/** Edit distance (insertions, deletions, substitutions), case-insensitive. */
+function editDistance(a: string, b: string): number {
+  const x = a.toLowerCase();
+  const y = b.toLowerCase();
+  let prev = Array.from({ length: y.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= x.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= y.length; j++)
+      row[j] = Math.min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (x[i - 1] === y[j - 1] ? 0 : 1));
+    prev = row;
+  }
+  return prev[y.length];
+}
+
+/** The known option a mistyped `key` most likely meant (snake_case, case, typos), or null. */
+export function nearestOption(key: string, known: readonly string[] = KNOWN): string | null {
+  const camel = key.replace(/[_-]+([a-zA-Z0-9])/g, (_, c: string) => c.toUpperCase());
+  let best: string | null = null;
+  let bestDistance = Number.POSITIVE_INFINITY;
+  for (const k of known) {
+    const d = Math.min(editDistance(camel, k), editDistance(key, k));
+    if (d < bestDistance) {
+      best = k;
+      bestDistance = d;
+    }
+  }
+  return best !== null && bestDistance <= Math.max(2, Math.floor(best.length / 3)) ? best : null;
+}
+
+function checkKeys(opts: object): void {
+  for (const key of Object.keys(opts)) {
+    if ((KNOWN as readonly string[]).includes(key)) continue;
+    const near = nearestOption(key);
+    throw new InvalidArgumentError(
+      key,
+      `launchGroup has no option '${key}'${near ? `; did you mean '${near}'?` : ''} (options: ${KNOWN.join(', ')})`,
+    );
+  }
+}
+
 function positiveInt(name: string, value: unknown): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1)
-    throw new InvalidArgumentError(name, `must be a positive integer, got ${String(value)}`);
+  if (typeof value !== 'number')
+    throw new InvalidArgumentError(name, `expected an integer, got ${describeValue(value)}`);
+  if (!Number.isInteger(value) || value < 1)
+    throw new InvalidArgumentError(name, `expected a positive integer, got ${value}`);
+  return value;
+}
+
+function nonNegativeInt(name: string, value: unknown): number {
+  if (typeof value !== 'number')
+    throw new InvalidArgumentError(name, `expected an integer, got ${describeValue(value)}`);
+  if (!Number.isInteger(value) || value < 0)
+    throw new InvalidArgumentError(name, `expected a non-negative integer, got ${value}`);
   return value;
 }
 
 /** Applies defaults and checks every option; throws InvalidArgumentError naming the option. */
 export function resolveOptions(opts: LaunchOptions): ResolvedOptions {
-  if (!opts || typeof opts !== 'object')
-    throw new InvalidArgumentError('options', 'launchGroup needs an options object');
+  if (!opts || typeof opts !== 'object' || Array.isArray(opts))
+    throw new InvalidArgumentError('options', `launchGroup needs an options object, got ${describeValue(opts)}`);
+  checkKeys(opts);
   const nnodes = positiveInt('nnodes', opts.nnodes ?? 1);
-  const nodeRank = opts.nodeRank ?? 0;
-  if (!Number.isInteger(nodeRank) || nodeRank < 0 || nodeRank >= nnodes)
-    throw new InvalidArgumentError('nodeRank', `${nodeRank} is out of range [0, ${nnodes})`);
-  const worldSize = positiveInt('worldSize', opts.worldSize ?? (opts.nprocPerNode ?? 0) * nnodes);
+  const nodeRank = nonNegativeInt('nodeRank', opts.nodeRank ?? 0);
+  if (nodeRank >= nnodes) throw new InvalidArgumentError('nodeRank', `${nodeRank} is out of range [0, ${nnodes})`);
+  // Neither given: one rank per node (a world of 1 on one node), as torchrun's --nproc-per-node defaults to 1.
+  const worldSize =
+    opts.worldSize !== undefined
+      ? positiveInt('worldSize', opts.worldSize)
+      : positiveInt('nprocPerNode', opts.nprocPerNode ?? 1) * nnodes;
   const nprocPerNode = positiveInt('nprocPerNode', opts.nprocPerNode ?? worldSize / nnodes);
   if (nprocPerNode * nnodes !== worldSize)
     throw new InvalidArgumentError(
@@ -85,10 +179,10 @@ export function resolveOptions(opts: LaunchOptions): ResolvedOptions {
     );
   const mode = opts.mode ?? 'process';
   if (mode !== 'process' && mode !== 'thread')
-    throw new InvalidArgumentError('mode', `expected 'process' or 'thread', got '${String(mode)}'`);
+    throw new InvalidArgumentError('mode', `expected 'process' or 'thread', got ${describeValue(mode)}`);
   const backend = opts.backend ?? 'auto';
   if (!['nccl', 'cpu', 'auto'].includes(backend))
-    throw new InvalidArgumentError('backend', `expected 'nccl', 'cpu' or 'auto', got '${String(backend)}'`);
+    throw new InvalidArgumentError('backend', `expected 'nccl', 'cpu' or 'auto', got ${describeValue(backend)}`);
   const devices = opts.devices ?? Array.from({ length: nprocPerNode }, (_, i) => i);
   if (
     !Array.isArray(devices) ||
@@ -97,12 +191,12 @@ export function resolveOptions(opts: LaunchOptions): ResolvedOptions {
   ) {
     throw new InvalidArgumentError(
       'devices',
-      `expected ${nprocPerNode} CUDA ordinals (one per local rank), got ${JSON.stringify(devices)}`,
+      `expected ${nprocPerNode} CUDA ordinals (one per local rank), got ${describeValue(devices)}`,
     );
   }
   const shareDevices = opts.shareDevices ?? false;
   if (typeof shareDevices !== 'boolean')
-    throw new InvalidArgumentError('shareDevices', `expected a boolean, got ${String(shareDevices)}`);
+    throw new InvalidArgumentError('shareDevices', `expected a boolean, got ${describeValue(shareDevices)}`);
   // NCCL tells ranks apart by host id, which is per process (getenv): threads of one
   // process cannot pose as separate hosts.
   if (shareDevices && mode !== 'process')
@@ -130,24 +224,30 @@ export function resolveOptions(opts: LaunchOptions): ResolvedOptions {
   if (opts.worker instanceof URL) workerUrl = opts.worker.href;
   else if (typeof opts.worker === 'string' && opts.worker.length > 0)
     workerUrl = opts.worker.startsWith('file:') ? opts.worker : pathToFileURL(opts.worker).href;
-  else throw new InvalidArgumentError('worker', 'expected the URL or path of a worker module');
+  else
+    throw new InvalidArgumentError(
+      'worker',
+      `expected the URL or path of a worker module, got ${describeValue(opts.worker)}`,
+    );
   if (!existsSync(fileURLToPath(workerUrl)))
     throw new InvalidArgumentError('worker', `no such module: ${fileURLToPath(workerUrl)}`);
   loaderFor(workerUrl, 'worker'); // a TypeScript module without tsx fails here, before any rank starts
-  const masterPort = opts.masterPort ?? 0;
-  if (!Number.isInteger(masterPort) || masterPort < 0 || masterPort > 65535)
-    throw new InvalidArgumentError('masterPort', `invalid port ${masterPort}`);
+  const masterPort = nonNegativeInt('masterPort', opts.masterPort ?? 0);
+  if (masterPort > 65535) throw new InvalidArgumentError('masterPort', `invalid port ${masterPort}`);
   if (nnodes > 1 && masterPort === 0)
     throw new InvalidArgumentError(
       'masterPort',
       'a multi-node launch needs a fixed masterPort that every node can reach',
     );
   const env = opts.env ?? {};
-  if (typeof env !== 'object' || env === null || Object.values(env).some((v) => typeof v !== 'string'))
-    throw new InvalidArgumentError('env', 'expected an object of string values');
+  if (typeof env !== 'object' || env === null || Array.isArray(env))
+    throw new InvalidArgumentError('env', `expected an object of string values, got ${describeValue(env)}`);
+  for (const [k, v] of Object.entries(env))
+    if (typeof v !== 'string')
+      throw new InvalidArgumentError('env', `expected an object of string values; ${k} is ${describeValue(v)}`);
   const masterAddr = opts.masterAddr ?? '127.0.0.1';
   if (typeof masterAddr !== 'string' || masterAddr.length === 0)
-    throw new InvalidArgumentError('masterAddr', `expected a host name or address, got ${JSON.stringify(masterAddr)}`);
+    throw new InvalidArgumentError('masterAddr', `expected a host name or address, got ${describeValue(masterAddr)}`);
   return {
     worldSize,
     workerUrl,
