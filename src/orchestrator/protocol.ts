@@ -5,7 +5,9 @@
  * survive in both. Calls and their replies are correlated by a nanoid `id`; errors
  * cross as {@link WireError} and are rebuilt as the same class on the other side.
  */
+import { inspect } from 'node:util';
 import { errorFromWire, errorToWire, InvalidArgumentError, type WireError } from '../errors.ts';
+import { Tensor } from '../tensor/index.ts';
 
 /** Everything a rank needs to start; sent once. */
 export interface RankInit {
@@ -49,10 +51,61 @@ export type ToRank = Extract<Message, { kind: 'init' | 'call' | 'abort' | 'shutd
 /** Messages a rank sends. */
 export type FromRank = Exclude<Message, ToRank>;
 
-/** The one encoder of values that need it: errors become plain data that names the rank. */
+/**
+ * The one encoder of values that need it: errors become plain data that names the rank.
+ * A thrown non-Error (`throw { code: 7 }`) becomes an error whose message carries the
+ * value, as JSON where it has one, and the rank.
+ */
 export function encodeError(err: unknown, rank: number): WireError {
-  return errorToWire(err, rank);
+  if (err instanceof Error) return errorToWire(err, rank);
+  return {
+    name: 'Error',
+    message: `rank ${rank} threw a non-Error value: ${showThrown(err)} (throw an Error to keep a stack trace)`,
+    rank,
+    fields: {},
+  };
 }
+
+function showThrown(value: unknown): string {
+  if (value === undefined || typeof value === 'function' || typeof value === 'symbol') return String(value);
+  try {
+    const json = JSON.stringify(value);
+    if (json !== undefined) return json;
+  } catch {
+    // Circular, or a BigInt inside: util.inspect shows those.
+  }
+  return inspect(value, { depth: 4, breakLength: Number.POSITIVE_INFINITY });
+}
+
+/** Where a Tensor sits inside a result (`result`, `result.out[1]`), looking through arrays, Maps and plain objects. */
+function findTensor(value: unknown, path: string, depth: number): string | null {
+  if (value instanceof Tensor) return path;
+  if (depth === 0 || value === null || typeof value !== 'object' || ArrayBuffer.isView(value)) return null;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const found = findTensor(value[i], `${path}[${i}]`, depth - 1);
+      if (found) return found;
+    }
+    return null;
+  }
+  if (value instanceof Map) {
+    for (const [k, v] of value) {
+      const found = findTensor(v, `${path}.get(${JSON.stringify(k) ?? String(k)})`, depth - 1);
+      if (found) return found;
+    }
+    return null;
+  }
+  const proto = Object.getPrototypeOf(value);
+  if (proto !== Object.prototype && proto !== null) return null;
+  for (const [k, v] of Object.entries(value)) {
+    const found = findTensor(v, `${path}.${k}`, depth - 1);
+    if (found) return found;
+  }
+  return null;
+}
+
+const CLONEABLE =
+  'return structured-cloneable data: numbers, strings, arrays, plain objects, Maps, typed arrays (for a tensor, `await tensor.toArray()`)';
 
 /** The matching decoder: the same gpugroup class with its fields, or a RemoteError. */
 export function decodeError(wire: WireError): Error {
@@ -75,12 +128,22 @@ export function sendReply(
     send({ kind: 'error', id, error: encodeError(outcome.error, rank) });
     return;
   }
+  // A Tensor would arrive as a plain object without its data (its storage is this rank's memory).
+  const tensorAt = findTensor(outcome.value, 'result', 8);
+  if (tensorAt) {
+    const why = new InvalidArgumentError(
+      'result',
+      `the result of '${fn}' on rank ${rank} is or holds a Tensor (at ${tensorAt}), which cannot cross to the coordinator: its data is in this rank's memory; return \`await tensor.toArray()\` instead`,
+    );
+    send({ kind: 'error', id, error: encodeError(why, rank) });
+    return;
+  }
   try {
     send({ kind: 'result', id, value: outcome.value });
   } catch (err) {
     const why = new InvalidArgumentError(
       'result',
-      `the result of '${fn}' on rank ${rank} cannot cross to the coordinator (${(err as Error).message}); return structured-cloneable data`,
+      `the result of '${fn}' on rank ${rank} cannot cross to the coordinator (${(err as Error).message}); ${CLONEABLE}`,
     );
     send({ kind: 'error', id, error: encodeError(why, rank) });
   }
