@@ -12,7 +12,36 @@ import { parseArgs } from 'node:util';
 import { cudaDeviceCount, freePort, launchGroup, ncclAvailable } from '../src/index.ts';
 import type { run } from './workers/disagg-prefill-worker.ts';
 
-const { values } = parseArgs({ options: { backend: { type: 'string' }, requests: { type: 'string', default: '8' } } });
+const USAGE = `usage: npx tsx examples/disagg-prefill.ts [--backend cpu|nccl] [--requests N]
+
+Sends each request's KV cache from a prefill rank to a decode rank through an NcclPipe
+and checks every value on arrival.
+
+  --backend cpu|nccl  default: nccl when 2 GPUs are visible, else 2 CPU ranks
+  --requests N        requests to send (default 8)
+  -h, --help          show this text`;
+
+/** The command line, or usage and exit: 0 for --help, 2 for an option this example does not take. */
+function commandLine() {
+  try {
+    const { values } = parseArgs({
+      options: {
+        backend: { type: 'string' },
+        requests: { type: 'string', default: '8' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+    if (values.help) {
+      console.log(USAGE);
+      process.exit(0);
+    }
+    return values;
+  } catch (err) {
+    console.error(`disagg-prefill: ${(err as Error).message}\n\n${USAGE}`);
+    return process.exit(2);
+  }
+}
+const values = commandLine();
 const gpus = cudaDeviceCount();
 const backend = (values.backend ?? (gpus >= 2 && ncclAvailable() ? 'nccl' : 'cpu')) as 'cpu' | 'nccl';
 const requests = Number(values.requests);

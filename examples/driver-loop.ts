@@ -14,7 +14,36 @@ import { parseArgs } from 'node:util';
 import { cudaDeviceCount, launchGroup, ncclAvailable } from '../src/index.ts';
 import { expectedChecksum, type loop } from './workers/driver-loop-worker.ts';
 
-const { values } = parseArgs({ options: { backend: { type: 'string' }, steps: { type: 'string', default: '50' } } });
+const USAGE = `usage: npx tsx examples/driver-loop.ts [--backend cpu|nccl] [--steps N]
+
+A driver rank broadcasts every step's inputs (broadcastTensorDict) to the others,
+which check them against the driver's checksum.
+
+  --backend cpu|nccl  default: nccl when 2 or more GPUs are visible (up to 4 ranks), else 4 CPU ranks
+  --steps N           steps to run (default 50)
+  -h, --help          show this text`;
+
+/** The command line, or usage and exit: 0 for --help, 2 for an option this example does not take. */
+function commandLine() {
+  try {
+    const { values } = parseArgs({
+      options: {
+        backend: { type: 'string' },
+        steps: { type: 'string', default: '50' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+    if (values.help) {
+      console.log(USAGE);
+      process.exit(0);
+    }
+    return values;
+  } catch (err) {
+    console.error(`driver-loop: ${(err as Error).message}\n\n${USAGE}`);
+    return process.exit(2);
+  }
+}
+const values = commandLine();
 const gpus = cudaDeviceCount();
 const backend = (values.backend ?? (gpus >= 2 && ncclAvailable() ? 'nccl' : 'cpu')) as 'cpu' | 'nccl';
 const steps = Number(values.steps);

@@ -14,9 +14,36 @@ import { parseArgs } from 'node:util';
 import { cudaDeviceCount, launchGroup, ncclAvailable } from '../src/index.ts';
 import { reference, type PipelineJob, type run } from './workers/pipeline-worker.ts';
 
-const { values } = parseArgs({
-  options: { backend: { type: 'string' }, microbatches: { type: 'string', default: '4' } },
-});
+const USAGE = `usage: npx tsx examples/pipeline.ts [--backend cpu|nccl] [--microbatches N]
+
+PP=2 stages of TP=2 ranks run a toy 8-layer model, passing activations as tensor dicts;
+the outputs are checked against the whole model run in one place.
+
+  --backend cpu|nccl  default: nccl when 4 GPUs are visible, else cpu
+  --microbatches N    microbatches to push through (default 4)
+  -h, --help          show this text`;
+
+/** The command line, or usage and exit: 0 for --help, 2 for an option this example does not take. */
+function commandLine() {
+  try {
+    const { values } = parseArgs({
+      options: {
+        backend: { type: 'string' },
+        microbatches: { type: 'string', default: '4' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+    if (values.help) {
+      console.log(USAGE);
+      process.exit(0);
+    }
+    return values;
+  } catch (err) {
+    console.error(`pipeline: ${(err as Error).message}\n\n${USAGE}`);
+    return process.exit(2);
+  }
+}
+const values = commandLine();
 const gpus = cudaDeviceCount();
 const backend = (values.backend ?? (gpus >= 4 && ncclAvailable() ? 'nccl' : 'cpu')) as 'cpu' | 'nccl';
 const microbatches = Number(values.microbatches);

@@ -13,7 +13,30 @@ import { parseArgs } from 'node:util';
 import { cudaDeviceCount, launchGroup, nccl, ncclAvailable, type Group } from '../src/index.ts';
 import type { Check } from './workers/quickstart-worker.ts';
 
-const { values } = parseArgs({ options: { backend: { type: 'string' } } });
+const USAGE = `usage: npm run demo [-- --backend cpu|nccl]
+       npx tsx examples/quickstart.ts [--backend cpu|nccl]
+
+Launches a group on the best backend here, runs an all-reduce, a tensor-dict broadcast
+and (on GPUs) a CUDA-graph-captured all-reduce, checks every result and prints a report.
+
+  --backend cpu|nccl  default: nccl when a GPU and libnccl are found (one rank per GPU), else 4 CPU ranks
+  -h, --help          show this text`;
+
+/** The command line, or usage and exit: 0 for --help, 2 for an option this example does not take. */
+function commandLine() {
+  try {
+    const { values } = parseArgs({ options: { backend: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
+    if (values.help) {
+      console.log(USAGE);
+      process.exit(0);
+    }
+    return values;
+  } catch (err) {
+    console.error(`quickstart: ${(err as Error).message}\n\n${USAGE}`);
+    return process.exit(2);
+  }
+}
+const values = commandLine();
 const gpus = cudaDeviceCount();
 const backend = (values.backend ?? (gpus >= 2 && ncclAvailable() ? 'nccl' : 'cpu')) as 'cpu' | 'nccl';
 if (backend !== 'cpu' && backend !== 'nccl') {

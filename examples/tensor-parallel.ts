@@ -13,7 +13,35 @@ import { parseArgs } from 'node:util';
 import { cudaDeviceCount, launchGroup, ncclAvailable } from '../src/index.ts';
 import type { forward } from './workers/tensor-parallel-worker.ts';
 
-const { values } = parseArgs({ options: { backend: { type: 'string' }, tp: { type: 'string', default: '2' } } });
+const USAGE = `usage: npx tsx examples/tensor-parallel.ts [--backend cpu|nccl] [--tp 2|4]
+
+An MLP block split Megatron-style over the TP group, checked against the unsplit block.
+
+  --backend cpu|nccl  default: nccl when 4 GPUs (or as many as --tp) are visible, else cpu
+  --tp 2|4            tensor-parallel size (default 2)
+  -h, --help          show this text`;
+
+/** The command line, or usage and exit: 0 for --help, 2 for an option this example does not take. */
+function commandLine() {
+  try {
+    const { values } = parseArgs({
+      options: {
+        backend: { type: 'string' },
+        tp: { type: 'string', default: '2' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+    if (values.help) {
+      console.log(USAGE);
+      process.exit(0);
+    }
+    return values;
+  } catch (err) {
+    console.error(`tensor-parallel: ${(err as Error).message}\n\n${USAGE}`);
+    return process.exit(2);
+  }
+}
+const values = commandLine();
 const gpus = cudaDeviceCount();
 const tp = Number(values.tp);
 const backend = (values.backend ?? (gpus >= tp && gpus >= 2 && ncclAvailable() ? 'nccl' : 'cpu')) as 'cpu' | 'nccl';

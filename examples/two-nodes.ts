@@ -21,7 +21,28 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { cudaDeviceCount, freePort, ncclAvailable } from '../src/index.ts';
 
-const { values } = parseArgs({ options: { backend: { type: 'string' } } });
+const USAGE = `usage: npx tsx examples/two-nodes.ts [--backend cpu|nccl]
+
+Rehearses a two-node job on this machine: two "gpugroup run" launchers of 2 ranks each.
+
+  --backend cpu|nccl  default: nccl when 4 GPUs are visible, else cpu
+  -h, --help          show this text`;
+
+/** The command line, or usage and exit: 0 for --help, 2 for an option this example does not take. */
+function commandLine() {
+  try {
+    const { values } = parseArgs({ options: { backend: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
+    if (values.help) {
+      console.log(USAGE);
+      process.exit(0);
+    }
+    return values;
+  } catch (err) {
+    console.error(`two-nodes: ${(err as Error).message}\n\n${USAGE}`);
+    return process.exit(2);
+  }
+}
+const values = commandLine();
 const gpus = cudaDeviceCount();
 const backend = (values.backend ?? (gpus >= 4 && ncclAvailable() ? 'nccl' : 'cpu')) as 'cpu' | 'nccl';
 const usage =

@@ -18,7 +18,36 @@ import { cudaDeviceCount, freePort, launchGroup, ncclAvailable, setDevice, Tenso
 import { NcclWeightTransferEngine, type NamedTensors } from '../src/weights/index.ts';
 import { loadSafetensors, saveSafetensors } from '../src/index.ts';
 
-const { values } = parseArgs({ options: { backend: { type: 'string' }, steps: { type: 'string', default: '3' } } });
+const USAGE = `usage: npx tsx examples/weight-sync.ts [--backend cpu|nccl] [--steps N]
+
+This process is a trainer that sends its weights, packed, to a group of inference
+workers every step; each worker checks every tensor.
+
+  --backend cpu|nccl  default: nccl when 2 or more GPUs are visible, else cpu
+  --steps N           weight updates to send (default 3)
+  -h, --help          show this text`;
+
+/** The command line, or usage and exit: 0 for --help, 2 for an option this example does not take. */
+function commandLine() {
+  try {
+    const { values } = parseArgs({
+      options: {
+        backend: { type: 'string' },
+        steps: { type: 'string', default: '3' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+    if (values.help) {
+      console.log(USAGE);
+      process.exit(0);
+    }
+    return values;
+  } catch (err) {
+    console.error(`weight-sync: ${(err as Error).message}\n\n${USAGE}`);
+    return process.exit(2);
+  }
+}
+const values = commandLine();
 const gpus = cudaDeviceCount();
 const backend = (values.backend ?? (gpus >= 2 && ncclAvailable() ? 'nccl' : 'cpu')) as 'cpu' | 'nccl';
 const steps = Number(values.steps);
