@@ -58,10 +58,10 @@ describe.skipIf(!stub)('safetensors on the stand-in CUDA library', () => {
   it('tensors not filtered in, and reads that straddle tensors, land at the right place', async () => {
     const path = join(dir, 'mixed.safetensors');
     const src = {
-      a: Tensor.arange(1000, undefined, 1, { dtype: 'int32' }),
-      b: Tensor.arange(3000, undefined, 1, { dtype: 'float32' }),
+      a: Tensor.arange(1000, { dtype: 'int32' }),
+      b: Tensor.arange(3000, { dtype: 'float32' }),
       c: Tensor.fromArray([5, 6, 7], { dtype: 'uint8' }),
-      d: Tensor.arange(777, undefined, 1, { dtype: 'int64' }),
+      d: Tensor.arange(777, { dtype: 'int64' }),
     };
     await saveSafetensors(path, src);
     const got = await loadSafetensors(path, { device: 'cuda:0', bufferBytes: 4096, filter: (n) => n !== 'b' });
@@ -76,7 +76,7 @@ describe.skipIf(!stub)('safetensors on the stand-in CUDA library', () => {
   it('device tensors save in stream order and load back on the host', async () => {
     const path = join(dir, 'from-device.safetensors');
     // 12 MB: several pieces of the pinned staging.
-    const dev = Tensor.arange(3_000_000, undefined, 1, { dtype: 'float32', device: 'cuda:0' });
+    const dev = Tensor.arange(3_000_000, { dtype: 'float32', device: 'cuda:0' });
     const half = Tensor.full([3, 5], -1.5, { dtype: 'bfloat16', device: 'cuda:0' });
     await saveSafetensors(path, { x: dev, h: half.movedim(0, 1) });
     const back = await loadSafetensors(path);
