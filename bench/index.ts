@@ -33,6 +33,7 @@ const suites: Record<string, () => Promise<{ run: (opts: BenchOptions) => Promis
   orchestrator: () => import('./orchestrator.ts'),
   collectives: () => import('./collectives.ts'),
   'collectives-cpu': () => import('./collectives-cpu.ts'),
+  'collectives-host': () => import('./collectives-host.ts'),
   coordinator: () => import('./coordinator.ts'),
   graphs: () => import('./graphs.ts'),
   mq: () => import('./mq.ts'),

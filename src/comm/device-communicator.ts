@@ -25,6 +25,12 @@ export interface CommunicatorInfo {
   device: string;
   /** Group name used in errors, e.g. `tp:0`. */
   groupName: string;
+  /**
+   * At world size 1, run the operations through the backend anyway (a one-rank
+   * communicator) instead of returning the input as vLLM does; measures the whole op
+   * path on one device. Default false.
+   */
+  singleRankOps?: boolean;
 }
 
 /**
@@ -44,12 +50,15 @@ export abstract class DeviceCommunicator {
    * errors carry `recorder.recent()` (CollectiveTimeoutError.recent).
    */
   protected readonly recorder = new FlightRecorder();
+  /** World size 1 without singleRankOps: operations return their input, as `vllm/distributed/parallel_state.py: GroupCoordinator.all_reduce` does. */
+  private readonly passThrough: boolean;
 
   constructor(info: CommunicatorInfo) {
     this.rankInGroup = info.rankInGroup;
     this.worldSize = info.worldSize;
     this.device = info.device;
     this.groupName = info.groupName;
+    this.passThrough = info.worldSize === 1 && !info.singleRankOps;
   }
 
   // ---- primitives: contiguous tensors on this.device, dim 0, same dtype ----
@@ -88,7 +97,7 @@ export abstract class DeviceCommunicator {
   async allReduce(input: Tensor, op: ReduceOp = 'sum'): Promise<Tensor> {
     this.checkTensor('input', input);
     this.checkReduce(input, op);
-    if (this.worldSize === 1) return input;
+    if (this.passThrough) return input;
     const src = input.contiguous();
     const output = Tensor.empty(input.shape, { dtype: input.dtype, device: input.device });
     const pending = this._allReduce(src, output, op); // NCCL: void, enqueued already
@@ -100,7 +109,7 @@ export abstract class DeviceCommunicator {
   async allGather(input: Tensor, dim = -1): Promise<Tensor> {
     this.checkTensor('input', input);
     const d = normalizeDim(dim, input.shape.length);
-    if (this.worldSize === 1) return input;
+    if (this.passThrough) return input;
     const moved = input.movedim(d, 0).contiguous();
     const output = Tensor.empty([this.worldSize * moved.shape[0], ...moved.shape.slice(1)], {
       dtype: input.dtype,
@@ -140,7 +149,7 @@ export abstract class DeviceCommunicator {
     this.checkTensor('input', input);
     this.checkReduce(input, op);
     const d = normalizeDim(dim, input.shape.length);
-    if (this.worldSize === 1) return input;
+    if (this.passThrough) return input;
     if (input.shape[d] % this.worldSize !== 0) {
       throw new InvalidArgumentError(
         'input',
@@ -183,7 +192,7 @@ export abstract class DeviceCommunicator {
     this.checkTensor('input', input);
     this.checkPeer('dst', dst, true);
     const d = normalizeDim(dim, input.shape.length);
-    if (this.worldSize === 1) return input;
+    if (this.passThrough) return input;
     const moved = input.movedim(d, 0).contiguous();
     const output =
       this.rankInGroup === dst
@@ -200,7 +209,7 @@ export abstract class DeviceCommunicator {
   async broadcast(tensor: Tensor, src = 0): Promise<Tensor> {
     this.checkTensor('tensor', tensor);
     this.checkPeer('src', src, true);
-    if (this.worldSize === 1) return tensor;
+    if (this.passThrough) return tensor;
     if (!tensor.isContiguous)
       throw new InvalidArgumentError('tensor', 'broadcast needs a contiguous tensor (it is filled in place)');
     await this._broadcast(tensor, src);

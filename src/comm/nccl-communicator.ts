@@ -46,6 +46,8 @@ export interface NcclCommunicatorOptions {
   initTimeoutMs?: number;
   /** Fired by the orchestrator when a peer died: the communicator aborts. */
   abortSignal?: AbortSignal;
+  /** At world size 1, run operations through NCCL instead of returning the input (see CommunicatorInfo). */
+  singleRankOps?: boolean;
 }
 
 // ncclDataType_t per dtype. fp8 has no NCCL reduction in the versions vLLM targets:
@@ -80,6 +82,7 @@ export class NcclCommunicator extends DeviceCommunicator {
       worldSize: opts.group.worldSize,
       device: opts.device,
       groupName: opts.groupName,
+      singleRankOps: opts.singleRankOps,
     });
     this.lib = lib;
     this.comm = comm;
