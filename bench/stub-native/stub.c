@@ -2,7 +2,8 @@
  * A stand-in for libcudart, libcuda and libnccl with every function gpugroup binds
  * (native/cuda.ts, native/nccl.ts), for measuring gpugroup's own host overhead on a
  * machine without a GPU: device memory is host memory, copies and fills are memcpy and
- * memset, streams and events are always complete, collectives move nothing. Figures
+ * memset, streams and events are always complete, collectives move nothing except on a
+ * one-rank communicator, where they copy their input to their output as NCCL does. Figures
  * measured on it are JavaScript and binding costs only; they say nothing about a GPU.
  * Built by build.sh; never loaded unless GPUGROUP_*_SO_PATH points at it.
  */
@@ -96,11 +97,17 @@ int ncclCommGetAsyncError(void *c, int *e) { (void)c; *e = 0; return 0; }
 int ncclCommCount(void *c, int *n) { *n = ((Comm *)c)->nranks; return 0; }
 int ncclCommCuDevice(void *c, int *d) { *d = ((Comm *)c)->device; return 0; }
 int ncclCommUserRank(void *c, int *r) { *r = ((Comm *)c)->rank; return 0; }
-int ncclAllReduce(const void *s, void *r, size_t n, int t, int op, void *c, void *st) { (void)s; (void)r; (void)n; (void)t; (void)op; (void)c; (void)st; return 0; }
+/* Bytes per element of each ncclDataType_t. */
+static size_t type_bytes(int t) { static const size_t b[] = {1, 1, 4, 4, 8, 8, 2, 4, 8, 2, 1, 1}; return t >= 0 && t < 12 ? b[t] : 1; }
+/* One rank: the result is the input (sum, max, ... of one value; avg of one value). */
+static void one_rank_copy(const void *s, void *r, size_t n, int t, void *c) {
+  if (((Comm *)c)->nranks == 1 && s && r && s != r) memmove(r, s, n * type_bytes(t));
+}
+int ncclAllReduce(const void *s, void *r, size_t n, int t, int op, void *c, void *st) { (void)op; (void)st; one_rank_copy(s, r, n, t, c); return 0; }
 int ncclReduce(const void *s, void *r, size_t n, int t, int op, int root, void *c, void *st) { (void)s; (void)r; (void)n; (void)t; (void)op; (void)root; (void)c; (void)st; return 0; }
-int ncclAllGather(const void *s, void *r, size_t n, int t, void *c, void *st) { (void)s; (void)r; (void)n; (void)t; (void)c; (void)st; return 0; }
-int ncclReduceScatter(const void *s, void *r, size_t n, int t, int op, void *c, void *st) { (void)s; (void)r; (void)n; (void)t; (void)op; (void)c; (void)st; return 0; }
-int ncclBroadcast(const void *s, void *r, size_t n, int t, int root, void *c, void *st) { (void)s; (void)r; (void)n; (void)t; (void)root; (void)c; (void)st; return 0; }
+int ncclAllGather(const void *s, void *r, size_t n, int t, void *c, void *st) { (void)st; one_rank_copy(s, r, n, t, c); return 0; }
+int ncclReduceScatter(const void *s, void *r, size_t n, int t, int op, void *c, void *st) { (void)op; (void)st; one_rank_copy(s, r, n, t, c); return 0; }
+int ncclBroadcast(const void *s, void *r, size_t n, int t, int root, void *c, void *st) { (void)root; (void)st; one_rank_copy(s, r, n, t, c); return 0; }
 int ncclSend(const void *s, size_t n, int t, int peer, void *c, void *st) { (void)s; (void)n; (void)t; (void)peer; (void)c; (void)st; return 0; }
 int ncclRecv(void *r, size_t n, int t, int peer, void *c, void *st) { (void)r; (void)n; (void)t; (void)peer; (void)c; (void)st; return 0; }
 int ncclGroupStart(void) { return 0; }

@@ -5,7 +5,7 @@
  * them into vLLM's operations. Validation happens here, before any native call.
  */
 import { InvalidArgumentError } from '../errors.ts';
-import { Tensor } from '../tensor/index.ts';
+import { DeviceStorage, HostStorage, Tensor } from '../tensor/index.ts';
 import type { DType } from '../tensor/index.ts';
 import { FlightRecorder } from './flight-recorder.ts';
 
@@ -99,9 +99,10 @@ export abstract class DeviceCommunicator {
     this.checkReduce(input, op);
     if (this.passThrough) return input;
     const src = input.contiguous();
-    const output = Tensor.empty(input.shape, { dtype: input.dtype, device: input.device });
+    const output = emptyLike(src);
     const pending = this._allReduce(src, output, op); // NCCL: void, enqueued already
     if (pending) await pending;
+    disposeCopy(src, input);
     return output;
   }
 
@@ -110,13 +111,14 @@ export abstract class DeviceCommunicator {
     this.checkTensor('input', input);
     const d = normalizeDim(dim, input.shape.length);
     if (this.passThrough) return input;
-    const moved = input.movedim(d, 0).contiguous();
+    const moved = frontDim(input, d);
     const output = Tensor.empty([this.worldSize * moved.shape[0], ...moved.shape.slice(1)], {
       dtype: input.dtype,
       device: input.device,
     });
     await this._allGather(moved, output);
-    return output.movedim(0, d).contiguous();
+    disposeCopy(moved, input);
+    return backDim(output, d);
   }
 
   /**
@@ -133,11 +135,12 @@ export abstract class DeviceCommunicator {
         `input has ${input.shape[d]} slices along dim ${d} but sizes[${this.rankInGroup}] is ${sizes[this.rankInGroup]}`,
       );
     }
-    const moved = input.movedim(d, 0).contiguous();
+    const moved = frontDim(input, d);
     const total = sizes.reduce((a, b) => a + b, 0);
     const output = Tensor.empty([total, ...moved.shape.slice(1)], { dtype: input.dtype, device: input.device });
     await this._allGatherv(moved, output, sizes);
-    return output.movedim(0, d).contiguous();
+    disposeCopy(moved, input);
+    return backDim(output, d);
   }
 
   /**
@@ -156,13 +159,14 @@ export abstract class DeviceCommunicator {
         `size ${input.shape[d]} of dim ${d} is not divisible by world size ${this.worldSize}`,
       );
     }
-    const moved = input.movedim(d, 0).contiguous();
+    const moved = frontDim(input, d);
     const output = Tensor.empty([moved.shape[0] / this.worldSize, ...moved.shape.slice(1)], {
       dtype: input.dtype,
       device: input.device,
     });
     await this._reduceScatter(moved, output, op);
-    return output.movedim(0, d).contiguous();
+    disposeCopy(moved, input);
+    return backDim(output, d);
   }
 
   /** Uneven reduce-scatter: this rank keeps `sizes[rankInGroup]` slices along `dim`. */
@@ -178,13 +182,14 @@ export abstract class DeviceCommunicator {
         `sum(sizes) = ${total} but input has ${input.shape[d]} slices along dim ${d}`,
       );
     }
-    const moved = input.movedim(d, 0).contiguous();
+    const moved = frontDim(input, d);
     const output = Tensor.empty([sizes[this.rankInGroup], ...moved.shape.slice(1)], {
       dtype: input.dtype,
       device: input.device,
     });
     await this._reduceScatterv(moved, output, sizes, op);
-    return output.movedim(0, d).contiguous();
+    disposeCopy(moved, input);
+    return backDim(output, d);
   }
 
   /** Concatenation along `dim` at group rank `dst`; `null` on the other ranks. */
@@ -193,7 +198,7 @@ export abstract class DeviceCommunicator {
     this.checkPeer('dst', dst, true);
     const d = normalizeDim(dim, input.shape.length);
     if (this.passThrough) return input;
-    const moved = input.movedim(d, 0).contiguous();
+    const moved = frontDim(input, d);
     const output =
       this.rankInGroup === dst
         ? Tensor.empty([this.worldSize * moved.shape[0], ...moved.shape.slice(1)], {
@@ -202,7 +207,8 @@ export abstract class DeviceCommunicator {
           })
         : null;
     await this._gather(moved, output, dst);
-    return output === null ? null : output.movedim(0, d).contiguous();
+    disposeCopy(moved, input);
+    return output === null ? null : backDim(output, d);
   }
 
   /** Fills `tensor` on every rank with its value at group rank `src`; returns `tensor`. */
@@ -220,7 +226,9 @@ export abstract class DeviceCommunicator {
   async send(tensor: Tensor, dst = (this.rankInGroup + 1) % this.worldSize): Promise<void> {
     this.checkTensor('tensor', tensor);
     this.checkPeer('dst', dst, false);
-    await this._send(tensor.contiguous(), dst);
+    const staged = tensor.contiguous();
+    await this._send(staged, dst);
+    disposeCopy(staged, tensor);
   }
 
   /** Receives a tensor of `shape` and `dtype` from group rank `src` (default: the previous rank). */
@@ -276,6 +284,40 @@ export abstract class DeviceCommunicator {
       throw new InvalidArgumentError('sizes', `sizes must be non-negative integers, got [${sizes.join(', ')}]`);
     }
   }
+}
+
+/**
+ * A new contiguous tensor of the contiguous `t`'s shape, dtype and device: Tensor.empty
+ * without validating again what `t` already holds (every all-reduce allocates one).
+ */
+function emptyLike(t: Tensor): Tensor {
+  const s = t.storage;
+  const storage = s.kind === 'device' ? DeviceStorage.allocate(s.ordinal, t.nbytes) : HostStorage.allocate(t.nbytes);
+  return new Tensor(storage, t.dtype, t.shape, t.strides);
+}
+
+/**
+ * `t` with dim `d` moved to the front, contiguous: `t` itself when `d` is 0 and `t` is
+ * contiguous (the common case: 1-D tensors, dim 0), otherwise a view or a copy.
+ */
+function frontDim(t: Tensor, d: number): Tensor {
+  return (d === 0 ? t : t.movedim(d, 0)).contiguous();
+}
+
+/** A dim-0 result with dim 0 moved back to `d`, contiguous; the dim-0 block is freed when it was copied. */
+function backDim(t: Tensor, d: number): Tensor {
+  if (d === 0) return t;
+  const out = t.movedim(0, d).contiguous();
+  disposeCopy(t, out);
+  return out;
+}
+
+/**
+ * Frees `staged` (stream-ordered, after the work already enqueued on it) when it is a
+ * copy rather than a view of `original`; a view shares the caller's storage.
+ */
+function disposeCopy(staged: Tensor, original: Tensor): void {
+  if (staged.storage !== original.storage) staged.dispose();
 }
 
 /** Normalizes a possibly negative `dim` for a tensor of `ndim` dims, or throws. */
