@@ -13,14 +13,17 @@
  *
  * With the stand-in library (bench/stub-native) the NCCL and CUDA calls cost nothing, so
  * every figure is gpugroup's own host overhead; on a GPU host the same parts include the
- * real driver and NCCL work. Mean µs per call over --iters calls (default 20 000), in
- * batches of 64 with the stream drained between batches (untimed), best of 5 rounds.
+ * real driver and NCCL work. µs per call: calls in batches of 64 with the stream drained
+ * between batches (untimed), 5 rounds of GPUGROUP_BENCH_ITERS calls (default 20 000)
+ * per part; the median over batches of the mean per call (a preempted batch does not
+ * move it).
  */
 import { NcclDataType, NcclRedOp, cudaDeviceCount, nccl } from '../native/index.ts';
 import { NcclCommunicator, type ReduceOp } from '../src/comm/index.ts';
 import { StatelessProcessGroup } from '../src/store/index.ts';
 import { Tensor, currentStream, setDevice } from '../src/tensor/index.ts';
 import type { BenchOptions } from './index.ts';
+import { median } from './workers/collectives.ts';
 
 /** The protected parts of the op path, reached for measurement only. */
 interface OpPathParts {
@@ -107,21 +110,22 @@ async function measureParts(comm: NcclCommunicator, iters: number): Promise<Reco
       for (let i = 0; i < n; i++) (await comm.reduceScatter(big, 0)).dispose();
     },
   };
-  const best: Record<string, number> = {};
+  const samples: Record<string, number[]> = {};
   for (let round = 0; round < ROUNDS; round++) {
     for (const [name, phase] of Object.entries(phases)) {
-      let ms = 0;
+      samples[name] ??= [];
+      const list = samples[name];
       for (let done = 0; done < iters; done += BATCH) {
+        const n = Math.min(BATCH, iters - done);
         const t0 = performance.now();
-        await phase(Math.min(BATCH, iters - done));
-        ms += performance.now() - t0;
+        await phase(n);
+        list.push(((performance.now() - t0) * 1000) / n);
         await comm.synchronize();
       }
-      best[name] = Math.min(best[name] ?? Infinity, (ms * 1000) / iters);
     }
   }
   x.dispose();
   out.dispose();
   big.dispose();
-  return best;
+  return Object.fromEntries(Object.entries(samples).map(([name, list]) => [name, median(list)]));
 }

@@ -1,9 +1,12 @@
 /**
  * `npm run bench -- collectives`: the NCCL sweep (all_reduce, broadcast, all_gather,
  * reduce_scatter, send_recv; 8 B × 4^k up to --max-bytes) through gpugroup in one
- * launchGroup of --world ranks (default: every visible GPU), plus the host cost of one
- * allReduce call beside the raw koffi call. Compare with nccl-tests from the same run:
- * both write JSON lines joined on op, world and bytes.
+ * launchGroup of --world ranks (default: every visible GPU), timed as nccl-tests times
+ * it, plus the host cost of one allReduce call beside the raw koffi call. `--world 1`
+ * runs the op path on a one-rank NCCL communicator (where vLLM's GroupCoordinator
+ * would return the input), adds graph-captured all-reduce (nccl-tests -G's method),
+ * and compares with `all_reduce_perf -t 1 -g 1` and torch at world 1. Compare with the
+ * baselines from the same run: both write JSON lines joined on op, world and bytes.
  */
 import { cudaDeviceCount, nccl } from '../native/index.ts';
 import { launchGroup } from '../src/orchestrator/index.ts';
@@ -36,7 +39,7 @@ export async function run(opts: BenchOptions): Promise<void> {
   });
   try {
     const results = await group.callAll('sweep', {
-      ops: OPS,
+      ops: world === 1 ? OPS.filter((op) => op !== 'send_recv') : OPS,
       minBytes: opts.minBytes ?? 8,
       maxBytes: opts.maxBytes ?? 1 << 30,
     });
@@ -54,7 +57,31 @@ export async function run(opts: BenchOptions): Promise<void> {
       );
       opts.json({ ...rec, mode: opts.mode ?? 'process' });
     }
-    await reportHostCost(opts, world, group.callAll('hostCost', { iters: 2000 }), {});
+    if (world === 1) {
+      // The graphs suite covers world >= 2 (through the world group, which has no
+      // communicator at world size 1).
+      const [graphRecords] = (await group.callAll('graphSweep', { maxBytes: opts.maxBytes })) as {
+        bytes: number;
+        us: number;
+        busbw: number;
+      }[][];
+      opts.log('# graph-captured all_reduce (100 per graph, 20 launches)');
+      opts.log(tableHeader());
+      for (const rec of graphRecords) {
+        opts.log(
+          tableLine({
+            op: 'all_reduce',
+            bytes: rec.bytes,
+            count: Math.max(1, Math.floor(rec.bytes / 4)),
+            dtype: 'float',
+            us: rec.us,
+            busbw: rec.busbw,
+          }),
+        );
+        opts.json({ ...rec, mode: opts.mode ?? 'process' });
+      }
+    }
+    await reportHostCost(opts, world, group.callAll('hostCost', { iters: 6400, batch: 64, rounds: 3 }), {});
   } finally {
     await group.shutdown();
   }

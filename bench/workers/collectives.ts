@@ -1,10 +1,13 @@
-// Rank side of the NCCL collectives sweep: nccl-tests' method (warm-up, barrier, then
-// CUDA events around `iters` back-to-back operations on the current stream), through
-// gpugroup's public, out-of-place operations, so the host cost of each call is in it.
-import { NcclDataType, NcclRedOp, nccl } from '../../native/index.ts';
-import type { DeviceCommunicator, NcclCommunicator } from '../../src/comm/index.ts';
+// Rank side of the NCCL collectives sweep, timed as nccl-tests times it: warm-up calls,
+// a barrier, then a host clock around `iters` operations enqueued back to back and one
+// wait for the stream, divided by `iters`. The calls go through gpugroup's public,
+// out-of-place operations, so the host cost of each call is in the figure. At world
+// size 1 the operations run on a one-rank communicator (singleRankOps): the whole op
+// path on one GPU, where vLLM's GroupCoordinator would return the input.
+import { NcclDataType, NcclRedOp, cuda, cudaErrorNotReady, nccl } from '../../native/index.ts';
+import { type DeviceCommunicator, NcclCommunicator } from '../../src/comm/index.ts';
 import type { RankContext } from '../../src/orchestrator/index.ts';
-import { CudaEvent, Tensor, currentStream } from '../../src/tensor/index.ts';
+import { Tensor, currentStream } from '../../src/tensor/index.ts';
 
 export type SweepOp = 'all_reduce' | 'broadcast' | 'all_gather' | 'reduce_scatter' | 'send_recv';
 
@@ -15,21 +18,37 @@ export function busFactor(op: SweepOp, n: number): number {
   return 1;
 }
 
-/** Elapsed microseconds of `body`, on the device's clock (CUDA events) or the host's. */
+let oneRank: Promise<NcclCommunicator> | null = null;
+
+/** The world communicator, or at world size 1 a one-rank communicator made on first use. */
+function communicatorOf(ctx: RankContext): Promise<DeviceCommunicator> {
+  if (ctx.communicator) return Promise.resolve(ctx.communicator);
+  if (ctx.backend !== 'nccl') throw new Error('world size 1 needs the NCCL backend');
+  oneRank ??= NcclCommunicator.create({
+    group: ctx.processGroup,
+    device: ctx.device,
+    groupName: 'one-rank',
+    timeoutMs: ctx.timeoutMs,
+    singleRankOps: true,
+  });
+  return oneRank;
+}
+
+/** Waits for the current stream as nccl-tests does: a cudaStreamQuery spin, no event-loop turn. */
+function spinUntilIdle(): void {
+  const rt = cuda();
+  const stream = currentStream().handle;
+  while (rt.cudaStreamQuery(stream) === cudaErrorNotReady);
+}
+
+/** Microseconds for `body` plus the stream's drain, on the host clock (the CPU backend: body's own wait). */
 async function timed(ctx: RankContext, comm: DeviceCommunicator, body: () => Promise<void>): Promise<number> {
-  if (ctx.backend !== 'nccl') {
-    const t0 = performance.now();
-    await body();
-    await comm.synchronize();
-    return (performance.now() - t0) * 1000;
-  }
-  const start = new CudaEvent(true).record();
+  const t0 = performance.now();
   await body();
-  const end = new CudaEvent(true).record();
-  await comm.synchronize();
-  const us = end.elapsedMsSince(start) * 1000;
-  start.dispose();
-  end.dispose();
+  if (ctx.backend === 'nccl') spinUntilIdle();
+  else await comm.synchronize();
+  const us = (performance.now() - t0) * 1000;
+  await comm.synchronize(); // the watchdog's view of the finished work (untimed)
   return us;
 }
 
@@ -49,19 +68,17 @@ async function measure(
   const whole = Math.max(1, Math.floor(bytes / 4));
   const length = op === 'all_gather' ? piece : op === 'reduce_scatter' ? piece * n : whole;
   const x = Tensor.full([length], 1, { dtype: 'float32', device: ctx.device });
-  let run: () => Promise<unknown>;
-  // Outputs are disposed at once: freed stream-ordered, they come back from the pool.
-  if (op === 'all_reduce') run = () => comm.allReduce(x).then((o) => o.dispose());
-  else if (op === 'broadcast') run = () => comm.broadcast(x, 0);
-  else if (op === 'all_gather') run = () => comm.allGather(x, 0).then((o) => o.dispose());
-  else if (op === 'reduce_scatter') run = () => comm.reduceScatter(x, 0).then((o) => o.dispose());
-  else if (ctx.rank === 0) run = () => comm.send(x, 1);
-  else if (ctx.rank === 1) run = () => comm.recv(x.shape, 'float32', 0).then((o) => o.dispose());
-  else run = () => Promise.resolve();
-  const loop = async (k: number) => {
-    for (let i = 0; i < k; i++) await run();
+  // One loop per op, each call awaited as a user would, outputs disposed at once: freed
+  // stream-ordered, they come back from the cache on the next call.
+  const loop = async (k: number): Promise<void> => {
+    if (op === 'all_reduce') for (let i = 0; i < k; i++) (await comm.allReduce(x)).dispose();
+    else if (op === 'broadcast') for (let i = 0; i < k; i++) await comm.broadcast(x, 0);
+    else if (op === 'all_gather') for (let i = 0; i < k; i++) (await comm.allGather(x, 0)).dispose();
+    else if (op === 'reduce_scatter') for (let i = 0; i < k; i++) (await comm.reduceScatter(x, 0)).dispose();
+    else if (ctx.rank === 0) for (let i = 0; i < k; i++) await comm.send(x, 1);
+    else if (ctx.rank === 1) for (let i = 0; i < k; i++) (await comm.recv(x.shape, 'float32', 0)).dispose();
   };
-  await loop(Math.min(20, iters)); // JIT and pool warm-up (nccl-tests: -w 5 of C calls)
+  await loop(Math.min(50, iters)); // JIT and pool warm-up (nccl-tests: -w 5 of C calls)
   await comm.synchronize();
   await ctx.processGroup.barrier();
   const us = await timed(ctx, comm, () => loop(iters));
@@ -71,13 +88,14 @@ async function measure(
 
 /** The sweep of nccl-tests sizes (8 B × 4^k) for `ops`; records come from rank 0 (send_recv: rank 1). */
 export async function sweep(ctx: RankContext, args: { ops: SweepOp[]; minBytes: number; maxBytes: number }) {
-  const comm = ctx.communicator!;
+  const comm = await communicatorOf(ctx);
   const records: Record<string, unknown>[] = [];
   for (const op of args.ops) {
     if (op === 'send_recv' && ctx.worldSize < 2) continue;
     for (let bytes = args.minBytes; bytes <= args.maxBytes; bytes *= 4) {
-      // Small sizes are host-bound: 200 back-to-back calls average out a minor GC.
-      const iters = ctx.backend === 'nccl' ? (bytes >= 1 << 26 ? 20 : 200) : bytes >= 1 << 22 ? 5 : 50;
+      // Small sizes are host-bound: 1000 back-to-back calls average out a minor GC.
+      const iters =
+        ctx.backend === 'nccl' ? (bytes >= 1 << 26 ? 20 : bytes > 1 << 16 ? 200 : 1000) : bytes >= 1 << 22 ? 5 : 50;
       const us = await measure(ctx, comm, op, bytes, iters);
       const reporter = op === 'send_recv' ? 1 : 0;
       if (ctx.rank === reporter) {
@@ -98,16 +116,60 @@ export async function sweep(ctx: RankContext, args: { ops: SweepOp[]; minBytes: 
   return records;
 }
 
+/** Graph-captured all-reduce sizes: nccl-tests' -b 8 -e 1M -f 4 and the torch baseline's. */
+const GRAPH_SIZES = [8, 32, 128, 512, 1024, 2048, 8192, 32768, 65536, 131072, 524288, 1048576];
+
+/**
+ * Graph-captured all-reduce, timed as nccl-tests -G times it: `perGraph` all-reduces
+ * captured in one CUDA graph, the graph launched `launches` times back to back on the
+ * host clock, one wait, divided by perGraph × launches. Records from rank 0.
+ */
+export async function graphSweep(ctx: RankContext, args: { perGraph?: number; launches?: number; maxBytes?: number }) {
+  const comm = await communicatorOf(ctx);
+  const perGraph = args.perGraph ?? 100;
+  const launches = args.launches ?? 20;
+  const records: Record<string, unknown>[] = [];
+  for (const bytes of GRAPH_SIZES) {
+    if (bytes > (args.maxBytes ?? Infinity)) break;
+    const x = Tensor.full([Math.max(1, Math.floor(bytes / 4))], 1, { dtype: 'float32', device: ctx.device });
+    const graph = await ctx.world.graphCapture(async () => {
+      for (let i = 0; i < perGraph; i++) await comm.allReduce(x);
+    });
+    graph.replay();
+    spinUntilIdle();
+    await ctx.processGroup.barrier();
+    const t0 = performance.now();
+    for (let i = 0; i < launches; i++) graph.replay();
+    spinUntilIdle();
+    const us = ((performance.now() - t0) * 1000) / (perGraph * launches);
+    graph.dispose();
+    x.dispose();
+    const busbw = +((bytes / us / 1e3) * busFactor('all_reduce', ctx.worldSize)).toFixed(2);
+    if (ctx.rank === 0)
+      records.push({
+        impl: 'gpugroup',
+        op: 'all_reduce',
+        world: ctx.worldSize,
+        graph: true,
+        bytes,
+        us: +us.toFixed(2),
+        busbw,
+      });
+  }
+  return records;
+}
+
 /**
  * Host cost of one call: all-reduces of 8 bytes enqueued back to back, timed on the
  * host, through gpugroup's allReduce and through the raw koffi ncclAllReduce with
  * preallocated buffers (both include NCCL's own enqueue work), plus gpugroup's output
  * allocation and free alone. Calls go in batches of `batch` with the stream drained
  * between batches, untimed, so that a slow device (a one-GPU rehearsal) never backs
- * the host up; the figure is the best round's mean per call.
+ * the host up; the figure is the median over batches of the mean per call (a batch
+ * the OS preempted does not move it).
  */
 export async function hostCost(ctx: RankContext, args: { iters: number; batch?: number; rounds?: number }) {
-  const comm = ctx.communicator as NcclCommunicator;
+  const comm = (await communicatorOf(ctx)) as NcclCommunicator;
   const x = Tensor.full([2], 1, { dtype: 'float32', device: ctx.device });
   const out = Tensor.empty([2], { dtype: 'float32', device: ctx.device });
   const lib = nccl();
@@ -127,21 +189,29 @@ export async function hostCost(ctx: RankContext, args: { iters: number; batch?: 
       for (let i = 0; i < n; i++) Tensor.empty([2], { dtype: 'float32', device: ctx.device }).dispose();
     },
   };
-  const results: Record<string, number> = {};
+  const samples: Record<string, number[]> = {};
   for (let round = 0; round < (args.rounds ?? 3); round++) {
     for (const [name, phase] of Object.entries(phases)) {
       await ctx.processGroup.barrier();
-      let ms = 0;
+      samples[name] ??= [];
+      const list = samples[name];
       for (let done = 0; done < args.iters; done += batch) {
+        const n = Math.min(batch, args.iters - done);
         const t0 = performance.now();
-        await phase(Math.min(batch, args.iters - done));
-        ms += performance.now() - t0;
+        await phase(n);
+        list.push(((performance.now() - t0) * 1000) / n);
         await comm.synchronize();
       }
-      results[name] = Math.min(results[name] ?? Infinity, (ms * 1000) / args.iters);
     }
   }
   x.dispose();
   out.dispose();
+  const results = Object.fromEntries(Object.entries(samples).map(([name, list]) => [name, median(list)]));
   return ctx.rank === 0 ? results : null;
+}
+
+/** Median of a list of numbers. */
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
 }
