@@ -3,6 +3,14 @@
  * pending and later call with RankFailedError, fires `rank-exit` and `error`, and
  * makes the other ranks abort; a call past its deadline fails with CallTimeoutError;
  * shutdown() leaves no process, thread or port behind.
+ *
+ * A script that is done ends even without shutdown(): between calls the group holds
+ * none of this process's event loop (the rank handles and the store are unref'd; a
+ * pending call holds it), and when the loop runs dry the group shuts itself down, the
+ * ranks tearing down as they would for shutdown(). A process that exits outright
+ * (process.exit, a fatal error) SIGKILLs its rank processes on the way out; rank
+ * processes also leave when their IPC channel closes (workers/process-entry.ts), which
+ * covers a coordinator that was SIGKILLed itself. Rank threads end with the process.
  */
 import { EventEmitter } from 'eventemitter3';
 import { nanoid } from 'nanoid';
@@ -62,6 +70,32 @@ export interface Actor {
 /** How long shutdown() waits for ranks to leave on their own before killing them. */
 const DEFAULT_GRACE_MS = 5_000;
 
+/** Groups not yet shut down; one pair of process listeners serves them all. */
+const openGroups = new Set<Group>();
+
+function onBeforeExit(): void {
+  // The loop ran dry: nothing in this script will call the groups again.
+  for (const g of openGroups) void g.shutdown();
+}
+
+function onProcessExit(): void {
+  for (const g of openGroups) g.killOnExit();
+}
+
+function track(group: Group): void {
+  if (openGroups.size === 0) {
+    process.on('beforeExit', onBeforeExit);
+    process.on('exit', onProcessExit);
+  }
+  openGroups.add(group);
+}
+
+function untrack(group: Group): void {
+  if (!openGroups.delete(group) || openGroups.size > 0) return;
+  process.off('beforeExit', onBeforeExit);
+  process.off('exit', onProcessExit);
+}
+
 /** A launched group of rank actors (this node's share of the world). Built by {@link launchGroup}. */
 export class Group extends EventEmitter<GroupEvents> {
   /** Ranks in the whole world (all nodes). */
@@ -99,6 +133,8 @@ export class Group extends EventEmitter<GroupEvents> {
     this.pids = actors.map((a) => a.channel.pid);
     this.storeAddress = { host: opts.masterAddr, port: storePort };
     for (const a of actors) this.actors.set(a.rank, a);
+    this.holdLoop(false);
+    track(this);
   }
 
   /** Calls `fn(ctx, ...args)` in rank `rank` (a global rank of this node) under the group's deadline. */
@@ -136,9 +172,11 @@ export class Group extends EventEmitter<GroupEvents> {
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);
+        this.released();
         reject(new CallTimeoutError(rank, fn, timeoutMs));
       }, timeoutMs);
       this.pending.set(id, { rank, resolve: resolve as (v: unknown) => void, reject, timer });
+      if (this.pending.size === 1) this.holdLoop(true);
       try {
         actor.channel.send({ kind: 'call', id, fn, args });
       } catch (err) {
@@ -199,6 +237,7 @@ export class Group extends EventEmitter<GroupEvents> {
         p.reject(error);
       }
       this.pending.clear();
+      this.released();
       const wire = encodeError(error, rank);
       for (const other of this.actors.values()) if (other.alive) other.channel.send({ kind: 'abort', error: wire });
     }
@@ -210,11 +249,28 @@ export class Group extends EventEmitter<GroupEvents> {
     const p = this.pending.get(id);
     if (!p) return; // timed out or failed already; a late reply is dropped
     this.pending.delete(id);
+    this.released();
     clearTimeout(p.timer);
     fn(p);
   }
 
+  /** While calls are pending (or the group is closing) the ranks and the store hold the loop. */
+  private holdLoop(hold: boolean): void {
+    for (const a of this.actors.values()) a.channel.holdLoop(hold);
+    this.server?.holdLoop(hold);
+  }
+
+  private released(): void {
+    if (this.pending.size === 0 && !this.closing) this.holdLoop(false);
+  }
+
+  /** @internal The process is exiting without shutdown(): no rank process may outlive it. */
+  killOnExit(): void {
+    if (this.mode === 'process') for (const a of this.actors.values()) if (a.alive) a.channel.kill();
+  }
+
   private async close(graceMs: number): Promise<void> {
+    this.holdLoop(true);
     const closed = new GroupClosedError('the group was shut down while the call was pending');
     for (const p of this.pending.values()) {
       clearTimeout(p.timer);
@@ -223,6 +279,7 @@ export class Group extends EventEmitter<GroupEvents> {
     this.pending.clear();
     await stopActors([...this.actors.values()], graceMs);
     await this.server?.close();
+    untrack(this);
   }
 }
 

@@ -24,6 +24,12 @@ export interface RankChannel {
   onExit(fn: (code: number | null, signal: string | null, error?: Error) => void): void;
   /** Ends the actor at once (SIGKILL / terminate). */
   kill(): void;
+  /**
+   * Whether the actor's handles (the child process and its IPC channel, or the worker
+   * thread) keep this process's event loop alive. The coordinator holds the loop only
+   * while it waits on the actor, so a script that is done can end.
+   */
+  holdLoop(hold: boolean): void;
 }
 
 const processEntry = new URL(`../../workers/process-entry${ownExtension}`, import.meta.url);
@@ -79,6 +85,17 @@ export function spawnProcess(env: Record<string, string>, workerUrl: string): Ra
     kill: () => {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     },
+    holdLoop: (hold) => {
+      // ChildProcess.channel's ref()/unref() override the ref counting Node does for
+      // 'message' listeners.
+      if (hold) {
+        child.ref();
+        child.channel?.ref();
+      } else {
+        child.unref();
+        child.channel?.unref();
+      }
+    },
   };
 }
 
@@ -97,5 +114,6 @@ export function spawnThread(env: Record<string, string>, workerUrl: string): Ran
     onMessage: (fn) => worker.on('message', (m) => fn(m as FromRank)),
     onExit: (fn) => worker.once('exit', (code) => fn(code, null, lastError)),
     kill: () => void worker.terminate(),
+    holdLoop: (hold) => (hold ? worker.ref() : worker.unref()),
   };
 }

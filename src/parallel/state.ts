@@ -7,6 +7,7 @@ import { cudaDeviceCount, ncclAvailable } from '../../native/index.ts';
 import { nodeKey } from '../comm/index.ts';
 import { setting } from '../env.ts';
 import { GroupClosedError, InvalidArgumentError } from '../errors.ts';
+import { log } from '../log.ts';
 import {
   type StatelessProcessGroup,
   TcpStoreClient,
@@ -116,6 +117,8 @@ export async function initDistributedEnvironment(opts: InitOptions = {}): Promis
         : backend === 'nccl'
           ? await listenInThread({ host, port })
           : await TcpStoreServer.listen({ host, port });
+    // The teardown at exit (below) decides when rank 0 may stop serving, not the server.
+    server?.holdLoop(false);
     const client = await TcpStoreClient.connect({ host, port, timeoutMs });
     ownedStore = { client, server };
     store = client;
@@ -136,7 +139,30 @@ export async function initDistributedEnvironment(opts: InitOptions = {}): Promis
   // Unlike vLLM (world group without a device communicator), ours has one:
   // world-wide collectives are what users of a launched group reach for first.
   groups.world = await buildGroup('world', [Array.from({ length: worldSize }, (_, i) => i)]);
+  process.on('beforeExit', teardownAtExit);
   return groups.world;
+}
+
+/**
+ * An SPMD script that ends without destroyDistributedEnvironment() still exits: no
+ * handle of the environment holds the event loop (the store client and the sockets
+ * are unref'd, the store server this rank serves too), so once the script's own work
+ * is done the loop runs dry and this runs destroyDistributedEnvironment() itself.
+ *
+ * Doing the whole teardown, not just letting go, is what keeps it correct: rank 0
+ * serves the store, and a rank whose script is still running may yet need it (a get
+ * of a key rank 0 set before it finished). The teardown's store barrier keeps rank 0
+ * (and its store) alive until every rank has finished its script and entered the same
+ * barrier, or until the environment's deadline (timeoutMs) passes; then it closes the
+ * store and the process ends. A script that calls process.exit() skips this ('beforeExit'
+ * is not emitted) and closes the store under its peers.
+ */
+function teardownAtExit(): void {
+  process.off('beforeExit', teardownAtExit);
+  const rank = env?.rank ?? -1;
+  destroyDistributedEnvironment().catch((err: Error) =>
+    log('warn', `rank ${rank}`, `teardown at exit: ${err.name}: ${err.message}`),
+  );
 }
 
 async function buildGroup(name: string, groupRanks: number[][]): Promise<GroupCoordinator> {
@@ -260,26 +286,35 @@ export async function destroyModelParallel(): Promise<void> {
   }
 }
 
-/** Destroys the world group and closes the store this rank opened. */
+/**
+ * Destroys the world group and closes the store this rank opened. Collective in SPMD
+ * jobs: rank 0 closes the store it serves only after every rank got here (or at the
+ * deadline, then with StoreTimeoutError; the store is closed either way).
+ */
 export async function destroyDistributedEnvironment(): Promise<void> {
+  process.off('beforeExit', teardownAtExit);
   const e = env;
-  await destroyModelParallel();
-  await groups.world?.destroy();
-  groups.world = null;
-  env = null;
-  if (e && ownedStore.client && e.worldSize > 1) {
-    // SPMD: rank 0 serves the store. A last barrier in which rank 0 leaves after every
-    // other rank has departed, so closing the server cannot cut a peer off mid-call.
-    await storeBarrier(ownedStore.client, 'gpugroup/teardown', {
-      rank: e.rank,
-      worldSize: e.worldSize,
-      timeoutMs: e.timeoutMs,
-      hostRank: 0,
-    });
-  }
-  ownedStore.client?.close();
-  await ownedStore.server?.close();
+  const owned = ownedStore;
   ownedStore = {};
+  try {
+    await destroyModelParallel();
+    await groups.world?.destroy();
+    groups.world = null;
+    env = null;
+    if (e && owned.client && e.worldSize > 1) {
+      // SPMD: rank 0 serves the store. A last barrier in which rank 0 leaves after every
+      // other rank has departed, so closing the server cannot cut a peer off mid-call.
+      await storeBarrier(owned.client, 'gpugroup/teardown', {
+        rank: e.rank,
+        worldSize: e.worldSize,
+        timeoutMs: e.timeoutMs,
+        hostRank: 0,
+      });
+    }
+  } finally {
+    owned.client?.close();
+    await owned.server?.close();
+  }
 }
 
 /** Same-node test of vLLM (in_the_same_node_as) for a launched group: every rank of a node shares its host name. */

@@ -19,6 +19,8 @@ export interface ThreadedStoreServer {
   readonly port: number;
   /** Closes the server (its clients' calls fail) and ends the thread; idempotent. */
   close(): Promise<void>;
+  /** Whether the server's thread keeps this process's event loop alive (it does until told otherwise). */
+  holdLoop(hold: boolean): void;
 }
 
 /** Starts a TcpStoreServer in a worker thread; resolves once it listens. */
@@ -49,9 +51,12 @@ export function listenInThread(opts: StoreServerOptions = {}, startTimeoutMs = 3
         port: msg.port,
         close: () =>
           (closing ??= new Promise<void>((done) => {
+            // Held until the thread is gone, so the caller's await is not cut short.
+            worker.ref();
             worker.once('exit', () => done());
             worker.postMessage('close');
           })),
+        holdLoop: (hold) => (hold ? worker.ref() : worker.unref()),
       });
     });
   });

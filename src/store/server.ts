@@ -39,6 +39,7 @@ export class TcpStoreServer {
   private readonly state = new KeyValueState();
   private readonly connections = new Set<Connection>();
   private closing: Promise<void> | null = null;
+  private holdsLoop = true;
 
   private constructor(
     private readonly server: Server,
@@ -107,11 +108,28 @@ export class TcpStoreServer {
   }
 
   /**
+   * Whether the listening socket and the client connections keep this process's event
+   * loop alive (they do until told otherwise). The owners of a job's store let go of
+   * the loop: it stays served as long as the process runs for other reasons, and the
+   * owner itself decides when it may end (launchGroup's Group, initDistributedEnvironment).
+   */
+  holdLoop(hold: boolean): void {
+    this.holdsLoop = hold;
+    if (hold) this.server.ref();
+    else this.server.unref();
+    for (const c of this.connections) {
+      if (hold) c.socket.ref();
+      else c.socket.unref();
+    }
+  }
+
+  /**
    * Stops listening and destroys every client connection (their pending calls fail
    * with StoreError). Resolves once the listening socket is closed; idempotent.
    */
   close(): Promise<void> {
     this.closing ??= new Promise<void>((resolve) => {
+      this.server.ref(); // the caller's await holds the loop until the socket is closed
       this.server.close(() => resolve());
       for (const c of this.connections) c.socket.destroy();
       this.connections.clear();
@@ -126,6 +144,7 @@ export class TcpStoreServer {
       return;
     }
     socket.setNoDelay(true);
+    if (!this.holdsLoop) socket.unref();
     const conn = new Connection(this.state, socket, this.maxValueBytes, this.maxValueBytes + KEY_ALLOWANCE_BYTES);
     this.connections.add(conn);
     socket.once('close', () => {

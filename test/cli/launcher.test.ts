@@ -50,6 +50,49 @@ describe('gpugroup run', () => {
     });
   });
 
+  it('a script that never calls destroyDistributedEnvironment() ends; the launcher returns 0', async () => {
+    const r = await runNode(
+      [gpugroupBin, 'run', '--nproc-per-node', '2', '--backend', 'cpu', 'test/cli/fixtures/spmd-no-teardown.ts'],
+      20_000,
+    );
+    const ended = Date.now();
+    expect(r.stderr).not.toMatch(/FAILED|teardown/);
+    expect(r.code).toBe(0);
+    const lines = jsonLines<{ rank: number; sum: number; end: number; pid: number }>(r.stdout);
+    expect(lines.map((l) => [l.rank, l.sum]).sort()).toEqual([
+      [0, 3],
+      [1, 3],
+    ]);
+    expect(ended - Math.max(...lines.map((l) => l.end))).toBeLessThan(3_000);
+    expect(lines.map((l) => l.pid).filter(alive)).toEqual([]);
+  });
+
+  it('without teardown, rank 0 serves the store until the other ranks are done: a key read 1.5 s after rank 0 finished', async () => {
+    const r = await runNode(
+      [
+        gpugroupBin,
+        'run',
+        '--nproc-per-node',
+        '2',
+        '--backend',
+        'cpu',
+        'test/cli/fixtures/spmd-no-teardown.ts',
+        '--late-read',
+      ],
+      20_000,
+    );
+    expect(r.stderr).not.toMatch(/FAILED|teardown/);
+    expect(r.code).toBe(0);
+    const lines = jsonLines<{ rank: number; late: string | null; end: number }>(r.stdout).sort(
+      (a, b) => a.rank - b.rank,
+    );
+    expect(lines.map((l) => [l.rank, l.late])).toEqual([
+      [0, null],
+      [1, 'from rank 0'],
+    ]);
+    expect(lines[1].end - lines[0].end).toBeGreaterThanOrEqual(1_400);
+  });
+
   it('a failing rank: exit code 3, the rank named, the other rank stopped within seconds', async () => {
     const r = await runNode(
       [gpugroupBin, 'run', '--nproc-per-node', '2', '--backend', 'cpu', script, '--fail-rank', '1'],
