@@ -18,12 +18,13 @@ export class GpuGroupError extends Error {
 export class LibraryNotFoundError extends GpuGroupError {
   readonly library: string;
   readonly tried: string[];
+  /** The variable that forces a path; empty where there is none (libc). */
   readonly envVar: string;
   constructor(library: string, tried: string[], envVar: string, detail: string) {
     super(
       'GPUGROUP_LIBRARY_NOT_FOUND',
       `${library} could not be loaded. Tried:\n  ${tried.join('\n  ')}\n` +
-        `${detail}\nSet ${envVar} to the full path of the library to use.`,
+        (envVar ? `${detail}\nSet ${envVar} to the full path of the library to use.` : detail),
     );
     this.library = library;
     this.tried = tried;

@@ -27,4 +27,6 @@ export {
   NCCL_UNIQUE_ID_BYTES,
 } from './nccl.ts';
 export type { NcclLibrary, NcclConfigOptions, UniqueId, ReduceOp } from './nccl.ts';
+export { libc, viewMemory, lastErrno, SYS_FUTEX } from './libc.ts';
+export type { Libc } from './libc.ts';
 export { GpuGroupError, LibraryNotFoundError, NcclError, CudaError } from './errors.ts';

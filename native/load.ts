@@ -13,13 +13,10 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import koffi, { type LibraryHandle, type TypeObject } from 'koffi';
 import { LibraryNotFoundError } from './errors.ts';
+import { libc } from './libc.ts';
 
 const RTLD_NOW = 0x2;
 const RTLD_NODELETE = 0x1000;
-
-const libc = koffi.load('libc.so.6');
-const dlopen = libc.func('void *dlopen(const char *path, int flags)');
-const dlerror = libc.func('const char *dlerror()');
 
 /** Handles that must outlive every caller in this thread. */
 const pinned = new Map<string, LibraryHandle>();
@@ -101,9 +98,9 @@ export function loadLibrary(spec: LibrarySpec): LoadedLibrary {
       tried.push(`${path} (no such file)`);
       continue;
     }
-    const handle = dlopen(path, RTLD_NOW | RTLD_NODELETE);
+    const handle = libc().dlopen(path, RTLD_NOW | RTLD_NODELETE);
     if (!handle) {
-      lastError = (dlerror() as string | null) ?? 'dlopen failed';
+      lastError = libc().dlerror() ?? 'dlopen failed';
       tried.push(`${path} (${lastError})`);
       continue;
     }

@@ -1,25 +1,16 @@
 /**
  * Shared memory between processes of one node: a /dev/shm file mapped with mmap
- * through koffi, and futex wait/wake on words inside it (futex(2)).
- * `koffi.view` gives a plain external ArrayBuffer, on which Atomics.load/store/add
- * work but Atomics.wait/waitAsync are refused; futex is the blocking wait there.
+ * (native/libc.ts), and futex wait/wake on words inside it (futex(2)). The mapping's
+ * view is a plain external ArrayBuffer, on which Atomics.load/store/add work but
+ * Atomics.wait/waitAsync are refused; futex is the blocking wait there.
  */
 import { closeSync, ftruncateSync, openSync, readdirSync, unlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
-import koffi from 'koffi';
 import { setting } from '../env.ts';
 import { SharedMemoryError } from '../errors.ts';
 import { nanoid } from 'nanoid';
+import { lastErrno, libc, SYS_FUTEX, viewMemory } from '../../native/index.ts';
 
-const libc = koffi.load('libc.so.6');
-const mmap = libc.func('void *mmap(void *addr, size_t length, int prot, int flags, int fd, long offset)');
-const munmap = libc.func('int munmap(void *addr, size_t length)');
-// syscall(2) is variadic; futex takes six integer/pointer arguments, which the x86-64 and
-// aarch64 Linux ABIs pass in the same registers whether the prototype is variadic or
-// not, so a fixed prototype is exact and lets koffi run it on the thread pool (.async).
-const futex = libc.func('long syscall(long nr, void *addr, int op, int val, void *timeout, void *addr2, int val3)');
-const schedYield = libc.func('int sched_yield(void)');
-const SYS_FUTEX = process.arch === 'arm64' ? 98 : 202;
 // Shared (not PRIVATE) ops: the waiters live in other processes.
 const FUTEX_WAIT = 0;
 const FUTEX_WAKE = 1;
@@ -94,11 +85,11 @@ export class ShmSegment {
   }
 
   private static map(path: string, fd: number, bytes: number): ShmSegment {
-    const raw = mmap(null, bytes, PROT_READ_WRITE, MAP_SHARED, fd, 0) as bigint | number | null;
+    const raw = libc().mmap(null, bytes, PROT_READ_WRITE, MAP_SHARED, fd, 0);
     const address = raw === null ? 0n : BigInt(raw as bigint);
     if (address === 0n || address === MAP_FAILED)
-      throw new SharedMemoryError(path, `mmap of ${bytes} bytes failed (errno ${koffi.errno()})`);
-    return new ShmSegment(path, bytes, address, koffi.view(address, bytes) as ArrayBuffer);
+      throw new SharedMemoryError(path, `mmap of ${bytes} bytes failed (errno ${lastErrno()})`);
+    return new ShmSegment(path, bytes, address, viewMemory(address, bytes));
   }
 
   /** Removes the file name; mappings stay valid until unmapped. Idempotent. */
@@ -110,7 +101,7 @@ export class ShmSegment {
   unmap(): void {
     if (this.unmapped) return;
     this.unmapped = true;
-    munmap(this.address, this.bytes);
+    libc().munmap(this.address, this.bytes);
   }
 }
 
@@ -149,7 +140,7 @@ export function futexWait(address: bigint, expected: number, timeoutMs: number):
   // struct timespec { tv_sec, tv_nsec } (relative); kept alive by the closure until the call returns.
   const timeout = new BigInt64Array([ns / 1_000_000_000n, ns % 1_000_000_000n]);
   return new Promise((resolve) => {
-    futex.async(SYS_FUTEX, address, FUTEX_WAIT, expected, timeout, null, 0, () => {
+    libc().syscall.async(SYS_FUTEX, address, FUTEX_WAIT, expected, timeout, null, 0, () => {
       void timeout;
       resolve();
     });
@@ -161,12 +152,12 @@ export function futexWait(address: bigint, expected: number, timeoutMs: number):
  * on every turn so that, with more pollers than cores, the one it waits for gets to run.
  */
 export function yieldCpu(): void {
-  schedYield();
+  libc().sched_yield();
 }
 
 /** Wakes every futex waiter on the int32 at `address`, in any process. */
 export function futexWake(address: bigint): void {
-  futex(SYS_FUTEX, address, FUTEX_WAKE, 0x7fffffff, null, null, 0);
+  libc().syscall(SYS_FUTEX, address, FUTEX_WAKE, 0x7fffffff, null, null, 0);
 }
 
 export { SharedMemoryError };

@@ -40,3 +40,5 @@ export type { PackedSpec } from './packed.ts';
 export { loadSafetensors, saveSafetensors, readSafetensorsInfo } from './safetensors.ts';
 export type { LoadSafetensorsOptions, SafetensorsInfo, NamedTensorsInput } from './safetensors.ts';
 export { MAX_HEADER_BYTES as SAFETENSORS_MAX_HEADER_BYTES } from './safetensors-header.ts';
+export { CudaGraph, captureCudaGraph } from './graph.ts';
+export type { GraphCaptureContext } from './graph.ts';

@@ -4,8 +4,7 @@
  * and returns at once (torch's `pin_memory()`). The staging chunks of ./staging.ts and
  * pinned host tensors are both made here.
  */
-import koffi from 'koffi';
-import { cuda, cudaDeviceCount } from '../../native/index.ts';
+import { cuda, cudaDeviceCount, viewMemory } from '../../native/index.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import { HostStorage } from './storage.ts';
 
@@ -20,7 +19,7 @@ export function mapPinned(bytes: number): { ptr: bigint; buffer: ArrayBuffer; vi
   const out = new BigUint64Array(1);
   cuda().cudaMallocHost(out, Math.max(bytes, 1));
   const ptr = out[0];
-  const buffer = koffi.view(ptr, Math.max(bytes, 1)) as ArrayBuffer;
+  const buffer = viewMemory(ptr, Math.max(bytes, 1));
   return { ptr, buffer, view: new Uint8Array(buffer, 0, bytes) };
 }
 

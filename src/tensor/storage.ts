@@ -50,7 +50,7 @@ interface DeviceHeld {
 /**
  * Storages allocated while a stream capture is open become allocation nodes of the
  * graph: the graph owns them (they live as long as it and are reused by each replay),
- * so dispose() outside the capture leaves them alone. See src/parallel/graph.ts.
+ * so dispose() outside the capture leaves them alone. See ./graph.ts.
  */
 let capturing: Set<DeviceStorage> | null = null;
 

@@ -135,6 +135,11 @@ export class Stream {
     );
   }
 
+  /** Makes this stream wait (on the device) for the work recorded in `event`. */
+  waitEvent(event: CudaEvent): void {
+    cuda().cudaStreamWaitEvent(this.handle, event.handle, 0);
+  }
+
   /** Makes this stream wait for everything enqueued on `other` so far. */
   waitStream(other: Stream): void {
     // One event per stream, recorded again each time: a wait takes the state of the
@@ -142,7 +147,7 @@ export class Stream {
     other.marker ??= new CudaEvent();
     const ev = other.marker;
     ev.record(other);
-    cuda().cudaStreamWaitEvent(this.handle, ev.handle, 0);
+    this.waitEvent(ev);
   }
 
   dispose(): void {

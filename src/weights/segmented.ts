@@ -13,7 +13,6 @@
  * last broadcast (producer) or its last unpack (consumer), which the stream that
  * reuses it waits for on the GPU. Both sides cut the same segments from the same plan.
  */
-import { cuda } from '../../native/index.ts';
 import type { DeviceCommunicator } from '../comm/index.ts';
 import { CudaEvent, Stream, Tensor, copyBytes, enqueueOn } from '../tensor/index.ts';
 import type { PackedBufferPlan, PackedSlice } from './packing.ts';
@@ -54,7 +53,7 @@ export function overlap(
 function recycle(inFlight: InFlight[], numBuffers: number, stream: Stream): void {
   while (inFlight.length >= numBuffers) {
     const old = inFlight.shift()!;
-    cuda().cudaStreamWaitEvent(stream.handle, old.done.handle, 0);
+    stream.waitEvent(old.done);
     enqueueOn(stream, () => old.buffer.dispose());
     old.done.dispose();
   }
@@ -174,7 +173,7 @@ export async function consumeSegmented(
         plan.slices.map((s) => Tensor.empty(s.shape, { dtype: s.dtype, device: comm.device })),
       );
       for (const [a, b, ev] of arrived) {
-        cuda().cudaStreamWaitEvent(unpack.handle, ev.handle, 0);
+        unpack.waitEvent(ev);
         enqueueOn(unpack, () => {
           plan.slices.forEach((s, i) => {
             const part = overlap(s, a, b);
