@@ -70,14 +70,15 @@ await group.shutdown();
 `,
 };
 
-// What `tsc --init` writes today, strict, with module and moduleResolution nodenext.
-function tsconfig(skipLibCheck: boolean): string {
+// What `tsc --init` writes today (strict, module nodenext), with moduleResolution
+// nodenext spelled out; `node` in `types` as a Node program has it (with @types/node).
+function tsconfig(skipLibCheck: boolean, types: string[]): string {
   return JSON.stringify({
     compilerOptions: {
       module: 'nodenext',
       moduleResolution: 'nodenext',
       target: 'esnext',
-      types: [],
+      types,
       strict: true,
       noUncheckedIndexedAccess: true,
       exactOptionalPropertyTypes: true,
@@ -92,6 +93,12 @@ function tsconfig(skipLibCheck: boolean): string {
   });
 }
 
+const TSCONFIGS: Record<string, string> = {
+  'strict.json': tsconfig(false, ['node']),
+  'skiplib.json': tsconfig(true, ['node']),
+  'init.json': tsconfig(true, []),
+};
+
 describe('the packed tarball in an empty project', () => {
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'gpugroup-consumer-'));
@@ -102,9 +109,16 @@ describe('the packed tarball in an empty project', () => {
     packedFiles = packed!.files.map((f) => f.path);
     mkdirSync(project);
     for (const [name, text] of Object.entries(files)) writeFileSync(join(project, name), text);
-    writeFileSync(join(project, 'tsconfig.strict.json'), tsconfig(false));
-    writeFileSync(join(project, 'tsconfig.skiplib.json'), tsconfig(true));
-    await sh('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', '--loglevel=error', join(dir, tarball)]);
+    for (const [name, text] of Object.entries(TSCONFIGS)) writeFileSync(join(project, `tsconfig.${name}`), text);
+    await sh('npm', [
+      'install',
+      '--no-audit',
+      '--no-fund',
+      '--prefer-offline',
+      '--loglevel=error',
+      join(dir, tarball),
+      '@types/node@^20.19.0',
+    ]);
   }, 3 * STEP_MS);
 
   afterAll(() => {
@@ -146,10 +160,10 @@ describe('the packed tarball in an empty project', () => {
     );
   });
 
-  it.each(['strict', 'skiplib'])(
-    'tsc type-checks a TypeScript consumer with zero errors (tsconfig.%s.json)',
+  it.each(Object.keys(TSCONFIGS))(
+    'tsc type-checks a TypeScript consumer with zero errors (tsconfig.%s)',
     async (cfg) => {
-      const { stdout } = await sh(process.execPath, [tsc, '-p', `tsconfig.${cfg}.json`]);
+      const { stdout } = await sh(process.execPath, [tsc, '-p', `tsconfig.${cfg}`]);
       expect(stdout).toBe('');
     },
   );
