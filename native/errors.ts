@@ -62,3 +62,45 @@ export class CudaError extends GpuGroupError {
     this.call = call;
   }
 }
+
+/** A cuBLAS call returned a cublasStatus_t other than CUBLAS_STATUS_SUCCESS. */
+export class CublasError extends GpuGroupError {
+  /** cublasStatus_t value. */
+  readonly result: number;
+  /** Symbolic name, e.g. `CUBLAS_STATUS_INVALID_VALUE`. */
+  readonly resultName: string;
+  readonly call: string;
+  constructor(result: number, resultName: string, call: string, libraryMessage: string) {
+    super('GPUGROUP_CUBLAS_ERROR', `${call} failed: ${resultName} (${result}): ${libraryMessage}`);
+    this.result = result;
+    this.resultName = resultName;
+    this.call = call;
+  }
+}
+
+/** An NVRTC call returned an nvrtcResult other than NVRTC_SUCCESS (a failed compile is a KernelCompileError). */
+export class NvrtcError extends GpuGroupError {
+  /** nvrtcResult value. */
+  readonly result: number;
+  readonly call: string;
+  constructor(result: number, call: string, libraryMessage: string) {
+    super('GPUGROUP_NVRTC_ERROR', `${call} failed: ${libraryMessage} (${result})`);
+    this.result = result;
+    this.call = call;
+  }
+}
+
+/** A CUDA driver API call returned a CUresult other than CUDA_SUCCESS. */
+export class CudaDriverError extends GpuGroupError {
+  /** CUresult value. */
+  readonly result: number;
+  /** Symbolic name from cuGetErrorName, e.g. `CUDA_ERROR_INVALID_IMAGE`. */
+  readonly resultName: string;
+  readonly call: string;
+  constructor(result: number, resultName: string, call: string, libraryMessage: string) {
+    super('GPUGROUP_CUDA_DRIVER_ERROR', `${call} failed: ${resultName} (${result}): ${libraryMessage}`);
+    this.result = result;
+    this.resultName = resultName;
+    this.call = call;
+  }
+}

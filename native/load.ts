@@ -9,7 +9,7 @@
  * process.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import koffi, { type LibraryHandle, type TypeObject } from 'koffi';
 import { LibraryNotFoundError } from './errors.ts';
@@ -35,8 +35,27 @@ export interface LibrarySpec {
   envVar: string;
   /** Names the dynamic loader resolves by itself (ld.so.cache, LD_LIBRARY_PATH). */
   sonames: string[];
-  /** Paths relative to a Python site-packages folder. */
+  /**
+   * Paths relative to a Python site-packages folder. A segment `*` matches every folder
+   * there (the CUDA 12 wheels put each library in `nvidia/<name>/lib`, the CUDA 13 ones
+   * in `nvidia/cu13/lib`).
+   */
   pythonRelative: string[];
+}
+
+/** `rel` under `root`, with each `*` segment expanded to the folders present (sorted). */
+function expand(root: string, rel: string): string[] {
+  const star = rel.split('/').indexOf('*');
+  if (star < 0) return [join(root, rel)];
+  const parts = rel.split('/');
+  const base = join(root, ...parts.slice(0, star));
+  let dirs: string[];
+  try {
+    dirs = readdirSync(base).sort();
+  } catch {
+    return [];
+  }
+  return dirs.flatMap((d) => expand(join(base, d), parts.slice(star + 1).join('/')));
 }
 
 let pythonSiteDirs: string[] | undefined;
@@ -80,7 +99,7 @@ function* candidates(spec: LibrarySpec): Generator<string> {
   yield* spec.sonames;
   const roots = [process.env.CUDA_HOME, '/usr/local/cuda'].filter((r): r is string => !!r);
   for (const root of roots) for (const so of spec.sonames) yield join(root, 'lib64', so);
-  for (const site of pythonSitePackages()) for (const rel of spec.pythonRelative) yield join(site, rel);
+  for (const site of pythonSitePackages()) for (const rel of spec.pythonRelative) yield* expand(site, rel);
 }
 
 /**

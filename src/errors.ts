@@ -4,9 +4,17 @@
  * branches on. Errors cross actor boundaries through {@link errorToWire} /
  * {@link errorFromWire}, which rebuild the same class on the other side.
  */
-import { CudaError, GpuGroupError, LibraryNotFoundError, NcclError } from '../native/errors.ts';
+import {
+  CublasError,
+  CudaDriverError,
+  CudaError,
+  GpuGroupError,
+  LibraryNotFoundError,
+  NcclError,
+  NvrtcError,
+} from '../native/errors.ts';
 
-export { CudaError, GpuGroupError, LibraryNotFoundError, NcclError };
+export { CublasError, CudaDriverError, CudaError, GpuGroupError, LibraryNotFoundError, NcclError, NvrtcError };
 
 /** An argument was rejected before any native call. `argument` names it. */
 export class InvalidArgumentError extends GpuGroupError {
@@ -232,6 +240,20 @@ export class RemoteError extends GpuGroupError {
   }
 }
 
+/** NVRTC refused a kernel's source; `log` is NVRTC's compile log. */
+export class KernelCompileError extends GpuGroupError {
+  /** The kernel (function) name that was asked for. */
+  readonly kernel: string;
+  readonly log: string;
+  readonly options: string[];
+  constructor(kernel: string, log: string, options: string[]) {
+    super('GPUGROUP_KERNEL_COMPILE_ERROR', `kernel '${kernel}' did not compile (${options.join(' ')}):\n${log}`);
+    this.kernel = kernel;
+    this.log = log;
+    this.options = options;
+  }
+}
+
 /** Renders flight records as an aligned table for error messages. */
 export function formatFlightRecords(recent: FlightRecord[]): string {
   if (recent.length === 0) return '  (none)';
@@ -259,6 +281,10 @@ const classes: Record<string, new (...args: never[]) => GpuGroupError> = {
   LibraryNotFoundError,
   NcclError,
   CudaError,
+  CublasError,
+  NvrtcError,
+  CudaDriverError,
+  KernelCompileError,
   InvalidArgumentError,
   TimeoutError,
   StoreTimeoutError,

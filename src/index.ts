@@ -28,6 +28,38 @@ export type {
   SafetensorsInfo,
 } from './tensor/index.ts';
 export {
+  add,
+  sub,
+  mul,
+  div,
+  scale,
+  neg,
+  relu,
+  gelu,
+  silu,
+  exp,
+  cast,
+  binary,
+  unary,
+  reduce,
+  sum,
+  mean,
+  max,
+  softmax,
+  matmul,
+  compileKernel,
+  Kernel,
+} from './compute/index.ts';
+export type {
+  ReduceOp as ComputeReduceOp,
+  ReduceOptions,
+  KernelArg,
+  LaunchConfig,
+  CompileOptions,
+  ParamValue,
+  Dim3,
+} from './compute/index.ts';
+export {
   TcpStoreServer,
   TcpStoreClient,
   PrefixStore,
