@@ -41,6 +41,7 @@ const suites: Record<string, () => Promise<{ run: (opts: BenchOptions) => Promis
   kvpipe: () => import('./kvpipe.ts'),
   copies: () => import('./copies.ts'),
   safetensors: () => import('./safetensors.ts'),
+  compute: () => import('./compute.ts'),
 };
 
 const { values, positionals } = parseArgs({

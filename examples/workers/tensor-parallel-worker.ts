@@ -5,9 +5,11 @@
 //   h   = allGather(h_r, -1)           what a column-parallel layer with gather_output returns
 //   y   = allReduce(h_r · W2[shard r, :])   the row-parallel layer's partial sums
 //
-// Every value is a small integer, so float32 results are exact and each rank can check
-// against the unsplit computation.
-import { Tensor, type RankContext } from '../../src/index.ts';
+// Each rank computes its shard on its own device with gpugroup's matmul and relu (cuBLAS
+// and a generated kernel on a GPU, host loops on the CPU backend). Every value is a small
+// integer, so float32 results are exact and each rank can check against the unsplit
+// computation done on the host.
+import { Tensor, matmul as deviceMatmul, relu as deviceRelu, type RankContext } from '../../src/index.ts';
 
 export interface MlpShape {
   tokens: number;
@@ -79,13 +81,19 @@ export async function forward(ctx: RankContext, shape: MlpShape) {
   const { x, h: hRef, y: yRef } = reference(shape, replica);
   const w1 = matrix(1, hidden, ffn, 1);
   const w2 = matrix(2, ffn, hidden, 1);
-  // Local work on this rank's shards (host math: this example is about the communication).
-  const hLocal = relu(matmul(x, tokens, hidden, w1, ffn, 0, r * shard, (r + 1) * shard));
-  const partial = matmul(hLocal, tokens, shard, w2, hidden, r * shard, 0, hidden);
+  // This rank's shards of the weights: W1's columns [r·shard, (r+1)·shard), W2's rows.
+  const w1Shard = Tensor.fromArray(w1, { shape: [hidden, ffn] })
+    .narrow(1, r * shard, shard)
+    .to(ctx.device);
+  const w2Shard = Tensor.fromArray(w2, { shape: [ffn, hidden] })
+    .narrow(0, r * shard, shard)
+    .to(ctx.device);
+  const xDev = Tensor.fromArray(x, { shape: [tokens, hidden], device: ctx.device });
 
   const t0 = performance.now();
-  const hShard = Tensor.fromArray(hLocal, { shape: [tokens, shard], device: ctx.device });
-  const yPartial = Tensor.fromArray(partial, { shape: [tokens, hidden], device: ctx.device });
+  const pre = deviceMatmul(xDev, w1Shard); // [tokens, shard]
+  const hShard = deviceRelu(pre);
+  const yPartial = deviceMatmul(hShard, w2Shard); // [tokens, hidden], this rank's partial sum
   const h = await ctx.tp.allGather(hShard, -1);
   const y = await ctx.tp.allReduce(yPartial);
   const hGot = (await h.toArray()) as Float32Array;
@@ -97,6 +105,6 @@ export async function forward(ctx: RankContext, shape: MlpShape) {
   if (hBad) errors.push(`all-gather: ${hBad}`);
   const yBad = firstMismatch(yGot, yRef);
   if (yBad) errors.push(`all-reduce: ${yBad}`);
-  for (const t of [hShard, yPartial, h, y]) t.dispose();
+  for (const t of [w1Shard, w2Shard, xDev, pre, hShard, yPartial, h, y]) t.dispose();
   return { rank: ctx.rank, tpRank: r, replica, errors, ms, checksum: yGot.reduce((a, b) => a + b, 0) };
 }
