@@ -7,7 +7,7 @@
  */
 import { bindTable, type ProtoRow } from './bind.ts';
 import { CublasError } from './errors.ts';
-import { type LibrarySpec, loadLibrary } from './load.ts';
+import { type LibrarySpec, loadLibrary, preloadLibrary } from './load.ts';
 
 /** cudaDataType_t values (library_types.h). */
 export const CudaDataType = { R_32F: 0, R_64F: 1, R_16F: 2, R_16BF: 14 } as const;
@@ -110,6 +110,12 @@ let library: CublasLibrary | undefined;
 /** cuBLAS, loaded on first use; throws LibraryNotFoundError naming libcublas and its variable. */
 export function cublas(): CublasLibrary {
   if (library) return library;
+  preloadLibrary({
+    ...spec,
+    name: 'libcublasLt',
+    sonames: ['libcublasLt.so.13', 'libcublasLt.so.12'],
+    pythonRelative: ['nvidia/*/lib/libcublasLt.so.13', 'nvidia/*/lib/libcublasLt.so.12'],
+  });
   const { lib, path } = loadLibrary(spec);
   let bound: Record<string, (...args: never[]) => unknown> = {};
   const makeError = (code: number, call: string): CublasError =>

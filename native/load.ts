@@ -36,26 +36,35 @@ export interface LibrarySpec {
   /** Names the dynamic loader resolves by itself (ld.so.cache, LD_LIBRARY_PATH). */
   sonames: string[];
   /**
-   * Paths relative to a Python site-packages folder. A segment `*` matches every folder
-   * there (the CUDA 12 wheels put each library in `nvidia/<name>/lib`, the CUDA 13 ones
-   * in `nvidia/cu13/lib`).
+   * Paths relative to a Python site-packages folder; `*` in a segment matches any text
+   * (the CUDA 12 wheels put each library in `nvidia/<name>/lib`, the CUDA 13 ones in
+   * `nvidia/cu13/lib`).
    */
   pythonRelative: string[];
 }
 
-/** `rel` under `root`, with each `*` segment expanded to the folders present (sorted). */
-function expand(root: string, rel: string): string[] {
-  const star = rel.split('/').indexOf('*');
-  if (star < 0) return [join(root, rel)];
+/** `rel` under `root`, each segment holding `*` matched against the entries present (sorted). */
+export function expand(root: string, rel: string): string[] {
   const parts = rel.split('/');
+  const star = parts.findIndex((p) => p.includes('*'));
+  if (star < 0) return [join(root, rel)];
   const base = join(root, ...parts.slice(0, star));
-  let dirs: string[];
+  const pattern = new RegExp(
+    `^${parts[star]
+      .split('*')
+      .map((x) => x.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
+      .join('.*')}$`,
+  );
+  let entries: string[];
   try {
-    dirs = readdirSync(base).sort();
+    entries = readdirSync(base)
+      .filter((e) => pattern.test(e))
+      .sort();
   } catch {
     return [];
   }
-  return dirs.flatMap((d) => expand(join(base, d), parts.slice(star + 1).join('/')));
+  const rest = parts.slice(star + 1).join('/');
+  return entries.flatMap((e) => (rest ? expand(join(base, e), rest) : [join(base, e)]));
 }
 
 let pythonSiteDirs: string[] | undefined;
@@ -136,5 +145,19 @@ export function namedStruct(name: string, def: Record<string, string | TypeObjec
     return koffi.type(name);
   } catch {
     return koffi.struct(name, def);
+  }
+}
+
+/**
+ * Loads `spec` if it can be found, for a library that another one needs beside it (the
+ * wheels' libcublasLt for libcublas, libnvrtc-builtins for libnvrtc): once loaded, the
+ * dynamic loader resolves the other's dependency by its soname. Never throws; a library
+ * that is still missing is reported by the load that needs it.
+ */
+export function preloadLibrary(spec: LibrarySpec): void {
+  try {
+    loadLibrary(spec);
+  } catch {
+    // The dependent load says what is missing.
   }
 }

@@ -5,7 +5,7 @@
  */
 import { bindTable, type ProtoRow } from './bind.ts';
 import { NvrtcError } from './errors.ts';
-import { type LibrarySpec, loadLibrary } from './load.ts';
+import { type LibrarySpec, loadLibrary, preloadLibrary } from './load.ts';
 
 /** nvrtcResult values the callers branch on. */
 export const NvrtcResult = { success: 0, compilation: 6 } as const;
@@ -69,6 +69,14 @@ let library: NvrtcLibrary | undefined;
 /** NVRTC, loaded on first use; throws LibraryNotFoundError naming libnvrtc and its variable. */
 export function nvrtc(): NvrtcLibrary {
   if (library) return library;
+  // NVRTC opens its builtins library by name at the first compile; the wheels keep it
+  // beside libnvrtc, where the loader may not look.
+  preloadLibrary({
+    ...spec,
+    name: 'libnvrtc-builtins',
+    sonames: [],
+    pythonRelative: ['nvidia/*/lib/libnvrtc-builtins.so.13*', 'nvidia/*/lib/libnvrtc-builtins.so.12*'],
+  });
   const { lib, path } = loadLibrary(spec);
   let bound: Record<string, (...args: never[]) => unknown> = {};
   const makeError = (code: number, call: string): NvrtcError =>

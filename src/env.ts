@@ -10,7 +10,7 @@
  * never a NaN that surfaces later. Callers on hot paths keep the value they read
  * first (a `process.env` lookup costs a few hundred ns).
  *
- * The three library paths (`*_SO_PATH`) are listed here for their documentation and
+ * The library paths (`*_SO_PATH`) are listed here for their documentation and
  * validation, but `native/load.ts` reads them itself: the FFI layer sits below this
  * module and imports nothing from `src/` (test/env.test.ts checks the names agree).
  * `NCCL_*` variables are NCCL's own and pass through untouched. Variables that only
@@ -82,6 +82,16 @@ export const SETTINGS = {
     type: 'path',
     default: undefined,
     doc: 'Full path of libcuda (the driver) to load instead of searching for it.',
+  },
+  GPUGROUP_CUBLAS_SO_PATH: {
+    type: 'path',
+    default: undefined,
+    doc: 'Full path of libcublas (device matmul) to load instead of searching for it.',
+  },
+  GPUGROUP_NVRTC_SO_PATH: {
+    type: 'path',
+    default: undefined,
+    doc: 'Full path of libnvrtc (device kernels of the compute ops and compileKernel) to load instead of searching for it.',
   },
   GPUGROUP_MQ_CHUNK_BYTES: {
     type: 'bytes',

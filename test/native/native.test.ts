@@ -95,3 +95,55 @@ describe('NCCL helpers', () => {
     expect(() => uniqueIdFromBytes(new Uint8Array(127))).toThrow('Expected 128 bytes for ncclUniqueId, got 127 bytes');
   });
 });
+
+describe('library search patterns', () => {
+  it('expands * in any segment against the entries present, sorted', async () => {
+    const { mkdtempSync, mkdirSync, writeFileSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { expand } = await import('../../native/load.ts');
+    const root = mkdtempSync(join(tmpdir(), 'gg-site-'));
+    try {
+      for (const d of ['nvidia/cu13/lib', 'nvidia/cublas/lib', 'nvidia/nccl/lib'])
+        mkdirSync(join(root, d), { recursive: true });
+      writeFileSync(join(root, 'nvidia/cu13/lib/libnvrtc-builtins.so.13.0'), '');
+      writeFileSync(join(root, 'nvidia/cu13/lib/libnvrtc.so.13'), '');
+      writeFileSync(join(root, 'nvidia/cublas/lib/libcublas.so.12'), '');
+      expect(expand(root, 'nvidia/*/lib/libcublas.so.12')).toEqual([
+        join(root, 'nvidia/cu13/lib/libcublas.so.12'),
+        join(root, 'nvidia/cublas/lib/libcublas.so.12'),
+        join(root, 'nvidia/nccl/lib/libcublas.so.12'),
+      ]);
+      expect(expand(root, 'nvidia/*/lib/libnvrtc-builtins.so.13*')).toEqual([
+        join(root, 'nvidia/cu13/lib/libnvrtc-builtins.so.13.0'),
+      ]);
+      expect(expand(root, 'nvidia/none/lib/x.so')).toEqual([join(root, 'nvidia/none/lib/x.so')]);
+      expect(expand(root, 'missing/*/x.so')).toEqual([]);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  it('a device compute library that is missing is a LibraryNotFoundError naming it and its variable', async () => {
+    const { cublas, nvrtc } = await import('../../native/index.ts');
+    for (const [load, lib, env] of [
+      [cublas, 'libcublas', 'GPUGROUP_CUBLAS_SO_PATH'],
+      [nvrtc, 'libnvrtc', 'GPUGROUP_NVRTC_SO_PATH'],
+    ] as const) {
+      process.env[env] = '/nowhere/lib.so';
+      try {
+        let caught: unknown;
+        try {
+          load();
+        } catch (err) {
+          caught = err;
+        }
+        expect(caught).toBeInstanceOf(LibraryNotFoundError);
+        expect((caught as LibraryNotFoundError).library).toBe(lib);
+        expect((caught as Error).message).toContain(`Set ${env}`);
+      } finally {
+        delete process.env[env];
+      }
+    }
+  });
+});

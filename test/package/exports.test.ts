@@ -22,6 +22,12 @@ describe("the package's public face", () => {
       'NcclError',
       'CudaError',
       'InvalidArgumentError',
+      'add',
+      'matmul',
+      'softmax',
+      'cast',
+      'compileKernel',
+      'KernelCompileError',
     ]) {
       expect(typeof (gpugroup as Record<string, unknown>)[name], name).toBe('function');
     }
