@@ -219,7 +219,7 @@ describe.skipIf(gpus === 0)('user kernels on cuda:0', () => {
       { device: 'cuda:0' },
     );
     const n = 1000;
-    const x = Tensor.arange(n, undefined, 1, { dtype: 'float32', device: 'cuda:0' });
+    const x = Tensor.arange(n, { dtype: 'float32', device: 'cuda:0' });
     const y = Tensor.full([n], 1, { device: 'cuda:0' });
     k.launch({ grid: Math.ceil(n / 128), block: 128 }, [y, x, { f32: 2 }, { i32: n }]);
     const got = (await y.toArray()) as Float32Array;
@@ -236,7 +236,7 @@ describe.skipIf(gpus === 0)('user kernels on cuda:0', () => {
        }`,
       'rev',
     );
-    const src = Tensor.arange(4 * 64, undefined, 1, { dtype: 'int32', device: 'cuda:0' });
+    const src = Tensor.arange(4 * 64, { dtype: 'int32', device: 'cuda:0' });
     const out = Tensor.empty([4 * 64], { dtype: 'int32', device: 'cuda:0' });
     s.launch({ grid: [2, 2], block: 64, sharedMemBytes: 64 * 4 }, [out, src]);
     const r = (await out.toArray()) as Int32Array;
