@@ -22,7 +22,7 @@ import { NcclDataType, NcclRedOp, cudaDeviceCount, nccl } from '../native/index.
 import { NcclCommunicator, type ReduceOp } from '../src/comm/index.ts';
 import { StatelessProcessGroup } from '../src/store/index.ts';
 import { Tensor, currentStream, setDevice } from '../src/tensor/index.ts';
-import type { BenchOptions } from './index.ts';
+import type { BenchOptions } from './options.ts';
 import { median } from './workers/collectives.ts';
 
 /** The protected parts of the op path, reached for measurement only. */

@@ -11,7 +11,7 @@
 import { cudaDeviceCount, nccl } from '../native/index.ts';
 import { launchGroup } from '../src/orchestrator/index.ts';
 import { tableHeader, tableLine } from './table.ts';
-import type { BenchOptions } from './index.ts';
+import type { BenchOptions } from './options.ts';
 import type { SweepOp } from './workers/collectives.ts';
 
 const OPS: SweepOp[] = ['all_reduce', 'broadcast', 'all_gather', 'reduce_scatter', 'send_recv'];

@@ -5,7 +5,7 @@
  */
 import { cudaDeviceCount } from '../native/index.ts';
 import { launchGroup, type Group } from '../src/orchestrator/index.ts';
-import type { BenchOptions } from './index.ts';
+import type { BenchOptions } from './options.ts';
 
 export async function run(opts: BenchOptions): Promise<void> {
   const backend = opts.backend ?? (cudaDeviceCount() > 0 ? 'nccl' : 'cpu');

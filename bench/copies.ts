@@ -9,7 +9,7 @@
  */
 import { cudaDeviceCount, cudaDriver } from '../native/index.ts';
 import { Tensor, copyBytes, currentStream, packedLayout, setDevice } from '../src/tensor/index.ts';
-import type { BenchOptions } from './index.ts';
+import type { BenchOptions } from './options.ts';
 
 const BYTES = 4096;
 

@@ -4,7 +4,7 @@
  */
 import { cudaDeviceCount } from '../native/index.ts';
 import { launchGroup } from '../src/orchestrator/index.ts';
-import type { BenchOptions } from './index.ts';
+import type { BenchOptions } from './options.ts';
 import { tableHeader, tableLine } from './table.ts';
 
 const SIZES = [8, 32, 128, 512, 1024, 2048, 8192, 32768, 65536, 131072, 524288, 1048576];

@@ -13,20 +13,7 @@
  */
 import { appendFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-
-/** What every suite module exports. */
-export interface BenchOptions {
-  json: (record: object) => void;
-  log: (line: string) => void;
-  world?: number;
-  backend?: 'nccl' | 'cpu';
-  minBytes?: number;
-  maxBytes?: number;
-  /** Rank actors as child processes (default) or worker threads of one process. */
-  mode?: 'process' | 'thread';
-  /** Ranks share GPU 0 (launchGroup's shareDevices): device timings mean nothing there. */
-  shareDevices?: boolean;
-}
+import type { BenchOptions } from './options.ts';
 
 const suites: Record<string, () => Promise<{ run: (opts: BenchOptions) => Promise<void> }>> = {
   store: () => import('./store.ts'),

@@ -9,7 +9,7 @@ import { cudaDeviceCount } from '../native/index.ts';
 import { launchGroup } from '../src/orchestrator/index.ts';
 import { freePort } from '../src/store/index.ts';
 import { tableHeader, tableLine } from './table.ts';
-import type { BenchOptions } from './index.ts';
+import type { BenchOptions } from './options.ts';
 
 export async function run(opts: BenchOptions): Promise<void> {
   const backend = opts.backend ?? (cudaDeviceCount() >= 2 ? 'nccl' : 'cpu');

@@ -5,7 +5,7 @@
  * 1 MiB messages (op `mq_throughput`, MB/s delivered to each reader).
  */
 import { launchGroup } from '../src/orchestrator/index.ts';
-import type { BenchOptions } from './index.ts';
+import type { BenchOptions } from './options.ts';
 
 export async function run(opts: BenchOptions): Promise<void> {
   const world = opts.world ?? 4;

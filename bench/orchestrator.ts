@@ -3,7 +3,7 @@
  * store connection, world group and communicator built), and the call round trip.
  */
 import { launchGroup } from '../src/orchestrator/index.ts';
-import type { BenchOptions } from './index.ts';
+import type { BenchOptions } from './options.ts';
 import { percentiles } from './stats.ts';
 
 const worker = new URL('../test/fixtures/basic-worker.ts', import.meta.url);

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cudaDeviceCount } from '../native/index.ts';
 import { currentStream, loadSafetensors, saveSafetensors, setDevice, Tensor } from '../src/tensor/index.ts';
-import type { BenchOptions } from './index.ts';
+import type { BenchOptions } from './options.ts';
 
 const TENSOR_BYTES = 8192 * 8192 * 2;
 

@@ -17,7 +17,7 @@ import {
   type NamedTensors,
   type WeightTransferGroup,
 } from '../src/weights/index.ts';
-import type { BenchOptions } from './index.ts';
+import type { BenchOptions } from './options.ts';
 
 const worker = new URL('./workers/weights-worker.ts', import.meta.url);
 const TENSORS = 512;

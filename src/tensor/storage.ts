@@ -5,8 +5,8 @@
  * safety net, when every view is garbage.
  */
 import { cuda } from '../../native/index.ts';
-import { settingAtFirstUse } from '../env.ts';
 import { InvalidArgumentError } from '../errors.ts';
+import { cacheOrFree, sizeClass, takeCached } from './block-cache.ts';
 import { currentDevice, currentStream } from './stream.ts';
 
 /**
@@ -102,65 +102,6 @@ function trackLater(storage: DeviceStorage): void {
   else if (!flushScheduled) {
     flushScheduled = true;
     setImmediate(flushUnregistered).unref();
-  }
-}
-
-/**
- * Small device blocks kept for reuse, per stream and size class: torch's caching
- * allocator in small. Only a block allocated and freed on the same stream S is kept,
- * and it is reused only by an allocation on S,
- * which the stream orders after every earlier use, exactly as cudaFreeAsync(ptr, S)
- * would have. cudaMallocAsync costs µs per call, a hot loop of small tensors (a
- * broadcastTensorDict per step) pays it per tensor otherwise. Blocks up to 1 MiB;
- * GPUGROUP_CACHE_MAX_BYTES (default 256 MiB per rank, 0 turns it off) bounds the total.
- * Never used while a graph capture allocates (the graph owns those).
- */
-const CACHE_BLOCK_MAX = 1 << 20;
-const CACHE_ROUND = 512;
-const cache = new Map<bigint, Map<number, bigint[]>>();
-let cachedBytes = 0;
-
-/** The size class of a request: rounded up to 512 B when small enough to cache, else exact. */
-function sizeClass(bytes: number): number {
-  const rounded = Math.ceil(bytes / CACHE_ROUND) * CACHE_ROUND;
-  return rounded <= CACHE_BLOCK_MAX ? rounded : bytes;
-}
-
-function takeCached(stream: bigint, size: number): bigint | null {
-  const ptr = cache.get(stream)?.get(size)?.pop();
-  if (ptr === undefined) return null;
-  cachedBytes -= size;
-  return ptr;
-}
-
-/** Frees `ptr` on `stream`, or keeps it for the next allocation of `size` on that stream. */
-function release(ptr: bigint, size: number, stream: bigint): void {
-  if (capturing || size > CACHE_BLOCK_MAX || cachedBytes + size > settingAtFirstUse('GPUGROUP_CACHE_MAX_BYTES')) {
-    cuda().cudaFreeAsync(ptr, stream);
-    return;
-  }
-  let bySize = cache.get(stream);
-  if (!bySize) {
-    bySize = new Map();
-    cache.set(stream, bySize);
-  }
-  let list = bySize.get(size);
-  if (!list) {
-    list = [];
-    bySize.set(size, list);
-  }
-  list.push(ptr);
-  cachedBytes += size;
-}
-
-/** Frees every block cached for `stream` (stream-ordered); Stream.dispose calls it before destroying the stream. */
-export function releaseCachedBlocks(stream: bigint): void {
-  const bySize = cache.get(stream);
-  if (!bySize) return;
-  cache.delete(stream);
-  for (const [size, list] of bySize) {
-    for (const ptr of list) cuda().cudaFreeAsync(ptr, stream);
-    cachedBytes -= size * list.length;
   }
 }
 
@@ -292,7 +233,7 @@ export class DeviceStorage {
     // A block made on another stream (a pipe's receive, freed by its user) goes back to
     // the pool: cached here it would serve only this stream, and the stream that
     // allocates such blocks would grow the pool on every allocation.
-    if (stream === this.allocStream) release(ptr, sizeClass(this.bytes), stream);
+    if (stream === this.allocStream) cacheOrFree(ptr, sizeClass(this.bytes), stream, capturing !== null);
     else cuda().cudaFreeAsync(ptr, stream);
   }
 }

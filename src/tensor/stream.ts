@@ -7,7 +7,7 @@
 import { Flags, MemPoolAttr, cuda, cudaErrorNotReady } from '../../native/index.ts';
 import { settingAtFirstUse } from '../env.ts';
 import { InvalidArgumentError, StreamTimeoutError } from '../errors.ts';
-import { releaseCachedBlocks } from './storage.ts';
+import { releaseCachedBlocks } from './block-cache.ts';
 
 let deviceOrdinal = -1;
 const streamFailures = new Map<bigint, Error>();
