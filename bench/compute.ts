@@ -10,7 +10,7 @@
 import { cudaDeviceCount } from '../native/index.ts';
 import { add, matmul } from '../src/compute/index.ts';
 import { CudaEvent, type DType, Tensor, currentStream, setDevice } from '../src/tensor/index.ts';
-import type { BenchOptions } from './index.ts';
+import type { BenchOptions } from './options.ts';
 
 const RUNS = 5;
 const CALLS = 20;
