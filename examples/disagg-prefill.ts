@@ -9,7 +9,7 @@
  * tensor arrived intact and in order.
  */
 import { parseArgs } from 'node:util';
-import { cudaDeviceCount, freePort, launchGroup, ncclAvailable } from '../src/index.ts';
+import { cudaDeviceCount, freePort, launchGroup, ncclAvailable } from 'gpugroup';
 import type { run } from './workers/disagg-prefill-worker.ts';
 
 const USAGE = `usage: npx tsx examples/disagg-prefill.ts [--backend cpu|nccl] [--requests N]

@@ -11,7 +11,7 @@
  * Exits 0 when every rank saw every step's inputs exactly.
  */
 import { parseArgs } from 'node:util';
-import { cudaDeviceCount, launchGroup, ncclAvailable } from '../src/index.ts';
+import { cudaDeviceCount, launchGroup, ncclAvailable } from 'gpugroup';
 import { expectedChecksum, type loop } from './workers/driver-loop-worker.ts';
 
 const USAGE = `usage: npx tsx examples/driver-loop.ts [--backend cpu|nccl] [--steps N]

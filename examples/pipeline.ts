@@ -11,7 +11,7 @@
  * else cpu. Exits 0 when every output matched.
  */
 import { parseArgs } from 'node:util';
-import { cudaDeviceCount, launchGroup, ncclAvailable } from '../src/index.ts';
+import { cudaDeviceCount, launchGroup, ncclAvailable } from 'gpugroup';
 import { reference, type PipelineJob, type run } from './workers/pipeline-worker.ts';
 
 const USAGE = `usage: npx tsx examples/pipeline.ts [--backend cpu|nccl] [--microbatches N]

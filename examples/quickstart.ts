@@ -10,7 +10,7 @@
  * Exits 0 when every check passed.
  */
 import { parseArgs } from 'node:util';
-import { cudaDeviceCount, launchGroup, nccl, ncclAvailable, type Group } from '../src/index.ts';
+import { cudaDeviceCount, launchGroup, nccl, ncclAvailable, type Group } from 'gpugroup';
 import type { Check } from './workers/quickstart-worker.ts';
 
 const USAGE = `usage: npm run demo [-- --backend cpu|nccl]

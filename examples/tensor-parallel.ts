@@ -10,7 +10,7 @@
  * are visible (or as many as --tp), else cpu. Exits 0 when every rank matched.
  */
 import { parseArgs } from 'node:util';
-import { cudaDeviceCount, launchGroup, ncclAvailable } from '../src/index.ts';
+import { cudaDeviceCount, launchGroup, ncclAvailable } from 'gpugroup';
 import type { forward } from './workers/tensor-parallel-worker.ts';
 
 const USAGE = `usage: npx tsx examples/tensor-parallel.ts [--backend cpu|nccl] [--tp 2|4]

@@ -19,7 +19,7 @@ import { constants } from 'node:os';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { cudaDeviceCount, freePort, ncclAvailable } from '../src/index.ts';
+import { cudaDeviceCount, freePort, ncclAvailable } from 'gpugroup';
 
 const USAGE = `usage: npx tsx examples/two-nodes.ts [--backend cpu|nccl]
 

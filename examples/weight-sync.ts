@@ -14,9 +14,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { cudaDeviceCount, freePort, launchGroup, ncclAvailable, setDevice, Tensor, type DType } from '../src/index.ts';
-import { NcclWeightTransferEngine, type NamedTensors } from '../src/weights/index.ts';
-import { loadSafetensors, saveSafetensors } from '../src/index.ts';
+import { cudaDeviceCount, freePort, launchGroup, ncclAvailable, setDevice, Tensor, type DType } from 'gpugroup';
+import { NcclWeightTransferEngine, type NamedTensors } from 'gpugroup';
+import { loadSafetensors, saveSafetensors } from 'gpugroup';
 
 const USAGE = `usage: npx tsx examples/weight-sync.ts [--backend cpu|nccl] [--steps N]
 

@@ -1,6 +1,6 @@
 // Both sides of examples/disagg-prefill.ts: rank 0 is the prefill instance, rank 1 the
 // decode instance; the KV cache of each request crosses through an NcclPipe.
-import { NcclPipe, Tensor, type RankContext } from '../../src/index.ts';
+import { NcclPipe, Tensor, type RankContext } from 'gpugroup';
 
 const LAYERS = 4;
 const HEADS = 8;

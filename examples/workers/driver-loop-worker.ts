@@ -3,7 +3,7 @@
 // sit in a loop receiving them, run the "model" on them and stop when the driver
 // broadcasts an empty dict (as vLLM's stop_remote_worker_execution_loop does). Every rank
 // all-reduces a per-step checksum, so a rank that got different inputs is caught.
-import { Tensor, type RankContext, type TensorDict } from '../../src/index.ts';
+import { Tensor, type RankContext, type TensorDict } from 'gpugroup';
 
 /** Step `step`'s inputs as the driver's scheduler would produce them: a batch of sequences. */
 export function stepInputs(step: number, device: string): TensorDict {

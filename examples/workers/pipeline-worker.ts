@@ -5,7 +5,7 @@
 // GroupCoordinator.send_tensor_dict does). A stage's layers run on its ranks' devices with
 // gpugroup's ops (generated kernels on a GPU, host loops on the CPU backend): the
 // activations stay device tensors from the input to the last stage's output.
-import { Tensor, add, getPpIndices, relu, sub, type RankContext, type TensorDict } from '../../src/index.ts';
+import { Tensor, add, getPpIndices, relu, sub, type RankContext, type TensorDict } from 'gpugroup';
 
 export interface PipelineJob {
   numLayers: number;

@@ -1,6 +1,6 @@
 // Rank side of examples/quickstart.ts: every exported function runs in each rank, with
 // the rank's context first. Each one checks its own result and reports a timing.
-import { Tensor, type RankContext, type TensorDict } from '../../src/index.ts';
+import { Tensor, type RankContext, type TensorDict } from 'gpugroup';
 
 /** Result of one check in one rank. */
 export interface Check {

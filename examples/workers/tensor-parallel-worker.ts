@@ -9,7 +9,7 @@
 // and a generated kernel on a GPU, host loops on the CPU backend). Every value is a small
 // integer, so float32 results are exact and each rank can check against the unsplit
 // computation done on the host.
-import { Tensor, matmul as deviceMatmul, relu as deviceRelu, type RankContext } from '../../src/index.ts';
+import { Tensor, matmul as deviceMatmul, relu as deviceRelu, type RankContext } from 'gpugroup';
 
 export interface MlpShape {
   tokens: number;

@@ -13,7 +13,7 @@ import {
   initDistributedEnvironment,
   initializeModelParallel,
   type TensorDict,
-} from '../../src/index.ts';
+} from 'gpugroup';
 
 const node = Number(process.env.NODE_RANK);
 // The backend is the launcher's choice (GPUGROUP_BACKEND, read by initDistributedEnvironment).

@@ -1,9 +1,9 @@
 // Inference-worker side of examples/weight-sync.ts: joins the trainer's transfer group,
 // receives each update packed, "loads" it into a name → tensor map and checks every
 // tensor against the checksum the trainer computed.
-import type { RankContext } from '../../src/index.ts';
-import type { Tensor } from '../../src/tensor/index.ts';
-import { NcclWeightTransferEngine, type NcclWeightTransferUpdateInfo } from '../../src/weights/index.ts';
+import type { RankContext } from 'gpugroup';
+import type { Tensor } from 'gpugroup';
+import { NcclWeightTransferEngine, type NcclWeightTransferUpdateInfo } from 'gpugroup';
 
 let engine: NcclWeightTransferEngine | null = null;
 const model = new Map<string, Tensor>();
