@@ -12,7 +12,7 @@
  * backend: nccl when 2 GPUs are visible, else cpu. Exits 0 when every rank matched.
  */
 import { parseArgs } from 'node:util';
-import { cudaDeviceCount, launchGroup, ncclAvailable } from '../src/index.ts';
+import { cudaDeviceCount, launchGroup, ncclAvailable } from 'gpugroup';
 import { rankInput, rmsNormReference, weights, type normalize } from './workers/custom-kernel-worker.ts';
 
 const { values } = parseArgs({ options: { backend: { type: 'string' } } });

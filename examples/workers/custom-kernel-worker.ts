@@ -2,7 +2,7 @@
 // with NVRTC for this rank's GPU, launched on the rank's stream, then all-reduced. The
 // same computation in JavaScript is the kernel's host implementation, which the CPU
 // backend runs, and the reference every rank checks against.
-import { Tensor, compileKernel, type KernelArg, type LaunchConfig, type RankContext } from '../../src/index.ts';
+import { Tensor, compileKernel, type KernelArg, type LaunchConfig, type RankContext } from 'gpugroup';
 
 // One block per row: each thread sums the squares of a strided part of the row, the
 // block adds them up in shared memory, then every element is scaled by 1/rms and its weight.
