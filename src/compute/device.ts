@@ -10,7 +10,6 @@
  */
 import {
   CaptureMode,
-  CaptureStatus,
   DeviceAttr,
   NvrtcResult,
   ParamBlock,
@@ -34,12 +33,13 @@ export type ParamValue =
 /** A grid or block size: x, or [x, y?, z?]. */
 export type Dim3 = number | readonly number[];
 
-/** Runs `fn` with this thread's capture mode relaxed when the current stream is capturing. */
+/**
+ * Runs `fn` with this thread's capture mode relaxed, so that it may load and allocate
+ * while any stream of this thread is being captured (relaxing it when nothing is being
+ * captured changes nothing).
+ */
 export function outsideCapture<T>(fn: () => T): T {
   const rt = cuda();
-  const status = new Int32Array(1);
-  rt.cudaStreamIsCapturing(currentStream().handle, status);
-  if (status[0] === CaptureStatus.None) return fn();
   const mode = new Int32Array([CaptureMode.Relaxed]);
   rt.cudaThreadExchangeStreamCaptureMode(mode);
   try {
