@@ -3,20 +3,11 @@
  * kernels on a stream. Generated kernels are compiled once per device and name and kept
  * for the life of the thread; user kernels own their modules (src/compute/kernel.ts).
  *
- * Compiling and loading are not stream work: while the current stream is being
- * captured into a CUDA graph, they run with the thread's capture mode relaxed (CUDA
- * docs, cudaThreadExchangeStreamCaptureMode), so a first use inside graphCapture works
- * and adds nothing to the graph. Launches are ordinary stream work and are captured.
+ * Compiling and loading are not stream work: they run with the thread's capture mode
+ * relaxed (CUDA docs, cudaThreadExchangeStreamCaptureMode), so a first use inside
+ * graphCapture works and adds nothing to the graph. Launches are ordinary stream work and are captured.
  */
-import {
-  CaptureMode,
-  DeviceAttr,
-  NvrtcResult,
-  ParamBlock,
-  cuda,
-  cudaModuleApi,
-  nvrtc,
-} from '../../native/index.ts';
+import { CaptureMode, DeviceAttr, NvrtcResult, ParamBlock, cuda, cudaModuleApi, nvrtc } from '../../native/index.ts';
 import { InvalidArgumentError, KernelCompileError } from '../errors.ts';
 import { currentStream } from '../tensor/index.ts';
 
