@@ -16,6 +16,7 @@ import {
   cuda,
   nccl,
   ncclConfig,
+  ncclResultName,
   uniqueIdFromBytes,
   type NcclLibrary,
 } from '../../native/index.ts';
@@ -319,7 +320,7 @@ export class NcclCommunicator extends DeviceCommunicator {
       if (state === NcclResult.ncclSuccess) return;
       if (state !== NcclResult.ncclInProgress) {
         throw this.watchdog.fail(
-          new NcclError(state, 'async', 'ncclCommGetAsyncError', this.lib.ncclGetErrorString(state)),
+          new NcclError(state, ncclResultName(state), 'ncclCommGetAsyncError', this.lib.ncclGetErrorString(state)),
         );
       }
       if (performance.now() > deadline) {
@@ -394,7 +395,12 @@ async function waitInitialized(
     if (state[0] === NcclResult.ncclSuccess) return;
     let failure: Error | undefined;
     if (state[0] !== NcclResult.ncclInProgress) {
-      failure = new NcclError(state[0], 'init', 'ncclCommInitRankConfig', lib.ncclGetErrorString(state[0]));
+      failure = new NcclError(
+        state[0],
+        ncclResultName(state[0]),
+        'ncclCommInitRankConfig',
+        lib.ncclGetErrorString(state[0]),
+      );
     } else if (signal?.aborted) {
       failure =
         signal.reason instanceof RankFailedError

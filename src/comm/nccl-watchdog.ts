@@ -6,7 +6,15 @@
  * older than the deadline, or when the orchestrator signals that a peer died. After
  * that, every waiter and every later operation gets the same typed error.
  */
-import { Flags, NcclError, NcclResult, cuda, cudaErrorNotReady, type NcclLibrary } from '../../native/index.ts';
+import {
+  Flags,
+  NcclError,
+  NcclResult,
+  cuda,
+  cudaErrorNotReady,
+  ncclResultName,
+  type NcclLibrary,
+} from '../../native/index.ts';
 import { CollectiveTimeoutError, GroupClosedError, RankFailedError } from '../errors.ts';
 import { log } from '../log.ts';
 import { failStream, pollUntil } from '../tensor/index.ts';
@@ -172,7 +180,9 @@ export class NcclWatchdog {
     this.opts.lib.ncclCommGetAsyncError(this.opts.comm, this.i32);
     const state = this.i32[0];
     if (state !== NcclResult.ncclSuccess && state !== NcclResult.ncclInProgress) {
-      throw this.fail(new NcclError(state, 'async', 'ncclCommGetAsyncError', this.opts.lib.ncclGetErrorString(state)));
+      throw this.fail(
+        new NcclError(state, ncclResultName(state), 'ncclCommGetAsyncError', this.opts.lib.ncclGetErrorString(state)),
+      );
     }
   }
 

@@ -28,7 +28,7 @@
  * kvRank 0 (NCCL connection setup blocks its thread while the peer needs the store).
  */
 import { CpuCommunicator, NcclCommunicator, type DeviceCommunicator } from '../comm/index.ts';
-import { BrokenPipeError, InvalidArgumentError } from '../errors.ts';
+import { BrokenPipeError, InvalidArgumentError, StoreTimeoutError } from '../errors.ts';
 import { StatelessProcessGroup } from '../store/index.ts';
 import { PeerWatch } from './peer-watch.ts';
 import {
@@ -418,7 +418,7 @@ export class NcclPipe implements KVPipeBase {
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(
-        () => reject(new Error(`no metadata from rank ${this.prev} within ${this.timeoutMs} ms`)),
+        () => reject(new StoreTimeoutError(`kv-pipe metadata from rank ${this.prev}`, this.timeoutMs, 'recv')),
         this.timeoutMs,
       );
     });

@@ -6,6 +6,7 @@
  * frame announces an orderly close, so the other side can tell it from a crash.
  */
 import type { Socket } from 'node:net';
+import { GroupClosedError, InvalidArgumentError } from '../errors.ts';
 
 const HEADER = 5;
 const EMPTY = new Uint8Array(0);
@@ -105,7 +106,8 @@ export class FrameSocket {
         if (err) done(this.failure ?? err);
         else if (this.flushedFrames >= target) done();
       };
-      const onClose = () => done(this.failure ?? new Error('connection closed'));
+      const onClose = () =>
+        done(this.failure ?? new GroupClosedError('the connection closed before its frames were sent'));
       const timer = setTimeout(() => done(onTimeout()), Math.max(0, deadline - performance.now()));
       this.flushWaiters.add(onFlushed);
       this.socket.on('close', onClose);
@@ -117,7 +119,8 @@ export class FrameSocket {
     const ready = this.frames.shift();
     if (ready) return Promise.resolve(ready);
     if (this.failure) return Promise.reject(this.failure);
-    if (this.waiter) return Promise.reject(new Error('FrameSocket.next: one reader at a time'));
+    if (this.waiter)
+      return Promise.reject(new InvalidArgumentError('next', 'one reader at a time: an earlier next() still waits'));
     return new Promise((resolve, reject) => {
       const timer = setTimeout(
         () => {

@@ -162,49 +162,49 @@ export class GroupCoordinator {
   }
 
   /** Out-of-place all-reduce; world size 1 returns `t` itself. */
-  allReduce(t: Tensor): Promise<Tensor> {
-    if (this.worldSize === 1) return Promise.resolve(t);
+  async allReduce(t: Tensor): Promise<Tensor> {
+    if (this.worldSize === 1) return t;
     return this.comm().allReduce(t);
   }
 
-  allGather(t: Tensor, dim = -1): Promise<Tensor> {
+  async allGather(t: Tensor, dim = -1): Promise<Tensor> {
     this.checkDim(t, dim);
-    if (this.worldSize === 1) return Promise.resolve(t);
+    if (this.worldSize === 1) return t;
     return this.comm().allGather(t, dim);
   }
 
   /** No world-size-1 short cut: raises without a communicator, as vLLM's GroupCoordinator.send does. */
-  allGatherv(t: Tensor, sizes: readonly number[], dim = 0): Promise<Tensor> {
+  async allGatherv(t: Tensor, sizes: readonly number[], dim = 0): Promise<Tensor> {
     return this.comm().allGatherv(t, sizes, dim);
   }
 
-  reduceScatter(t: Tensor, dim = -1): Promise<Tensor> {
+  async reduceScatter(t: Tensor, dim = -1): Promise<Tensor> {
     this.checkDim(t, dim);
-    if (this.worldSize === 1) return Promise.resolve(t);
+    if (this.worldSize === 1) return t;
     return this.comm().reduceScatter(t, dim);
   }
 
-  reduceScatterv(t: Tensor, sizes: readonly number[], dim = 0): Promise<Tensor> {
+  async reduceScatterv(t: Tensor, sizes: readonly number[], dim = 0): Promise<Tensor> {
     return this.comm().reduceScatterv(t, sizes, dim);
   }
 
-  gather(t: Tensor, dst = 0, dim = -1): Promise<Tensor | null> {
+  async gather(t: Tensor, dst = 0, dim = -1): Promise<Tensor | null> {
     this.checkPeer('dst', dst);
-    if (this.worldSize === 1) return Promise.resolve(t);
+    if (this.worldSize === 1) return t;
     return this.comm().gather(t, dst, dim);
   }
 
-  broadcast(t: Tensor, src = 0): Promise<Tensor> {
+  async broadcast(t: Tensor, src = 0): Promise<Tensor> {
     this.checkPeer('src', src);
-    if (this.worldSize === 1) return Promise.resolve(t);
+    if (this.worldSize === 1) return t;
     return this.dataPlaneFor(t).then((c) => c.broadcast(t, src));
   }
 
-  send(t: Tensor, dst?: number): Promise<void> {
+  async send(t: Tensor, dst?: number): Promise<void> {
     return this.comm().send(t, dst ?? (this.rankInGroup + 1) % this.worldSize);
   }
 
-  recv(shape: readonly number[], dtype: DType, src?: number): Promise<Tensor> {
+  async recv(shape: readonly number[], dtype: DType, src?: number): Promise<Tensor> {
     return this.comm().recv(shape, dtype, src ?? (this.rankInGroup - 1 + this.worldSize) % this.worldSize);
   }
 
@@ -219,7 +219,7 @@ export class GroupCoordinator {
     return (await this.queueFor(src)).broadcastObject<T>(this.rankInGroup === src ? obj : undefined);
   }
 
-  sendObject(obj: unknown, dst: number): Promise<void> {
+  async sendObject(obj: unknown, dst: number): Promise<void> {
     this.checkPeer('dst', dst);
     if (dst === this.rankInGroup)
       throw new InvalidArgumentError(
@@ -229,7 +229,7 @@ export class GroupCoordinator {
     return this.cpuGroup.sendObj(obj, dst);
   }
 
-  recvObject<T = unknown>(src: number): Promise<T> {
+  async recvObject<T = unknown>(src: number): Promise<T> {
     this.checkPeer('src', src);
     if (src === this.rankInGroup)
       throw new InvalidArgumentError('src', 'Invalid source rank. Source rank is the same as the current rank.');
@@ -348,7 +348,7 @@ export class GroupCoordinator {
    * CUDA graph on its own stream (GroupCoordinator.graph_capture). Replay with `graph.replay()`; the
    * tensors `fn` created hold each replay's results. NCCL backend only.
    */
-  graphCapture<T>(
+  async graphCapture<T>(
     fn: (ctx: GraphCaptureContext) => Promise<T> | T,
     context?: GraphCaptureContext,
   ): Promise<CudaGraph<T>> {

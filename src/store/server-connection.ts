@@ -4,6 +4,7 @@
  * single writev.
  */
 import type { Socket } from 'node:net';
+import { StoreError } from '../errors.ts';
 import { log } from '../log.ts';
 import {
   FieldCursor,
@@ -109,7 +110,7 @@ export class Connection implements WaiterSink {
         const key = c.string('key');
         const value = this.own(c.bytes('value'));
         const readers = code === Op.setForReaders ? c.integer('readers') : 0;
-        if (readers < 0) throw new Error(`setForReaders: readers must be >= 0, got ${readers}`);
+        if (readers < 0) throw new StoreError(`setForReaders: readers must be >= 0, got ${readers}`);
         state.set(key, value, readers);
         this.replyEmpty(id);
         return;
@@ -154,9 +155,9 @@ export class Connection implements WaiterSink {
         const delta = c.integer('delta');
         const current = state.data.get(key);
         const base = current === undefined ? 0 : Number(current.toString('latin1'));
-        if (!Number.isSafeInteger(base)) throw new Error(`add: key '${key}' does not hold an integer`);
+        if (!Number.isSafeInteger(base)) throw new StoreError(`add: key '${key}' does not hold an integer`);
         const sum = base + delta;
-        if (!Number.isSafeInteger(sum)) throw new Error(`add: ${base} + ${delta} is beyond 2^53`);
+        if (!Number.isSafeInteger(sum)) throw new StoreError(`add: ${base} + ${delta} is beyond 2^53`);
         const next = Buffer.from(String(sum), 'latin1');
         state.set(key, next, 0);
         this.write(encodeFrame(Status.ok, id, [next])!);
@@ -190,7 +191,7 @@ export class Connection implements WaiterSink {
         return;
       }
       default:
-        throw new Error(`unknown op ${code}`);
+        throw new StoreError(`unknown op ${code}`);
     }
   }
 
@@ -201,7 +202,7 @@ export class Connection implements WaiterSink {
    */
   private own(view: Buffer): Buffer {
     if (view.length > this.maxValueBytes)
-      throw new Error(`value of ${view.length} bytes exceeds the server's limit of ${this.maxValueBytes} bytes`);
+      throw new StoreError(`value of ${view.length} bytes exceeds the server's limit of ${this.maxValueBytes} bytes`);
     if (view.length === 0) return EMPTY;
     if (view.length >= OWN_COPY_BYTES && view.length * 2 >= view.buffer.byteLength) return view;
     return Buffer.from(view);
