@@ -1,17 +1,78 @@
 /**
- * `npm run bench -- copies`: on one GPU, the host cost of packing small device tensors
- * into one buffer (what broadcastTensorDict would pay at its source to send a dict's
- * tensors as one broadcast): n byte copies of 4 KiB, one cudaMemcpyAsync each, beside
- * one cuMemcpyBatchAsync_v2 (CUDA 13 drivers) doing the same n copies, and n
- * Tensor.full (the dict the coordinator bench builds). Median µs per batch of n over
- * 2000 batches, the stream drained every 32 (untimed). The batch call's copies are read
- * back from a zeroed buffer and checked before anything is timed.
+ * `npm run bench -- copies`: host↔device copies on one GPU, timed as a user sees them
+ * (the call and the wait for the stream), best of N and median, at 4 KiB, 1 MiB,
+ * 16 MiB and 256 MiB (--max-bytes caps them):
+ *   gpugroup           h2d: Tensor.fromArray(Float32Array, { device }) + stream sync;
+ *                      d2h: toArray(); h2d_to / d2h_to: a host tensor's to('cuda:0') + sync
+ *                      and a device tensor's to('cpu'); h2d_pinned / d2h_pinned: copyFrom
+ *                      between a pinned host tensor and a device tensor + sync
+ *   gpugroup-pageable  h2d, d2h with staging off (GPUGROUP_STAGING_CHUNKS=0: the driver's
+ *                      pageable path, what gpugroup did before staging)
+ *   cuda               the raw calls through koffi in this process: cudaMemcpyAsync from
+ *                      and to pinned memory (h2d_pinned, d2h_pinned) and from and to a
+ *                      pageable Float32Array (h2d, d2h), then cudaStreamSynchronize
+ * JSON lines: { impl, op, world: 1, bytes, us (best), p50_us, GBps (at best) }, the
+ * fields of bench/baselines/torch_copies.py, which times torch the same way. Every
+ * path's bytes are checked once before timing. Then the packing measurements of
+ * ./copies-packing.ts.
  */
-import { cudaDeviceCount, cudaDriver } from '../native/index.ts';
-import { Tensor, copyBytes, currentStream, packedLayout, setDevice } from '../src/tensor/index.ts';
+import { MemcpyKind, cuda, cudaDeviceCount, nccl } from '../native/index.ts';
+import { Tensor, currentStream, setDevice } from '../src/tensor/index.ts';
+import { configureStaging, stagingConfig } from '../src/tensor/staging.ts';
+import { runPacking } from './copies-packing.ts';
 import type { BenchOptions } from './options.ts';
 
-const BYTES = 4096;
+const SIZES = [4 << 10, 1 << 20, 16 << 20, 256 << 20];
+
+/** Iterations by size: enough for a stable best and median, 256 MiB kept to a few. */
+const itersFor = (bytes: number): number =>
+  bytes <= 64 << 10 ? 300 : bytes <= 1 << 20 ? 80 : bytes <= 16 << 20 ? 20 : 6;
+
+async function timeIt(iters: number, body: () => unknown): Promise<{ best: number; p50: number }> {
+  const warm = Math.max(2, Math.min(20, iters >> 3));
+  const xs: number[] = [];
+  for (let i = 0; i < warm + iters; i++) {
+    const t0 = performance.now();
+    await body();
+    const us = (performance.now() - t0) * 1000;
+    if (i >= warm) xs.push(us);
+  }
+  xs.sort((a, b) => a - b);
+  return { best: xs[0], p50: xs[xs.length >> 1] };
+}
+
+function same(a: ArrayLike<number>, b: ArrayLike<number>): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** Which libraries this process loaded (the table prints them). */
+function reportLibraries(opts: BenchOptions): void {
+  const rt = cuda();
+  const v = new Int32Array(1);
+  rt.cudaRuntimeGetVersion(v);
+  const runtime = v[0];
+  rt.cudaDriverGetVersion(v);
+  let ncclInfo = { path: 'not found', version: '' };
+  try {
+    const lib = nccl();
+    ncclInfo = { path: lib.path, version: lib.version };
+  } catch {}
+  opts.log(
+    `copies: libcudart ${rt.path} (runtime ${runtime}, driver ${v[0]}); libnccl ${ncclInfo.path} ${ncclInfo.version}`,
+  );
+  opts.json({
+    impl: 'gpugroup',
+    op: 'libraries',
+    cudart: rt.path,
+    cudaRuntime: runtime,
+    cudaDriver: v[0],
+    nccl: ncclInfo.path,
+    ncclVersion: ncclInfo.version,
+    staging: stagingConfig(),
+  });
+}
 
 export async function run(opts: BenchOptions): Promise<void> {
   if (cudaDeviceCount() < 1) {
@@ -19,56 +80,100 @@ export async function run(opts: BenchOptions): Promise<void> {
     return;
   }
   setDevice(0);
+  reportLibraries(opts);
   const stream = currentStream();
-  const driver = cudaDriver();
-  for (const n of [1, 8, 32]) {
-    const srcs = Array.from({ length: n }, (_, i) =>
-      Tensor.full([BYTES / 4], i + 1, { dtype: 'float32', device: 'cuda:0' }),
+  const rt = cuda();
+  const sync = () => stream.synchronize(60_000);
+  const emit = (impl: string, op: string, bytes: number, t: { best: number; p50: number }) => {
+    const GBps = +(bytes / t.best / 1e3).toFixed(2);
+    opts.log(
+      `copies: ${impl.padEnd(18)} ${op.padEnd(11)} ${String(bytes).padStart(10)} B  best ${t.best.toFixed(1).padStart(9)} us  p50 ${t.p50.toFixed(1).padStart(9)} us  ${GBps} GB/s`,
     );
-    const { offsets, totalBytes } = packedLayout(srcs.map((t) => ({ shape: t.shape, dtype: t.dtype })));
-    const dst = Tensor.zeros([totalBytes], { dtype: 'uint8', device: 'cuda:0' });
-    const batch = driver?.cuMemcpyBatchAsync_v2;
-    const parts: Record<string, () => void> = {
-      memcpyEach: () => {
-        for (const [i, t] of srcs.entries()) copyBytes(dst, offsets[i], t, 0, BYTES);
-      },
-      full: () => {
-        for (let i = 0; i < n; i++) Tensor.full([BYTES / 4], i, { dtype: 'float32', device: 'cuda:0' }).dispose();
+    opts.json({ impl, op, world: 1, bytes, us: +t.best.toFixed(2), p50_us: +t.p50.toFixed(2), GBps });
+  };
+  const staged = stagingConfig();
+  for (const bytes of SIZES.filter((b) => b <= (opts.maxBytes ?? Number.POSITIVE_INFINITY))) {
+    const n = bytes / 4;
+    const iters = itersFor(bytes);
+    const src = Float32Array.from({ length: n }, (_, i) => (i % 1000) - 500);
+    const host = Tensor.fromArray(src);
+    const dev = Tensor.fromArray(src, { device: 'cuda:0' });
+    const pinnedSrc = Tensor.fromArray(src, { pinned: true });
+    const pinnedDst = Tensor.empty([n], { pinned: true });
+    const devDst = Tensor.empty([n], { device: 'cuda:0' });
+    const pageableDst = new Float32Array(n);
+
+    // Every path's bytes, once, before anything is timed.
+    const checks: Record<string, () => Promise<boolean>> = {
+      h2d: async () => same((await dev.toArray()) as Float32Array, src),
+      d2h_to: async () => same(dev.to('cpu').hostView() as Float32Array, src),
+      h2d_to: async () => same((await host.to('cuda:0').toArray()) as Float32Array, src),
+      pinned: async () => {
+        devDst.copyFrom(pinnedSrc);
+        pinnedDst.copyFrom(devDst);
+        await sync();
+        return same(pinnedDst.hostView() as Float32Array, src);
       },
     };
-    if (batch) {
-      const dsts = BigUint64Array.from(offsets, (o) => dst.dataPtr + BigInt(o));
-      const from = BigUint64Array.from(srcs, (t) => t.dataPtr);
-      const sizes = BigUint64Array.from(srcs, () => BigInt(BYTES));
-      // One CUmemcpyAttributes: source read in stream order (1), location hints on device 0, flags 0.
-      const attrs = Int32Array.from([1, 1, 0, 1, 0, 0]);
-      const firstAttr = BigUint64Array.from([0n]);
-      parts.memcpyBatch = () => void batch(dsts, from, sizes, n, attrs, firstAttr, 1, stream.handle);
-      parts.memcpyBatch();
-      const back = (await dst.toArray()) as Uint8Array;
-      const ok = offsets.every((o, i) => new Float32Array(back.buffer.slice(o, o + BYTES)).every((v) => v === i + 1));
-      opts.log(
-        `copies: cuMemcpyBatchAsync_v2 of ${n} × 4 KiB ${ok ? 'copied every byte right' : 'copied WRONG bytes'}`,
-      );
-      if (!ok) delete parts.memcpyBatch;
-    } else {
-      opts.log('copies: cuMemcpyBatchAsync_v2 is not in this driver');
+    for (const [name, check] of Object.entries(checks)) {
+      if (!(await check())) throw new Error(`copies: ${name} at ${bytes} B moved wrong bytes`);
     }
-    for (const [name, body] of Object.entries(parts)) {
-      const xs: number[] = [];
-      for (let i = 0; i < 2000; i++) {
-        const t0 = performance.now();
-        body();
-        xs.push((performance.now() - t0) * 1000);
-        if (i % 32 === 31) await stream.synchronize(10_000);
-      }
-      await stream.synchronize(10_000);
-      xs.sort((a, b) => a - b);
-      const us = +xs[xs.length >> 1].toFixed(2);
-      opts.log(`copies: ${name} × ${n}: ${us} us per batch (median)`);
-      opts.json({ impl: 'gpugroup', op: `host_${name}`, tensors: n, bytes: BYTES, us });
+
+    const ours: Record<string, () => unknown> = {
+      h2d: async () => {
+        const t = Tensor.fromArray(src, { device: 'cuda:0' });
+        await sync();
+        t.dispose();
+      },
+      d2h: () => dev.toArray(),
+      h2d_to: async () => {
+        const t = host.to('cuda:0');
+        await sync();
+        t.dispose();
+      },
+      d2h_to: () => dev.to('cpu'),
+      h2d_pinned: async () => {
+        devDst.copyFrom(pinnedSrc);
+        await sync();
+      },
+      d2h_pinned: async () => {
+        pinnedDst.copyFrom(dev);
+        await sync();
+      },
+    };
+    for (const [op, body] of Object.entries(ours)) emit('gpugroup', op, bytes, await timeIt(iters, body));
+
+    configureStaging({ chunks: 0 });
+    try {
+      emit('gpugroup-pageable', 'h2d', bytes, await timeIt(iters, ours.h2d));
+      emit('gpugroup-pageable', 'd2h', bytes, await timeIt(iters, ours.d2h));
+    } finally {
+      configureStaging({ chunks: staged.chunks });
     }
-    for (const t of srcs) t.dispose();
-    dst.dispose();
+
+    const pinnedPtr = (t: Tensor) => (t.storage as unknown as { ptr: bigint }).ptr;
+    const raw: Record<string, () => void> = {
+      h2d_pinned: () => {
+        rt.cudaMemcpyAsync(devDst.dataPtr, pinnedPtr(pinnedSrc), bytes, MemcpyKind.HostToDevice, stream.handle);
+        rt.cudaStreamSynchronize(stream.handle);
+      },
+      d2h_pinned: () => {
+        rt.cudaMemcpyAsync(pinnedPtr(pinnedDst), dev.dataPtr, bytes, MemcpyKind.DeviceToHost, stream.handle);
+        rt.cudaStreamSynchronize(stream.handle);
+      },
+      h2d: () => {
+        rt.cudaMemcpyAsync(devDst.dataPtr, src, bytes, MemcpyKind.HostToDevice, stream.handle);
+        rt.cudaStreamSynchronize(stream.handle);
+      },
+      d2h: () => {
+        rt.cudaMemcpyAsync(pageableDst, dev.dataPtr, bytes, MemcpyKind.DeviceToHost, stream.handle);
+        rt.cudaStreamSynchronize(stream.handle);
+      },
+    };
+    for (const [op, body] of Object.entries(raw)) emit('cuda', op, bytes, await timeIt(iters, body));
+
+    for (const t of [dev, devDst, pinnedSrc, pinnedDst]) t.dispose();
+    await sync();
   }
+  await runPacking(opts);
 }

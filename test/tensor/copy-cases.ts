@@ -1,9 +1,9 @@
-// Values every dtype stores exactly (so a round trip must give them back bit for bit),
+// Values (typed arrays: fast at tens of MiB) every dtype stores exactly (so a round trip must give them back bit for bit),
 // shared by the stand-in-library tests of the copy paths and their GPU twins.
 import type { DType } from '../../src/tensor/index.ts';
 
 /** `n` values of `dtype`, varied along the buffer, each exactly representable in it. */
-export function exactValues(dtype: DType, n: number): number[] | bigint[] {
+export function exactValues(dtype: DType, n: number): Float64Array | BigInt64Array {
   const at = (i: number): number => {
     switch (dtype) {
       case 'uint8':
@@ -24,6 +24,6 @@ export function exactValues(dtype: DType, n: number): number[] | bigint[] {
         return i * 0.5 - 1000;
     }
   };
-  if (dtype === 'int64') return Array.from({ length: n }, (_, i) => BigInt(i) * 3000000007n - 7n);
-  return Array.from({ length: n }, (_, i) => at(i));
+  if (dtype === 'int64') return BigInt64Array.from({ length: n }, (_, i) => BigInt(i) * 3000000007n - 7n);
+  return Float64Array.from({ length: n }, (_, i) => at(i));
 }

@@ -61,9 +61,9 @@ describe.skipIf(!stub)('staged copies through the stand-in CUDA library', () => 
     configureStaging({ chunkBytes: CHUNK, chunks: 2, minPieceBytes: CHUNK });
   });
 
-  const expectValues = (got: ArrayLike<unknown>, want: (number | bigint)[]) => {
+  const expectValues = (got: ArrayLike<unknown>, want: ArrayLike<unknown>) => {
     expect(got.length).toBe(want.length);
-    const bad = want.findIndex((v, i) => got[i] !== v);
+    const bad = Array.prototype.findIndex.call(want, (v: unknown, i: number) => got[i] !== v);
     expect(bad, `first mismatch at ${bad}: ${String(got[bad])} vs ${String(want[bad])}`).toBe(-1);
   };
 
@@ -127,7 +127,7 @@ describe.skipIf(!stub)('staged copies through the stand-in CUDA library', () => 
   });
 
   it('pinned host tensors: created, written, copied both ways as single copies, disposed', async () => {
-    const values = exactValues('float32', 3 * CHUNK + 5) as number[];
+    const values = Array.from(exactValues('float32', 3 * CHUNK + 5) as Float64Array);
     const pinned = Tensor.fromArray(values, { pinned: true });
     expect(pinned.isPinned).toBe(true);
     expect(pinned.device).toBe('cpu');
@@ -165,8 +165,8 @@ describe.skipIf(!stub)('staged copies through the stand-in CUDA library', () => 
   });
 
   it('copies in flight together each get their own chunks, or the pageable path when none is free', async () => {
-    const a = exactValues('float32', 6 * CHUNK) as number[];
-    const b = exactValues('int32', 6 * CHUNK) as number[];
+    const a = Array.from(exactValues('float32', 6 * CHUNK) as Float64Array);
+    const b = Array.from(exactValues('int32', 6 * CHUNK) as Float64Array);
     const da = Tensor.fromArray(a, { device: 'cuda:0' });
     const db = Tensor.fromArray(b, { dtype: 'int32', device: 'cuda:0' });
     const [ra, rb, rc] = await Promise.all([
@@ -185,7 +185,7 @@ describe.skipIf(!stub)('staged copies through the stand-in CUDA library', () => 
     const saved = stagingConfig();
     configureStaging({ chunks: 0 });
     try {
-      const values = exactValues('bfloat16', 3 * CHUNK) as number[];
+      const values = Array.from(exactValues('bfloat16', 3 * CHUNK) as Float64Array);
       const dev = Tensor.fromArray(values, { dtype: 'bfloat16', device: 'cuda:0' });
       expectValues((await dev.toArray()) as Float32Array, values);
       expectValues((await dev.to('cpu').toArray()) as Float32Array, values);

@@ -1,0 +1,39 @@
+#!/bin/bash
+# One device call for the one-GPU figures: the baselines (torch's copies, nccl-tests and
+# torch at world 1) and gpugroup's suites, run one after the other with a time limit
+# each (about 8 minutes in all), then one comparison table. Run from the repository root
+# on the GPU machine with the .device kit carried (Node, node_modules, the baselines and
+# its gpu-run.sh). Results go to OUTDIR, never into the repository.
+#   bash bench/gpu-one.sh OUTDIR
+# GPU_ONE_TESTS="test/gpu/copies.test.ts ..." runs those GPU test files first;
+# GPU_ONE_MAX_BYTES caps the collective sweeps (default 256 MiB).
+set -uo pipefail
+out=${1:?usage: bash bench/gpu-one.sh OUTDIR}
+mkdir -p "$out" && out=$(cd "$out" && pwd)
+export NO_COLOR=1
+maxb=${GPU_ONE_MAX_BYTES:-268435456}
+# gpugroup loads the NCCL that nccl-tests and torch use: the one in the python packages.
+nccl_lib=$(python3 -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "lib", "libnccl.so.2"))')
+export GPUGROUP_NCCL_SO_PATH=$nccl_lib
+echo "NCCL for gpugroup: $GPUGROUP_NCCL_SO_PATH"
+node_run="bash .device/gpu-run.sh"
+rm -f "$out"/*.jsonl
+
+# stage SECONDS NAME COMMAND...: runs COMMAND under a time limit, output to OUTDIR/NAME.log.
+stage() {
+  local secs=$1 name=$2 t0=$SECONDS rc
+  shift 2
+  timeout "$secs" "$@" > "$out/$name.log" 2>&1
+  rc=$?
+  echo "stage $name: rc=$rc in $((SECONDS - t0)) s (log: $out/$name.log)"
+  grep -E "Test Files|Tests |failed|Error" "$out/$name.log" | head -5
+}
+
+[ -n "${GPU_ONE_TESTS:-}" ] && stage 200 gpu-tests $node_run npx vitest run --project gpu $GPU_ONE_TESTS
+# One line per suite: seconds, name, command. JSON lines land in OUTDIR/*.jsonl.
+stage 90  torch-copies bash -c "python3 bench/baselines/torch_copies.py > '$out/torch-copies.jsonl'"
+stage 240 baselines    bash .device/baselines/run.sh 1 "$out" "$maxb"
+stage 150 copies       $node_run npm run bench -- copies --json "$out/gpugroup.jsonl"
+# stage 120 collectives $node_run npm run bench -- collectives --world 1 --backend nccl --json "$out/gpugroup.jsonl"
+
+$node_run npx tsx bench/gpu-one-table.ts "$out" 2>&1 | grep -v '^node v' | tee "$out/table.txt"
