@@ -64,6 +64,7 @@ const opts: BenchOptions = {
   minBytes: values['min-bytes'] ? Number(values['min-bytes']) : undefined,
   maxBytes: values['max-bytes'] ? Number(values['max-bytes']) : undefined,
   shareDevices: values['share-devices'] ?? false,
+  modeGiven: values.mode !== undefined,
   mode:
     values.mode === 'thread'
       ? 'thread'

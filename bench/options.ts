@@ -8,6 +8,8 @@ export interface BenchOptions {
   maxBytes?: number;
   /** Rank actors as child processes (default) or worker threads of one process. */
   mode?: 'process' | 'thread';
+  /** True when --mode was given (suites that run both modes by default run only that one). */
+  modeGiven?: boolean;
   /** Ranks share GPU 0 (launchGroup's shareDevices): device timings mean nothing there. */
   shareDevices?: boolean;
 }

@@ -115,6 +115,12 @@ export const SETTINGS = {
     default: 5,
     doc: 'How long a stream or event wait polls on setImmediate turns before backing off to 1 ms timers.',
   },
+  GPUGROUP_NCCL_SUBGROUPS: {
+    type: 'enum',
+    values: ['split', 'init'],
+    default: 'split',
+    doc: "How the TP/PP/DP/EP communicators are made on NCCL: 'split' from the world's (ncclCommSplit) or 'init' (a unique id and an init per group).",
+  },
   GPUGROUP_CACHE_MAX_BYTES: {
     type: 'bytes',
     default: 256 << 20,

@@ -83,13 +83,20 @@ const char *ncclGetErrorString(int r) { (void)r; return "stub library"; }
 const char *ncclGetLastError(void *c) { (void)c; return ""; }
 int ncclGetVersion(int *v) { *v = 22809; return 0; }
 int ncclGetUniqueId(ncclUniqueId *id) { memset(id, 7, sizeof *id); return 0; }
+/* Communicators made by an init (not a split), for tests: gpugroupStubInits(). */
+static int inits = 0;
+int gpugroupStubInits(void) { return __atomic_load_n(&inits, __ATOMIC_RELAXED); }
 static int init(void *out, int nranks, int rank) {
   Comm *c = malloc(sizeof *c); c->nranks = nranks; c->rank = rank; c->device = current_device;
   put_ptr(out, c); return 0;
 }
-int ncclCommInitRank(void *out, int nranks, ncclUniqueId id, int rank) { (void)id; return init(out, nranks, rank); }
-int ncclCommInitRankConfig(void *out, int nranks, ncclUniqueId id, int rank, void *cfg) { (void)id; (void)cfg; return init(out, nranks, rank); }
-int ncclCommSplit(void *comm, int color, int key, void *out, void *cfg) { (void)color; (void)cfg; Comm *c = comm; return init(out, c->nranks, key); }
+int ncclCommInitRank(void *out, int nranks, ncclUniqueId id, int rank) { (void)id; __atomic_add_fetch(&inits, 1, __ATOMIC_RELAXED); return init(out, nranks, rank); }
+int ncclCommInitRankConfig(void *out, int nranks, ncclUniqueId id, int rank, void *cfg) { (void)id; (void)cfg; __atomic_add_fetch(&inits, 1, __ATOMIC_RELAXED); return init(out, nranks, rank); }
+int ncclCommSplit(void *comm, int color, int key, void *out, void *cfg) {
+  (void)cfg; Comm *c = comm;
+  if (color == -1) { put_ptr(out, NULL); return 0; } /* NCCL_SPLIT_NOCOLOR */
+  return init(out, c->nranks, key);
+}
 int ncclCommFinalize(void *c) { (void)c; return 0; }
 int ncclCommDestroy(void *c) { (void)c; return 0; }
 int ncclCommAbort(void *c) { (void)c; return 0; }

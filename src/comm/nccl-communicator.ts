@@ -9,11 +9,14 @@
  * a peer died; every waiter then gets a typed error carrying the flight recorder.
  */
 import {
+  CaptureMode,
+  Flags,
   MemcpyKind,
   NcclDataType,
   NcclRedOp,
   NcclResult,
   cuda,
+  cudaErrorNotReady,
   nccl,
   ncclConfig,
   ncclResultName,
@@ -49,7 +52,32 @@ export interface NcclCommunicatorOptions {
   abortSignal?: AbortSignal;
   /** At world size 1, run operations through NCCL instead of returning the input (see CommunicatorInfo). */
   singleRankOps?: boolean;
+  /**
+   * Keep the non-blocking bootstrap communicator until destroy, so that subgroup
+   * communicators can be split from it ({@link NcclCommunicator.split}). Default false.
+   */
+  splittable?: boolean;
 }
+
+/** Options of {@link NcclCommunicator.split}. */
+export interface NcclSplitOptions {
+  /** Control plane of the new group: its rank and size are this rank's place in it. */
+  group: StatelessProcessGroup;
+  /** Name used in errors and logs, e.g. `tp:0/1`. */
+  groupName: string;
+  /** Ranks that pass the same color form one communicator; null: this rank joins none. */
+  color: number | null;
+  /** Orders the ranks inside the new communicator: this rank's rank in `group`. */
+  key: number;
+  /** Deadline of every collective of the new communicator, in ms. Default: this one's. */
+  timeoutMs?: number;
+  /** Deadline of the split, in ms. Default: timeoutMs. */
+  initTimeoutMs?: number;
+  abortSignal?: AbortSignal;
+}
+
+/** NCCL_SPLIT_NOCOLOR (nccl.h): the rank takes part in the split but gets no communicator. */
+const NCCL_SPLIT_NOCOLOR = -1;
 
 // ncclDataType_t per dtype. fp8 has no NCCL reduction in the versions vLLM targets:
 // the base class refuses fp8 reductions, and byte movement sends fp8 as uint8
@@ -76,8 +104,18 @@ export class NcclCommunicator extends DeviceCommunicator {
   private readonly lib: NcclLibrary;
   private readonly watchdog: NcclWatchdog;
   private readonly i32 = new Int32Array(1);
+  /** The non-blocking communicator subgroups are split from (0n: none); see `splittable`. */
+  private splitParent: bigint;
+  /** False until the first collective of a split communicator (no warm-up; see connectPeers). */
+  private connected = true;
 
-  private constructor(opts: NcclCommunicatorOptions, lib: NcclLibrary, comm: bigint, timeoutMs: number) {
+  private constructor(
+    opts: NcclCommunicatorOptions,
+    lib: NcclLibrary,
+    comm: bigint,
+    timeoutMs: number,
+    splitParent = 0n,
+  ) {
     super({
       rankInGroup: opts.group.rank,
       worldSize: opts.group.worldSize,
@@ -87,6 +125,7 @@ export class NcclCommunicator extends DeviceCommunicator {
     });
     this.lib = lib;
     this.comm = comm;
+    this.splitParent = splitParent;
     this.ncclVersion = lib.version;
     this.watchdog = new NcclWatchdog({
       lib,
@@ -119,6 +158,7 @@ export class NcclCommunicator extends DeviceCommunicator {
     }
     const lib = nccl();
     const { group } = opts;
+    const startMs = performance.now();
     let idBytes: Uint8Array;
     if (group.rank === 0) {
       const id: { internal?: Uint8Array } = {};
@@ -138,19 +178,72 @@ export class NcclCommunicator extends DeviceCommunicator {
     );
     await waitInitialized(lib, out[0], opts.groupName, initTimeoutMs, opts.abortSignal);
     const comm = await blockingChild(lib, out[0], group.rank, opts.groupName, initTimeoutMs, opts.abortSignal);
-    const self = new NcclCommunicator(opts, lib, comm, timeoutMs);
-    log(
-      'info',
-      'nccl',
-      `group ${opts.groupName}: rank ${group.rank}/${group.worldSize} on ${opts.device}, NCCL ${lib.version}`,
-    );
+    // The bootstrap communicator has served its purpose unless subgroups are split from
+    // it; abort is local and never blocks.
+    if (comm !== out[0] && !opts.splittable) lib.ncclCommAbort(out[0]);
+    const self = new NcclCommunicator(opts, lib, comm, timeoutMs, opts.splittable ? out[0] : 0n);
+    const readyMs = performance.now();
     // Warm-up (as PyNcclCommunicator.__init__): the first collective sets up connections.
     const one = Tensor.zeros([1], { dtype: 'float32', device: opts.device });
     const sum = await self.allReduce(one);
     await self.synchronize();
     one.dispose();
     sum.dispose();
+    log(
+      'info',
+      'nccl',
+      `group ${opts.groupName}: rank ${group.rank}/${group.worldSize} on ${opts.device}, NCCL ${lib.version}: ` +
+        `init ${(readyMs - startMs).toFixed(1)} ms, warm-up ${(performance.now() - readyMs).toFixed(1)} ms`,
+    );
     return self;
+  }
+
+  /**
+   * A communicator for a subgroup, split from this one's bootstrap communicator
+   * (ncclCommSplit): no new unique id, no rendezvous through the store, NCCL reuses what
+   * it learnt about the job. Collective over this communicator: every rank of it must
+   * call split, those outside any subgroup with `color: null` (they get null). Needs
+   * `splittable` at create. Non-blocking on the parent, so the split has a deadline and
+   * an abort; the new communicator is blocking (direct enqueue). Its warm-up waits for
+   * its first collective (see connectPeers), so a group no operation uses costs only
+   * the split.
+   */
+  async split(opts: NcclSplitOptions): Promise<NcclCommunicator | null> {
+    this.watchdog.throwIfFailed();
+    if (this.splitParent === 0n) {
+      throw new InvalidArgumentError(
+        'split',
+        `communicator of group '${this.groupName}' was not created splittable (or was destroyed)`,
+      );
+    }
+    const timeoutMs = opts.timeoutMs ?? this.watchdog.timeoutMs;
+    const initTimeoutMs = opts.initTimeoutMs ?? timeoutMs;
+    const startMs = performance.now();
+    const child = new BigUint64Array(1);
+    this.lib.ncclCommSplit(
+      this.splitParent,
+      opts.color ?? NCCL_SPLIT_NOCOLOR,
+      opts.key,
+      child,
+      ncclConfig({ blocking: 1 }),
+    );
+    // As in blockingChild: the split runs on the parent's helper thread; both are polled.
+    await waitInitialized(this.lib, this.splitParent, opts.groupName, initTimeoutMs, opts.abortSignal);
+    if (child[0] === 0n) return null;
+    await waitInitialized(this.lib, child[0], opts.groupName, initTimeoutMs, opts.abortSignal);
+    const comm = new NcclCommunicator(
+      { group: opts.group, device: this.device, groupName: opts.groupName, timeoutMs, abortSignal: opts.abortSignal },
+      this.lib,
+      child[0],
+      timeoutMs,
+    );
+    comm.connected = false;
+    log(
+      'info',
+      'nccl',
+      `group ${opts.groupName}: rank ${opts.group.rank}/${opts.group.worldSize}, split from '${this.groupName}' in ${(performance.now() - startMs).toFixed(1)} ms`,
+    );
+    return comm;
   }
 
   /**
@@ -177,6 +270,8 @@ export class NcclCommunicator extends DeviceCommunicator {
   override destroy(): void {
     if (this.comm === 0n) return;
     this.watchdog.close(new GroupClosedError(`NCCL communicator of group '${this.groupName}' was destroyed`));
+    if (this.splitParent !== 0n && this.splitParent !== this.comm) this.lib.ncclCommAbort(this.splitParent);
+    this.splitParent = 0n;
     this.comm = 0n;
   }
 
@@ -288,22 +383,68 @@ export class NcclCommunicator extends DeviceCommunicator {
   }
 
   protected override _send(tensor: Tensor, dst: number): void {
-    const seq = this.begin('send', tensor, dst);
+    const seq = this.begin('send', tensor, dst, false);
     const stream = currentStream().handle;
     this.settle(this.lib.ncclSend(tensor.dataPtr, tensor.numel, ncclTypes[tensor.dtype], dst, this.comm, stream));
     this.watchdog.issued(seq, stream);
   }
 
   protected override _recv(tensor: Tensor, src: number): void {
-    const seq = this.begin('recv', tensor, src);
+    const seq = this.begin('recv', tensor, src, false);
     const stream = currentStream().handle;
     this.settle(this.lib.ncclRecv(tensor.dataPtr, tensor.numel, ncclTypes[tensor.dtype], src, this.comm, stream));
     this.watchdog.issued(seq, stream);
   }
 
-  private begin(op: string, t: Tensor, peer: number | null): number {
+  /** Before each operation: the failure check, the first collective's connection, the flight record. */
+  private begin(op: string, t: Tensor, peer: number | null, collective = true): number {
     this.watchdog.throwIfFailed();
+    if (!this.connected && collective) this.connectPeers();
     return this.recorder.start(op, t.dtype, t.numel, peer);
+  }
+
+  /**
+   * A split communicator has had no warm-up: NCCL connects its peers on its first
+   * collective (runtime connection). Before that first collective every member runs a
+   * one-element all-reduce, the warm-up PyNcclCommunicator.__init__ runs at creation,
+   * so that the members stay matched whatever each one does next. When the first
+   * collective is being captured into a CUDA graph, the warm-up runs outside the graph,
+   * on a stream of its own with the thread's capture mode relaxed (NCCL allocates while
+   * connecting), and is waited for here: every member is at this same collective.
+   * Point-to-point calls never come here: they involve two members, not all.
+   */
+  private connectPeers(): void {
+    this.connected = true;
+    const rt = cuda();
+    const stream = currentStream().handle;
+    rt.cudaStreamIsCapturing(stream, this.i32);
+    const capturing = this.i32[0] !== 0;
+    const mode = new Int32Array([CaptureMode.Relaxed]);
+    const side = new BigUint64Array(1);
+    const buf = new BigUint64Array(1);
+    if (capturing) {
+      rt.cudaThreadExchangeStreamCaptureMode(mode);
+      rt.cudaStreamCreateWithFlags(side, Flags.streamNonBlocking);
+    }
+    const on = capturing ? side[0] : stream;
+    try {
+      rt.cudaMallocAsync(buf, 4, on);
+      this.settle(this.lib.ncclAllReduce(buf[0], buf[0], 1, NcclDataType.ncclFloat32, NcclRedOp.sum, this.comm, on));
+      const deadline = performance.now() + this.watchdog.timeoutMs;
+      while (capturing && rt.cudaStreamQuery(on) === cudaErrorNotReady) {
+        if (performance.now() > deadline) {
+          throw this.watchdog.fail(
+            new CollectiveTimeoutError(this.groupName, 'connect', this.recorder.nextSeq, this.watchdog.timeoutMs, []),
+          );
+        }
+      }
+    } finally {
+      if (buf[0] !== 0n) rt.cudaFreeAsync(buf[0], on);
+      if (capturing) {
+        rt.cudaStreamDestroy(side[0]);
+        rt.cudaThreadExchangeStreamCaptureMode(mode);
+      }
+    }
   }
 
   /**
@@ -373,10 +514,7 @@ async function blockingChild(
     }
     throw err;
   }
-  if (child[0] === 0n) return parent;
-  // The bootstrap communicator has served its purpose; abort is local and never blocks.
-  lib.ncclCommAbort(parent);
-  return child[0];
+  return child[0] === 0n ? parent : child[0];
 }
 
 /** Polls a non-blocking init to completion; aborts the communicator at the deadline. */

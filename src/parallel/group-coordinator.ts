@@ -33,6 +33,14 @@ export interface GroupCoordinatorOptions {
   abortSignal?: AbortSignal;
   /** False for the world group, as in vLLM: it has no device communicator. */
   useDeviceCommunicator?: boolean;
+  /**
+   * NCCL: split this kind's communicators from this group's (ncclCommSplit) instead of
+   * a unique id and an init per group. Every rank of that group must then create this
+   * kind, which vLLM's layouts do (each rank is in exactly one group of each kind).
+   */
+  splitFrom?: GroupCoordinator;
+  /** NCCL: keep what {@link splitFrom} needs (the world group, whose communicator subgroups split). */
+  splittable?: boolean;
 }
 
 const nameCounters = new Map<string, number>();
@@ -125,16 +133,36 @@ export class GroupCoordinator {
       },
     );
     let comm: DeviceCommunicator | null = null;
-    if ((opts.useDeviceCommunicator ?? true) && ranks.length > 1) {
-      const common = {
-        group: cpuGroup,
-        groupName: `${uniqueName}/${index}`,
-        timeoutMs: opts.timeoutMs,
-        abortSignal: opts.abortSignal,
-      };
+    const common = {
+      group: cpuGroup,
+      groupName: `${uniqueName}/${index}`,
+      timeoutMs: opts.timeoutMs,
+      abortSignal: opts.abortSignal,
+    };
+    // On NCCL the parent's communicator is an NcclCommunicator (the backend is chosen once).
+    const parent = opts.backend === 'nccl' ? (opts.splitFrom?.deviceCommunicator as NcclCommunicator | null) : null;
+    if (!(opts.useDeviceCommunicator ?? true)) {
+      // The world group of vLLM: no data plane.
+    } else if (parent) {
+      // ncclCommSplit is collective over the parent: when any group of this kind needs a
+      // communicator, every rank splits, a rank of a one-rank group with no color.
+      if (opts.groupRanks.some((g) => g.length > 1)) {
+        comm = await parent.split({
+          ...common,
+          color: ranks.length > 1 ? index : null,
+          key: ranks.indexOf(opts.rank),
+          initTimeoutMs: opts.initTimeoutMs,
+        });
+      }
+    } else if (ranks.length > 1) {
       comm =
         opts.backend === 'nccl'
-          ? await NcclCommunicator.create({ ...common, device: opts.device, initTimeoutMs: opts.initTimeoutMs })
+          ? await NcclCommunicator.create({
+              ...common,
+              device: opts.device,
+              initTimeoutMs: opts.initTimeoutMs,
+              splittable: opts.splittable,
+            })
           : await CpuCommunicator.create(common);
     }
     return new GroupCoordinator(opts, ranks, uniqueName, cpuGroup, comm);

@@ -138,7 +138,9 @@ export async function initDistributedEnvironment(opts: InitOptions = {}): Promis
   };
   // Unlike vLLM (world group without a device communicator), ours has one:
   // world-wide collectives are what users of a launched group reach for first.
-  groups.world = await buildGroup('world', [Array.from({ length: worldSize }, (_, i) => i)]);
+  groups.world = await buildGroup('world', [Array.from({ length: worldSize }, (_, i) => i)], {
+    splittable: setting('GPUGROUP_NCCL_SUBGROUPS') === 'split',
+  });
   process.on('beforeExit', teardownAtExit);
   return groups.world;
 }
@@ -165,9 +167,14 @@ function teardownAtExit(): void {
   );
 }
 
-async function buildGroup(name: string, groupRanks: number[][]): Promise<GroupCoordinator> {
+async function buildGroup(
+  name: string,
+  groupRanks: number[][],
+  split: { splitFrom?: GroupCoordinator; splittable?: boolean } = {},
+): Promise<GroupCoordinator> {
   const e = requireEnv();
   return GroupCoordinator.create({
+    ...split,
     groupRanks,
     rank: e.rank,
     localRank: e.localRank,
@@ -205,10 +212,12 @@ export async function initializeModelParallel(sizes: ParallelSizes = {}): Promis
     dataParallelSize: Number.isInteger(dp) ? dp : 1,
   });
   // Same order on every rank: group creation is collective over the world.
-  groups.tp = await buildGroup('tp', layout.tp);
-  groups.pp = await buildGroup('pp', layout.pp);
-  groups.dp = await buildGroup('dp', layout.dp);
-  groups.ep = await buildGroup('ep', layout.ep);
+  // NCCL: each kind's communicators are split from the world's (GPUGROUP_NCCL_SUBGROUPS).
+  const split = { splitFrom: setting('GPUGROUP_NCCL_SUBGROUPS') === 'split' ? (groups.world ?? undefined) : undefined };
+  groups.tp = await buildGroup('tp', layout.tp, split);
+  groups.pp = await buildGroup('pp', layout.pp, split);
+  groups.dp = await buildGroup('dp', layout.dp, split);
+  groups.ep = await buildGroup('ep', layout.ep, split);
 }
 
 /** Initializes the groups, or checks that the existing ones have these sizes. */
