@@ -4,14 +4,15 @@
  *   npm run demo                      # = npx tsx examples/quickstart.ts
  *   npx tsx examples/quickstart.ts --backend cpu
  *
- * Launches a group on the best backend here (every visible GPU with NCCL when there are
- * two or more, else 4 CPU ranks), runs an all-reduce, a tensor-dict broadcast and (on
- * GPUs) a CUDA-graph-captured all-reduce, checks every result and prints a report.
- * Exits 0 when every check passed.
+ * Launches a group on the best backend here (one rank per visible GPU with NCCL, else 4
+ * CPU ranks), runs an all-reduce, a tensor-dict broadcast and (on GPUs) a CUDA-graph-
+ * captured all-reduce, checks every result and prints a report. On one GPU the world is
+ * one rank, whose collectives return their input as vLLM's do; the demo then shows NCCL
+ * on that GPU through a one-rank NCCL communicator. Exits 0 when every check passed.
  */
 import { parseArgs } from 'node:util';
-import { cudaDeviceCount, launchGroup, nccl, ncclAvailable, type Group } from 'gpugroup';
-import type { Check } from './workers/quickstart-worker.ts';
+import { cudaDeviceCount, cudaDeviceName, launchGroup, nccl, ncclAvailable, type Group } from 'gpugroup';
+import type { Check, ncclOneRank } from './workers/quickstart-worker.ts';
 
 const USAGE = `usage: npm run demo [-- --backend cpu|nccl]
        npx tsx examples/quickstart.ts [--backend cpu|nccl]
@@ -38,13 +39,13 @@ function commandLine() {
 }
 const values = commandLine();
 const gpus = cudaDeviceCount();
-const backend = (values.backend ?? (gpus >= 2 && ncclAvailable() ? 'nccl' : 'cpu')) as 'cpu' | 'nccl';
+const backend = (values.backend ?? (gpus >= 1 && ncclAvailable() ? 'nccl' : 'cpu')) as 'cpu' | 'nccl';
 if (backend !== 'cpu' && backend !== 'nccl') {
   console.error(`quickstart: --backend must be cpu or nccl, got ${String(backend)}`);
   process.exit(2);
 }
-if (backend === 'nccl' && gpus < 2) {
-  console.error(`quickstart: --backend nccl needs 2 or more GPUs, ${gpus} visible`);
+if (backend === 'nccl' && gpus < 1) {
+  console.error('quickstart: --backend nccl needs a GPU, none visible');
   process.exit(2);
 }
 const worldSize = backend === 'nccl' ? gpus : 4;
@@ -82,7 +83,9 @@ function combine(checks: Check[]): Check {
   };
 }
 
-const stop = progress(`starting ${worldSize} ${backend === 'nccl' ? 'GPU' : 'CPU'} ranks (one process each)`);
+const stop = progress(
+  `starting ${worldSize} ${backend === 'nccl' ? 'GPU' : 'CPU'} rank${worldSize === 1 ? '' : 's'} (one process each)`,
+);
 let group: Group;
 try {
   group = await launchGroup({
@@ -104,14 +107,16 @@ const launchS = (performance.now() - t0) / 1000;
 const results: Check[] = [];
 try {
   console.log('gpugroup quickstart');
+  const cpuWhy = values.backend === 'cpu' ? 'asked for' : gpus === 0 ? 'no GPU visible' : 'libnccl not found';
   row(
     'backend',
-    backend === 'nccl' ? 'nccl' : `cpu${gpus < 2 ? ` (${gpus === 0 ? 'no GPU' : 'one GPU'} visible)` : ' (asked for)'}`,
+    backend === 'nccl' ? `nccl${worldSize === 1 ? ' (one GPU: a world of 1 rank)' : ''}` : `cpu (${cpuWhy})`,
   );
-  row('ranks', `${worldSize} processes, ready in ${launchS.toFixed(2)} s`);
+  row('ranks', `${worldSize} process${worldSize === 1 ? '' : 'es'}, ready in ${launchS.toFixed(2)} s`);
+  const named = (i: number) => `cuda:${i}${cudaDeviceName(i) ? ` ${cudaDeviceName(i)}` : ''}`;
   row(
     'devices',
-    backend === 'nccl' ? Array.from({ length: worldSize }, (_, i) => `cuda:${i}`).join(', ') : `cpu × ${worldSize}`,
+    backend === 'nccl' ? Array.from({ length: worldSize }, (_, i) => named(i)).join(', ') : `cpu × ${worldSize}`,
   );
   row(
     'NCCL',
@@ -125,7 +130,9 @@ try {
   results.push(ar);
   row(
     'all-reduce',
-    `${mark(ar)} ${(numel * 4) >> 20} MiB float32 over ${worldSize} ranks: ${ar.detail}; ${ms(ar.ms)} per op`,
+    worldSize === 1
+      ? `${mark(ar)} ${(numel * 4) >> 20} MiB float32, world of 1: ${ar.detail} (returns its input, as vLLM does)`
+      : `${mark(ar)} ${(numel * 4) >> 20} MiB float32 over ${worldSize} ranks: ${ar.detail}; ${ms(ar.ms)} per op`,
   );
 
   const bd = combine(await group.callAll<Check>('broadcastDict', { iters: 10 }));
@@ -135,7 +142,23 @@ try {
     `${mark(bd)} broadcastTensorDict from rank 0 (2 tensors + 2 values): ${bd.detail}; ${ms(bd.ms)} per call`,
   );
 
-  if (backend === 'nccl') {
+  if (backend === 'nccl' && worldSize === 1) {
+    const replays = 100;
+    const [one] = await group.callAll<Awaited<ReturnType<typeof ncclOneRank>>>('ncclOneRank', {
+      numel,
+      iters: 20,
+      replays,
+    });
+    results.push(one.ops, one.graph);
+    row(
+      'nccl 1 rank',
+      `${mark(one.ops)} ${(numel * 4) >> 20} MiB float32 through a one-rank NCCL communicator: ${one.ops.detail}; ${ms(one.ops.ms)} per all-gatherv`,
+    );
+    row(
+      'cuda graph',
+      `${mark(one.graph)} captured one-rank NCCL all-gatherv, ${replays} replays: ${one.graph.detail}; ${ms(one.graph.ms)} per replay`,
+    );
+  } else if (backend === 'nccl') {
     const replays = 100;
     const gr = combine(await group.callAll<Check>('graph', { replays }));
     results.push(gr);

@@ -222,6 +222,10 @@ export interface CudaDriver {
   ): number;
   /** The base and size of the allocation that holds `ptr` (CUDA IPC exports whole allocations). */
   cuMemGetAddressRange_v2?(base: BigUint64Array, bytes: BigUint64Array, ptr: bigint): number;
+  cuInit?(flags: number): number;
+  cuDeviceGet?(device: Int32Array, ordinal: number): number;
+  /** The device's marketing name, NUL-terminated, into `name` (`len` bytes). */
+  cuDeviceGetName?(name: Uint8Array, len: number, device: number): number;
 }
 
 const driverTable: readonly ProtoRow[] = [
@@ -233,6 +237,9 @@ const driverTable: readonly ProtoRow[] = [
     optional: true,
   },
   { proto: 'int cuMemGetAddressRange_v2(uint64_t *base, size_t *size, uint64_t ptr)', optional: true },
+  { proto: 'int cuInit(unsigned int flags)', optional: true },
+  { proto: 'int cuDeviceGet(int *device, int ordinal)', optional: true },
+  { proto: 'int cuDeviceGetName(uint8_t *name, int len, int device)', optional: true },
 ];
 
 let driver: CudaDriver | null | undefined;
@@ -256,4 +263,21 @@ export function cudaDriver(): CudaDriver | null {
     driver = null;
   }
   return driver;
+}
+
+/** The name of CUDA device `ordinal` (e.g. `NVIDIA H200`), or null where the driver cannot tell. Never throws. */
+export function cudaDeviceName(ordinal: number): string | null {
+  const d = cudaDriver();
+  if (!d?.cuInit || !d.cuDeviceGet || !d.cuDeviceGetName) return null;
+  try {
+    d.cuInit(0);
+    const dev = new Int32Array(1);
+    d.cuDeviceGet(dev, ordinal);
+    const name = new Uint8Array(256);
+    d.cuDeviceGetName(name, name.length, dev[0]);
+    const end = name.indexOf(0);
+    return new TextDecoder().decode(name.subarray(0, end < 0 ? name.length : end));
+  } catch {
+    return null;
+  }
 }

@@ -5,6 +5,7 @@
 export {
   cuda,
   cudaDeviceCount,
+  cudaDeviceName,
   cudaDriver,
   cudaErrorNotReady,
   MemcpyKind,

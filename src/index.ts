@@ -127,4 +127,4 @@ export type {
 export { NcclPipe } from './kv/index.ts';
 export type { NcclPipeOptions, KVPipeBase } from './kv/index.ts';
 export * from './errors.ts';
-export { cuda, nccl, cudaDeviceCount, ncclAvailable, formatNcclVersion } from '../native/index.ts';
+export { cuda, nccl, cudaDeviceCount, cudaDeviceName, ncclAvailable, formatNcclVersion } from '../native/index.ts';

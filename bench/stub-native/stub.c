@@ -78,6 +78,9 @@ int cuMemsetD32Async(uint64_t dst, uint32_t v, size_t n, void *s) {
 
 /* Every pointer is its own allocation here: the base is the pointer itself. */
 int cuMemGetAddressRange_v2(uint64_t *base, size_t *size, uint64_t p) { *base = p; *size = 0; return 0; }
+int cuInit(unsigned f) { (void)f; return 0; }
+int cuDeviceGet(int *dev, int ordinal) { *dev = ordinal; return 0; }
+int cuDeviceGetName(char *name, int len, int dev) { snprintf(name, len, "gpugroup stub GPU %d", dev); return 0; }
 
 const char *ncclGetErrorString(int r) { (void)r; return "stub library"; }
 const char *ncclGetLastError(void *c) { (void)c; return ""; }
@@ -111,7 +114,7 @@ static void one_rank_copy(const void *s, void *r, size_t n, int t, void *c) {
   if (((Comm *)c)->nranks == 1 && s && r && s != r) memmove(r, s, n * type_bytes(t));
 }
 int ncclAllReduce(const void *s, void *r, size_t n, int t, int op, void *c, void *st) { (void)op; (void)st; one_rank_copy(s, r, n, t, c); return 0; }
-int ncclReduce(const void *s, void *r, size_t n, int t, int op, int root, void *c, void *st) { (void)s; (void)r; (void)n; (void)t; (void)op; (void)root; (void)c; (void)st; return 0; }
+int ncclReduce(const void *s, void *r, size_t n, int t, int op, int root, void *c, void *st) { (void)op; (void)root; (void)st; one_rank_copy(s, r, n, t, c); return 0; }
 int ncclAllGather(const void *s, void *r, size_t n, int t, void *c, void *st) { (void)st; one_rank_copy(s, r, n, t, c); return 0; }
 int ncclReduceScatter(const void *s, void *r, size_t n, int t, int op, void *c, void *st) { (void)op; (void)st; one_rank_copy(s, r, n, t, c); return 0; }
 int ncclBroadcast(const void *s, void *r, size_t n, int t, int root, void *c, void *st) { (void)root; (void)st; one_rank_copy(s, r, n, t, c); return 0; }

@@ -1,6 +1,6 @@
 // Rank side of examples/quickstart.ts: every exported function runs in each rank, with
 // the rank's context first. Each one checks its own result and reports a timing.
-import { Tensor, type RankContext, type TensorDict } from 'gpugroup';
+import { NcclCommunicator, Tensor, type RankContext, type TensorDict } from 'gpugroup';
 
 /** Result of one check in one rank. */
 export interface Check {
@@ -89,5 +89,74 @@ export async function graph(ctx: RankContext, args: { replays: number }): Promis
   } finally {
     g.dispose();
     x.dispose();
+  }
+}
+
+/**
+ * On one GPU (a world of 1) the world group's collectives return their input, as vLLM's
+ * do, and make no NCCL call. What NCCL can still show on one device: a one-rank NCCL
+ * communicator's uneven all-gather (a grouped ncclBroadcast) and reduce-scatter (a
+ * grouped ncclReduce), checked, timed, and the all-gather captured into a CUDA graph.
+ */
+export async function ncclOneRank(
+  ctx: RankContext,
+  args: { numel: number; iters: number; replays: number },
+): Promise<{ ops: Check; graph: Check; version: string }> {
+  const solo = await NcclCommunicator.create({
+    group: ctx.processGroup,
+    device: ctx.device,
+    groupName: 'quickstart-one-rank',
+    timeoutMs: ctx.timeoutMs,
+  });
+  const n = args.numel;
+  const x = Tensor.arange(n, { dtype: 'float32', device: ctx.device });
+  try {
+    const gathered = await solo.allGatherv(x, [n]);
+    const reduced = await solo.reduceScatterv(x, [n]);
+    const g = (await gathered.toArray()) as Float32Array;
+    const r = (await reduced.toArray()) as Float32Array;
+    gathered.dispose();
+    reduced.dispose();
+    const bad = [g.findIndex((v, i) => v !== i), r.findIndex((v, i) => v !== i)];
+    await solo.synchronize();
+    const t0 = performance.now();
+    for (let i = 0; i < args.iters; i++) (await solo.allGatherv(x, [n])).dispose();
+    await solo.synchronize();
+    const ms = (performance.now() - t0) / args.iters;
+    const ops: Check = {
+      ok: bad[0] === -1 && bad[1] === -1,
+      detail:
+        bad[0] !== -1
+          ? `all-gatherv element ${bad[0]} is ${g[bad[0]]}`
+          : bad[1] !== -1
+            ? `reduce-scatterv element ${bad[1]} is ${r[bad[1]]}`
+            : 'all-gatherv and reduce-scatterv: every element intact',
+      ms,
+    };
+    const graph = await ctx.world.graphCapture(async () => solo.allGatherv(x, [n]));
+    try {
+      graph.replay(); // warm-up: the first launch uploads the graph
+      await solo.synchronize();
+      const t1 = performance.now();
+      for (let i = 0; i < args.replays; i++) graph.replay();
+      await solo.synchronize();
+      const gms = (performance.now() - t1) / args.replays;
+      const out = (await graph.result.toArray()) as Float32Array;
+      const gbad = out.findIndex((v, i) => v !== i);
+      return {
+        ops,
+        graph: {
+          ok: gbad === -1,
+          detail: gbad === -1 ? 'every element intact' : `element ${gbad} is ${out[gbad]}`,
+          ms: gms,
+        },
+        version: solo.ncclVersion,
+      };
+    } finally {
+      graph.dispose();
+    }
+  } finally {
+    x.dispose();
+    await solo.destroy();
   }
 }

@@ -9,10 +9,10 @@ const examples = readdirSync(new URL('../../examples/', import.meta.url))
   .filter((f) => f.endsWith('.ts'))
   .sort();
 /** GPUs an example needs on NCCL; 2 unless listed. */
-const NEEDS: Record<string, number> = { 'pipeline.ts': 4, 'two-nodes.ts': 4 };
+const NEEDS: Record<string, number> = { 'quickstart.ts': 1, 'pipeline.ts': 4, 'two-nodes.ts': 4 };
 const DEADLINE_MS = 110_000;
 
-describe.skipIf(gpus < 2)(`examples on the NCCL backend (${gpus} GPUs visible)`, () => {
+describe.skipIf(gpus < 1)(`examples on the NCCL backend (${gpus} GPUs visible)`, () => {
   for (const file of examples) {
     const needs = NEEDS[file] ?? 2;
     it.skipIf(needs > gpus)(
@@ -23,7 +23,9 @@ describe.skipIf(gpus < 2)(`examples on the NCCL backend (${gpus} GPUs visible)`,
         expect(r.stdout).not.toMatch(/FAILED/);
         if (file === 'quickstart.ts') {
           expect(r.stdout).toMatch(/backend +nccl/);
+          expect(r.stdout).toMatch(/devices +cuda:0 \S/); // the GPU's name
           expect(r.stdout).toMatch(/cuda graph +✓/);
+          if (gpus === 1) expect(r.stdout).toMatch(/nccl 1 rank +✓/);
         }
       },
       DEADLINE_MS + 5_000,
