@@ -13,7 +13,9 @@ export async function run(opts: BenchOptions): Promise<void> {
   const gpus = cudaDeviceCount();
   const world = opts.world ?? gpus;
   if (world < 2 || gpus < world) {
-    opts.log(`graphs: needs ${Math.max(world, 2)} GPUs, ${gpus} visible; skipped`);
+    opts.log(
+      `graphs: needs ${Math.max(world, 2)} GPUs, ${gpus} visible; skipped (on one GPU, \`collectives --world 1\` times a graph-captured all-reduce on a one-rank communicator)`,
+    );
     return;
   }
   const group = await launchGroup({

@@ -31,18 +31,60 @@ const suites: Record<string, () => Promise<{ run: (opts: BenchOptions) => Promis
   compute: () => import('./compute.ts'),
 };
 
-const { values, positionals } = parseArgs({
-  allowPositionals: true,
-  options: {
-    json: { type: 'string' },
-    world: { type: 'string' },
-    backend: { type: 'string' },
-    'min-bytes': { type: 'string' },
-    'max-bytes': { type: 'string' },
-    mode: { type: 'string' },
-    'share-devices': { type: 'boolean' },
-  },
-});
+const USAGE = `usage: npm run bench -- [suite ...] [options]
+
+suites: ${Object.keys(suites).join(', ')} (default: all)
+
+  --json FILE       also append every record to FILE (JSON lines)
+  --world N         ranks (suites that launch groups; 1 runs where a suite has a one-rank form)
+  --backend B       nccl | cpu
+  --min-bytes N     smallest message of a sweep
+  --max-bytes N     largest message of a sweep
+  --mode M          process (default) | thread: how suites that launch ranks run them
+  --share-devices   the ranks share GPU 0 (a rehearsal on fewer GPUs; host costs only)
+  -h, --help        show this text`;
+
+/** Prints `message` and the usage, and exits 2. */
+function refuse(message: string): never {
+  process.stderr.write(`bench: ${message}\n\n${USAGE}\n`);
+  return process.exit(2);
+}
+
+function commandLine() {
+  try {
+    return parseArgs({
+      allowPositionals: true,
+      options: {
+        json: { type: 'string' },
+        world: { type: 'string' },
+        backend: { type: 'string' },
+        'min-bytes': { type: 'string' },
+        'max-bytes': { type: 'string' },
+        mode: { type: 'string' },
+        'share-devices': { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (err) {
+    return refuse((err as Error).message);
+  }
+}
+
+/** A positive integer option, or undefined when absent. */
+function positive(name: string, text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1) refuse(`--${name} must be a positive integer, got '${text}'`);
+  return n;
+}
+
+const { values, positionals } = commandLine();
+if (values.help) {
+  process.stdout.write(`${USAGE}\n`);
+  process.exit(0);
+}
+if (values.backend !== undefined && values.backend !== 'nccl' && values.backend !== 'cpu')
+  refuse(`--backend must be nccl or cpu, got '${values.backend}'`);
 
 const names = positionals.length > 0 ? positionals : Object.keys(suites);
 for (const name of names) {
@@ -59,10 +101,10 @@ const opts: BenchOptions = {
     if (values.json) appendFileSync(values.json, `${line}\n`);
   },
   log: (line) => process.stderr.write(`${line}\n`),
-  world: values.world ? Number(values.world) : undefined,
+  world: positive('world', values.world),
   backend: values.backend as BenchOptions['backend'],
-  minBytes: values['min-bytes'] ? Number(values['min-bytes']) : undefined,
-  maxBytes: values['max-bytes'] ? Number(values['max-bytes']) : undefined,
+  minBytes: positive('min-bytes', values['min-bytes']),
+  maxBytes: positive('max-bytes', values['max-bytes']),
   shareDevices: values['share-devices'] ?? false,
   modeGiven: values.mode !== undefined,
   mode:

@@ -12,13 +12,23 @@ import { tableHeader, tableLine } from './table.ts';
 import type { BenchOptions } from './options.ts';
 
 export async function run(opts: BenchOptions): Promise<void> {
-  const backend = opts.backend ?? (cudaDeviceCount() >= 2 ? 'nccl' : 'cpu');
+  const gpus = cudaDeviceCount();
+  const backend = opts.backend ?? (gpus >= 2 ? 'nccl' : 'cpu');
+  if (opts.world !== undefined && opts.world !== 2)
+    opts.log(`kvpipe: always 2 ranks (a prefill and a decode rank); --world ${opts.world} does not apply`);
+  if (backend === 'nccl' && gpus < 2 && !opts.shareDevices) {
+    opts.log(
+      `kvpipe: NCCL needs 2 GPUs, ${gpus} visible; skipped (--backend cpu, or --share-devices for a rehearsal on one GPU)`,
+    );
+    return;
+  }
   const group = await launchGroup({
     worldSize: 2,
     worker: new URL('./workers/kvpipe.ts', import.meta.url),
     backend,
     mode: 'process',
     timeoutMs: 300_000,
+    ...(opts.shareDevices && backend === 'nccl' ? { devices: [0, 0], shareDevices: true } : {}),
   });
   try {
     await group.callAll('open', await freePort());

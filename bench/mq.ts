@@ -9,6 +9,10 @@ import type { BenchOptions } from './options.ts';
 
 export async function run(opts: BenchOptions): Promise<void> {
   const world = opts.world ?? 4;
+  if (world < 2) {
+    opts.log(`mq: needs a writer and at least one reader (--world >= 2), got ${world}; skipped`);
+    return;
+  }
   for (const mode of ['thread', 'process'] as const) {
     const group = await launchGroup({
       worldSize: world,
