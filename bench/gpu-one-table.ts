@@ -71,6 +71,14 @@ const GOALS: Goal[] = [
     },
   },
   {
+    applies: (r) => r.op === 'all_reduce_host_cost',
+    text: '<= raw koffi ncclAllReduce + 1 us',
+    met: (r, find) => {
+      const raw = us(find('raw-koffi'));
+      return raw === undefined || r.us === undefined ? undefined : r.us <= raw + 1;
+    },
+  },
+  {
     applies: (r) => COLLECTIVES.has(r.op) && r.world === 1 && r.graph === true,
     text: '<= 1.05x nccl-tests -G',
     met: (r, find) => {

@@ -34,6 +34,8 @@ stage() {
 stage 90  torch-copies bash -c "python3 bench/baselines/torch_copies.py > '$out/torch-copies.jsonl'"
 stage 240 baselines    bash .device/baselines/run.sh 1 "$out" "$maxb"
 stage 150 copies       $node_run npm run bench -- copies --json "$out/gpugroup.jsonl"
-# stage 120 collectives $node_run npm run bench -- collectives --world 1 --backend nccl --json "$out/gpugroup.jsonl"
+stage 100 collectives   $node_run npm run bench -- collectives --world 1 --backend nccl --max-bytes "$maxb" --json "$out/gpugroup.jsonl"
+stage 40  collectives-host $node_run npm run bench -- collectives-host --json "$out/gpugroup.jsonl"
+stage 60  orchestrator $node_run npm run bench -- orchestrator --world 1 --backend nccl --json "$out/gpugroup.jsonl"
 
 $node_run npx tsx bench/gpu-one-table.ts "$out" 2>&1 | grep -v '^node v' | tee "$out/table.txt"
