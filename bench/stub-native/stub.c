@@ -17,6 +17,12 @@ typedef struct { char reserved[64]; } cudaIpcMemHandle_t;
 typedef struct { int nranks, rank, device; } Comm;
 
 static __thread int current_device = 0;
+/* Test hooks (test/stub-native.ts): while `stub_busy` is set, streams and events report
+ * cudaErrorNotReady (work in flight); `stub_async_error` is what ncclCommGetAsyncError reports. */
+static int stub_busy = 0;
+static int stub_async_error = 0;
+void gpugroupStubSetBusy(int busy) { stub_busy = busy; }
+void gpugroupStubSetAsyncError(int result) { stub_async_error = result; }
 static uint64_t next_handle = 0x1000;
 static void put_ptr(void *out, void *value) { memcpy(out, &value, sizeof value); }
 static void put_handle(void *out) { uint64_t h = __atomic_add_fetch(&next_handle, 16, __ATOMIC_RELAXED); memcpy(out, &h, sizeof h); }
@@ -49,13 +55,13 @@ int cudaMemcpy2DAsync(void *dst, size_t dpitch, const void *src, size_t spitch, 
 }
 int cudaMemsetAsync(void *p, int v, size_t n, void *s) { (void)s; memset(p, v, n); return 0; }
 int cudaStreamCreateWithFlags(void *out, unsigned f) { (void)f; put_handle(out); return 0; }
-int cudaStreamQuery(void *s) { (void)s; return 0; }
+int cudaStreamQuery(void *s) { (void)s; return stub_busy ? 600 : 0; }
 int cudaStreamSynchronize(void *s) { (void)s; return 0; }
 int cudaStreamDestroy(void *s) { (void)s; return 0; }
 int cudaStreamWaitEvent(void *s, void *e, unsigned f) { (void)s; (void)e; (void)f; return 0; }
 int cudaEventCreateWithFlags(void *out, unsigned f) { (void)f; put_handle(out); return 0; }
 int cudaEventRecord(void *e, void *s) { (void)e; (void)s; return 0; }
-int cudaEventQuery(void *e) { (void)e; return 0; }
+int cudaEventQuery(void *e) { (void)e; return stub_busy ? 600 : 0; }
 int cudaEventSynchronize(void *e) { (void)e; return 0; }
 int cudaEventElapsedTime(float *ms, void *a, void *b) { (void)a; (void)b; *ms = 0.001f; return 0; }
 int cudaEventDestroy(void *e) { (void)e; return 0; }
@@ -103,7 +109,7 @@ int ncclCommSplit(void *comm, int color, int key, void *out, void *cfg) {
 int ncclCommFinalize(void *c) { (void)c; return 0; }
 int ncclCommDestroy(void *c) { (void)c; return 0; }
 int ncclCommAbort(void *c) { (void)c; return 0; }
-int ncclCommGetAsyncError(void *c, int *e) { (void)c; *e = 0; return 0; }
+int ncclCommGetAsyncError(void *c, int *e) { (void)c; *e = stub_async_error; return 0; }
 int ncclCommCount(void *c, int *n) { *n = ((Comm *)c)->nranks; return 0; }
 int ncclCommCuDevice(void *c, int *d) { *d = ((Comm *)c)->device; return 0; }
 int ncclCommUserRank(void *c, int *r) { *r = ((Comm *)c)->rank; return 0; }

@@ -5,6 +5,11 @@
  * `ncclCommAbort` when NCCL reports an error, when the oldest unfinished operation is
  * older than the deadline, or when the orchestrator signals that a peer died. After
  * that, every waiter and every later operation gets the same typed error.
+ *
+ * Closing is not failing: the caller's stream is marked failed (its host waits and
+ * reads throw) only when the abort ends work that had not completed. A communicator
+ * destroyed, or aborted by a signal, after its work finished leaves the stream and its
+ * tensors as they are.
  */
 import {
   Flags,
@@ -16,8 +21,8 @@ import {
   type NcclLibrary,
 } from '../../native/index.ts';
 import { CollectiveTimeoutError, GroupClosedError, RankFailedError } from '../errors.ts';
-import { log } from '../log.ts';
-import { failStream, pollUntil } from '../tensor/index.ts';
+import { log, type LogLevel } from '../log.ts';
+import { failStream, pollUntil, streamDisposed } from '../tensor/index.ts';
 import type { FlightRecorder } from './flight-recorder.ts';
 
 interface WatchdogOptions {
@@ -106,27 +111,77 @@ export class NcclWatchdog {
     );
   }
 
-  /** Aborts the communicator with `err` unless it already failed; returns the stored failure. */
+  /**
+   * Aborts the communicator with `err` unless it already failed; returns the stored
+   * failure. The stream of the last operation is marked failed with `err` when that
+   * work had not completed.
+   */
   fail(err: Error): Error {
+    return this.abort(err, 'warn', err);
+  }
+
+  /**
+   * Ends the watchdog and releases the communicator (idempotent), for destroy(). With
+   * its work completed nothing else changes; work still in flight is aborted with it,
+   * and its stream fails with `reason`, saying so.
+   */
+  close(reason: Error): void {
+    this.abort(
+      reason,
+      'debug',
+      new GroupClosedError(`${reason.message} with work in flight: what it enqueued on this stream never completed`),
+    );
+  }
+
+  private abort(err: Error, level: LogLevel, streamError: Error): Error {
     if (this.failure) return this.failure;
     this.failure = err;
-    log('warn', 'nccl', `aborting communicator of group '${this.opts.groupName}': ${err.message}`);
+    // Asked before ncclCommAbort: the abort ends running kernels and leaves their stream
+    // idle without their results.
+    const inFlight = this.workInFlight();
+    log(
+      inFlight ? 'warn' : level,
+      'nccl',
+      `aborting communicator of group '${this.opts.groupName}'${inFlight ? ' with work in flight' : ''}: ${err.message}`,
+    );
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     try {
+      // ncclCommAbort, not ncclCommDestroy, also for a clean close: it is local and never
+      // blocks, where ncclCommDestroy may wait on peers (NCCL docs, ncclCommDestroy).
       this.opts.lib.ncclCommAbort(this.opts.comm);
     } catch (abortErr) {
       log('error', 'nccl', `ncclCommAbort failed: ${(abortErr as Error).message}`);
     }
     this.releaseEvent();
-    if (this.lastStream !== 0n) failStream(this.lastStream, err);
+    if (inFlight) failStream(this.lastStream, streamError);
     this.opts.abortSignal?.removeEventListener('abort', this.onAbort);
     return err;
   }
 
-  /** Ends the watchdog and aborts the communicator with `reason` (idempotent). */
-  close(reason: Error): void {
-    this.fail(reason);
+  /**
+   * True when work this communicator enqueued may not have completed: operations were
+   * issued past the last one known finished, and neither the event recorded behind the
+   * last operation nor its stream says they are done. An asynchronous NCCL error counts
+   * as unfinished work whatever the stream says: NCCL ends its kernels then, and the
+   * stream goes idle with nothing delivered.
+   */
+  private workInFlight(): boolean {
+    if (this.lastIssuedSeq <= this.finishedSeq || this.lastStream === 0n) return false;
+    // Nobody can wait on a disposed stream, and its handle may be another stream's now.
+    if (streamDisposed(this.lastStream)) return false;
+    try {
+      this.opts.lib.ncclCommGetAsyncError(this.opts.comm, this.i32);
+      const state = this.i32[0];
+      if (state !== NcclResult.ncclSuccess && state !== NcclResult.ncclInProgress) return true;
+      const rt = cuda();
+      if (this.event !== 0n && this.eventSeq === this.lastIssuedSeq && rt.cudaEventQuery(this.event) === 0)
+        return false;
+      // Not ready, or a stream in an error state.
+      return rt.cudaStreamQuery(this.lastStream) !== 0;
+    } catch {
+      return true;
+    }
   }
 
   private schedule(delayMs = Math.min(50, Math.max(1, this.timeoutMs / 8))): void {

@@ -31,6 +31,7 @@ export {
   pollUntil,
   failStream,
   throwIfStreamFailed,
+  streamDisposed,
 } from './stream.ts';
 export type { DeviceOrigin } from './storage.ts';
 export { HostStorage, DeviceStorage, beginGraphAllocations, endGraphAllocations } from './storage.ts';

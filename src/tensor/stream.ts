@@ -13,12 +13,26 @@ let deviceOrdinal = -1;
 const streamFailures = new Map<bigint, Error>();
 
 /**
- * Marks `stream` as failed: a communicator that aborted work enqueued on it calls this,
- * so that host waits on the stream (synchronize, toArray) throw `error` instead of
- * returning data the aborted work never produced.
+ * Marks `stream` as failed: a communicator that aborted work enqueued on it before that
+ * work completed calls this, so that host waits on the stream (synchronize, toArray)
+ * throw `error` instead of returning data the aborted work never produced. Closing a
+ * communicator whose work completed does not (see NcclWatchdog). The mark lasts as long
+ * as the stream: CUDA may hand a disposed stream's handle to a stream created later,
+ * which starts without it.
  */
 export function failStream(stream: bigint, error: Error): void {
   if (!streamFailures.has(stream)) streamFailures.set(stream, error);
+}
+
+/** Handles of streams disposed here and not handed out again by CUDA since. */
+const disposedStreams = new Set<bigint>();
+
+/**
+ * True when `stream` was disposed (and no stream created since got its handle): no
+ * host wait can reach it anymore, and CUDA calls on its handle are invalid.
+ */
+export function streamDisposed(stream: bigint): boolean {
+  return disposedStreams.has(stream);
 }
 
 /** Throws the failure recorded for `stream`, if any. */
@@ -61,7 +75,7 @@ export function currentDevice(): number {
  * Polls `done()` until it returns true: a short spin (`spinMs`), then the event loop on
  * setImmediate turns for GPUGROUP_POLL_MS (read at the first wait, default 5 ms: a collective
  * waiting on a slower peer ends within µs of it), then 1 ms timers for long waits.
- * Rejects with `onTimeout()` past the deadline.
+ * Rejects with `onTimeout()` past the deadline, and with what `done()` throws.
  */
 export function pollUntil(
   done: () => boolean,
@@ -70,9 +84,14 @@ export function pollUntil(
   spinMs = 0.02,
 ): Promise<void> {
   const spinUntil = performance.now() + spinMs;
-  do {
-    if (done()) return Promise.resolve();
-  } while (performance.now() < spinUntil);
+  try {
+    do {
+      if (done()) return Promise.resolve();
+    } while (performance.now() < spinUntil);
+  } catch (err) {
+    // A failed stream rejects; a Promise-returning wait never throws synchronously.
+    return Promise.reject(err);
+  }
   const start = performance.now();
   const deadline = start + timeoutMs;
   return new Promise((resolve, reject) => {
@@ -116,6 +135,9 @@ export class Stream {
     const out = new BigUint64Array(1);
     cuda().cudaStreamCreateWithFlags(out, Flags.streamNonBlocking);
     this.handle = out[0];
+    // CUDA may reuse a destroyed stream's handle: the new stream starts clean.
+    disposedStreams.delete(this.handle);
+    streamFailures.delete(this.handle);
   }
 
   /** True when all work enqueued so far has finished. */
@@ -159,6 +181,8 @@ export class Stream {
     releaseCachedBlocks(this.handle);
     this.marker?.dispose();
     cuda().cudaStreamDestroy(this.handle);
+    streamFailures.delete(this.handle);
+    disposedStreams.add(this.handle);
   }
 }
 
