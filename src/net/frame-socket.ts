@@ -47,6 +47,9 @@ export class FrameSocket {
     private readonly onLost: (orderly: boolean, cause?: Error) => Error,
   ) {
     socket.setNoDelay(true);
+    // Waits hold their deadline timers and writes their requests, which keep the process
+    // alive while they last; an idle connection must not (a script that is done ends).
+    socket.unref();
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', (err) => {
       // 'close' follows and reports the loss.

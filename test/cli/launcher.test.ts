@@ -52,16 +52,25 @@ describe('gpugroup run', () => {
 
   it('a script that never calls destroyDistributedEnvironment() ends; the launcher returns 0', async () => {
     const r = await runNode(
-      [gpugroupBin, 'run', '--nproc-per-node', '2', '--backend', 'cpu', 'test/cli/fixtures/spmd-no-teardown.ts'],
+      [
+        gpugroupBin,
+        'run',
+        '--nproc-per-node',
+        '2',
+        '--backend',
+        'cpu',
+        'test/cli/fixtures/spmd-no-teardown.ts',
+        '--dict',
+      ],
       20_000,
     );
     const ended = Date.now();
     expect(r.stderr).not.toMatch(/FAILED|teardown/);
     expect(r.code).toBe(0);
-    const lines = jsonLines<{ rank: number; sum: number; end: number; pid: number }>(r.stdout);
-    expect(lines.map((l) => [l.rank, l.sum]).sort()).toEqual([
-      [0, 3],
-      [1, 3],
+    const lines = jsonLines<{ rank: number; sum: number; dict: number[]; end: number; pid: number }>(r.stdout);
+    expect(lines.map((l) => [l.rank, l.sum, l.dict]).sort()).toEqual([
+      [0, 3, [4, 5]],
+      [1, 3, [4, 5]],
     ]);
     expect(ended - Math.max(...lines.map((l) => l.end))).toBeLessThan(3_000);
     expect(lines.map((l) => l.pid).filter(alive)).toEqual([]);
