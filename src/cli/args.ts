@@ -5,6 +5,7 @@
  * the same option.
  */
 import { InvalidArgumentError } from '../errors.ts';
+import { launcherNode } from '../parallel/launcher-env.ts';
 
 /** What `gpugroup run` was asked to do. */
 export interface RunOptions {
@@ -59,6 +60,9 @@ Options:
   --nnodes N               number of nodes, one launcher each                  [1]
   --node-rank I            this node's index in [0, nnodes)                    [0]
   --master-addr HOST       where rank 0 (on node 0) serves the store   [127.0.0.1]
+                           (one launcher per node under srun or mpirun: these
+                           three default to the job's node count, index and
+                           MASTER_ADDR or, under Slurm, its first host)
   --master-port PORT       the store's port [a free port; 29500 with --nnodes > 1]
   --backend cpu|nccl|auto  GPUGROUP_BACKEND for the ranks; auto: nccl when every
                            local rank has a GPU and libnccl loads, else cpu [auto]
@@ -79,7 +83,7 @@ function int(option: string, raw: string, min: number, max = Number.MAX_SAFE_INT
 }
 
 /** Parses the arguments after `run`; throws InvalidArgumentError naming the option. */
-export function parseRunArgs(argv: readonly string[]): ParsedRun {
+export function parseRunArgs(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): ParsedRun {
   const values = new Map<ValueOption, string>();
   let standalone = false;
   let i = 0;
@@ -110,15 +114,18 @@ export function parseRunArgs(argv: readonly string[]): ParsedRun {
   if (script === undefined)
     throw new InvalidArgumentError('script', 'no script given (gpugroup run [options] script.ts [args...])');
   const nproc = values.get('--nproc-per-node') ?? '1';
-  const nnodes = int('--nnodes', values.get('--nnodes') ?? '1', 1);
+  // One launcher per node under srun or mpirun: the node count, index and store host
+  // come from there, unless the node count or index is given.
+  const node = standalone || values.has('--nnodes') || values.has('--node-rank') ? undefined : launcherNode(env);
+  const nnodes = int('--nnodes', values.get('--nnodes') ?? String(node?.nnodes ?? 1), 1);
   if (standalone && nnodes !== 1) throw new InvalidArgumentError('--standalone', 'means a single node; drop --nnodes');
-  const nodeRank = int('--node-rank', values.get('--node-rank') ?? '0', 0);
+  const nodeRank = int('--node-rank', values.get('--node-rank') ?? String(node?.nodeRank ?? 0), 0);
   if (nodeRank >= nnodes) throw new InvalidArgumentError('--node-rank', `${nodeRank} is out of range [0, ${nnodes})`);
-  const port = values.get('--master-port');
+  const port = values.get('--master-port') ?? (node?.masterPort === undefined ? undefined : String(node.masterPort));
   const backend = values.get('--backend') ?? 'auto';
   if (backend !== 'auto' && backend !== 'cpu' && backend !== 'nccl')
     throw new InvalidArgumentError('--backend', `expected cpu, nccl or auto, got '${backend}'`);
-  const masterAddr = values.get('--master-addr') ?? '127.0.0.1';
+  const masterAddr = values.get('--master-addr') ?? node?.masterAddr ?? '127.0.0.1';
   if (masterAddr.length === 0) throw new InvalidArgumentError('--master-addr', 'expected a host name or address');
   return {
     help: false,

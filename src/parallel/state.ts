@@ -19,6 +19,7 @@ import {
 import { setDevice } from '../tensor/index.ts';
 import { GroupCoordinator } from './group-coordinator.ts';
 import { captureGraph, type CudaGraph, type GraphCaptureContext } from './graph.ts';
+import { launcherEnv } from './launcher-env.ts';
 import { groupLayout, type ParallelSizes } from './layout.ts';
 
 /** What initDistributedEnvironment establishes. */
@@ -70,24 +71,17 @@ const groups: {
 };
 let tpPatched = false;
 
-function envInt(name: string): number | undefined {
-  const v = process.env[name];
-  if (v === undefined || v === '') return undefined;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0)
-    throw new InvalidArgumentError(name, `expected a non-negative integer, got '${v}'`);
-  return n;
-}
-
 /**
  * Joins the job: connects to (rank 0: serves) the store at MASTER_ADDR:MASTER_PORT,
- * sets this rank's device, and builds the world group. Arguments override torchrun's
- * RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT.
+ * sets this rank's device, and builds the world group. Arguments override the
+ * launcher's variables: torchrun's RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and
+ * MASTER_PORT, or else Open MPI's or Slurm's (./launcher-env.ts).
  */
 export async function initDistributedEnvironment(opts: InitOptions = {}): Promise<GroupCoordinator> {
-  const rank = opts.rank ?? envInt('RANK') ?? 0;
-  const worldSize = opts.worldSize ?? envInt('WORLD_SIZE') ?? 1;
-  const localRank = opts.localRank ?? envInt('LOCAL_RANK') ?? rank;
+  const launcher = launcherEnv();
+  const rank = opts.rank ?? launcher.rank ?? 0;
+  const worldSize = opts.worldSize ?? launcher.worldSize ?? 1;
+  const localRank = opts.localRank ?? launcher.localRank ?? rank;
   const timeoutMs = opts.timeoutMs ?? 300_000;
   if (env) {
     if (env.worldSize !== worldSize)
@@ -107,8 +101,8 @@ export async function initDistributedEnvironment(opts: InitOptions = {}): Promis
   const backend = wanted === 'auto' ? (cudaDeviceCount() > ordinal && ncclAvailable() ? 'nccl' : 'cpu') : wanted;
   let store = opts.store;
   if (!store) {
-    const host = opts.masterAddr ?? process.env.MASTER_ADDR ?? '127.0.0.1';
-    const port = opts.masterPort ?? envInt('MASTER_PORT') ?? 29500;
+    const host = opts.masterAddr ?? launcher.masterAddr ?? '127.0.0.1';
+    const port = opts.masterPort ?? launcher.masterPort ?? 29500;
     // On NCCL, rank 0's thread can block in a point-to-point connection setup while a
     // peer still needs the store: serve it from a worker thread then.
     const server =
