@@ -135,6 +135,11 @@ export interface UniqueId {
  */
 export interface NcclLibrary {
   path: string;
+  /**
+   * The typed error for an ncclResult_t `result` that `call` produced, the one a failed
+   * call throws; for results read back rather than returned (ncclCommGetAsyncError).
+   */
+  errorFor(result: number, call: string): NcclError;
   /** Raw NCCL_VERSION_CODE, e.g. 22803. */
   versionCode: number;
   /** Formatted version, e.g. `2.28.3`. */
@@ -268,6 +273,7 @@ export function nccl(): NcclLibrary {
   (bound.ncclGetVersion as (o: Int32Array) => number)(out);
   library = Object.assign(bound, {
     path,
+    errorFor: makeError,
     versionCode: out[0],
     version: formatNcclVersion(out[0]),
   }) as unknown as NcclLibrary;

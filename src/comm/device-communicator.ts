@@ -4,14 +4,17 @@
  * only flat, contiguous primitives along dim 0 (the `_` methods); this class turns
  * them into vLLM's operations. Validation happens here, before any native call.
  */
+import { NcclRedOp, type ReduceOp as NcclReduceOp } from '../../native/index.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import { DeviceStorage, HostStorage, Tensor } from '../tensor/index.ts';
 import type { DType } from '../tensor/index.ts';
 import { FlightRecorder } from './flight-recorder.ts';
+import { checkRank, normalizeDim } from '../validate.ts';
 
 /** Reduction operators, as NCCL names them (ncclRedOp_t). */
-export type ReduceOp = 'sum' | 'prod' | 'max' | 'min' | 'avg';
-const reduceOps: readonly ReduceOp[] = ['sum', 'prod', 'max', 'min', 'avg'];
+/** A reduction: NCCL's ncclRedOp_t names (native/nccl.ts), which the CPU backend implements too. */
+export type ReduceOp = NcclReduceOp;
+const reduceOps = Object.keys(NcclRedOp) as ReduceOp[];
 
 /** dtypes no backend reduces; they still move as bytes (gather, broadcast, send/recv). */
 const unreducible: ReadonlySet<DType> = new Set(['float8_e4m3fn', 'float8_e5m2']);
@@ -109,7 +112,7 @@ export abstract class DeviceCommunicator {
   /** Concatenation of every rank's `input` along `dim` (any dim, negative allowed). */
   async allGather(input: Tensor, dim = -1): Promise<Tensor> {
     this.checkTensor('input', input);
-    const d = normalizeDim(dim, input.shape.length);
+    const d = normalizeDim(dim, input.shape);
     if (this.passThrough) return input;
     const moved = frontDim(input, d);
     const output = Tensor.empty([this.worldSize * moved.shape[0], ...moved.shape.slice(1)], {
@@ -127,7 +130,7 @@ export abstract class DeviceCommunicator {
    */
   async allGatherv(input: Tensor, sizes: readonly number[], dim = 0): Promise<Tensor> {
     this.checkTensor('input', input);
-    const d = normalizeDim(dim, input.shape.length);
+    const d = normalizeDim(dim, input.shape);
     this.checkSizes(sizes);
     if (input.shape[d] !== sizes[this.rankInGroup]) {
       throw new InvalidArgumentError(
@@ -151,7 +154,7 @@ export abstract class DeviceCommunicator {
   async reduceScatter(input: Tensor, dim = -1, op: ReduceOp = 'sum'): Promise<Tensor> {
     this.checkTensor('input', input);
     this.checkReduce(input, op);
-    const d = normalizeDim(dim, input.shape.length);
+    const d = normalizeDim(dim, input.shape);
     if (this.passThrough) return input;
     if (input.shape[d] % this.worldSize !== 0) {
       throw new InvalidArgumentError(
@@ -173,7 +176,7 @@ export abstract class DeviceCommunicator {
   async reduceScatterv(input: Tensor, sizes: readonly number[], dim = 0, op: ReduceOp = 'sum'): Promise<Tensor> {
     this.checkTensor('input', input);
     this.checkReduce(input, op);
-    const d = normalizeDim(dim, input.shape.length);
+    const d = normalizeDim(dim, input.shape);
     this.checkSizes(sizes);
     const total = sizes.reduce((a, b) => a + b, 0);
     if (input.shape[d] !== total) {
@@ -196,7 +199,7 @@ export abstract class DeviceCommunicator {
   async gather(input: Tensor, dst = 0, dim = -1): Promise<Tensor | null> {
     this.checkTensor('input', input);
     this.checkPeer('dst', dst, true);
-    const d = normalizeDim(dim, input.shape.length);
+    const d = normalizeDim(dim, input.shape);
     if (this.passThrough) return input;
     const moved = frontDim(input, d);
     const output =
@@ -265,9 +268,7 @@ export abstract class DeviceCommunicator {
   }
 
   protected checkPeer(argument: string, peer: number, selfAllowed: boolean): void {
-    if (!Number.isInteger(peer) || peer < 0 || peer >= this.worldSize) {
-      throw new InvalidArgumentError(argument, `group rank ${peer} is out of range [0, ${this.worldSize})`);
-    }
+    checkRank(argument, peer, this.worldSize, this.groupName);
     if (!selfAllowed && peer === this.rankInGroup) {
       throw new InvalidArgumentError(argument, `rank ${peer} cannot send to or receive from itself`);
     }
@@ -318,12 +319,4 @@ function backDim(t: Tensor, d: number): Tensor {
  */
 function disposeCopy(staged: Tensor, original: Tensor): void {
   if (staged.storage !== original.storage) staged.dispose();
-}
-
-/** Normalizes a possibly negative `dim` for a tensor of `ndim` dims, or throws. */
-export function normalizeDim(dim: number, ndim: number): number {
-  if (!Number.isInteger(dim) || dim < -ndim || dim >= ndim || ndim === 0) {
-    throw new InvalidArgumentError('dim', `dim ${dim} is out of range for a tensor of ${ndim} dims`);
-  }
-  return dim < 0 ? dim + ndim : dim;
 }

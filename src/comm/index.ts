@@ -1,5 +1,5 @@
 /** src/comm/: the communicators (vllm/distributed/device_communicators/): base semantics, NCCL and CPU backends. */
-export { DeviceCommunicator, normalizeDim } from './device-communicator.ts';
+export { DeviceCommunicator } from './device-communicator.ts';
 export type { ReduceOp, CommunicatorInfo } from './device-communicator.ts';
 export { NcclCommunicator } from './nccl-communicator.ts';
 export type { NcclCommunicatorOptions } from './nccl-communicator.ts';

@@ -12,14 +12,12 @@ import {
   CaptureMode,
   Flags,
   MemcpyKind,
-  NcclDataType,
   NcclRedOp,
   NcclResult,
   cuda,
   cudaErrorNotReady,
   nccl,
   ncclConfig,
-  ncclResultName,
   uniqueIdFromBytes,
   type NcclLibrary,
 } from '../../native/index.ts';
@@ -32,7 +30,7 @@ import {
 } from '../errors.ts';
 import { log } from '../log.ts';
 import type { StatelessProcessGroup } from '../store/index.ts';
-import { Tensor, currentStream, parseDevice, type DType } from '../tensor/index.ts';
+import { Tensor, currentStream, ncclDataType, parseDevice } from '../tensor/index.ts';
 import { DeviceCommunicator, type ReduceOp } from './device-communicator.ts';
 import { NcclWatchdog } from './nccl-watchdog.ts';
 
@@ -78,22 +76,6 @@ export interface NcclSplitOptions {
 
 /** NCCL_SPLIT_NOCOLOR (nccl.h): the rank takes part in the split but gets no communicator. */
 const NCCL_SPLIT_NOCOLOR = -1;
-
-// ncclDataType_t per dtype. fp8 has no NCCL reduction in the versions vLLM targets:
-// the base class refuses fp8 reductions, and byte movement sends fp8 as uint8
-// (as pynccl.py: send/recv of fp8 as ncclUint8 with the same element count).
-const ncclTypes: Record<DType, number> = {
-  float32: NcclDataType.ncclFloat32,
-  float16: NcclDataType.ncclFloat16,
-  bfloat16: NcclDataType.ncclBfloat16,
-  float64: NcclDataType.ncclFloat64,
-  int8: NcclDataType.ncclInt8,
-  uint8: NcclDataType.ncclUint8,
-  int32: NcclDataType.ncclInt32,
-  int64: NcclDataType.ncclInt64,
-  float8_e4m3fn: NcclDataType.ncclUint8,
-  float8_e5m2: NcclDataType.ncclUint8,
-};
 
 /** Communicator over libnccl for the tensors of one CUDA device. */
 export class NcclCommunicator extends DeviceCommunicator {
@@ -283,7 +265,7 @@ export class NcclCommunicator extends DeviceCommunicator {
         input.dataPtr,
         output.dataPtr,
         input.numel,
-        ncclTypes[input.dtype],
+        ncclDataType(input.dtype),
         NcclRedOp[op],
         this.comm,
         stream,
@@ -296,7 +278,7 @@ export class NcclCommunicator extends DeviceCommunicator {
     const seq = this.begin('all_gather', input, null);
     const stream = currentStream().handle;
     this.settle(
-      this.lib.ncclAllGather(input.dataPtr, output.dataPtr, input.numel, ncclTypes[input.dtype], this.comm, stream),
+      this.lib.ncclAllGather(input.dataPtr, output.dataPtr, input.numel, ncclDataType(input.dtype), this.comm, stream),
     );
     this.watchdog.issued(seq, stream);
   }
@@ -309,7 +291,7 @@ export class NcclCommunicator extends DeviceCommunicator {
         input.dataPtr,
         output.dataPtr,
         output.numel,
-        ncclTypes[input.dtype],
+        ncclDataType(input.dtype),
         NcclRedOp[op],
         this.comm,
         stream,
@@ -323,7 +305,7 @@ export class NcclCommunicator extends DeviceCommunicator {
     const seq = this.begin('all_gatherv', input, null);
     const row = rowNumel(output);
     const stream = currentStream().handle;
-    const type = ncclTypes[input.dtype];
+    const type = ncclDataType(input.dtype);
     this.lib.ncclGroupStart();
     let offset = 0;
     for (let root = 0; root < this.worldSize; root++) {
@@ -340,7 +322,7 @@ export class NcclCommunicator extends DeviceCommunicator {
     const seq = this.begin('reduce_scatterv', input, null);
     const row = rowNumel(input);
     const stream = currentStream().handle;
-    const type = ncclTypes[input.dtype];
+    const type = ncclDataType(input.dtype);
     this.lib.ncclGroupStart();
     let offset = 0;
     for (let root = 0; root < this.worldSize; root++) {
@@ -355,7 +337,7 @@ export class NcclCommunicator extends DeviceCommunicator {
   protected override _gather(input: Tensor, output: Tensor | null, dst: number): void {
     const seq = this.begin('gather', input, dst);
     const stream = currentStream().handle;
-    const type = ncclTypes[input.dtype];
+    const type = ncclDataType(input.dtype);
     this.lib.ncclGroupStart();
     if (output === null) {
       this.lib.ncclSend(input.dataPtr, input.numel, type, dst, this.comm, stream);
@@ -377,7 +359,7 @@ export class NcclCommunicator extends DeviceCommunicator {
     const send = this.rankInGroup === src ? tensor.dataPtr : null;
     const stream = currentStream().handle;
     this.settle(
-      this.lib.ncclBroadcast(send, tensor.dataPtr, tensor.numel, ncclTypes[tensor.dtype], src, this.comm, stream),
+      this.lib.ncclBroadcast(send, tensor.dataPtr, tensor.numel, ncclDataType(tensor.dtype), src, this.comm, stream),
     );
     this.watchdog.issued(seq, stream);
   }
@@ -385,14 +367,14 @@ export class NcclCommunicator extends DeviceCommunicator {
   protected override _send(tensor: Tensor, dst: number): void {
     const seq = this.begin('send', tensor, dst, false);
     const stream = currentStream().handle;
-    this.settle(this.lib.ncclSend(tensor.dataPtr, tensor.numel, ncclTypes[tensor.dtype], dst, this.comm, stream));
+    this.settle(this.lib.ncclSend(tensor.dataPtr, tensor.numel, ncclDataType(tensor.dtype), dst, this.comm, stream));
     this.watchdog.issued(seq, stream);
   }
 
   protected override _recv(tensor: Tensor, src: number): void {
     const seq = this.begin('recv', tensor, src, false);
     const stream = currentStream().handle;
-    this.settle(this.lib.ncclRecv(tensor.dataPtr, tensor.numel, ncclTypes[tensor.dtype], src, this.comm, stream));
+    this.settle(this.lib.ncclRecv(tensor.dataPtr, tensor.numel, ncclDataType(tensor.dtype), src, this.comm, stream));
     this.watchdog.issued(seq, stream);
   }
 
@@ -429,7 +411,7 @@ export class NcclCommunicator extends DeviceCommunicator {
     const on = capturing ? side[0] : stream;
     try {
       rt.cudaMallocAsync(buf, 4, on);
-      this.settle(this.lib.ncclAllReduce(buf[0], buf[0], 1, NcclDataType.ncclFloat32, NcclRedOp.sum, this.comm, on));
+      this.settle(this.lib.ncclAllReduce(buf[0], buf[0], 1, ncclDataType('float32'), NcclRedOp.sum, this.comm, on));
       const deadline = performance.now() + this.watchdog.timeoutMs;
       while (capturing && rt.cudaStreamQuery(on) === cudaErrorNotReady) {
         if (performance.now() > deadline) {
@@ -460,9 +442,7 @@ export class NcclCommunicator extends DeviceCommunicator {
       const state = this.i32[0];
       if (state === NcclResult.ncclSuccess) return;
       if (state !== NcclResult.ncclInProgress) {
-        throw this.watchdog.fail(
-          new NcclError(state, ncclResultName(state), 'ncclCommGetAsyncError', this.lib.ncclGetErrorString(state)),
-        );
+        throw this.watchdog.fail(this.lib.errorFor(state, 'ncclCommGetAsyncError'));
       }
       if (performance.now() > deadline) {
         throw this.watchdog.fail(
@@ -533,12 +513,7 @@ async function waitInitialized(
     if (state[0] === NcclResult.ncclSuccess) return;
     let failure: Error | undefined;
     if (state[0] !== NcclResult.ncclInProgress) {
-      failure = new NcclError(
-        state[0],
-        ncclResultName(state[0]),
-        'ncclCommInitRankConfig',
-        lib.ncclGetErrorString(state[0]),
-      );
+      failure = lib.errorFor(state[0], 'ncclCommInitRankConfig');
     } else if (signal?.aborted) {
       failure =
         signal.reason instanceof RankFailedError

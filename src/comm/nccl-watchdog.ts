@@ -11,15 +11,7 @@
  * destroyed, or aborted by a signal, after its work finished leaves the stream and its
  * tensors as they are.
  */
-import {
-  Flags,
-  NcclError,
-  NcclResult,
-  cuda,
-  cudaErrorNotReady,
-  ncclResultName,
-  type NcclLibrary,
-} from '../../native/index.ts';
+import { Flags, NcclResult, cuda, cudaErrorNotReady, type NcclLibrary } from '../../native/index.ts';
 import { CollectiveTimeoutError, GroupClosedError, RankFailedError } from '../errors.ts';
 import { log, type LogLevel } from '../log.ts';
 import { failStream, pollUntil, streamDisposed } from '../tensor/index.ts';
@@ -235,9 +227,7 @@ export class NcclWatchdog {
     this.opts.lib.ncclCommGetAsyncError(this.opts.comm, this.i32);
     const state = this.i32[0];
     if (state !== NcclResult.ncclSuccess && state !== NcclResult.ncclInProgress) {
-      throw this.fail(
-        new NcclError(state, ncclResultName(state), 'ncclCommGetAsyncError', this.opts.lib.ncclGetErrorString(state)),
-      );
+      throw this.fail(this.opts.lib.errorFor(state, 'ncclCommGetAsyncError'));
     }
   }
 

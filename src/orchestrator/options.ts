@@ -3,6 +3,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { existsSync } from 'node:fs';
 import { InvalidArgumentError } from '../errors.ts';
 import { loaderFor } from '../loader.ts';
+import { describeValue, nonNegativeInt, positiveInt } from '../validate.ts';
 
 /** Options of {@link launchGroup}. */
 export interface LaunchOptions {
@@ -85,23 +86,6 @@ type Missing = Exclude<keyof LaunchOptions, (typeof KNOWN)[number]>;
 const allListed: [Missing] extends [never] ? true : Missing = true;
 void allListed;
 
-/** A value as an error message shows it: its type, then the value (`string '4'`). */
-export function describeValue(value: unknown): string {
-  if (value === null || value === undefined) return String(value);
-  if (typeof value === 'string') return `string '${value}'`;
-  if (typeof value === 'bigint') return `bigint ${value}n`;
-  if (typeof value === 'function') return 'a function';
-  if (typeof value !== 'object') return `${typeof value} ${String(value)}`;
-  let json: string | undefined;
-  try {
-    json = JSON.stringify(value);
-  } catch {
-    json = undefined;
-  }
-  const kind = Array.isArray(value) ? 'array' : (value.constructor?.name ?? 'object');
-  return json === undefined || json.length > 80 ? kind : `${kind} ${json}`;
-}
-
 /** Edit distance (insertions, deletions, substitutions), case-insensitive. */
 function editDistance(a: string, b: string): number {
   const x = a.toLowerCase();
@@ -140,22 +124,6 @@ function checkKeys(opts: object): void {
       `launchGroup has no option '${key}'${near ? `; did you mean '${near}'?` : ''} (options: ${KNOWN.join(', ')})`,
     );
   }
-}
-
-function positiveInt(name: string, value: unknown): number {
-  if (typeof value !== 'number')
-    throw new InvalidArgumentError(name, `expected an integer, got ${describeValue(value)}`);
-  if (!Number.isInteger(value) || value < 1)
-    throw new InvalidArgumentError(name, `expected a positive integer, got ${value}`);
-  return value;
-}
-
-function nonNegativeInt(name: string, value: unknown): number {
-  if (typeof value !== 'number')
-    throw new InvalidArgumentError(name, `expected an integer, got ${describeValue(value)}`);
-  if (!Number.isInteger(value) || value < 0)
-    throw new InvalidArgumentError(name, `expected a non-negative integer, got ${value}`);
-  return value;
 }
 
 /** Applies defaults and checks every option; throws InvalidArgumentError naming the option. */

@@ -13,7 +13,7 @@ import {
   copyBytes,
   emptyPackedHost,
   packedLayout,
-  specBytes,
+  tensorBytes,
   type DType,
   type PackedSpec,
 } from '../tensor/index.ts';
@@ -50,7 +50,7 @@ export function planWire(slots: readonly WireSlot[]): Plan {
   const small: number[] = [];
   const others: number[] = [];
   slots.forEach((s, i) => {
-    const n = specBytes(s);
+    const n = tensorBytes(s.dtype, s.shape);
     if (n > 0) (s.onCpu && n <= PACK_TENSOR_MAX_BYTES ? small : others).push(i);
   });
   if (small.length < 2) return { packed: [], alone: [...small, ...others].sort((a, b) => a - b) };

@@ -12,6 +12,7 @@ import { Tensor, type DType } from '../tensor/index.ts';
 import { captureGraph, type CudaGraph, type GraphCaptureContext } from './graph.ts';
 import { isTensorMetadata, splitTensorDict, type MetadataEntry, type TensorDict } from './tensor-dict.ts';
 import { receiverWire, senderWire, type Wire, type WireSlot } from './dict-wire.ts';
+import { checkRank, normalizeDim } from '../validate.ts';
 
 /** Options of {@link GroupCoordinator.create}. */
 export interface GroupCoordinatorOptions {
@@ -492,18 +493,10 @@ export class GroupCoordinator {
   }
 
   private checkDim(t: Tensor, dim: number): void {
-    const n = t.shape.length;
-    if (!Number.isInteger(dim) || dim < -n || dim >= n) {
-      throw new InvalidArgumentError('dim', `Invalid dim (${dim}) for input tensor with shape [${t.shape.join(', ')}]`);
-    }
+    normalizeDim(dim, t.shape);
   }
 
   private checkPeer(argument: string, peer: number): void {
-    if (!Number.isInteger(peer) || peer < 0 || peer >= this.worldSize) {
-      throw new InvalidArgumentError(
-        argument,
-        `Invalid ${argument} rank (${peer}) for group '${this.uniqueName}' of size ${this.worldSize}`,
-      );
-    }
+    checkRank(argument, peer, this.worldSize, this.uniqueName);
   }
 }

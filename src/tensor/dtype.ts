@@ -68,6 +68,21 @@ const table: Record<DType, DTypeInfo> = {
 /** Every dtype name. */
 export const DTYPES = Object.keys(table) as DType[];
 
+/**
+ * The ncclDataType_t that moves `dtype` (its table row's `nccl`): fp8 moves as ncclUint8
+ * (as vLLM's pynccl.py sends fp8); reductions refuse fp8 before they get here.
+ */
+export function ncclDataType(dtype: DType): number {
+  return table[dtype].nccl;
+}
+
+/** Bytes of a contiguous tensor of `dtype` and `shape`: prod(shape) × itemsize (a scalar's shape [] is 1 element). */
+export function tensorBytes(dtype: DType, shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n * dtypeInfo(dtype).bytes;
+}
+
 /** The table row of `dtype`, or an InvalidArgumentError listing the valid names. */
 export function dtypeInfo(dtype: string, argument = 'dtype'): DTypeInfo {
   const info = table[dtype as DType];

@@ -17,6 +17,8 @@ export {
   decodeValues,
   encodeValues,
   decodeTable,
+  ncclDataType,
+  tensorBytes,
 } from './dtype.ts';
 export type { DType, DTypeInfo, StorageArray } from './dtype.ts';
 export {
@@ -36,7 +38,7 @@ export {
 export type { DeviceOrigin } from './storage.ts';
 export { HostStorage, DeviceStorage, beginGraphAllocations, endGraphAllocations } from './storage.ts';
 export { copyBytes } from './bytes.ts';
-export { emptyPackedHost, packedLayout, specBytes, PACK_ALIGN_BYTES } from './packed.ts';
+export { emptyPackedHost, packedLayout, PACK_ALIGN_BYTES } from './packed.ts';
 export type { PackedSpec } from './packed.ts';
 export { loadSafetensors, saveSafetensors, readSafetensorsInfo } from './safetensors.ts';
 export type { LoadSafetensorsOptions, SafetensorsInfo, NamedTensorsInput } from './safetensors.ts';

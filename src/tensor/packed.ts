@@ -3,7 +3,7 @@
  * tensors need to travel as one broadcast instead of one each. Each tensor is a view
  * of its own piece of the buffer.
  */
-import { dtypeInfo, type DType } from './dtype.ts';
+import { tensorBytes, type DType } from './dtype.ts';
 import { HostStorage } from './storage.ts';
 import { Tensor } from './tensor.ts';
 
@@ -16,11 +16,6 @@ export interface PackedSpec {
   dtype: DType;
 }
 
-/** Bytes of one tensor of `spec`. */
-export function specBytes(spec: PackedSpec): number {
-  return spec.shape.reduce((a, d) => a * d, 1) * dtypeInfo(spec.dtype).bytes;
-}
-
 /** Byte offsets of `specs` in a packed buffer, each aligned, and the buffer's size. */
 export function packedLayout(specs: readonly PackedSpec[]): { offsets: number[]; bytes: number[]; totalBytes: number } {
   const offsets: number[] = [];
@@ -28,7 +23,7 @@ export function packedLayout(specs: readonly PackedSpec[]): { offsets: number[];
   let end = 0;
   for (const s of specs) {
     const offset = Math.ceil(end / PACK_ALIGN_BYTES) * PACK_ALIGN_BYTES;
-    const n = specBytes(s);
+    const n = tensorBytes(s.dtype, s.shape);
     offsets.push(offset);
     bytes.push(n);
     end = offset + n;

@@ -29,6 +29,7 @@ import {
   type NcclWeightTransferInitInfo,
   type NcclWeightTransferUpdateInfo,
 } from './types.ts';
+import { positiveInt } from '../validate.ts';
 
 /** vLLM's `load_weights`: called with each batch of received weights (once per tensor unpacked, once per buffer packed). */
 export type LoadWeights = (weights: NamedTensors) => unknown;
@@ -99,12 +100,6 @@ export interface TrainerSendArgs<Item = [string, Tensor]> {
 }
 
 const defaultPostIter = (item: unknown): Tensor => (item as [string, Tensor])[1];
-
-function positiveInt(name: string, v: unknown): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1)
-    throw new InvalidArgumentError(name, `must be a positive integer, got ${String(v)}`);
-  return v;
-}
 
 function defaultDevice(device: string | undefined): string {
   return device ?? `cuda:${currentDevice()}`;

@@ -21,7 +21,8 @@ export type {
   NcclWeightTransferUpdateInfo,
   NcclWeightTransferUpdateInput,
 } from './types.ts';
-export { planPackedBuffers, tensorBytes } from './packing.ts';
+export { planPackedBuffers } from './packing.ts';
+export { tensorBytes } from '../tensor/index.ts';
 export type { TensorSpec, PackedSlice, PackedBufferPlan } from './packing.ts';
 export { packedBroadcastProducer, packedBroadcastConsumer } from './packed-broadcast.ts';
 export type { BroadcastCommunicator, PackedBroadcastOptions, NamedTensors } from './packed-broadcast.ts';

@@ -11,7 +11,7 @@
  * when it holds any tensor; no tensors, no buffers.
  */
 import { InvalidArgumentError } from '../errors.ts';
-import { dtypeInfo, type DType } from '../tensor/index.ts';
+import { tensorBytes, type DType } from '../tensor/index.ts';
 
 /** A tensor as the plan sees it. */
 export interface TensorSpec {
@@ -33,13 +33,6 @@ export interface PackedSlice extends TensorSpec {
 export interface PackedBufferPlan {
   slices: PackedSlice[];
   bytes: number;
-}
-
-/** prod(shape) × itemsize; the product of an empty shape is 1 (a scalar). */
-export function tensorBytes(dtype: DType, shape: readonly number[]): number {
-  let n = 1;
-  for (const d of shape) n *= d;
-  return n * dtypeInfo(dtype).bytes;
 }
 
 /**
