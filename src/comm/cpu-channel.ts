@@ -27,7 +27,10 @@ import { W, type Region, type Segments } from './cpu-segments.ts';
 export interface OpState {
   op: string;
   seq: number;
+  /** performance.now() time at which the operation fails with CollectiveTimeoutError. */
   deadline: number;
+  /** How long the operation was given (its timeout, or less when its call's deadline came first). */
+  timeoutMs: number;
 }
 
 /** How long a waiter spins synchronously, then polls on setImmediate, before it sleeps. */
@@ -221,9 +224,7 @@ export class CpuChannel {
       if (reached(value, target)) return;
       const now = performance.now();
       if (now >= s.deadline) {
-        throw this.fail(
-          new CollectiveTimeoutError(this.groupName, s.op, s.seq, this.timeoutMs, this.recorder.recent()),
-        );
+        throw this.fail(new CollectiveTimeoutError(this.groupName, s.op, s.seq, s.timeoutMs, this.recorder.recent()));
       }
       if (now - t0 < this.policy.pollMs) {
         await immediate();

@@ -14,6 +14,7 @@ import { availableParallelism } from 'node:os';
 import { GroupClosedError } from '../errors.ts';
 import type { StatelessProcessGroup } from '../store/index.ts';
 import { DTYPES, dtypeInfo, type StorageArray, type Tensor } from '../tensor/index.ts';
+import { opDeadline } from './call-deadline.ts';
 import { CpuChannel, type OpState, type WaitPolicy } from './cpu-channel.ts';
 import { reduceInto, type ReduceSource } from './cpu-reduce.ts';
 import { Segments, type CpuTransport } from './cpu-segments.ts';
@@ -370,7 +371,10 @@ export class CpuCommunicator extends DeviceCommunicator {
     this.channel.throwIfFailed();
     const seq = this.recorder.start(op, t.dtype, t.numel, peer);
     this.pending.add(seq);
-    await body({ op, seq, deadline: performance.now() + this.timeoutMs });
+    // Its own timeout, or the deadline of the call that issued it when that comes first.
+    const now = performance.now();
+    const deadline = opDeadline(this.timeoutMs, now);
+    await body({ op, seq, deadline, timeoutMs: Math.max(0, Math.round(deadline - now)) });
     // Operations on different queues finish out of order: mark finished only below the oldest pending.
     // A failed operation stays pending in the recorder, as it should in later error messages.
     this.pending.delete(seq);

@@ -4,9 +4,18 @@
  * Recording is a few field writes into preallocated slots: it stays on the hot path.
  */
 import type { FlightRecord } from '../errors.ts';
+import { callDeadline } from './call-deadline.ts';
+
+/** An operation past its deadline: its record and how long it was given. */
+export interface Overdue {
+  record: FlightRecord;
+  timeoutMs: number;
+}
 
 export class FlightRecorder {
   private readonly slots: FlightRecord[];
+  /** Per slot: the deadline of the call that issued the operation (Infinity outside a call). */
+  private readonly callDeadlines: Float64Array;
   private next = 0;
   private seq = 0;
 
@@ -20,6 +29,7 @@ export class FlightRecorder {
       startMs: 0,
       endMs: null,
     }));
+    this.callDeadlines = new Float64Array(capacity);
   }
 
   /** Sequence number the next {@link start} will get. */
@@ -30,6 +40,7 @@ export class FlightRecorder {
   /** Records the start of an operation and returns its sequence number. */
   start(op: string, dtype: string, count: number, peer: number | null = null): number {
     const slot = this.slots[this.next];
+    this.callDeadlines[this.next] = callDeadline();
     this.next = (this.next + 1) % this.capacity;
     slot.op = op;
     slot.seq = this.seq;
@@ -47,13 +58,23 @@ export class FlightRecorder {
     for (const slot of this.slots) if (slot.seq >= 0 && slot.seq <= seq && slot.endMs === null) slot.endMs = now;
   }
 
-  /** Start time of the oldest unfinished operation, or null when all are done. */
-  oldestPendingStartMs(): number | null {
-    let oldest: number | null = null;
-    for (const slot of this.slots) {
-      if (slot.seq >= 0 && slot.endMs === null && (oldest === null || slot.startMs < oldest)) oldest = slot.startMs;
+  /**
+   * The unfinished operation whose deadline (its start + `timeoutMs`, or the deadline
+   * of the call that issued it if earlier) passed first, by `now`; null when none did.
+   */
+  overdue(timeoutMs: number, now = performance.now()): Overdue | null {
+    let worst: Overdue | null = null;
+    let worstDeadline = Number.POSITIVE_INFINITY;
+    for (let i = 0; i < this.capacity; i++) {
+      const slot = this.slots[i];
+      if (slot.seq < 0 || slot.endMs !== null) continue;
+      const deadline = Math.min(slot.startMs + timeoutMs, this.callDeadlines[i]);
+      if (deadline <= now && deadline < worstDeadline) {
+        worstDeadline = deadline;
+        worst = { record: { ...slot }, timeoutMs: Math.max(0, Math.round(deadline - slot.startMs)) };
+      }
     }
-    return oldest;
+    return worst;
   }
 
   /** Copies of the recorded operations, oldest first. */

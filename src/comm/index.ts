@@ -7,6 +7,7 @@ export { CpuCommunicator } from './cpu-communicator.ts';
 export type { CpuCommunicatorOptions } from './cpu-communicator.ts';
 export type { CpuTransport } from './cpu-segments.ts';
 export { FlightRecorder } from './flight-recorder.ts';
+export { withCallDeadline, callDeadline, opDeadline } from './call-deadline.ts';
 export { MessageQueue } from './message-queue.ts';
 export type { MessageQueueOptions } from './message-queue.ts';
 export { removeSegmentsOf, nodeKey } from './shm.ts';

@@ -205,15 +205,23 @@ export class NcclWatchdog {
     } catch {
       return;
     }
-    const oldest = this.opts.recorder.oldestPendingStartMs();
-    if (this.lastIssuedSeq > this.finishedSeq && oldest !== null && now - oldest > this.timeoutMs) {
-      const stuck = this.opts.recorder.recent().find((r) => r.endMs === null);
+    // Each operation's deadline is its start + timeoutMs, or the deadline of the call
+    // that issued it when that comes first (call-deadline.ts).
+    let overdue = this.lastIssuedSeq > this.finishedSeq ? this.opts.recorder.overdue(this.timeoutMs, now) : null;
+    // A call's deadline can be near an operation's start: look at the stream once more
+    // before calling work that has in fact completed overdue.
+    if (overdue && this.eventSeq > this.finishedSeq && rt.cudaEventQuery(this.event) !== cudaErrorNotReady) {
+      this.finishedSeq = this.eventSeq;
+      this.opts.recorder.finishThrough(this.finishedSeq);
+      overdue = this.lastIssuedSeq > this.finishedSeq ? this.opts.recorder.overdue(this.timeoutMs, now) : null;
+    }
+    if (overdue) {
       this.fail(
         new CollectiveTimeoutError(
           this.opts.groupName,
-          stuck?.op ?? 'unknown',
-          stuck?.seq ?? this.finishedSeq + 1,
-          this.timeoutMs,
+          overdue.record.op,
+          overdue.record.seq,
+          overdue.timeoutMs,
           this.opts.recorder.recent(),
         ),
       );

@@ -178,7 +178,7 @@ export class Group extends EventEmitter<GroupEvents> {
       this.pending.set(id, { rank, resolve: resolve as (v: unknown) => void, reject, timer });
       if (this.pending.size === 1) this.holdLoop(true);
       try {
-        actor.channel.send({ kind: 'call', id, fn, args });
+        actor.channel.send({ kind: 'call', id, fn, args, timeoutMs });
       } catch (err) {
         // Arguments the channel cannot carry (a function, a socket...).
         this.settle(id, (p) =>

@@ -33,7 +33,8 @@ export interface RankInit {
 export type Message =
   // coordinator → rank
   | { kind: 'init'; init: RankInit }
-  | { kind: 'call'; id: string; fn: string; args: unknown[] }
+  /** `timeoutMs`: the caller's deadline for this call, from when it was sent. */
+  | { kind: 'call'; id: string; fn: string; args: unknown[]; timeoutMs?: number }
   /** A peer died or the group is closing: fire ctx.abortSignal (communicators abort on it). */
   | { kind: 'abort'; error: WireError }
   /** Tear down and exit; the coordinator kills the actor if it has not left by its deadline. */

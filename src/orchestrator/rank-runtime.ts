@@ -6,6 +6,7 @@
  * IPC channel).
  */
 import { GroupClosedError, InvalidArgumentError } from '../errors.ts';
+import { withCallDeadline } from '../comm/index.ts';
 import { log, type LogLevel } from '../log.ts';
 import { destroyDistributedEnvironment } from '../parallel/index.ts';
 import type { RankContext } from './context.ts';
@@ -22,6 +23,15 @@ export interface Endpoint {
 }
 
 type WorkerModule = Record<string, unknown>;
+
+/**
+ * How long before the caller's deadline a call's operations time out: room for the
+ * error to reach the coordinator (a tenth of the call's timeout, at least 100 ms or
+ * half of a shorter timeout, at most 2 s).
+ */
+export function replyMarginMs(timeoutMs: number): number {
+  return Math.min(2_000, Math.max(timeoutMs / 10, Math.min(100, timeoutMs / 2)));
+}
 
 function exportedFunctions(mod: WorkerModule): string[] {
   return Object.keys(mod).filter((k) => typeof mod[k] === 'function');
@@ -40,7 +50,8 @@ export function runRank(endpoint: Endpoint): void {
     endpoint.send({ kind: 'log', level, message });
   };
 
-  const call = async (id: string, fn: string, args: unknown[]): Promise<void> => {
+  const call = async (id: string, fn: string, args: unknown[], timeoutMs: number | undefined): Promise<void> => {
+    const received = performance.now();
     let outcome: { value: unknown } | { error: unknown };
     try {
       if (!ctx || !mod) throw new GroupClosedError(`rank ${rank} is not ready`);
@@ -51,7 +62,14 @@ export function runRank(endpoint: Endpoint): void {
           `the worker module exports no function '${fn}'; it exports: ${exportedFunctions(mod).join(', ') || '(none)'}`,
         );
       }
-      outcome = { value: await (target as (c: RankContext, ...a: unknown[]) => unknown)(ctx, ...args) };
+      const run = () => (target as (c: RankContext, ...a: unknown[]) => unknown)(ctx as RankContext, ...args);
+      // Operations the call issues fail as CollectiveTimeoutError before the caller's own
+      // deadline passes, so that the caller gets the flight recorder, not a bare CallTimeoutError.
+      outcome = {
+        value: await (timeoutMs === undefined
+          ? run()
+          : withCallDeadline(received + timeoutMs - replyMarginMs(timeoutMs), run)),
+      };
     } catch (error) {
       outcome = { error };
     }
@@ -74,7 +92,7 @@ export function runRank(endpoint: Endpoint): void {
             endpoint.exit(1);
           });
       },
-      call: ({ id, fn, args }) => void call(id, fn, args),
+      call: ({ id, fn, args, timeoutMs }) => void call(id, fn, args, timeoutMs),
       abort: ({ error }) => {
         if (!abort.signal.aborted) abort.abort(decodeError(error));
       },

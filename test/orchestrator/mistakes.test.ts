@@ -1,6 +1,6 @@
 // What a user gets back for the ordinary mistakes inside worker functions.
 import { describe, expect, it } from 'vitest';
-import { InvalidArgumentError, RemoteError } from '../../src/errors.ts';
+import { CallTimeoutError, CollectiveTimeoutError, InvalidArgumentError, RemoteError } from '../../src/errors.ts';
 import { MODES, launch } from '../helpers.ts';
 
 const worker = new URL('../fixtures/mistakes-worker.ts', import.meta.url);
@@ -33,5 +33,21 @@ describe.each(MODES)('user mistakes in %s mode', (mode) => {
     const nested = (await group.call(0, 'returnNestedTensor').catch((e) => e)) as InvalidArgumentError;
     expect(nested.message).toMatch(/holds a Tensor \(at result\.out\[1\]\)/);
     expect(await group.call(0, 'returnValues')).toEqual({ out: new Float32Array([1, 2, 3]) });
+  });
+
+  it('a collective only some ranks enter ends in CollectiveTimeoutError before the call deadline', async () => {
+    const group = await launch({ mode, worldSize: 2, worker, timeoutMs: 3_000 });
+    const t0 = performance.now();
+    const out = await Promise.allSettled([group.call(0, 'allReduceOn', [0]), group.call(1, 'allReduceOn', [0])]);
+    const took = performance.now() - t0;
+    expect(out[1]).toEqual({ status: 'fulfilled', value: 'skipped' });
+    expect(out[0].status).toBe('rejected');
+    const err = (out[0] as PromiseRejectedResult).reason as CollectiveTimeoutError;
+    expect(err).not.toBeInstanceOf(CallTimeoutError);
+    expect(err).toBeInstanceOf(CollectiveTimeoutError);
+    expect(err.op).toBe('all_reduce');
+    expect(err.message).toMatch(/^all_reduce #\d+ in group 'world[^']*' did not complete within \d+ ms/);
+    expect(err.message).toMatch(/Last ops:\n.*all_reduce float32×4 pending/s);
+    expect(took).toBeLessThan(3_000);
   });
 });

@@ -1,0 +1,42 @@
+// An operation's deadline is its own timeout or its call's deadline, whichever comes first.
+import { describe, expect, it } from 'vitest';
+import { FlightRecorder, withCallDeadline } from '../../src/comm/index.ts';
+import { CollectiveTimeoutError } from '../../src/errors.ts';
+import { destroyAll, input, makeComms, useStore } from './cpu-helpers.ts';
+
+useStore();
+
+describe('call deadlines', () => {
+  it('the flight recorder finds the operation whose call deadline passed first', () => {
+    const rec = new FlightRecorder();
+    const t0 = performance.now();
+    rec.start('all_reduce', 'float32', 4);
+    withCallDeadline(t0 + 50, () => rec.start('broadcast', 'float32', 8, 0));
+    expect(rec.overdue(10_000, t0 + 40)).toBeNull();
+    const late = rec.overdue(10_000, t0 + 60);
+    expect(late?.record).toMatchObject({ op: 'broadcast', seq: 1, endMs: null });
+    expect(late?.timeoutMs).toBeLessThanOrEqual(50);
+    expect(rec.overdue(10_000, t0 + 20_000)?.record.op).toBe('broadcast'); // its deadline passed first
+    rec.finishThrough(1);
+    expect(rec.overdue(10_000, t0 + 20_000)).toBeNull();
+  });
+
+  it.each(['sab', 'shm'] as const)(
+    'a CPU collective only one rank enters fails at its call deadline, not its own (%s)',
+    async (transport) => {
+      const comms = await makeComms(2, { transport, timeoutMs: 30_000 });
+      const t0 = performance.now();
+      const err = (await withCallDeadline(t0 + 400, () => comms[0].allReduce(input(0, [4], 'float32'))).catch(
+        (e) => e,
+      )) as CollectiveTimeoutError;
+      const took = performance.now() - t0;
+      expect(err).toBeInstanceOf(CollectiveTimeoutError);
+      expect(err.op).toBe('all_reduce');
+      expect(err.message).toMatch(/^all_reduce #0 in group '.*' did not complete within (3\d\d|400) ms/);
+      expect(err.message).toMatch(/Last ops:\n\s+#0 all_reduce float32×4 pending/);
+      expect(took).toBeGreaterThanOrEqual(390);
+      expect(took).toBeLessThan(5_000);
+      await destroyAll(comms);
+    },
+  );
+});
