@@ -2,9 +2,9 @@
  * Loading and saving safetensors files (header format in ./safetensors-header.ts).
  *
  * Loading streams: host tensors are read straight into their storage; device tensors
- * go through a small ring of host buffers (4 × 16 MiB by default): file reads run on
- * libuv's threadpool, several at once, while the copies of earlier buffers are
- * enqueued on the current stream. Nothing close to the file's size is ever held in
+ * go through a small ring of page-locked host buffers (4 × 16 MiB by default, kept
+ * for the next load): file reads run on libuv's threadpool, several at once, straight
+ * into the buffers, while the copies of earlier buffers run on the current stream. Nothing close to the file's size is ever held in
  * JavaScript memory. Files with several shards load from a list of paths or from the
  * `model.safetensors.index.json` that Hugging Face checkpoints ship (its `weight_map`).
  *
@@ -26,7 +26,7 @@ import {
 } from './safetensors-header.ts';
 import { mapPinned } from './pinned.ts';
 import { downloadAsync } from './staging.ts';
-import { CudaEvent, currentStream, throwIfStreamFailed } from './stream.ts';
+import { CudaEvent, currentDevice, currentStream, throwIfStreamFailed } from './stream.ts';
 import { parseDevice, Tensor } from './tensor.ts';
 
 type FileHandle = Awaited<ReturnType<typeof open>>;
@@ -235,22 +235,41 @@ interface Slot {
   event: CudaEvent | null;
 }
 
+/**
+ * The last load's pinned ring, kept for the next load of the same device and buffer
+ * size: page-locking tens of MiB costs milliseconds per load otherwise. At most one
+ * ring (buffers × bufferBytes) is kept.
+ */
+let kept: { key: string; slots: Slot[] } | null = null;
+
 /** The ring's buffers: page-locked when the runtime gives them (./pinned.ts), pageable otherwise. */
 function ringSlots(count: number, bytes: number): Slot[] {
-  const slots: Slot[] = [];
+  const key = `${currentDevice()}:${bytes}`;
+  const slots: Slot[] = kept?.key === key ? kept.slots.splice(0, count) : [];
   try {
-    for (let i = 0; i < count; i++) {
+    while (slots.length < count) {
       const { ptr, view } = mapPinned(bytes);
       slots.push({ view, ptr, event: new CudaEvent() });
     }
   } catch {
-    for (const s of slots) {
-      s.event?.dispose();
-      cuda().cudaFreeHost(s.ptr);
-    }
+    freeSlots(slots);
     return Array.from({ length: count }, () => ({ view: new Uint8Array(bytes), ptr: null, event: null }));
   }
   return slots;
+}
+
+function freeSlots(slots: Slot[]): void {
+  for (const s of slots) {
+    s.event?.dispose();
+    if (s.ptr !== null) cuda().cudaFreeHost(s.ptr);
+  }
+}
+
+/** Keeps a finished ring (every copy from it complete) for the next load, freeing the one kept before. */
+function keepSlots(slots: Slot[], bytes: number): void {
+  if (slots.length === 0 || slots[0].ptr === null) return;
+  if (kept) freeSlots(kept.slots);
+  kept = { key: `${currentDevice()}:${bytes}`, slots };
 }
 
 /**
@@ -273,10 +292,8 @@ async function streamToDevice(
 ): Promise<void> {
   const pieces = planReads(dataStart, entries, tensors, bufferBytes);
   if (pieces.length === 0) return;
-  const ring = ringSlots(
-    Math.min(buffers, pieces.length),
-    Math.min(bufferBytes, Math.max(...pieces.map((p) => p.bytes))),
-  );
+  const slotBytes = pieces.reduce((m, p) => Math.max(m, p.bytes), 0);
+  const ring = ringSlots(Math.min(buffers, pieces.length), slotBytes);
   const stream = currentStream();
   const rt = cuda();
   const reads: Promise<void>[] = [];
@@ -301,13 +318,16 @@ async function streamToDevice(
   } finally {
     // A failed read leaves the others running on the buffers: let them settle first.
     await Promise.allSettled(reads);
+    let idle = true;
     for (const slot of ring) {
-      if (slot.event) {
-        if (!slot.event.query()) await slot.event.wait(timeoutMs, { spin: false }).catch(() => {});
-        slot.event.dispose();
-      }
-      if (slot.ptr !== null) rt.cudaFreeHost(slot.ptr);
+      if (slot.event && !slot.event.query())
+        await slot.event.wait(timeoutMs, { spin: false }).catch(() => {
+          idle = false;
+        });
     }
+    // A ring whose copies did not finish is freed (cudaFreeHost waits for them), never reused.
+    if (idle) keepSlots(ring, slotBytes);
+    else freeSlots(ring);
   }
 }
 
