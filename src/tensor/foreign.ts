@@ -107,18 +107,36 @@ export function exportIpc(storage: DeviceStorage, byteOffset: number, bytes: num
 }
 
 /**
+ * Allocations of other processes opened in this thread, by device and handle, with how
+ * many storages use each: CUDA maps an allocation once per process (opening a handle
+ * that is already open fails), so a second tensor from the same allocation shares the
+ * mapping, and the last one to go closes it.
+ */
+const opened = new Map<string, { base: bigint; users: number }>();
+
+/**
  * Opens another process's allocation (cudaIpcOpenMemHandle, peer access enabled lazily
  * as torch does) and returns a storage over `bytes` from `offset`; released with
- * cudaIpcCloseMemHandle after the current stream's work on it has finished.
+ * cudaIpcCloseMemHandle, after the current stream's work on it, by the last storage
+ * over that allocation.
  */
 export function openIpc(ordinal: number, handle: Uint8Array, offset: number, bytes: number): DeviceStorage {
   requireCurrentDevice(ordinal);
-  const out = new BigUint64Array(1);
-  cuda().cudaIpcOpenMemHandle(out, { reserved: handle }, Flags.ipcLazyEnablePeerAccess);
-  const base = out[0];
+  const key = `${ordinal}:${Buffer.from(handle).toString('hex')}`;
+  let mapping = opened.get(key);
+  if (!mapping) {
+    const out = new BigUint64Array(1);
+    cuda().cudaIpcOpenMemHandle(out, { reserved: handle }, Flags.ipcLazyEnablePeerAccess);
+    mapping = { base: out[0], users: 0 };
+    opened.set(key, mapping);
+  }
+  mapping.users++;
+  const { base } = mapping;
   return DeviceStorage.adopt(ordinal, base + BigInt(offset), bytes, 'ipc', () => {
     // Closing unmaps the memory: work queued on it must be done first.
     cuda().cudaStreamSynchronize(currentStream().handle);
+    if (--mapping.users > 0) return;
+    opened.delete(key);
     cuda().cudaIpcCloseMemHandle(base);
   });
 }

@@ -233,8 +233,9 @@ export class Tensor {
 
   /**
    * Opens a tensor another process exported (its {@link Tensor.ipcHandle}, or torch's
-   * `_share_cuda_()` handle and offset): the same memory, no copy. Closed with
-   * cudaIpcCloseMemHandle on dispose. A process cannot open its own handles (CUDA).
+   * `_share_cuda_()` handle and offset): the same memory, no copy. Tensors opened from
+   * one allocation share its mapping, closed (cudaIpcCloseMemHandle) when the last is
+   * disposed. A process cannot open its own handles (CUDA).
    */
   static fromIpcHandle(
     handle: IpcHandle | { handle: string | Uint8Array; offset: number },

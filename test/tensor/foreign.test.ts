@@ -112,7 +112,12 @@ describe.skipIf(!stub)('foreign memory on the stand-in CUDA library', () => {
     expect(opened.dataPtr).toBe(view.dataPtr);
     expect(Array.from((await opened.toArray()) as Int32Array)).toEqual([3, 3, 3, 3]);
     expect(() => opened.ipcHandle()).toThrow(/opened from another process/);
+    // A second tensor from the same allocation shares the mapping; each reads after the other goes.
+    const second = Tensor.fromIpcHandle({ handle: h.handle, offset: 0 }, [8], 'int32', 'cuda:0');
+    expect(second.dataPtr).toBe(src.dataPtr);
     opened.dispose();
+    expect(Array.from((await second.toArray()) as Int32Array)).toEqual(new Array(8).fill(3));
+    second.dispose();
     expect(() => view.movedim(0, 0).reshape([2, 2]).movedim(0, 1).ipcHandle()).toThrow(/contiguous/);
     src.dispose();
     zeros.dispose();
