@@ -11,7 +11,6 @@ import type { DType } from '../tensor/index.ts';
 import { FlightRecorder } from './flight-recorder.ts';
 import { checkRank, normalizeDim } from '../validate.ts';
 
-/** Reduction operators, as NCCL names them (ncclRedOp_t). */
 /** A reduction: NCCL's ncclRedOp_t names (native/nccl.ts), which the CPU backend implements too. */
 export type ReduceOp = NcclReduceOp;
 const reduceOps = Object.keys(NcclRedOp) as ReduceOp[];
@@ -95,6 +94,24 @@ export abstract class DeviceCommunicator {
    * the communicator's typed error (timeout, dead peer, NCCL error) if they cannot.
    */
   abstract synchronize(timeoutMs?: number): Promise<void>;
+
+  /**
+   * Runs `fn`, whose operations on this communicator the backend may fuse into one
+   * launch (NCCL: between ncclGroupStart and ncclGroupEnd, so that several broadcasts
+   * or a send and a receive to different peers cannot deadlock each other). A no-op
+   * wrapper on backends with nothing to fuse (CPU). Resolves with what `fn` returns.
+   */
+  async grouped<T>(fn: () => Promise<T> | T): Promise<T> {
+    return fn();
+  }
+
+  /**
+   * Opens the connections to `sendTo` and `recvFrom` now, all together, rather than
+   * inside a later send or receive (NCCL connects point-to-point peers on first use,
+   * blocking the thread until the peer joins). Collective over the two peers; a no-op
+   * where connections need no opening (CPU).
+   */
+  async openPointToPoint(_sendTo: number, _recvFrom: number, _timeoutMs?: number): Promise<void> {}
 
   /** Out-of-place all-reduce; world size 1 returns `input` itself, as in vLLM. */
   async allReduce(input: Tensor, op: ReduceOp = 'sum'): Promise<Tensor> {

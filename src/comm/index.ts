@@ -1,5 +1,7 @@
 /** src/comm/: the communicators (vllm/distributed/device_communicators/): base semantics, NCCL and CPU backends. */
 export { DeviceCommunicator } from './device-communicator.ts';
+export { createCommunicator, split } from './factory.ts';
+export type { CommunicatorOptions, SplitOptions } from './factory.ts';
 export type { ReduceOp, CommunicatorInfo } from './device-communicator.ts';
 export { NcclCommunicator } from './nccl-communicator.ts';
 export type { NcclCommunicatorOptions } from './nccl-communicator.ts';

@@ -248,6 +248,32 @@ export class NcclCommunicator extends DeviceCommunicator {
     this.settle(this.lib.ncclGroupEnd());
   }
 
+  /** Runs `fn` between ncclGroupStart and ncclGroupEnd: its operations launch as one. */
+  override async grouped<T>(fn: () => Promise<T> | T): Promise<T> {
+    this.groupStart();
+    try {
+      return await fn();
+    } finally {
+      this.groupEnd();
+    }
+  }
+
+  /**
+   * NCCL opens a point-to-point connection inside the first send or receive to a peer,
+   * blocking the calling thread until the peer joins: a one-element send to `sendTo`
+   * and receive from `recvFrom`, grouped, open both now.
+   */
+  override async openPointToPoint(sendTo: number, recvFrom: number, timeoutMs?: number): Promise<void> {
+    const out = Tensor.zeros([1], { dtype: 'float32', device: this.device });
+    const [sent, received] = await this.grouped(
+      () => [this.send(out, sendTo), this.recv([1], 'float32', recvFrom)] as const,
+    );
+    const [, got] = await Promise.all([sent, received]);
+    await this.synchronize(timeoutMs);
+    out.dispose();
+    got.dispose();
+  }
+
   /** Aborts the communicator (idempotent). Pending and later operations fail. */
   override destroy(): void {
     if (this.comm === 0n) return;

@@ -27,7 +27,7 @@
  * and every rank connects there; on a device the store runs in a worker thread of
  * kvRank 0 (NCCL connection setup blocks its thread while the peer needs the store).
  */
-import { CpuCommunicator, NcclCommunicator, type DeviceCommunicator } from '../comm/index.ts';
+import { createCommunicator, type DeviceCommunicator } from '../comm/index.ts';
 import { BrokenPipeError, InvalidArgumentError, StoreTimeoutError } from '../errors.ts';
 import { StatelessProcessGroup } from '../store/index.ts';
 import { PeerWatch } from './peer-watch.ts';
@@ -204,11 +204,11 @@ export class NcclPipe implements KVPipeBase {
         timeoutMs: this.timeoutMs,
         abortSignal: this.aborter.signal,
       };
-      this.comm =
-        ordinal === null
-          ? await CpuCommunicator.create(common)
-          : await NcclCommunicator.create({ ...common, device: this.device });
-      if (this.comm instanceof NcclCommunicator) await this.connectPeers(this.comm);
+      this.comm = await createCommunicator({ ...common, device: this.device });
+      // kvRank 0 serves the pipe's store on its event loop: a first send or receive that
+      // blocks its thread until the peer joins (NCCL's) would starve the peer of the
+      // metadata it needs to post its receive, so both connections open now, together.
+      await this.comm.openPointToPoint(this.next, this.prev, this.timeoutMs);
       if (ordinal !== null) this.stream = new Stream();
     } catch (err) {
       if (err === this.failure) throw err;
@@ -219,30 +219,6 @@ export class NcclPipe implements KVPipeBase {
         ),
       );
     }
-  }
-
-  /**
-   * NCCL opens a point-to-point connection inside the first send or receive to a peer,
-   * blocking the calling thread until the peer joins. kvRank 0 serves the pipe's store
-   * on its event loop: blocked there, it could not serve the metadata the peer needs to
-   * post its receive. So every rank opens both its connections now, all together, in
-   * one grouped send + receive of one element.
-   */
-  private async connectPeers(comm: NcclCommunicator): Promise<void> {
-    const out = Tensor.zeros([1], { dtype: 'float32', device: this.device });
-    comm.groupStart();
-    let sent: Promise<void>;
-    let received: Promise<Tensor>;
-    try {
-      sent = comm.send(out, this.next);
-      received = comm.recv([1], 'float32', this.prev);
-    } finally {
-      comm.groupEnd();
-    }
-    const [, got] = await Promise.all([sent, received]);
-    await comm.synchronize(this.timeoutMs);
-    out.dispose();
-    got.dispose();
   }
 
   /**

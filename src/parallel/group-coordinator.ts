@@ -6,7 +6,7 @@
  */
 import { setting } from '../env.ts';
 import { InvalidArgumentError } from '../errors.ts';
-import { CpuCommunicator, MessageQueue, NcclCommunicator, nodeKey, type DeviceCommunicator } from '../comm/index.ts';
+import { MessageQueue, createCommunicator, nodeKey, split, type DeviceCommunicator } from '../comm/index.ts';
 import { StatelessProcessGroup, type Store } from '../store/index.ts';
 import { Tensor, type DType } from '../tensor/index.ts';
 import { captureGraph, type CudaGraph, type GraphCaptureContext } from './graph.ts';
@@ -140,15 +140,15 @@ export class GroupCoordinator {
       timeoutMs: opts.timeoutMs,
       abortSignal: opts.abortSignal,
     };
-    // On NCCL the parent's communicator is an NcclCommunicator (the backend is chosen once).
-    const parent = opts.backend === 'nccl' ? (opts.splitFrom?.deviceCommunicator as NcclCommunicator | null) : null;
+    // Subgroups split from the parent's communicator where one was made splittable (NCCL).
+    const parent = opts.backend === 'nccl' ? (opts.splitFrom?.deviceCommunicator ?? null) : null;
     if (!(opts.useDeviceCommunicator ?? true)) {
       // The world group of vLLM: no data plane.
     } else if (parent) {
       // ncclCommSplit is collective over the parent: when any group of this kind needs a
       // communicator, every rank splits, a rank of a one-rank group with no color.
       if (opts.groupRanks.some((g) => g.length > 1)) {
-        comm = await parent.split({
+        comm = await split(parent, {
           ...common,
           color: ranks.length > 1 ? index : null,
           key: ranks.indexOf(opts.rank),
@@ -156,15 +156,13 @@ export class GroupCoordinator {
         });
       }
     } else if (ranks.length > 1) {
-      comm =
-        opts.backend === 'nccl'
-          ? await NcclCommunicator.create({
-              ...common,
-              device: opts.device,
-              initTimeoutMs: opts.initTimeoutMs,
-              splittable: opts.splittable,
-            })
-          : await CpuCommunicator.create(common);
+      comm = await createCommunicator({
+        ...common,
+        backend: opts.backend,
+        device: opts.device,
+        initTimeoutMs: opts.initTimeoutMs,
+        splittable: opts.splittable,
+      });
     }
     return new GroupCoordinator(opts, ranks, uniqueName, cpuGroup, comm);
   }
@@ -407,16 +405,12 @@ export class GroupCoordinator {
       const { device, host } = wire;
       if (device.length > 0) {
         const comm = this.comm();
-        if (comm instanceof NcclCommunicator && device.length > 1) {
-          comm.groupStart();
-          try {
-            for (const t of device) await comm.broadcast(t, src);
-          } finally {
-            comm.groupEnd();
-          }
-        } else {
+        const all = async () => {
           for (const t of device) await comm.broadcast(t, src);
-        }
+        };
+        // Several broadcasts launch as one NCCL group (no-op on the CPU backend).
+        if (device.length > 1) await comm.grouped(all);
+        else await all();
       }
       if (host.length > 0) {
         const plane = await this.dataPlaneForDevice('cpu');
@@ -448,7 +442,9 @@ export class GroupCoordinator {
 
   private async dataPlaneForDevice(device: string): Promise<DeviceCommunicator> {
     if (device !== 'cpu' || (this.backend === 'cpu' && this.deviceCommunicator)) return this.comm();
-    this.cpuCommunicator ??= CpuCommunicator.create({
+    this.cpuCommunicator ??= createCommunicator({
+      backend: 'cpu',
+      device: 'cpu',
       group: StatelessProcessGroup.fromStore(
         this.opts.store.withPrefix(`group/${this.opts.groupName}/cpu/${this.ranks.join(',')}`),
         this.rankInGroup,

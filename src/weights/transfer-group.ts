@@ -5,7 +5,7 @@
  * vLLM hands the trainer the bare PyNcclCommunicator; we hand it this pair, because
  * the control message needs the store and the store must be closed by somebody.
  */
-import { CpuCommunicator, NcclCommunicator, type CpuTransport, type DeviceCommunicator } from '../comm/index.ts';
+import { createCommunicator, type CpuTransport, type DeviceCommunicator } from '../comm/index.ts';
 import { GroupClosedError, InvalidArgumentError } from '../errors.ts';
 import { StatelessProcessGroup } from '../store/index.ts';
 import { parseDevice } from '../tensor/index.ts';
@@ -148,22 +148,14 @@ export class WeightTransferGroup {
     const forward = () => controller.abort(opts.abortSignal?.reason);
     opts.abortSignal?.addEventListener('abort', forward, { once: true });
     try {
-      const communicator =
-        opts.device === 'cpu'
-          ? await CpuCommunicator.create({
-              group: pg,
-              groupName,
-              timeoutMs,
-              abortSignal: controller.signal,
-              transport: opts.cpuTransport,
-            })
-          : await NcclCommunicator.create({
-              group: pg,
-              device: opts.device,
-              groupName,
-              timeoutMs,
-              abortSignal: controller.signal,
-            });
+      const communicator = await createCommunicator({
+        group: pg,
+        device: opts.device,
+        groupName,
+        timeoutMs,
+        abortSignal: controller.signal,
+        transport: opts.cpuTransport,
+      });
       return new WeightTransferGroup(pg, communicator, timeoutMs, controller);
     } catch (err) {
       await pg.close();
