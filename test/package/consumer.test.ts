@@ -3,7 +3,7 @@
 // JavaScript (a two-rank all-reduce in process and thread mode, `npx gpugroup run`)
 // and `tsc` on a TypeScript consumer (strict, nodenext, skipLibCheck off and on).
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -11,6 +11,11 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
+const readme = readFileSync(join(repoRoot, 'README.md'), 'utf8');
+/** The README's JavaScript blocks whose first line names a file (`// main.mjs`), by that name. */
+const readmeFiles = Object.fromEntries(
+  [...readme.matchAll(/```js\n\/\/ (\S+\.mjs)\n([\s\S]*?)```/g)].map((m) => [m[1]!, `// ${m[1]}\n${m[2]}`]),
+);
 const tsc = join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc');
 const run = promisify(execFile);
 const STEP_MS = 120_000;
@@ -43,13 +48,6 @@ const [mode, worker = './worker.mjs'] = process.argv.slice(2);
 const group = await launchGroup({ worldSize: 2, worker: new URL(worker, import.meta.url), backend: 'cpu', mode });
 console.log(mode, JSON.stringify(await group.callAll('sum')));
 await group.shutdown();
-`,
-  'spmd.mjs': `import { Tensor, destroyDistributedEnvironment, getWorldGroup, initDistributedEnvironment } from 'gpugroup';
-await initDistributedEnvironment();
-const world = getWorldGroup();
-const y = await world.allReduce(Tensor.fromArray([world.rankInGroup + 1], { dtype: 'float32' }));
-console.log(\`rank \${world.rankInGroup}: \${(await y.toArray())[0]}\`);
-await destroyDistributedEnvironment();
 `,
   'worker.ts': `export function sum(): number[] {
   return [0];
@@ -109,6 +107,8 @@ describe('the packed tarball in an empty project', () => {
     packedFiles = packed!.files.map((f) => f.path);
     mkdirSync(project);
     for (const [name, text] of Object.entries(files)) writeFileSync(join(project, name), text);
+    mkdirSync(join(project, 'readme'));
+    for (const [name, text] of Object.entries(readmeFiles)) writeFileSync(join(project, 'readme', name), text);
     for (const [name, text] of Object.entries(TSCONFIGS)) writeFileSync(join(project, `tsconfig.${name}`), text);
     await sh('npm', [
       'install',
@@ -138,7 +138,13 @@ describe('the packed tarball in an empty project', () => {
     expect(stdout.trim()).toBe(`${mode} [[3,30],[3,30]]`);
   });
 
-  it('npx gpugroup run starts a plain .mjs script on two ranks', async () => {
+  it("runs the README's quick start verbatim (worker.mjs, main.mjs)", async () => {
+    expect(Object.keys(readmeFiles)).toEqual(expect.arrayContaining(['worker.mjs', 'main.mjs', 'train.mjs']));
+    const { stdout } = await sh(process.execPath, ['main.mjs'], join(project, 'readme'));
+    expect(stdout.trim()).toBe('[ 3, 3 ]');
+  });
+
+  it("npx gpugroup run starts the README's plain .mjs SPMD script on two ranks", async () => {
     const { stdout } = await sh('npx', [
       '--no-install',
       'gpugroup',
@@ -147,7 +153,7 @@ describe('the packed tarball in an empty project', () => {
       '2',
       '--backend',
       'cpu',
-      'spmd.mjs',
+      'readme/train.mjs',
     ]);
     expect(stdout.trim().split('\n').sort()).toEqual(['rank 0: 3', 'rank 1: 3']);
   });
