@@ -3,10 +3,13 @@
  * throughput of 16 MiB and 256 MiB tensors (op `send_recv`, `busbw` = bytes / time, as
  * nccl-tests' sendrecv reports for 2 ranks) and the p50 one-way latency of a 4 KiB tensor
  * with its metadata (op `kv_pipe_small`, `us`, half a round trip), and of a null item
- * (op `kv_pipe_null`: the metadata path alone).
+ * (op `kv_pipe_null`: the metadata path alone), and the host time per tensor on each side
+ * (ops `kv_pipe_host_send` / `kv_pipe_host_recv`: per sendTensor call, and per recvTensor
+ * call with the items already queued by the sender). GPUGROUP_BENCH_KV_HOST_ONLY=1 runs
+ * the host-time part alone (with the stand-in library: gpugroup's own host work).
  */
 import { cudaDeviceCount } from '../native/index.ts';
-import { launchGroup } from '../src/orchestrator/index.ts';
+import { type Group, launchGroup } from '../src/orchestrator/index.ts';
 import { freePort } from '../src/store/index.ts';
 import { tableHeader, tableLine } from './table.ts';
 import type { BenchOptions } from './options.ts';
@@ -43,7 +46,8 @@ export async function run(opts: BenchOptions): Promise<void> {
             [1 << 20, 20],
             [16 << 20, 5],
           ];
-    for (const [bytes, count] of sizes) {
+    const hostOnly = process.env.GPUGROUP_BENCH_KV_HOST_ONLY === '1';
+    for (const [bytes, count] of hostOnly ? [] : sizes) {
       const [, s] = await group.callAll<number>('stream', { bytes, count });
       const busbw = +((bytes * count) / s / 1e9).toFixed(2);
       opts.log(
@@ -60,31 +64,21 @@ export async function run(opts: BenchOptions): Promise<void> {
         via: 'NcclPipe',
       });
     }
-    const [lat] = await group.callAll<{ p50: number; p99: number; min: number }>('small', 500);
-    opts.log(`kv pipe 4 KiB tensor + metadata, one way (${backend}): p50 ${lat.p50} us, p99 ${lat.p99} us`);
-    opts.json({
-      impl: 'gpugroup',
-      op: 'kv_pipe_small',
-      world: 2,
-      backend,
-      bytes: 4096,
-      us: lat.p50,
-      p50_us: lat.p50,
-      p99_us: lat.p99,
-    });
-    const [meta] = await group.callAll<{ p50: number; p99: number; min: number }>('small', 500, true);
-    opts.log(`kv pipe null item (metadata alone), one way (${backend}): p50 ${meta.p50} us, p99 ${meta.p99} us`);
-    opts.json({
-      impl: 'gpugroup',
-      op: 'kv_pipe_null',
-      world: 2,
-      backend,
-      bytes: 0,
-      us: meta.p50,
-      p50_us: meta.p50,
-      p99_us: meta.p99,
-    });
+    if (!hostOnly) await latencies(opts, group, backend);
+    for (const bytes of [4096, 1 << 20]) {
+      const sides = await group.callAll<{ side: string; us: number }>('hostPerTensor', {
+        bytes,
+        count: 200,
+        rounds: 5,
+      });
+      opts.log(
+        `kv pipe host time per tensor of ${bytes} B (${backend}): ${sides.map((x) => `${x.side} ${x.us} us`).join(', ')}`,
+      );
+      for (const x of sides)
+        opts.json({ impl: 'gpugroup', op: `kv_pipe_host_${x.side}`, world: 2, backend, bytes, us: x.us });
+    }
     await group.callAll('close');
+    if (hostOnly) return;
     // Reference: the same traffic as plain send/recv on the group's communicator.
     const [bytes, count] = sizes[0];
     const [ref] = await group.callAll<{ streamS: number; smallP50: number }>('raw', { bytes, count, iters: 500 });
@@ -117,4 +111,31 @@ export async function run(opts: BenchOptions): Promise<void> {
   } finally {
     await group.shutdown();
   }
+}
+
+async function latencies(opts: BenchOptions, group: Group, backend: string): Promise<void> {
+  const [lat] = await group.callAll<{ p50: number; p99: number; min: number }>('small', 500);
+  opts.log(`kv pipe 4 KiB tensor + metadata, one way (${backend}): p50 ${lat.p50} us, p99 ${lat.p99} us`);
+  opts.json({
+    impl: 'gpugroup',
+    op: 'kv_pipe_small',
+    world: 2,
+    backend,
+    bytes: 4096,
+    us: lat.p50,
+    p50_us: lat.p50,
+    p99_us: lat.p99,
+  });
+  const [meta] = await group.callAll<{ p50: number; p99: number; min: number }>('small', 500, true);
+  opts.log(`kv pipe null item (metadata alone), one way (${backend}): p50 ${meta.p50} us, p99 ${meta.p99} us`);
+  opts.json({
+    impl: 'gpugroup',
+    op: 'kv_pipe_null',
+    world: 2,
+    backend,
+    bytes: 0,
+    us: meta.p50,
+    p50_us: meta.p50,
+    p99_us: meta.p99,
+  });
 }

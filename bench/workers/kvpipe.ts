@@ -77,6 +77,49 @@ export async function small(ctx: RankContext, iters: number, metadataOnly = fals
   return percentiles(lat.slice(Math.floor(iters / 10)));
 }
 
+/**
+ * Host time per tensor on each side: rank 0 queues `count` tensors of `bytes` (the time
+ * of its sendTensor calls, per call); once they are all queued, rank 1 takes them (the
+ * time of its recvTensor calls, per call, the last one's data waited for on the device).
+ * Medians of `rounds` rounds, in µs.
+ */
+export async function hostPerTensor(ctx: RankContext, args: { bytes: number; count: number; rounds: number }) {
+  const p = pipe!;
+  const t = ctx.rank === 0 ? Tensor.zeros([args.bytes], { dtype: 'uint8', device: ctx.device }) : null;
+  const perCall: number[] = [];
+  for (let round = 0; round <= args.rounds; round++) {
+    await ctx.processGroup.barrier();
+    const t0 = performance.now();
+    if (t) {
+      for (let i = 0; i < args.count; i++) await p.sendTensor(t);
+    }
+    const sent = performance.now();
+    await ctx.processGroup.barrier();
+    const r0 = performance.now();
+    if (!t) {
+      let last: Tensor | null = null;
+      for (let i = 0; i < args.count; i++) {
+        last?.dispose();
+        last = await p.recvTensor();
+      }
+      if (ctx.device !== 'cpu') await currentStream().synchronize();
+      last?.dispose();
+    }
+    const received = performance.now();
+    // Round 0 warms up.
+    if (round > 0) perCall.push(((t ? sent - t0 : received - r0) * 1000) / args.count);
+    // The sender's tensor is read by sends that may still be in flight: drained before reuse.
+    await ctx.processGroup.barrier();
+  }
+  if (t) {
+    if (ctx.device !== 'cpu') await currentStream().synchronize();
+  }
+  await ctx.processGroup.barrier();
+  if (t) leftovers.push(t);
+  perCall.sort((a, b) => a - b);
+  return { side: ctx.rank === 0 ? 'send' : 'recv', us: +perCall[Math.floor(perCall.length / 2)].toFixed(2) };
+}
+
 export async function close(): Promise<void> {
   await pipe?.close();
   pipe = null;

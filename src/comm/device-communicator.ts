@@ -108,10 +108,10 @@ export abstract class DeviceCommunicator {
   /**
    * Opens the connections to `sendTo` and `recvFrom` now, all together, rather than
    * inside a later send or receive (NCCL connects point-to-point peers on first use,
-   * blocking the thread until the peer joins). Collective over the two peers; a no-op
-   * where connections need no opening (CPU).
+   * blocking the thread until the peer joins); null leaves that direction out.
+   * Collective over the peers; a no-op where connections need no opening (CPU).
    */
-  async openPointToPoint(_sendTo: number, _recvFrom: number, _timeoutMs?: number): Promise<void> {}
+  async openPointToPoint(_sendTo: number | null, _recvFrom: number | null, _timeoutMs?: number): Promise<void> {}
 
   /** Out-of-place all-reduce; world size 1 returns `input` itself, as in vLLM. */
   async allReduce(input: Tensor, op: ReduceOp = 'sum'): Promise<Tensor> {

@@ -261,17 +261,17 @@ export class NcclCommunicator extends DeviceCommunicator {
   /**
    * NCCL opens a point-to-point connection inside the first send or receive to a peer,
    * blocking the calling thread until the peer joins: a one-element send to `sendTo`
-   * and receive from `recvFrom`, grouped, open both now.
+   * and receive from `recvFrom` (either may be null), grouped, open them now.
    */
-  override async openPointToPoint(sendTo: number, recvFrom: number, timeoutMs?: number): Promise<void> {
+  override async openPointToPoint(sendTo: number | null, recvFrom: number | null, timeoutMs?: number): Promise<void> {
     const out = Tensor.zeros([1], { dtype: 'float32', device: this.device });
-    const [sent, received] = await this.grouped(
-      () => [this.send(out, sendTo), this.recv([1], 'float32', recvFrom)] as const,
-    );
-    const [, got] = await Promise.all([sent, received]);
+    const pending = await this.grouped(() => [
+      sendTo === null ? Promise.resolve() : this.send(out, sendTo),
+      recvFrom === null ? Promise.resolve() : this.recv([1], 'float32', recvFrom).then((got) => got.dispose()),
+    ]);
+    await Promise.all(pending);
     await this.synchronize(timeoutMs);
     out.dispose();
-    got.dispose();
   }
 
   /** Aborts the communicator (idempotent). Pending and later operations fail. */

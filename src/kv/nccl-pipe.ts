@@ -5,9 +5,13 @@
  * NCCL on `cuda:N`, the CPU communicator on `cpu`. Sends go to (kvRank + 1) % N,
  * receives come from (kvRank − 1) % N.
  *
- * Sends and receives run in call order on one chain, as vLLM's single worker thread
- * runs them: NCCL matches point-to-point calls in issue order, so both sides must
- * issue them in the same order. Device work runs on the pipe's own stream.
+ * Sends run in call order on one chain, receives on another: NCCL matches point-to-point
+ * calls in issue order per communicator, and each direction has a communicator and a
+ * stream of its own, so a rank's receives never wait behind its sends (vLLM's single
+ * worker thread runs both in one order). The receiver keeps the next receive posted:
+ * once recvTensor takes an item, the receive of the following one is issued as soon as
+ * its metadata is in, so its data moves while the caller works. A posted receive cannot
+ * block the rank's own sends: they are on the other communicator and stream.
  *
  * Deliberate changes from vLLM's PyNcclPipe:
  * - Back-pressure counts the new tensor before the check: a send waits while the bytes
@@ -27,7 +31,7 @@
  * and every rank connects there; on a device the store runs in a worker thread of
  * kvRank 0 (NCCL connection setup blocks its thread while the peer needs the store).
  */
-import { createCommunicator, type DeviceCommunicator } from '../comm/index.ts';
+import { createCommunicator, split, type DeviceCommunicator } from '../comm/index.ts';
 import { BrokenPipeError, InvalidArgumentError, StoreTimeoutError } from '../errors.ts';
 import { StatelessProcessGroup } from '../store/index.ts';
 import { PeerWatch } from './peer-watch.ts';
@@ -69,6 +73,12 @@ type Metadata = { dtype: DType; shape: number[] } | null;
 
 /** Metadata reads kept in flight ahead of the receiver. */
 const METADATA_AHEAD = 4;
+
+/** A receive issued ahead of recvTensor: its tensor (or null) and the event after its receive. */
+interface Posted {
+  tensor: Tensor | null;
+  arrived: CudaEvent | null;
+}
 /** A read-ahead waits as long as the pipe lives (setTimeout's largest delay, ~24.8 days). */
 const NO_DEADLINE_MS = 2 ** 31 - 1;
 
@@ -96,9 +106,19 @@ export class NcclPipe implements KVPipeBase {
   /** Resolves once the group and the communicator are up; the constructor starts it. */
   readonly ready: Promise<void>;
   private group: StatelessProcessGroup | null = null;
-  private comm: DeviceCommunicator | null = null;
-  private stream: Stream | null = null;
-  private chain: Promise<unknown> = Promise.resolve();
+  /** Every communicator of the pipe (NCCL: one per link colour, see linkComm; CPU: one). */
+  private comms: DeviceCommunicator[] = [];
+  private sendComm: DeviceCommunicator | null = null;
+  private recvComm: DeviceCommunicator | null = null;
+  /** Device only: the streams of the two directions. */
+  private sendStream: Stream | null = null;
+  private recvStream: Stream | null = null;
+  /** Sends, in call order; each link resolves once its send is enqueued (or failed). */
+  private sendChain: Promise<unknown> = Promise.resolve();
+  /** Receives, in call order. */
+  private recvChain: Promise<unknown> = Promise.resolve();
+  /** The receive posted ahead of the next recvTensor, if any. */
+  private posted: Promise<Posted> | null = null;
   /** Completions of issued sends, in order (each frees its bytes). */
   private completions: Promise<void> = Promise.resolve();
   private inFlight = 0;
@@ -112,7 +132,7 @@ export class NcclPipe implements KVPipeBase {
   private closing: Promise<void> | null = null;
   /** Items sent so far (the first one's metadata write is awaited, see send()). */
   private sentItems = 0;
-  /** Completion events of finished sends, for reuse (a new one per send costs two driver calls). */
+  /** Events of finished sends and handed-out receives, for reuse (a new one costs two driver calls). */
   private readonly spareEvents: CudaEvent[] = [];
   /** Metadata reads issued ahead of recvTensor, oldest first. */
   private readonly metadataAhead: Promise<Metadata>[] = [];
@@ -204,12 +224,43 @@ export class NcclPipe implements KVPipeBase {
         timeoutMs: this.timeoutMs,
         abortSignal: this.aborter.signal,
       };
-      this.comm = await createCommunicator({ ...common, device: this.device });
+      if (ordinal === null) {
+        // Host sends and receives never block each other: one communicator serves both.
+        const comm = await createCommunicator({ ...common, device: this.device });
+        this.comms = [comm];
+        this.sendComm = comm;
+        this.recvComm = comm;
+        return;
+      }
+      // One communicator per link colour, the others split from the first (no new
+      // rendezvous): each rank sends on one and receives on another.
+      const base = await createCommunicator({ ...common, device: this.device, splittable: true });
+      const comms: DeviceCommunicator[] = [base];
+      this.comms = comms;
+      const colours = this.kvParallelSize % 2 === 0 ? 2 : 3;
+      while (comms.length < colours) {
+        const child = await split(base, {
+          ...common,
+          groupName: `${common.groupName}/${comms.length}`,
+          color: 0,
+          key: this.kvRank,
+        });
+        if (!child) throw new BrokenPipeError(`KV pipe (rank ${this.kvRank}): no communicator from the split`);
+        comms.push(child);
+      }
+      this.sendComm = comms[linkComm(this.kvRank, this.kvParallelSize)];
+      this.recvComm = comms[linkComm(this.prev, this.kvParallelSize)];
       // kvRank 0 serves the pipe's store on its event loop: a first send or receive that
       // blocks its thread until the peer joins (NCCL's) would starve the peer of the
-      // metadata it needs to post its receive, so both connections open now, together.
-      await this.comm.openPointToPoint(this.next, this.prev, this.timeoutMs);
-      if (ordinal !== null) this.stream = new Stream();
+      // metadata it needs to post its receive, so the connections open now, per
+      // communicator in the same order on every rank, each on the links it serves here.
+      for (const comm of comms) {
+        const sendTo = comm === this.sendComm ? this.next : null;
+        const recvFrom = comm === this.recvComm ? this.prev : null;
+        if (sendTo !== null || recvFrom !== null) await comm.openPointToPoint(sendTo, recvFrom, this.timeoutMs);
+      }
+      this.sendStream = new Stream();
+      this.recvStream = new Stream();
     } catch (err) {
       if (err === this.failure) throw err;
       throw this.fail(
@@ -237,13 +288,15 @@ export class NcclPipe implements KVPipeBase {
     const bytes = t?.nbytes ?? 0;
     const admitted = this.admit(bytes);
     admitted.catch(() => undefined); // reported through the pipe's failure
-    const job = this.chain.then(async () => {
+    // The send runs on the pipe's send stream, after the caller's stream has written `t`.
+    const written = t?.isCuda && t.numel > 0 ? this.event().record(currentStream()) : null;
+    const job = this.sendChain.then(async () => {
       await admitted;
       let complete: () => Promise<void>;
       try {
         if (this.failure) throw this.failure;
         await this.ready;
-        ({ complete } = await this.send(t));
+        ({ complete } = await this.send(t, written));
       } catch (err) {
         this.release(bytes);
         throw err;
@@ -258,23 +311,43 @@ export class NcclPipe implements KVPipeBase {
         },
       );
     });
-    this.chain = job.catch((err: unknown) => {
+    this.sendChain = job.catch((err: unknown) => {
       this.fail(this.broke(err, `send to rank ${this.next} failed`));
     });
     return this.guard(admitted, `send to rank ${this.next} failed`);
   }
 
-  /** The next tensor (or null) from the previous rank, in the order it was sent. */
+  /**
+   * The next tensor (or null) from the previous rank, in the order it was sent. On a
+   * device it is valid in the order of the stream current at this call, which also runs
+   * after every send this rank issued before the call (so their tensors may be freed
+   * there). The receive of the item after it is posted at once.
+   */
   recvTensor(): Promise<Tensor | null> {
     const refused = this.refusal();
     if (refused) return refused;
-    const job = this.chain.then(async () => {
+    const user = this.recvStream ? currentStream() : null;
+    const sendsBefore = this.sendChain;
+    const job = this.recvChain.then(async () => {
       if (this.failure) throw this.failure;
       await this.ready;
-      return this.receive();
+      const item = this.posted ?? this.post();
+      // Keep the next receive posted: issued once this one is, whatever the caller does.
+      const next = item.then(() => this.post());
+      next.catch(() => undefined); // reported to the call that takes it
+      this.posted = next;
+      const { tensor, arrived } = await this.withDeadline(item);
+      if (user && arrived) {
+        user.waitEvent(arrived);
+        this.spareEvents.push(arrived);
+        // The caller's stream runs after the sends issued before this call.
+        await sendsBefore;
+        if (this.sendStream) user.waitStream(this.sendStream);
+      }
+      return tensor;
     });
     const what = `receive from rank ${this.prev} failed`;
-    this.chain = job.then(
+    this.recvChain = job.then(
       () => undefined,
       (err: unknown) => {
         this.fail(this.broke(err, what));
@@ -332,18 +405,22 @@ export class NcclPipe implements KVPipeBase {
    * the metadata to post its receive, joins. connect() opened them already; awaiting
    * the first write keeps even a lazily reopened connection from deadlocking.
    */
-  private async send(t: Tensor | null): Promise<{ complete: () => Promise<void> }> {
+  private async send(t: Tensor | null, writtenOn: CudaEvent | null): Promise<{ complete: () => Promise<void> }> {
     if (this.failure) throw this.failure;
     const meta: Metadata = t === null ? null : { dtype: t.dtype, shape: [...t.shape] };
     const written = this.group!.sendObj(meta, this.next);
     if (this.sentItems++ === 0) await written;
     else written.catch((err: unknown) => this.fail(this.broke(err, `metadata to rank ${this.next} failed`)));
     if (t === null || t.numel === 0) return { complete: () => Promise.resolve() };
-    const { local, sent, done } = enqueueOn(this.stream, () => {
+    if (writtenOn) {
+      this.sendStream!.waitEvent(writtenOn);
+      this.spareEvents.push(writtenOn);
+    }
+    const { local, sent, done } = enqueueOn(this.sendStream, () => {
       const c = t.device === this.device ? t.contiguous() : t.to(this.device);
-      const p = this.comm!.send(c, this.next);
+      const p = this.sendComm!.send(c, this.next);
       // Device: an event after the send marks its completion; host: the send's own promise.
-      const ev = this.stream ? (this.spareEvents.pop() ?? new CudaEvent()).record(this.stream) : null;
+      const ev = this.sendStream ? this.event().record(this.sendStream) : null;
       return { local: c, sent: p, done: ev };
     });
     await sent;
@@ -357,40 +434,38 @@ export class NcclPipe implements KVPipeBase {
         if (done && reached && !this.failure) this.spareEvents.push(done);
         else done?.dispose();
         // Freed in the pipe stream's order, after the send that read it.
-        if (local !== t) enqueueOn(this.stream, () => local.dispose());
+        if (local !== t) enqueueOn(this.sendStream, () => local.dispose());
       }
     };
     return { complete };
   }
 
-  /**
-   * Receives one item. On a device the data is received on the pipe's stream and the
-   * caller's current stream is made to wait for it: the tensor is valid in the order of
-   * the stream that was current when recvTensor was called, with no host wait.
-   */
-  private async receive(): Promise<Tensor | null> {
-    const meta = await this.nextMetadata();
-    if (meta === null) return null;
-    const numel = meta.shape.reduce((a, b) => a * b, 1);
-    if (numel === 0) return Tensor.empty(meta.shape, { dtype: meta.dtype, device: this.device });
-    const received = enqueueOn(this.stream, () => this.comm!.recv(meta.shape, meta.dtype, this.prev));
-    const t = await received;
-    if (this.stream) currentStream().waitStream(this.stream);
-    return t;
+  /** A spare event, or a new one. */
+  private event(): CudaEvent {
+    return this.spareEvents.pop() ?? new CudaEvent();
   }
 
   /**
-   * The next item's metadata, within the deadline. Reads run METADATA_AHEAD items ahead
-   * of the caller, so a stream of tensors pays no store round trip per tensor; the reads
-   * themselves have no deadline (an idle pipe is not an error), the caller's wait has.
+   * Issues the receive of the next item once its metadata is in (no deadline: an idle
+   * pipe is not an error; recvTensor's wait has one). On a device the data is received
+   * into a new tensor on the pipe's receive stream, with an event recorded after it.
    */
-  private async nextMetadata(): Promise<Metadata> {
-    while (this.metadataAhead.length < METADATA_AHEAD) {
-      const read = this.group!.recvObj(this.prev, NO_DEADLINE_MS) as Promise<Metadata>;
-      read.catch(() => undefined); // reported to the caller that takes it
-      this.metadataAhead.push(read);
-    }
-    const next = this.metadataAhead.shift()!;
+  private async post(): Promise<Posted> {
+    const meta = await this.nextMetadata();
+    if (meta === null) return { tensor: null, arrived: null };
+    const numel = meta.shape.reduce((a, b) => a * b, 1);
+    if (numel === 0)
+      return { tensor: Tensor.empty(meta.shape, { dtype: meta.dtype, device: this.device }), arrived: null };
+    if (this.failure) throw this.failure;
+    const { received, arrived } = enqueueOn(this.recvStream, () => ({
+      received: this.recvComm!.recv(meta.shape, meta.dtype, this.prev),
+      arrived: this.recvStream ? this.event().record(this.recvStream) : null,
+    }));
+    return { tensor: await received, arrived };
+  }
+
+  /** `work` within the pipe's deadline; a late item is a StoreTimeoutError (its metadata never came). */
+  private async withDeadline<T>(work: Promise<T>): Promise<T> {
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(
@@ -399,10 +474,23 @@ export class NcclPipe implements KVPipeBase {
       );
     });
     try {
-      return await Promise.race([next, deadline]);
+      return await Promise.race([work, deadline]);
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /**
+   * The next item's metadata. Reads run METADATA_AHEAD items ahead, so a stream of
+   * tensors pays no store round trip per tensor; they have no deadline themselves.
+   */
+  private nextMetadata(): Promise<Metadata> {
+    while (this.metadataAhead.length < METADATA_AHEAD) {
+      const read = this.group!.recvObj(this.prev, NO_DEADLINE_MS) as Promise<Metadata>;
+      read.catch(() => undefined); // reported to the caller that takes it
+      this.metadataAhead.push(read);
+    }
+    return this.metadataAhead.shift()!;
   }
 
   /** Resolves once `bytes` fit; rejects at the deadline or when the pipe breaks. */
@@ -472,7 +560,7 @@ export class NcclPipe implements KVPipeBase {
     this.closing ??= (async () => {
       let timer: NodeJS.Timeout | undefined;
       const deadline = new Promise((resolve) => (timer = setTimeout(resolve, this.timeoutMs)));
-      await Promise.race([this.chain.then(() => this.completions).then(() => this.ready), deadline]).catch(
+      await Promise.race([this.sendChain.then(() => this.completions).then(() => this.ready), deadline]).catch(
         () => undefined,
       );
       clearTimeout(timer);
@@ -484,9 +572,15 @@ export class NcclPipe implements KVPipeBase {
       if (healthy) await this.group!.barrier().catch(() => undefined);
       this.watch?.close();
       await this.ready.catch(() => undefined);
-      await this.comm?.destroy();
+      // A receive posted ahead that no recvTensor took: its tensor goes with the pipe.
+      this.posted?.then(
+        (p) => p.tensor?.dispose(),
+        () => undefined,
+      );
+      for (const comm of this.comms) await comm.destroy();
       for (const ev of this.spareEvents.splice(0)) ev.dispose();
-      this.stream?.dispose();
+      this.sendStream?.dispose();
+      this.recvStream?.dispose();
       await this.group?.close();
     })();
     return this.closing;
@@ -495,4 +589,13 @@ export class NcclPipe implements KVPipeBase {
 
 function describe(err: unknown): string {
   return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+}
+
+/**
+ * The communicator (by colour) of the link from kvRank `from` to the next rank: links
+ * alternate between two, and a ring of odd size gives its closing link a third, so that
+ * no rank sends and receives on the same communicator.
+ */
+export function linkComm(from: number, size: number): number {
+  return size % 2 === 1 && from === size - 1 ? 2 : from % 2;
 }

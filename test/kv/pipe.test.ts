@@ -3,6 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { BrokenPipeError, InvalidArgumentError } from '../../src/errors.ts';
 import { NcclPipe } from '../../src/kv/index.ts';
+import { linkComm } from '../../src/kv/nccl-pipe.ts';
 import { TcpStoreClient, freePort } from '../../src/store/index.ts';
 import { Tensor } from '../../src/tensor/index.ts';
 import { launch } from '../helpers.ts';
@@ -113,6 +114,59 @@ describe('NcclPipe in one thread', () => {
       );
     }
     await Promise.all([a.close(), b.close()]);
+  });
+
+  it("a receive waiting for its item does not hold back the same rank's sends (each side receives first)", async () => {
+    const [a, b] = await pair();
+    try {
+      // Both ends wait to receive before they send: one chain for both directions would
+      // keep each send behind its own rank's receive until the deadline.
+      const fromB = a.recvTensor();
+      const fromA = b.recvTensor();
+      await a.sendTensor(Tensor.fromArray([1, 2, 3]));
+      await b.sendTensor(Tensor.fromArray([4, 5]));
+      expect(Array.from((await (await fromA)!.toArray()) as Float32Array)).toEqual([1, 2, 3]);
+      expect(Array.from((await (await fromB)!.toArray()) as Float32Array)).toEqual([4, 5]);
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
+  });
+
+  it('the next receive is posted once recvTensor takes an item, and only the next', async () => {
+    const [a, b] = await pair();
+    try {
+      // Count the receives b's pipe issues on its communicator.
+      const comm = (b as unknown as { recvComm: { recv: (...args: unknown[]) => Promise<Tensor> } }).recvComm;
+      const recv = comm.recv.bind(comm);
+      let issued = 0;
+      comm.recv = (...args: unknown[]) => {
+        issued++;
+        return recv(...args);
+      };
+      for (const v of [1, 2, 3]) void a.sendTensor(Tensor.full([1024], v));
+      expect(((await (await b.recvTensor())!.toArray()) as Float32Array)[0]).toBe(1);
+      // Item 2's receive is issued without a recvTensor call; item 3's waits for item 2 to be taken.
+      const deadline = performance.now() + 5_000;
+      while (issued < 2 && performance.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+      await new Promise((r) => setTimeout(r, 100));
+      expect(issued).toBe(2);
+      expect(((await (await b.recvTensor())!.toArray()) as Float32Array)[0]).toBe(2);
+      expect(((await (await b.recvTensor())!.toArray()) as Float32Array)[0]).toBe(3);
+      expect(issued).toBe(3);
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
+  });
+
+  it('links alternate between two communicators (three for an odd ring): no rank sends and receives on one', () => {
+    for (const size of [2, 3, 4, 5, 8]) {
+      for (let r = 0; r < size; r++) {
+        const send = linkComm(r, size);
+        const recv = linkComm((r - 1 + size) % size, size);
+        expect(send).not.toBe(recv);
+        expect(Math.max(send, recv)).toBeLessThan(size % 2 === 0 ? 2 : 3);
+      }
+    }
   });
 
   it('after close every call rejects with BrokenPipeError; bad arguments are refused before anything starts', async () => {
