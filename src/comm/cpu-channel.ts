@@ -22,6 +22,7 @@
 import { CollectiveTimeoutError, GroupClosedError, InvalidArgumentError, RankFailedError } from '../errors.ts';
 import type { FlightRecorder } from './flight-recorder.ts';
 import { W, type Region, type Segments } from './cpu-segments.ts';
+import { describeCall, readCall, writeCall, type OpCall } from './op-call.ts';
 
 /** What a wait needs to know about the operation it belongs to. */
 export interface OpState {
@@ -31,6 +32,8 @@ export interface OpState {
   deadline: number;
   /** How long the operation was given (its timeout, or less when its call's deadline came first). */
   timeoutMs: number;
+  /** What the user called, for errors that compare this rank with a peer. */
+  call: OpCall;
 }
 
 /** How long a waiter spins synchronously, then polls on setImmediate, before it sleeps. */
@@ -125,8 +128,9 @@ export class CpuChannel {
     }
   }
 
-  /** Publishes this round's half, tagged with the op's signature. */
-  post(sig: number): void {
+  /** Publishes this round's half, tagged with the op's signature and the user's call. */
+  post(sig: number, s: OpState): void {
+    writeCall(this.mine.words, this.segments.layout.callWord(this.round & 1), s.call);
     Atomics.store(this.mine.words, W.sig + (this.round & 1), sig);
     this.mine.publish(W.posted, this.round + 1);
   }
@@ -134,12 +138,16 @@ export class CpuChannel {
   /** Waits for `peer`'s data of this round and checks it belongs to the same collective. */
   async awaitPosted(peer: number, sig: number, s: OpState): Promise<void> {
     await this.wait(peer, W.posted, this.round + 1, s);
-    if (Atomics.load(this.segments.regions[peer].words, W.sig + (this.round & 1)) !== sig) {
+    const words = this.segments.regions[peer].words;
+    if (Atomics.load(words, W.sig + (this.round & 1)) !== sig) {
+      const theirs = readCall(words, this.segments.layout.callWord(this.round & 1));
       throw this.fail(
         new InvalidArgumentError(
           'collective',
-          `rank ${peer} of group '${this.groupName}' is in a different collective than this rank's ${s.op} #${s.seq} ` +
-            '(op, dtype, shape, sizes or root differ): every rank must call the same collectives in the same order',
+          `${s.call.op} on rank ${this.rank} of group '${this.groupName}' does not match rank ${peer}: ` +
+            `this rank called ${describeCall(s.call)}, rank ${peer} called ${describeCall(theirs)} ` +
+            `(${describeCall(s.call) === describeCall(theirs) ? 'their sizes differ' : 'op, dtype, shape, root or reduction differ'}); ` +
+            'every rank must call the same collectives in the same order, with matching shapes and dtypes',
         ),
       );
     }
@@ -166,7 +174,10 @@ export class CpuChannel {
     // The slot was last used by chunk c - 2: the receiver must have consumed it.
     if (c >= 2) await this.wait(peer, consumedWord(this.rank), c - 1, s);
     this.mine.bytes.set(src.subarray(off, off + len), layout.p2pSlotAt(peer, c & 1));
-    if (first) Atomics.store(this.mine.words, layout.p2pBytesWord(peer, c & 1), total);
+    if (first) {
+      writeCall(this.mine.words, layout.p2pCallWord(peer, c & 1), s.call);
+      Atomics.store(this.mine.words, layout.p2pBytesWord(peer, c & 1), total);
+    }
     this.sent[peer] = c + 1;
     this.mine.publish(sentWord(peer), c + 1);
   }
@@ -188,11 +199,12 @@ export class CpuChannel {
     if (first) {
       const announced = Atomics.load(region.words, layout.p2pBytesWord(this.rank, c & 1));
       if (announced !== total) {
+        const theirs = readCall(region.words, layout.p2pCallWord(this.rank, c & 1));
         throw this.fail(
           new InvalidArgumentError(
             'recv',
-            `rank ${peer} of group '${this.groupName}' sent ${announced} bytes but this rank's recv #${s.seq} expects ` +
-              `${total} (shape or dtype differ)`,
+            `recv on rank ${this.rank} of group '${this.groupName}' expects ${describeCall(s.call)} from rank ${peer}, ` +
+              `but rank ${peer} called ${describeCall(theirs)} (${announced} bytes, not ${total}): shapes or dtypes differ`,
           ),
         );
       }

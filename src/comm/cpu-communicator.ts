@@ -15,6 +15,7 @@ import { GroupClosedError } from '../errors.ts';
 import type { StatelessProcessGroup } from '../store/index.ts';
 import { DTYPES, dtypeInfo, type StorageArray, type Tensor } from '../tensor/index.ts';
 import { opDeadline } from './call-deadline.ts';
+import type { OpCall, UserOp } from './op-call.ts';
 import { CpuChannel, type OpState, type WaitPolicy } from './cpu-channel.ts';
 import { reduceInto, type ReduceSource } from './cpu-reduce.ts';
 import { Segments, type CpuTransport } from './cpu-segments.ts';
@@ -140,7 +141,7 @@ export class CpuCommunicator extends DeviceCommunicator {
         await ch.beginWrite(s);
         const aAt = ch.halfAt;
         ch.mine.bytes.set(inBytes.subarray(e0 * is, (e0 + count) * is), aAt);
-        ch.post(sig);
+        ch.post(sig, s);
         for (let p = 0; p < n; p++) if (p !== me) await ch.awaitPosted(p, sig, s);
         const lo = twoPhase ? Math.floor((me * count) / n) : 0;
         const hi = twoPhase ? Math.floor(((me + 1) * count) / n) : count;
@@ -166,7 +167,7 @@ export class CpuCommunicator extends DeviceCommunicator {
           this.scratchFor(input.dtype, hi - lo),
         );
         ch.finish();
-        ch.post(sig);
+        ch.post(sig, s);
         for (let p = 0; p < n; p++) {
           const plo = Math.floor((p * count) / n);
           const phi = Math.floor(((p + 1) * count) / n);
@@ -201,7 +202,7 @@ export class CpuCommunicator extends DeviceCommunicator {
         if (mine > 0) {
           await ch.beginWrite(s);
           ch.mine.bytes.set(inBytes.subarray(off, off + mine), at);
-          ch.post(sig);
+          ch.post(sig, s);
         }
         for (let p = 0; p < this.worldSize; p++) {
           const len = clamp(sizes[p] * row - off, half);
@@ -250,7 +251,7 @@ export class CpuCommunicator extends DeviceCommunicator {
             if (w !== me && len > 0)
               ch.mine.bytes.set(inBytes.subarray(offsets[w] + off, offsets[w] + off + len), at + w * sub);
           }
-          ch.post(sig);
+          ch.post(sig, s);
         }
         const len = clamp(sizes[me] * row - off, sub);
         if (len > 0) {
@@ -282,7 +283,7 @@ export class CpuCommunicator extends DeviceCommunicator {
         if (outBytes === null) {
           await ch.beginWrite(s);
           ch.mine.bytes.set(inBytes.subarray(off, off + len), at);
-          ch.post(sig);
+          ch.post(sig, s);
         } else {
           for (let p = 0; p < this.worldSize; p++) {
             if (p === me) continue;
@@ -308,7 +309,7 @@ export class CpuCommunicator extends DeviceCommunicator {
         if (this.rankInGroup === src) {
           await ch.beginWrite(s);
           ch.mine.bytes.set(bytes.subarray(off, off + len), at);
-          ch.post(sig);
+          ch.post(sig, s);
         } else {
           await ch.awaitPosted(src, sig, s);
           bytes.set(ch.segments.regions[src].bytes.subarray(at, at + len), off);
@@ -342,7 +343,8 @@ export class CpuCommunicator extends DeviceCommunicator {
 
   /** Runs `body` after the previous collective. */
   private collective(op: string, t: Tensor, peer: number | null, body: (s: OpState) => Promise<void>): Promise<void> {
-    const run = (): Promise<void> => this.execute(op, t, peer, body);
+    const call = this.takeCall(op, t, peer);
+    const run = (): Promise<void> => this.execute(op, t, peer, call, body);
     const result = this.tail.then(run, run);
     this.tail = result.catch(noop);
     return result;
@@ -356,16 +358,30 @@ export class CpuCommunicator extends DeviceCommunicator {
     peer: number,
     body: (s: OpState) => Promise<void>,
   ): Promise<void> {
-    const run = (): Promise<void> => this.execute(op, t, peer, body);
+    const call = this.takeCall(op, t, peer);
+    const run = (): Promise<void> => this.execute(op, t, peer, call, body);
     const result = tails[peer].then(run, run);
     tails[peer] = result.catch(noop);
     return result;
+  }
+
+  /** The user's call that led to primitive `op` (set by the base class), or one made from the primitive's own arguments. */
+  private takeCall(op: string, t: Tensor, peer: number | null): OpCall {
+    const call = this.calling ?? {
+      op: PRIMITIVE_CALLS[op] ?? 'allReduce',
+      dtype: t.dtype,
+      shape: t.shape,
+      ...(peer === null ? {} : { root: peer }),
+    };
+    this.calling = null;
+    return call;
   }
 
   private async execute(
     op: string,
     t: Tensor,
     peer: number | null,
+    call: OpCall,
     body: (s: OpState) => Promise<void>,
   ): Promise<void> {
     this.channel.throwIfFailed();
@@ -374,7 +390,7 @@ export class CpuCommunicator extends DeviceCommunicator {
     // Its own timeout, or the deadline of the call that issued it when that comes first.
     const now = performance.now();
     const deadline = opDeadline(this.timeoutMs, now);
-    await body({ op, seq, deadline, timeoutMs: Math.max(0, Math.round(deadline - now)) });
+    await body({ op, seq, deadline, timeoutMs: Math.max(0, Math.round(deadline - now)), call });
     // Operations on different queues finish out of order: mark finished only below the oldest pending.
     // A failed operation stays pending in the recorder, as it should in later error messages.
     this.pending.delete(seq);
@@ -392,6 +408,17 @@ export class CpuCommunicator extends DeviceCommunicator {
 }
 
 const EMPTY_F32 = new Float32Array(0);
+
+/** The public operation each primitive serves when the base class named none. */
+const PRIMITIVE_CALLS: Record<string, UserOp> = {
+  all_reduce: 'allReduce',
+  all_gatherv: 'allGatherv',
+  reduce_scatterv: 'reduceScatterv',
+  gather: 'gather',
+  broadcast: 'broadcast',
+  send: 'send',
+  recv: 'recv',
+};
 
 function noop(): void {}
 

@@ -21,6 +21,7 @@ import { nanoid } from 'nanoid';
 import { CollectiveTimeoutError, InvalidArgumentError } from '../errors.ts';
 import type { StatelessProcessGroup } from '../store/index.ts';
 import type { StorageArray } from '../tensor/index.ts';
+import { CALL_WORDS } from './op-call.ts';
 import { SharedWords } from './shared-words.ts';
 import { ShmSegment } from './shm.ts';
 
@@ -44,6 +45,8 @@ export const W = {
 /** Byte sizes of a segment's parts; the same on every rank of a communicator. */
 export class SegmentLayout {
   readonly headerBytes: number;
+  /** Word index of the first recorded call (see callWord, p2pCallWord). */
+  private readonly callsAt: number;
   /** Byte offset of collective half h: halfAt(h). */
   readonly halvesAt: number;
   /** Byte offset of the p2p slots. */
@@ -55,8 +58,10 @@ export class SegmentLayout {
     readonly halfBytes: number,
     readonly p2pSlotBytes: number,
   ) {
-    // Counters, then a total-bytes word per (peer, slot) for the p2p size check.
-    this.headerBytes = align((W.p2pBase + 4 * worldSize + 2 * worldSize) * 4, 64);
+    // Counters, then a total-bytes word per (peer, slot) for the p2p size check, then
+    // the calls behind each half and each p2p slot, for errors that name both sides.
+    this.callsAt = W.p2pBase + 4 * worldSize + 2 * worldSize;
+    this.headerBytes = align((this.callsAt + (2 + 2 * worldSize) * CALL_WORDS) * 4, 64);
     this.halvesAt = this.headerBytes;
     this.p2pAt = this.halvesAt + 2 * halfBytes;
     this.totalBytes = this.p2pAt + 2 * worldSize * p2pSlotBytes;
@@ -69,6 +74,16 @@ export class SegmentLayout {
   /** Slot `slot` (0/1) of the writer's channel to `peer`. */
   p2pSlotAt(peer: number, slot: number): number {
     return this.p2pAt + (2 * peer + slot) * this.p2pSlotBytes;
+  }
+
+  /** Words of the call whose data sits in collective half `h`. */
+  callWord(h: number): number {
+    return this.callsAt + h * CALL_WORDS;
+  }
+
+  /** Words of the call whose message sits in slot `slot` of the channel to `peer`. */
+  p2pCallWord(peer: number, slot: number): number {
+    return this.callsAt + (2 + 2 * peer + slot) * CALL_WORDS;
   }
 
   /** Word holding the total bytes of the message in slot `slot` of the channel to `peer`. */

@@ -9,6 +9,7 @@ import { InvalidArgumentError } from '../errors.ts';
 import { DeviceStorage, HostStorage, Tensor } from '../tensor/index.ts';
 import type { DType } from '../tensor/index.ts';
 import { FlightRecorder } from './flight-recorder.ts';
+import type { OpCall } from './op-call.ts';
 import { checkRank, normalizeDim } from '../validate.ts';
 
 /** A reduction: NCCL's ncclRedOp_t names (native/nccl.ts), which the CPU backend implements too. */
@@ -52,6 +53,11 @@ export abstract class DeviceCommunicator {
    * errors carry `recorder.recent()` (CollectiveTimeoutError.recent).
    */
   protected readonly recorder = new FlightRecorder();
+  /**
+   * The public call being issued, set just before a primitive is called (synchronously),
+   * so that a backend can name it in errors that compare ranks (the CPU backend does).
+   */
+  protected calling: OpCall | null = null;
   /** World size 1 without singleRankOps: operations return their input, as `vllm/distributed/parallel_state.py: GroupCoordinator.all_reduce` does. */
   private readonly passThrough: boolean;
 
@@ -120,6 +126,7 @@ export abstract class DeviceCommunicator {
     if (this.passThrough) return input;
     const src = input.contiguous();
     const output = emptyLike(src);
+    this.calling = { op: 'allReduce', dtype: input.dtype, shape: input.shape, reduce: op };
     const pending = this._allReduce(src, output, op); // NCCL: void, enqueued already
     if (pending) await pending;
     disposeCopy(src, input);
@@ -136,6 +143,7 @@ export abstract class DeviceCommunicator {
       dtype: input.dtype,
       device: input.device,
     });
+    this.calling = { op: 'allGather', dtype: input.dtype, shape: input.shape };
     await this._allGather(moved, output);
     disposeCopy(moved, input);
     return backDim(output, d);
@@ -158,6 +166,7 @@ export abstract class DeviceCommunicator {
     const moved = frontDim(input, d);
     const total = sizes.reduce((a, b) => a + b, 0);
     const output = Tensor.empty([total, ...moved.shape.slice(1)], { dtype: input.dtype, device: input.device });
+    this.calling = { op: 'allGatherv', dtype: input.dtype, shape: input.shape };
     await this._allGatherv(moved, output, sizes);
     disposeCopy(moved, input);
     return backDim(output, d);
@@ -184,6 +193,7 @@ export abstract class DeviceCommunicator {
       dtype: input.dtype,
       device: input.device,
     });
+    this.calling = { op: 'reduceScatter', dtype: input.dtype, shape: input.shape, reduce: op };
     await this._reduceScatter(moved, output, op);
     disposeCopy(moved, input);
     return backDim(output, d);
@@ -207,6 +217,7 @@ export abstract class DeviceCommunicator {
       dtype: input.dtype,
       device: input.device,
     });
+    this.calling = { op: 'reduceScatterv', dtype: input.dtype, shape: input.shape, reduce: op };
     await this._reduceScatterv(moved, output, sizes, op);
     disposeCopy(moved, input);
     return backDim(output, d);
@@ -226,6 +237,7 @@ export abstract class DeviceCommunicator {
             device: input.device,
           })
         : null;
+    this.calling = { op: 'gather', dtype: input.dtype, shape: input.shape, root: dst };
     await this._gather(moved, output, dst);
     disposeCopy(moved, input);
     return output === null ? null : backDim(output, d);
@@ -238,6 +250,7 @@ export abstract class DeviceCommunicator {
     if (this.passThrough) return tensor;
     if (!tensor.isContiguous)
       throw new InvalidArgumentError('tensor', 'broadcast needs a contiguous tensor (it is filled in place)');
+    this.calling = { op: 'broadcast', dtype: tensor.dtype, shape: tensor.shape, root: src };
     await this._broadcast(tensor, src);
     return tensor;
   }
@@ -247,6 +260,7 @@ export abstract class DeviceCommunicator {
     this.checkTensor('tensor', tensor);
     this.checkPeer('dst', dst, false);
     const staged = tensor.contiguous();
+    this.calling = { op: 'send', dtype: tensor.dtype, shape: tensor.shape };
     await this._send(staged, dst);
     disposeCopy(staged, tensor);
   }
@@ -259,6 +273,7 @@ export abstract class DeviceCommunicator {
   ): Promise<Tensor> {
     this.checkPeer('src', src, false);
     const out = Tensor.empty(shape, { dtype, device: this.device });
+    this.calling = { op: 'recv', dtype, shape };
     await this._recv(out, src);
     return out;
   }

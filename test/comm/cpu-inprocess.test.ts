@@ -315,18 +315,50 @@ describe.each(TRANSPORTS)('CPU communicator in one thread, %s transport', (trans
       comms[0].allReduce(input(0, [4], 'float32')),
       comms[1].allReduce(input(1, [8], 'float32')),
     ]);
-    for (const r of out) {
-      expect(r.status).toBe('rejected');
-      expect(String((r as PromiseRejectedResult).reason)).toMatch(
-        /InvalidArgumentError: collective: rank [01] of group '.*' is in a different collective than this rank's all_reduce #0/,
-      );
-    }
+    const reasons = out.map((r) => String((r as PromiseRejectedResult).reason));
+    expect(out.map((r) => r.status)).toEqual(['rejected', 'rejected']);
+    // Both sides named: the op as the user called it, each rank's dtype and shape.
+    expect(reasons[0]).toMatch(
+      /^InvalidArgumentError: collective: allReduce on rank 0 of group '.*' does not match rank 1: this rank called allReduce float32 \[4\], rank 1 called allReduce float32 \[8\]/,
+    );
+    expect(reasons[1]).toMatch(
+      /^InvalidArgumentError: collective: allReduce on rank 1 of group '.*' does not match rank 0: this rank called allReduce float32 \[8\], rank 0 called allReduce float32 \[4\]/,
+    );
     const p2p = await Promise.allSettled([
       comms[0].send(input(0, [4], 'float32'), 1),
       comms[1].recv([5], 'float32', 0),
     ]);
     // The communicator failed above: later operations reject with that failure.
     for (const r of p2p) expect(r.status).toBe('rejected');
+    await destroyAll(comms);
+  });
+
+  it('mismatches name both sides: allGather shapes, a broadcast against an all-reduce, a recv of the wrong size', async () => {
+    let comms = await makeComms(2, { transport, timeoutMs: 3_000 });
+    const gathered = await Promise.allSettled(comms.map((c, r) => c.allGather(input(r, [2, r + 2], 'float32'), 0)));
+    expect(String((gathered[0] as PromiseRejectedResult).reason)).toContain('allGather on rank 0 of group');
+    expect(String((gathered[0] as PromiseRejectedResult).reason)).toContain(
+      'this rank called allGather float32 [2, 2], rank 1 called allGather float32 [2, 3]',
+    );
+    await destroyAll(comms);
+    comms = await makeComms(2, { transport, timeoutMs: 3_000 });
+    const mixed = await Promise.allSettled([
+      comms[0].broadcast(input(0, [4], 'int32'), 0),
+      comms[1].allReduce(input(1, [4], 'bfloat16'), 'max'),
+    ]);
+    expect(String((mixed[1] as PromiseRejectedResult).reason)).toContain(
+      'this rank called allReduce bfloat16 [4] (max), rank 0 called broadcast int32 [4] from 0',
+    );
+    await destroyAll(comms);
+    comms = await makeComms(2, { transport, timeoutMs: 3_000 });
+    const p2p = await Promise.allSettled([
+      comms[0].send(input(0, [4], 'float32'), 1),
+      comms[1].recv([5], 'float32', 0),
+    ]);
+    expect(p2p[0].status).toBe('fulfilled');
+    expect(String((p2p[1] as PromiseRejectedResult).reason)).toMatch(
+      /^InvalidArgumentError: recv: recv on rank 1 of group '.*' expects recv float32 \[5\] from rank 0, but rank 0 called send float32 \[4\] \(16 bytes, not 20\)/,
+    );
     await destroyAll(comms);
   });
 

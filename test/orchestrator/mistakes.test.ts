@@ -50,4 +50,18 @@ describe.each(MODES)('user mistakes in %s mode', (mode) => {
     expect(err.message).toMatch(/Last ops:\n.*all_reduce float32×4 pending/s);
     expect(took).toBeLessThan(3_000);
   });
+
+  it('an allGather with different shapes on two ranks names the op and both shapes', async () => {
+    const group = await launch({ mode, worldSize: 2, worker, timeoutMs: 10_000 });
+    const out = await Promise.allSettled([group.call(0, 'allGatherShapes'), group.call(1, 'allGatherShapes')]);
+    const errors = out.map((r) => (r as PromiseRejectedResult).reason as InvalidArgumentError);
+    expect(errors[0]).toBeInstanceOf(InvalidArgumentError);
+    expect(errors[0].message).toContain('allGather on rank 0 of group');
+    expect(errors[0].message).toContain(
+      'this rank called allGather float32 [2, 2], rank 1 called allGather float32 [2, 3]',
+    );
+    expect(errors[1].message).toContain(
+      'this rank called allGather float32 [2, 3], rank 0 called allGather float32 [2, 2]',
+    );
+  });
 });
