@@ -16,7 +16,7 @@
  * path) and GPUGROUP_STAGING_MIN_PIECE_BYTES (copies up to it are one piece; larger
  * ones are cut so that the host copy of one piece overlaps the transfer of the last).
  */
-import { MemcpyKind, cuda, cudaErrorNotReady } from '../../native/index.ts';
+import { CaptureStatus, MemcpyKind, cuda, cudaErrorNotReady } from '../../native/index.ts';
 import { settingAtFirstUse } from '../env.ts';
 import { CollectiveTimeoutError } from '../errors.ts';
 import { mapPinned } from './pinned.ts';
@@ -133,12 +133,20 @@ function lease(want: number, config: StagingConfig): Slot[] {
   return out;
 }
 
+const captureStatus = new Int32Array(1);
+
 /**
- * The chunks and pieces of a copy of `bytes`: as many chunks as it has pieces, up to the
- * pool's size. No chunk free (all held by async copies in progress) or staging off: none.
+ * The chunks and pieces of a copy of `bytes` on `stream`: as many chunks as it has
+ * pieces, up to the pool's size. None when staging is off, when every chunk is held by
+ * async copies in progress, or while `stream` is being captured into a CUDA graph (a
+ * captured copy from a chunk would read whatever the chunk holds at each replay; the
+ * pageable path refuses capture, as CUDA documents for pageable copies).
  */
-function leaseFor(bytes: number): { slots: Slot[]; pieces: Piece[] } {
+function leaseFor(bytes: number, stream: bigint): { slots: Slot[]; pieces: Piece[] } {
   const config = current();
+  if (config.chunks <= 0) return { slots: [], pieces: [] };
+  cuda().cudaStreamIsCapturing(stream, captureStatus);
+  if (captureStatus[0] !== CaptureStatus.None) return { slots: [], pieces: [] };
   const slots = lease(Math.min(config.chunks, Math.ceil(bytes / config.minPieceBytes)), config);
   return { slots, pieces: slots.length > 0 ? planPieces(bytes, slots.length, config) : [] };
 }
@@ -216,7 +224,7 @@ function uploadPageable(dst: bigint, bytes: number, fill: Fill, stream: bigint):
 export function uploadSync(dst: bigint, bytes: number, fill: Fill, timeoutMs = 120_000): void {
   if (bytes === 0) return;
   const stream = currentStream().handle;
-  const { slots, pieces } = leaseFor(bytes);
+  const { slots, pieces } = leaseFor(bytes, stream);
   if (slots.length === 0) {
     uploadPageable(dst, bytes, fill, stream);
     return;
@@ -245,7 +253,7 @@ const yieldNow = (): Promise<void> => new Promise((resolve) => setImmediate(reso
 export async function uploadAsync(dst: bigint, bytes: number, fill: Fill, timeoutMs = 120_000): Promise<void> {
   if (bytes === 0) return;
   const stream = currentStream().handle;
-  const { slots, pieces } = leaseFor(bytes);
+  const { slots, pieces } = leaseFor(bytes, stream);
   if (slots.length === 0) {
     uploadPageable(dst, bytes, fill, stream);
     return;
@@ -282,7 +290,7 @@ export function downloadSync(src: bigint, bytes: number, drain: Drain, timeoutMs
   if (bytes === 0) return;
   const stream = currentStream().handle;
   const rt = cuda();
-  const { slots, pieces } = leaseFor(bytes);
+  const { slots, pieces } = leaseFor(bytes, stream);
   if (slots.length === 0) {
     const tmp = new Uint8Array(bytes);
     rt.cudaMemcpyAsync(tmp, src, bytes, MemcpyKind.DeviceToHost, stream);
@@ -320,7 +328,7 @@ export async function downloadAsync(src: bigint, bytes: number, drain: Drain, ti
   if (bytes === 0) return;
   const stream = currentStream();
   const rt = cuda();
-  const { slots, pieces } = leaseFor(bytes);
+  const { slots, pieces } = leaseFor(bytes, stream.handle);
   if (slots.length === 0) {
     // No chunk free: wait for the stream's earlier work, then one pageable copy.
     const done = new CudaEvent().record(stream);

@@ -69,7 +69,7 @@ describe.skipIf(gpus === 0)('host↔device copies on a GPU', () => {
   it('pinned host tensors copy both ways as one stream-ordered cudaMemcpyAsync', async () => {
     const n = (5 * chunkBytes) / 4 + 3;
     const values = exactValues('float32', n);
-    const pinned = Tensor.fromArray(values, { pinned: true });
+    const pinned = Tensor.fromArray(values, { dtype: 'float32', pinned: true });
     expect(pinned.isPinned).toBe(true);
     const dev = pinned.to('cuda:0');
     await currentStream().synchronize();
