@@ -5,7 +5,7 @@
 # on the GPU machine with the .device kit carried (Node, node_modules, the baselines and
 # its gpu-run.sh). Results go to OUTDIR, never into the repository.
 #   bash bench/gpu-one.sh OUTDIR
-# GPU_ONE_TESTS="test/gpu/copies.test.ts ..." runs those GPU test files first;
+# GPU_ONE_TESTS="test/gpu/copies.test.ts ..." runs those GPU test files first (they share the budget);
 # GPU_ONE_MAX_BYTES caps the collective sweeps (default 256 MiB).
 set -uo pipefail
 out=${1:?usage: bash bench/gpu-one.sh OUTDIR}
@@ -20,20 +20,26 @@ node_run="bash .device/gpu-run.sh"
 rm -f "$out"/*.jsonl
 
 # stage SECONDS NAME COMMAND...: runs COMMAND under a time limit, output to OUTDIR/NAME.log.
+# Limits are cut to what is left of GPU_ONE_BUDGET_S (default 560 s, so that the whole,
+# table included, fits a 10-minute device call); a stage with no time left is skipped.
+budget=${GPU_ONE_BUDGET_S:-560}
 stage() {
-  local secs=$1 name=$2 t0=$SECONDS rc
+  local secs=$1 name=$2 t0=$SECONDS rc left
   shift 2
+  left=$((budget - SECONDS - 15))
+  if [ "$left" -lt 10 ]; then echo "stage $name: skipped (time budget spent)"; return; fi
+  [ "$secs" -gt "$left" ] && secs=$left
   timeout "$secs" "$@" > "$out/$name.log" 2>&1
   rc=$?
-  echo "stage $name: rc=$rc in $((SECONDS - t0)) s (log: $out/$name.log)"
+  echo "stage $name: rc=$rc in $((SECONDS - t0)) s (limit $secs s; log: $out/$name.log)"
   grep -E "Test Files|Tests |failed|Error" "$out/$name.log" | head -5
 }
 
 [ -n "${GPU_ONE_TESTS:-}" ] && stage 200 gpu-tests $node_run npx vitest run --project gpu $GPU_ONE_TESTS
 # One line per suite: seconds, name, command. JSON lines land in OUTDIR/*.jsonl.
 stage 90  torch-copies bash -c "python3 bench/baselines/torch_copies.py > '$out/torch-copies.jsonl'"
-stage 240 baselines    bash .device/baselines/run.sh 1 "$out" "$maxb"
-stage 150 copies       $node_run npm run bench -- copies --json "$out/gpugroup.jsonl"
+stage 120 copies       $node_run npm run bench -- copies --json "$out/gpugroup.jsonl"
+stage 270 baselines    bash .device/baselines/run.sh 1 "$out" "$maxb"
 stage 100 collectives   $node_run npm run bench -- collectives --world 1 --backend nccl --max-bytes "$maxb" --json "$out/gpugroup.jsonl"
 stage 40  collectives-host $node_run npm run bench -- collectives-host --json "$out/gpugroup.jsonl"
 stage 60  orchestrator $node_run npm run bench -- orchestrator --world 1 --backend nccl --json "$out/gpugroup.jsonl"
