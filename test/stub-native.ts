@@ -7,8 +7,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import koffi from 'koffi';
 
-/** Builds the stub (needs a C compiler) and points gpugroup at it; false when no compiler. */
-export function useStubNative(): boolean {
+/**
+ * Builds the stub (needs a C compiler) and returns the variables that make gpugroup load
+ * it, for a child process's environment; null when it cannot be built.
+ */
+export function stubNativeEnv(gpus = 1): Record<string, string> | null {
   const out = mkdtempSync(join(tmpdir(), 'gpugroup-stub-'));
   let vars: string;
   try {
@@ -17,10 +20,18 @@ export function useStubNative(): boolean {
       encoding: 'utf8',
     });
   } catch {
-    return false;
+    return null;
   }
-  for (const m of vars.matchAll(/^export (\w+)=(.*)$/gm)) process.env[m[1]] = m[2];
-  process.env.GPUGROUP_STUB_GPUS = '1';
+  const env: Record<string, string> = { GPUGROUP_STUB_GPUS: String(gpus) };
+  for (const m of vars.matchAll(/^export (\w+)=(.*)$/gm)) env[m[1]] = m[2];
+  return env;
+}
+
+/** Builds the stub and points this process at it; false when no compiler. */
+export function useStubNative(): boolean {
+  const env = stubNativeEnv();
+  if (!env) return false;
+  Object.assign(process.env, env);
   return true;
 }
 

@@ -8,6 +8,7 @@ import { parseRunArgs } from '../../src/cli/index.ts';
 import { InvalidArgumentError } from '../../src/errors.ts';
 import { freePort } from '../../src/store/index.ts';
 import { alive, eventually } from '../helpers.ts';
+import { stubNativeEnv } from '../stub-native.ts';
 import { gpugroupBin, jsonLines, repoRoot, runNode, startNode } from './command.ts';
 
 const script = 'test/cli/fixtures/spmd-allreduce.ts';
@@ -100,6 +101,35 @@ describe('gpugroup run', () => {
       [1, 'from rank 0'],
     ]);
     expect(lines[1].end - lines[0].end).toBeGreaterThanOrEqual(1_400);
+  });
+
+  it('the same on the NCCL backend (stand-in library): the store thread, communicators and queues let go', async (t) => {
+    const env = stubNativeEnv(2);
+    if (!env) return t.skip();
+    const r = await runNode(
+      [
+        gpugroupBin,
+        'run',
+        '--nproc-per-node',
+        '2',
+        '--backend',
+        'nccl',
+        'test/cli/fixtures/spmd-no-teardown.ts',
+        '--dict',
+        '--late-read',
+      ],
+      30_000,
+      env,
+    );
+    expect(r.stderr).not.toMatch(/FAILED|teardown/);
+    expect(r.code).toBe(0);
+    // The stand-in moves no data between ranks: only what rank 0 holds and the store are checked.
+    const lines = jsonLines<{ rank: number; late: string | null; dict: number[] }>(r.stdout).sort(
+      (a, b) => a.rank - b.rank,
+    );
+    expect(lines.map((l) => l.rank)).toEqual([0, 1]);
+    expect(lines[0].dict).toEqual([4, 5]);
+    expect(lines[1].late).toBe('from rank 0');
   });
 
   it('a failing rank: exit code 3, the rank named, the other rank stopped within seconds', async () => {
