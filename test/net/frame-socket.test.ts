@@ -11,6 +11,9 @@ class BackedUpSocket extends EventEmitter {
   setNoDelay(): this {
     return this;
   }
+  unref(): this {
+    return this;
+  }
   write(chunk: Buffer, cb: (err?: Error | null) => void): boolean {
     this.queued.push({ bytes: chunk.length, cb });
     this.writableLength += chunk.length;
