@@ -8,7 +8,7 @@ import type { StatelessProcessGroup } from '../store/index.ts';
 import { CpuCommunicator } from './cpu-communicator.ts';
 import type { CpuTransport } from './cpu-segments.ts';
 import type { DeviceCommunicator } from './device-communicator.ts';
-import { NcclCommunicator } from './nccl-communicator.ts';
+import { NcclCommunicator, type NcclSplitOptions } from './nccl-communicator.ts';
 
 /** Options of {@link createCommunicator}. */
 export interface CommunicatorOptions {
@@ -50,20 +50,8 @@ export async function createCommunicator(opts: CommunicatorOptions): Promise<Dev
   });
 }
 
-/** Options of {@link split}. */
-export interface SplitOptions {
-  /** Control plane of the new group: its rank and size are this rank's place in it. */
-  group: StatelessProcessGroup;
-  /** Name used in errors and logs, e.g. `tp:0/1`. */
-  groupName: string;
-  /** Ranks that pass the same color form one communicator; null: this rank joins none. */
-  color: number | null;
-  /** Orders the ranks inside the new communicator: this rank's rank in `group`. */
-  key: number;
-  timeoutMs?: number;
-  initTimeoutMs?: number;
-  abortSignal?: AbortSignal;
-}
+/** Options of {@link split}: the new group, this rank's color and key, deadlines. */
+export type SplitOptions = NcclSplitOptions;
 
 /**
  * A subgroup communicator split from `parent` (ncclCommSplit), or null for a rank that
