@@ -3,7 +3,9 @@
 # torch at world 1) and gpugroup's suites, run one after the other with a time limit
 # each (about 8 minutes in all), then one comparison table. Run from the repository root
 # on the GPU machine with the .device kit carried (Node, node_modules, the baselines and
-# its gpu-run.sh). Results go to OUTDIR, never into the repository.
+# its gpu-run.sh). Results go to OUTDIR, never into the repository: the JSON lines and
+# table.txt at its top, the stages' output in OUTDIR/logs (stages.log, gpu-tests.log), six
+# files in all, so that a device call brings every one back; the table is also printed.
 #   bash bench/gpu-one.sh OUTDIR
 # GPU_ONE_TESTS="test/gpu/copies.test.ts ..." runs those GPU test files first (they share the budget);
 # GPU_ONE_MAX_BYTES caps the collective sweeps (default 256 MiB).
@@ -18,21 +20,27 @@ export GPUGROUP_NCCL_SO_PATH=$nccl_lib
 echo "NCCL for gpugroup: $GPUGROUP_NCCL_SO_PATH"
 node_run="bash .device/gpu-run.sh"
 rm -f "$out"/*.jsonl
+mkdir -p "$out/logs" && : > "$out/logs/stages.log"
 
-# stage SECONDS NAME COMMAND...: runs COMMAND under a time limit, output to OUTDIR/NAME.log.
+# stage SECONDS NAME COMMAND...: runs COMMAND under a time limit, its output appended to
+# OUTDIR/logs/stages.log under a header (the GPU tests: OUTDIR/logs/gpu-tests.log).
 # Limits are cut to what is left of GPU_ONE_BUDGET_S (default 560 s, so that the whole,
 # table included, fits a 10-minute device call); a stage with no time left is skipped.
 budget=${GPU_ONE_BUDGET_S:-560}
 stage() {
-  local secs=$1 name=$2 t0=$SECONDS rc left
+  local secs=$1 name=$2 t0=$SECONDS rc left log from
   shift 2
+  log="$out/logs/stages.log"
+  [ "$name" = gpu-tests ] && log="$out/logs/gpu-tests.log" && : > "$log"
   left=$((budget - SECONDS - 15))
   if [ "$left" -lt 10 ]; then echo "stage $name: skipped (time budget spent)"; return; fi
   [ "$secs" -gt "$left" ] && secs=$left
-  timeout "$secs" "$@" > "$out/$name.log" 2>&1
+  from=$(($(wc -l < "$log") + 1))
+  echo "=== stage $name" >> "$log"
+  timeout "$secs" "$@" >> "$log" 2>&1
   rc=$?
-  echo "stage $name: rc=$rc in $((SECONDS - t0)) s (limit $secs s; log: $out/$name.log)"
-  grep -E "Test Files|Tests |failed|Error" "$out/$name.log" | head -5
+  echo "stage $name: rc=$rc in $((SECONDS - t0)) s (limit $secs s; log: $log)"
+  tail -n "+$from" "$log" | grep -E "Test Files|Tests |failed|Error" | head -5
 }
 
 [ -n "${GPU_ONE_TESTS:-}" ] && stage 200 gpu-tests $node_run npx vitest run --project gpu $GPU_ONE_TESTS
