@@ -1,6 +1,7 @@
 /**
  * The libc calls gpugroup makes: dlopen/dlerror (pinning loaded libraries), mmap/munmap
- * (shared-memory segments), futex through syscall(2), sched_yield, and the two koffi
+ * (shared-memory segments), futex through syscall(2), sched_yield, memcpy (host copies
+ * by address, also on the thread pool), and the two koffi
  * helpers that go with raw memory (a view of mapped bytes, the calling thread's errno).
  * Bound on first use, like the CUDA and NCCL tables: importing gpugroup does not load
  * libc through koffi, so a host where that fails still imports the package and fails
@@ -27,6 +28,12 @@ const table: readonly ProtoRow[] = [
     returns: 'value',
   },
   { proto: 'int sched_yield(void)', returns: 'value' },
+  // Host copies between JS memory and page-locked staging chunks, by address, so that
+  // they can also run on the libuv thread pool (.async) in parallel slices.
+  { proto: 'uintptr_t memcpy(uintptr_t dst, uintptr_t src, size_t n)', returns: 'value' },
+  // memmove(p, p, 0) returns p: the address koffi passes for a typed array (its backing
+  // store, which V8 does not move), for the memcpy above.
+  { proto: 'uintptr_t memmove(void *dst, const void *src, size_t n)', returns: 'value' },
 ];
 
 /** A bound function that koffi can also run on the libuv thread pool. */
@@ -45,6 +52,8 @@ export interface Libc {
     number
   >;
   sched_yield(): number;
+  memcpy: AsyncCallable<[dst: number, src: number, n: number], number>;
+  memmove(dst: ArrayBufferView, src: ArrayBufferView, n: number): number;
 }
 
 /** futex(2)'s syscall number on this architecture (x86-64: 202, aarch64: 98). */

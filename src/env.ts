@@ -143,6 +143,11 @@ export const SETTINGS = {
     default: 256 << 10,
     doc: 'Host↔device copies up to this size move as one piece; larger ones in pieces of at least this size.',
   },
+  GPUGROUP_COPY_THREADS: {
+    type: 'int',
+    default: 4,
+    doc: 'Threads copying a large piece between JS memory and a staging chunk in async copies (toArray, toAsync); 1: this thread only.',
+  },
   GPUGROUP_PP_LAYER_PARTITION: {
     type: 'string',
     default: undefined,

@@ -19,6 +19,7 @@
 import { CaptureStatus, MemcpyKind, cuda, cudaErrorNotReady } from '../../native/index.ts';
 import { settingAtFirstUse } from '../env.ts';
 import { CollectiveTimeoutError } from '../errors.ts';
+import { MIN_SLICE_BYTES, copyBytes, copyBytesParallel } from './host-copy.ts';
 import { mapPinned } from './pinned.ts';
 import { CudaEvent, currentDevice, currentStream, pollUntil, throwIfStreamFailed } from './stream.ts';
 
@@ -204,15 +205,66 @@ function recordOn(slot: Slot, stream: bigint): void {
   cuda().cudaEventRecord(slot.event.handle, stream);
 }
 
-/** Writes the source's bytes [offset, offset + out.length) into `out` (a pinned chunk). */
-export type Fill = (offset: number, out: Uint8Array) => void;
-/** Reads the bytes [offset, offset + data.length) of the copy out of `data` (a pinned chunk). */
-export type Drain = (offset: number, data: Uint8Array) => void;
+/**
+ * The host side of an upload: a function that writes the source's bytes [offset,
+ * offset + out.length) into `out` (a pinned chunk), or the source bytes themselves, which
+ * are copied by memcpy (in the async form, a large piece in parallel slices: ./host-copy.ts).
+ */
+export type Fill = ((offset: number, out: Uint8Array) => void) | Uint8Array;
+/**
+ * The host side of a download: a function that reads the bytes [offset, offset +
+ * data.length) of the copy out of `data` (a pinned chunk), or the destination bytes
+ * themselves (memcpy; parallel slices in the async form).
+ */
+export type Drain = ((offset: number, data: Uint8Array) => void) | Uint8Array;
+
+/** Pieces at least this large are copied in parallel slices by the async forms. */
+const PARALLEL_MIN_BYTES = 2 * MIN_SLICE_BYTES;
+
+function fillNow(fill: Fill, offset: number, out: Uint8Array): void {
+  if (fill instanceof Uint8Array) copyBytes(out, fill.subarray(offset, offset + out.byteLength));
+  else fill(offset, out);
+}
+
+function drainNow(drain: Drain, offset: number, data: Uint8Array): void {
+  if (drain instanceof Uint8Array) copyBytes(drain.subarray(offset, offset + data.byteLength), data);
+  else drain(offset, data);
+}
+
+/** {@link fillNow}, in parallel slices for a large piece of bytes (null when done already). */
+function fillParallel(fill: Fill, offset: number, out: Uint8Array): Promise<void> | null {
+  if (!(fill instanceof Uint8Array) || out.byteLength < PARALLEL_MIN_BYTES) {
+    fillNow(fill, offset, out);
+    return null;
+  }
+  return copyBytesParallel(out, fill.subarray(offset, offset + out.byteLength));
+}
+
+/** {@link drainNow}, in parallel slices for a large piece of bytes (null when done already). */
+function drainParallel(drain: Drain, offset: number, data: Uint8Array): Promise<void> | null {
+  if (!(drain instanceof Uint8Array) || data.byteLength < PARALLEL_MIN_BYTES) {
+    drainNow(drain, offset, data);
+    return null;
+  }
+  return copyBytesParallel(drain.subarray(offset, offset + data.byteLength), data);
+}
+
+/**
+ * Uploads up to this size go straight from pageable memory: the driver copies so little
+ * into its own staging before returning without waiting on the stream, and skipping the
+ * chunk's event record and query made a 4 KiB upload ~4 µs faster on an H200 (15.3 µs
+ * against 19.7 µs staged, fromArray + synchronize, bench copies).
+ */
+const SMALL_UPLOAD_BYTES = 64 << 10;
 
 /** Host→device without staging: one pageable copy (the driver stages it before returning). */
 function uploadPageable(dst: bigint, bytes: number, fill: Fill, stream: bigint): void {
-  const tmp = new Uint8Array(bytes);
-  fill(0, tmp);
+  let tmp: Uint8Array;
+  if (fill instanceof Uint8Array) tmp = fill.subarray(0, bytes);
+  else {
+    tmp = new Uint8Array(bytes);
+    fill(0, tmp);
+  }
   cuda().cudaMemcpyAsync(dst, tmp, bytes, MemcpyKind.HostToDevice, stream);
 }
 
@@ -224,7 +276,7 @@ function uploadPageable(dst: bigint, bytes: number, fill: Fill, stream: bigint):
 export function uploadSync(dst: bigint, bytes: number, fill: Fill, timeoutMs = 120_000): void {
   if (bytes === 0) return;
   const stream = currentStream().handle;
-  const { slots, pieces } = leaseFor(bytes, stream);
+  const { slots, pieces } = bytes <= SMALL_UPLOAD_BYTES ? { slots: [], pieces: [] } : leaseFor(bytes, stream);
   if (slots.length === 0) {
     uploadPageable(dst, bytes, fill, stream);
     return;
@@ -235,8 +287,7 @@ export function uploadSync(dst: bigint, bytes: number, fill: Fill, timeoutMs = 1
     for (const p of pieces) {
       const slot = slots[p.slot];
       spinUntilFree(slot, deadline, 'upload', timeoutMs);
-      const view = slot.view.subarray(0, p.bytes);
-      fill(p.offset, view);
+      fillNow(fill, p.offset, slot.view.subarray(0, p.bytes));
       rt.cudaMemcpyAsync(dst + BigInt(p.offset), slot.ptr, p.bytes, MemcpyKind.HostToDevice, stream);
       recordOn(slot, stream);
     }
@@ -253,7 +304,7 @@ const yieldNow = (): Promise<void> => new Promise((resolve) => setImmediate(reso
 export async function uploadAsync(dst: bigint, bytes: number, fill: Fill, timeoutMs = 120_000): Promise<void> {
   if (bytes === 0) return;
   const stream = currentStream().handle;
-  const { slots, pieces } = leaseFor(bytes, stream);
+  const { slots, pieces } = bytes <= SMALL_UPLOAD_BYTES ? { slots: [], pieces: [] } : leaseFor(bytes, stream);
   if (slots.length === 0) {
     uploadPageable(dst, bytes, fill, stream);
     return;
@@ -271,7 +322,11 @@ export async function uploadAsync(dst: bigint, bytes: number, fill: Fill, timeou
         await yieldNow();
         since = performance.now();
       }
-      fill(p.offset, slot.view.subarray(0, p.bytes));
+      const filling = fillParallel(fill, p.offset, slot.view.subarray(0, p.bytes));
+      if (filling) {
+        await filling;
+        since = performance.now();
+      }
       rt.cudaMemcpyAsync(dst + BigInt(p.offset), slot.ptr, p.bytes, MemcpyKind.HostToDevice, stream);
       recordOn(slot, stream);
     }
@@ -296,7 +351,7 @@ export function downloadSync(src: bigint, bytes: number, drain: Drain, timeoutMs
     rt.cudaMemcpyAsync(tmp, src, bytes, MemcpyKind.DeviceToHost, stream);
     rt.cudaStreamSynchronize(stream);
     throwIfStreamFailed(stream);
-    drain(0, tmp);
+    drainNow(drain, 0, tmp);
     return;
   }
   const deadline = performance.now() + timeoutMs;
@@ -315,7 +370,7 @@ export function downloadSync(src: bigint, bytes: number, drain: Drain, timeoutMs
       const slot = slots[p.slot];
       spinUntilFree(slot, deadline, 'download', timeoutMs);
       throwIfStreamFailed(stream);
-      drain(p.offset, slot.view.subarray(0, p.bytes));
+      drainNow(drain, p.offset, slot.view.subarray(0, p.bytes));
       if (i + slots.length < pieces.length) enqueue(pieces[i + slots.length]);
     }
   } finally {
@@ -341,7 +396,7 @@ export async function downloadAsync(src: bigint, bytes: number, drain: Drain, ti
     const tmp = new Uint8Array(bytes);
     rt.cudaMemcpyAsync(tmp, src, bytes, MemcpyKind.DeviceToHost, stream.handle);
     rt.cudaStreamSynchronize(stream.handle);
-    drain(0, tmp);
+    drainNow(drain, 0, tmp);
     return;
   }
   const enqueue = (p: Piece): void => {
@@ -368,7 +423,11 @@ export async function downloadAsync(src: bigint, bytes: number, drain: Drain, ti
         since = performance.now();
       }
       throwIfStreamFailed(stream.handle);
-      drain(p.offset, slot.view.subarray(0, p.bytes));
+      const draining = drainParallel(drain, p.offset, slot.view.subarray(0, p.bytes));
+      if (draining) {
+        await draining;
+        since = performance.now();
+      }
       if (i + slots.length < pieces.length) enqueue(pieces[i + slots.length]);
     }
   } finally {

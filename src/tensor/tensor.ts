@@ -395,10 +395,18 @@ export class Tensor {
     if (opts.device && opts.device !== 'cpu') {
       // Straight from the values into pinned staging: no host tensor in between.
       const t = Tensor.empty(shape, { dtype, device: opts.device, pinned: opts.pinned });
-      uploadSync(t.dataPtr, t.nbytes, (offset, out) => {
-        const start = offset / info.bytes;
-        writeValues(dtype, flat, start, start + out.byteLength / info.bytes, storageView(dtype, out));
-      });
+      // A typed array that holds the stored bits already is copied as bytes (memcpy).
+      const asStored = !info.encoded && flat instanceof info.storage;
+      uploadSync(
+        t.dataPtr,
+        t.nbytes,
+        asStored
+          ? new Uint8Array(flat.buffer, flat.byteOffset, t.nbytes)
+          : (offset, out) => {
+              const start = offset / info.bytes;
+              writeValues(dtype, flat, start, start + out.byteLength / info.bytes, storageView(dtype, out));
+            },
+      );
       return t;
     }
     const t = Tensor.empty(shape, { dtype, pinned: opts.pinned });
@@ -419,7 +427,10 @@ export class Tensor {
         await downloadAsync(
           src.dataPtr,
           src.nbytes,
-          (offset, data) => readValues(this.dtype, data, out, offset / this.info.bytes),
+          // Plain dtypes land as bytes (memcpy, large pieces in parallel slices); encoded ones decode.
+          this.info.encoded
+            ? (offset, data) => readValues(this.dtype, data, out, offset / this.info.bytes)
+            : new Uint8Array(out.buffer, out.byteOffset, src.nbytes),
           timeoutMs,
         );
       } finally {
@@ -644,9 +655,8 @@ function copyAcross(dst: Tensor, src: Tensor, async: boolean, timeoutMs: number)
         return Promise.resolve();
       }
       const bytes = hostBytes(from);
-      const fill = (offset: number, out: Uint8Array) => out.set(bytes.subarray(offset, offset + out.byteLength));
-      if (async) return uploadAsync(dst.dataPtr, from.nbytes, fill, timeoutMs);
-      uploadSync(dst.dataPtr, from.nbytes, fill, timeoutMs);
+      if (async) return uploadAsync(dst.dataPtr, from.nbytes, bytes, timeoutMs);
+      uploadSync(dst.dataPtr, from.nbytes, bytes, timeoutMs);
       return Promise.resolve();
     }
     const host = dst.storage as HostStorage;
@@ -655,8 +665,7 @@ function copyAcross(dst: Tensor, src: Tensor, async: boolean, timeoutMs: number)
       cuda().cudaMemcpyAsync(at, from.dataPtr, from.nbytes, MemcpyKind.DeviceToHost, stream);
       return Promise.resolve();
     }
-    const bytes = hostBytes(dst);
-    const drain = (offset: number, data: Uint8Array) => bytes.set(data, offset);
+    const drain = hostBytes(dst);
     if (async) {
       const temp = from !== src ? from : null;
       from = src; // the async download frees its contiguous copy itself, once done

@@ -195,6 +195,30 @@ describe.skipIf(!stub)('staged copies through the stand-in CUDA library', () => 
     }
   });
 
+  it('large pieces are copied in parallel slices (toArray, toAsync both ways) and every byte lands', async () => {
+    const saved = stagingConfig();
+    // 4 MiB chunks: each piece is split between this thread and the thread pool.
+    configureStaging({ chunkBytes: 4 * MiB, chunks: 2, minPieceBytes: MiB });
+    try {
+      for (const n of [MiB / 4, (3 * MiB) / 2 + 7]) {
+        const values = Float32Array.from({ length: n }, (_, i) => (i % 65521) - 30000.5);
+        const dev = Tensor.fromArray(values, { device: 'cuda:0' });
+        expectValues((await dev.toArray()) as Float32Array, values);
+        const host = await dev.toAsync('cpu');
+        expectValues(host.hostView() as Float32Array, values);
+        const back = await host.toAsync('cuda:0');
+        expectValues((await back.toArray()) as Float32Array, values);
+        expectValues(back.to('cpu').hostView() as Float32Array, values);
+        const ints = Int32Array.from(values, (v) => Math.trunc(v));
+        const devInts = await Tensor.fromArray(ints).toAsync('cuda:0');
+        expectValues((await devInts.toArray()) as Int32Array, ints);
+        for (const t of [dev, back, devInts]) t.dispose();
+      }
+    } finally {
+      configureStaging(saved);
+    }
+  });
+
   it('a large async copy lets the event loop run between pieces', async () => {
     const saved = stagingConfig();
     configureStaging({ chunkBytes: MiB, chunks: 2, minPieceBytes: MiB });
