@@ -4,7 +4,8 @@
  * 16 MiB and 256 MiB (--max-bytes caps them):
  *   gpugroup           h2d: Tensor.fromArray(Float32Array, { device }) + stream sync;
  *                      d2h: toArray(); h2d_to / d2h_to: a host tensor's to('cuda:0') + sync
- *                      and a device tensor's to('cpu'); h2d_pinned / d2h_pinned: copyFrom
+ *                      and a device tensor's to('cpu'); h2d_async / d2h_async: the same
+ *                      through toAsync (host memcpy in parallel slices); h2d_pinned / d2h_pinned: copyFrom
  *                      between a pinned host tensor and a device tensor + sync
  *   gpugroup-pageable  h2d, d2h with staging off (GPUGROUP_STAGING_CHUNKS=0: the driver's
  *                      pageable path, what gpugroup did before staging)
@@ -108,6 +109,8 @@ export async function run(opts: BenchOptions): Promise<void> {
       h2d: async () => same((await dev.toArray()) as Float32Array, src),
       d2h_to: async () => same(dev.to('cpu').hostView() as Float32Array, src),
       h2d_to: async () => same((await host.to('cuda:0').toArray()) as Float32Array, src),
+      h2d_async: async () => same((await (await host.toAsync('cuda:0')).toArray()) as Float32Array, src),
+      d2h_async: async () => same((await dev.toAsync('cpu')).hostView() as Float32Array, src),
       pinned: async () => {
         devDst.copyFrom(pinnedSrc);
         pinnedDst.copyFrom(devDst);
@@ -132,6 +135,12 @@ export async function run(opts: BenchOptions): Promise<void> {
         t.dispose();
       },
       d2h_to: () => dev.to('cpu'),
+      h2d_async: async () => {
+        const t = await host.toAsync('cuda:0');
+        await sync();
+        t.dispose();
+      },
+      d2h_async: () => dev.toAsync('cpu'),
       h2d_pinned: async () => {
         devDst.copyFrom(pinnedSrc);
         await sync();

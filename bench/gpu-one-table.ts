@@ -33,7 +33,8 @@ interface Goal {
 }
 
 const us = (r: Row | undefined): number | undefined => r?.us;
-const COPY_OPS = new Set(['h2d', 'd2h']);
+/** gpugroup's copy rows, each against torch's row of its direction (h2d or d2h). */
+const COPY_OPS = new Set(['h2d', 'd2h', 'h2d_to', 'd2h_to', 'h2d_async', 'd2h_async']);
 const COLLECTIVES = new Set(['all_reduce', 'broadcast', 'all_gather', 'reduce_scatter']);
 
 /** The goals of the one-GPU work, one line each. */
@@ -42,7 +43,7 @@ const GOALS: Goal[] = [
     applies: (r) => COPY_OPS.has(r.op) && (r.bytes ?? 0) >= 1 << 20,
     text: '>= 2x torch (pageable)',
     met: (r, find) => {
-      const t = us(find('torch'));
+      const t = us(find('torch', { op: r.op.slice(0, 3) }));
       return t === undefined || r.us === undefined ? undefined : t / r.us >= 2;
     },
   },
