@@ -27,4 +27,4 @@ export { compileKernel, Kernel } from './kernel.ts';
 export type { KernelArg, LaunchConfig, CompileOptions } from './kernel.ts';
 export type { ParamValue, Dim3 } from './device.ts';
 export { generatedKernelCount } from './device.ts';
-export { erf } from './ops-table.ts';
+export { erf, erfc } from './erf.ts';

@@ -6,7 +6,10 @@
  *   it stays the input's dtype and wraps). The reduced dim is dropped, or kept as 1
  *   with `keepdim`.
  * - float16/bfloat16/float32 accumulate in float32, float64 in float64, integer
- *   dtypes in int64. mean and softmax are for floating dtypes; fp8 is refused (cast).
+ *   dtypes in int64. The host adds in order; the device in per-thread partial sums and
+ *   then a tree, so float sums of the two agree within the rounding bound of a sum,
+ *   2·(n − 1)·u·Σ|x| (u = 2⁻²⁴ in float32), not to the last bit.
+ * - mean and softmax are for floating dtypes; fp8 is refused (cast).
  * - max propagates NaN, like torch.max; max over an empty dim is an error. The sum
  *   over an empty dim is 0 and its mean NaN.
  */
@@ -89,12 +92,14 @@ function hostReduce(op: ReduceOp, x: Tensor, outer: number, n: number, inner: nu
   }
   const v = asNumbers(values);
   const out = new Float64Array(outer * inner);
+  // float32 accumulation, as the device's: round the running sum after each step.
+  const round = x.dtype === 'float64' ? (s: number) => s : Math.fround;
   for (let o = 0; o < outer; o++)
     for (let j = 0; j < inner; j++) {
       let r = op === 'max' ? -Infinity : 0;
       for (let p = 0; p < n; p++) {
         const e = v[(o * n + p) * inner + j];
-        r = op === 'max' ? maxNaN(r, e) : r + e;
+        r = op === 'max' ? maxNaN(r, e) : round(r + e);
       }
       out[o * inner + j] = op === 'mean' ? r / n : r;
     }

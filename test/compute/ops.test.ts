@@ -23,7 +23,7 @@ import {
   sum,
   unary,
 } from '../../src/compute/index.ts';
-import { erf } from '../../src/compute/ops-table.ts';
+import { erf, erfc } from '../../src/compute/erf.ts';
 import { InvalidArgumentError } from '../../src/errors.ts';
 import { type DType, Tensor } from '../../src/tensor/index.ts';
 
@@ -123,18 +123,51 @@ describe('elementwise ops on the host', () => {
     expect(await values(exp(t([0, 1, -Infinity])))).toEqual([1, Math.fround(Math.E), 0]);
   });
 
-  it('erf matches reference values to 1e-15', () => {
-    // erf values from Abramowitz & Stegun table 7.1 / mpmath.
-    const ref: [number, number][] = [
-      [0, 0],
-      [0.5, 0.5204998778130465],
-      [1, 0.8427007929497149],
-      [2, 0.9953222650189527],
-      [2.5, 0.999593047982555],
-      [3, 0.9999779095030014],
-      [-1.5, -0.9661051464753108],
+  it('erf and erfc match mpmath to a few units in the last place, erfc relative in its tail', () => {
+    // [x, erf(x), erfc(x)] from mpmath at 40 digits, rounded to doubles.
+    const ref: [number, number, number][] = [
+      [0, 0, 1],
+      [0.25, 0.27632639016823696, 0.7236736098317631],
+      [0.5, 0.5204998778130465, 0.4795001221869535],
+      [1, 0.8427007929497149, 0.15729920705028513],
+      [2, 0.9953222650189527, 0.004677734981047266],
+      [3, 0.9999779095030014, 2.209049699858544e-5],
+      [4, 0.9999999845827421, 1.541725790028002e-8],
+      [6, 1, 2.1519736712498913e-17],
+      [10, 1, 2.088487583762545e-45],
+      [-0.25, -0.27632639016823696, 1.276326390168237],
+      [-1.5, -0.9661051464753108, 1.9661051464753108],
+      [-3, -0.9999779095030014, 1.9999779095030015],
+      [-5, -0.9999999999984626, 1.9999999999984626],
     ];
-    for (const [x, want] of ref) expect(Math.abs(erf(x) - want)).toBeLessThan(1e-15);
+    const rel = (got: number, want: number) => (want === 0 ? Math.abs(got) : Math.abs(got - want) / Math.abs(want));
+    for (const [x, e, c] of ref) {
+      expect(rel(erf(x), e), `erf(${x})`).toBeLessThan(4e-16);
+      expect(rel(erfc(x), c), `erfc(${x})`).toBeLessThan(8e-16);
+    }
+    expect(erfc(30)).toBe(0);
+    expect(erfc(-30)).toBe(2);
+    expect(erf(Number.NaN)).toBeNaN();
+    expect(erfc(Number.NaN)).toBeNaN();
+  });
+
+  it('gelu keeps relative accuracy in its negative tail (no 1 + erf cancellation)', async () => {
+    // 0.5·x·erfc(−x/√2) from mpmath at 40 digits. 1 + erf(x/√2) in doubles was off by 2.6e-12
+    // relative at x = −3.415 and by 1e-4 in float32 at x = −3.725.
+    const ref: [number, number][] = [
+      [-3.415034798614215, -0.0010889498145741357],
+      [-3.725344657897949, -0.00036331151577715287],
+      [-5, -1.4332578593959695e-6],
+      [-8, -4.976768459417427e-15],
+      [-1, -0.15865525393145705],
+      [1.5, 1.399789198096713],
+    ];
+    // Rounding x/√2 (half an ulp) moves erfc(t) by about 2t² = x² of that relatively: the
+    // bound is (x² + 4) ulps, the argument's rounding plus a few for erfc and the products.
+    const xs = ref.map(([x]) => x);
+    const got = (await values(gelu(t(xs, 'float64')))) as number[];
+    for (const [i, [x, want]] of ref.entries())
+      expect(Math.abs(got[i] - want) / Math.abs(want), `gelu(${x})`).toBeLessThan((x * x + 4) * 2 ** -52);
   });
 
   it('keeps views and non-contiguous inputs right', async () => {
@@ -235,6 +268,14 @@ describe('reductions and softmax on the host', () => {
     ]);
     expect(await values(max(t([[-5, -9]], 'int32'), 1))).toEqual([-5]);
     expect(await values(sum(t([[1024, 1, 1]], 'float16'), 1))).toEqual([1026]);
+  });
+
+  it('float sums accumulate in float32 (float64 for float64), as on the device', async () => {
+    // 1 + 2^-24 rounds to 1 in float32 at each step; a float64 sum would give 1 + 2^-23.
+    const tinyTerms = [[1, 2 ** -24, 2 ** -24]];
+    expect(await values(sum(t(tinyTerms), 1))).toEqual([1]);
+    expect(await values(sum(t(tinyTerms, 'bfloat16'), 1))).toEqual([1]);
+    expect(await values(sum(t(tinyTerms, 'float64'), 1))).toEqual([1 + 2 ** -23]);
   });
 
   it('softmax over the last dim', async () => {
