@@ -201,22 +201,27 @@ describe.skipIf(gpus === 0)('compute ops on cuda:0 match the host', () => {
     },
   );
 
-  it('compiles each generated kernel once per device', () => {
+  it('compiles each generated kernel once per device', async () => {
     // Scalar ops on a view that is not 16-byte aligned (the non-vector kernels of
     // gg_mul_float64_same_s and gg_sub_float64_same_s): no other test in this file launches
     // those, so their first calls compile one kernel each.
-    const x = Tensor.fromArray([0, 1, 2, 3], { dtype: 'float64', device: 'cuda:0' }).narrow(0, 1, 3);
+    const unaligned = (t: Tensor) => t.narrow(0, t.dataPtr % 16n === 0n ? 1 : 0, 2); // float64: 8 bytes off
+    const x = unaligned(Tensor.fromArray([0, 1, 2, 3], { dtype: 'float64', device: 'cuda:0' }));
     expect(x.dataPtr % 16n).not.toBe(0n);
+    const mx = Tensor.fromArray([0, 1, 2, 3], { dtype: 'float64', device: 'cuda:0' });
     const c0 = generatedKernelCount();
     const m = mul(x, 2);
     expect(generatedKernelCount()).toBe(c0 + 1);
-    sub(m.narrow(0, 1, 2), 1);
+    const d = sub(unaligned(mx), 1);
     expect(generatedKernelCount()).toBe(c0 + 2);
+    const vals = async (t: Tensor) => Array.from((await t.toArray()) as Float64Array);
+    expect(await vals(m)).toEqual((await vals(x)).map((v) => 2 * v));
+    expect(await vals(d)).toEqual((await vals(unaligned(mx))).map((v) => v - 1));
     // Whatever else these use is compiled on its first call; their second calls compile nothing.
     const y = Tensor.fromArray([1, 2, 3, 4], { device: 'cuda:0' });
     const calls = [
       () => mul(x, 2),
-      () => sub(m.narrow(0, 1, 2), 1),
+      () => sub(unaligned(mx), 1),
       () => add(y, y),
       () => gelu(y),
       () => cast(y, 'bfloat16'),
