@@ -8,7 +8,7 @@
  * With --backend cpu: a 64 MiB state dict, 16 MiB × 2 buffers, 2 workers.
  */
 import { cudaDeviceCount } from '../native/index.ts';
-import { launchGroup } from '../src/orchestrator/index.ts';
+import { type Group, launchGroup } from '../src/orchestrator/index.ts';
 import { freePort } from '../src/store/index.ts';
 import { CudaEvent, Tensor, setDevice } from '../src/tensor/index.ts';
 import {
@@ -74,6 +74,8 @@ export async function run(opts: BenchOptions): Promise<void> {
     opts.log(
       `weights: ${backend}, trainer on ${device} + ${workers} workers; state dict ${totalBytes / 2 ** 20} MiB in ${TENSORS} bf16 tensors`,
     );
+    await hostPerTensor(opts, trainer, group, device);
+    if (process.env.GPUGROUP_BENCH_WEIGHTS_HOST_ONLY === '1') return;
     opts.log('#        bytes  tensors  packed     time(s)  GB/s');
     for (const packed of [true, false]) {
       const update = {
@@ -221,5 +223,75 @@ export async function run(opts: BenchOptions): Promise<void> {
     await trainer?.close();
     await ref?.close();
     await group.shutdown();
+  }
+}
+
+/**
+ * Host time per tensor on each side: 1024 tensors of 16 KiB (packed in 1 MiB buffers ×
+ * 2, and unpacked), the worker's loadWeights busy for 0 or 20 µs per tensor. The
+ * trainer's time is trainerSendWeights' (per tensor); the worker's is its
+ * receiveWeights' (per tensor, its own work included): with that work overlapping the
+ * next transfer, the worker's figure grows by less than the work. Median of 5.
+ */
+async function hostPerTensor(
+  opts: BenchOptions,
+  trainer: WeightTransferGroup,
+  group: Group,
+  device: string,
+): Promise<void> {
+  const count = 1024;
+  const small: NamedTensors = Array.from({ length: count }, (_, i) => [
+    `small.${i}`,
+    Tensor.zeros([8192], { dtype: 'bfloat16', device }),
+  ]);
+  const bufferBytes = 2 ** 20;
+  try {
+    for (const packed of [true, false]) {
+      for (const workUs of [0, 20]) {
+        const update = {
+          names: small.map(([n]) => n),
+          dtypeNames: small.map(([, t]) => t.dtype),
+          shapes: small.map(([, t]) => [...t.shape]),
+          packed,
+          packedBufferSizeBytes: bufferBytes,
+          packedNumBuffers: 2,
+        };
+        const sides: { trainer: number; worker: number }[] = [];
+        for (let i = 0; i < 6; i++) {
+          const t0 = performance.now();
+          const [trainerMs, worker] = await Promise.all([
+            NcclWeightTransferEngine.trainerSendWeights(small, {
+              group: trainer,
+              packed,
+              packedBufferSizeBytes: bufferBytes,
+              packedNumBuffers: 2,
+            }).then(() => performance.now() - t0),
+            group.callAll<number>('receiveWithWork', { update, workUs }),
+          ]);
+          if (i > 0) sides.push({ trainer: trainerMs, worker: Math.max(...worker) });
+        }
+        const med = (xs: number[]) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+        const trainerUs = +((med(sides.map((x) => x.trainer)) * 1000) / count).toFixed(2);
+        const workerUs = +((med(sides.map((x) => x.worker)) * 1000) / count).toFixed(2);
+        opts.log(
+          `host time per tensor (${count} × 16 KiB, packed ${packed}, worker work ${workUs} us): trainer ${trainerUs} us, worker ${workerUs} us`,
+        );
+        for (const [side, us] of [
+          ['trainer', trainerUs],
+          ['worker', workerUs],
+        ] as const)
+          opts.json({
+            impl: 'gpugroup',
+            op: `weights_host_${side}`,
+            world: group.worldSize + 1,
+            tensors: count,
+            packed,
+            work_us: workUs,
+            us,
+          });
+      }
+    }
+  } finally {
+    for (const [, t] of small) t.dispose();
   }
 }

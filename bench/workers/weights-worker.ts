@@ -35,6 +35,26 @@ export async function receive(_ctx: RankContext, update: Record<string, unknown>
   });
 }
 
+/**
+ * Host time per tensor on the worker: receives one update whose loadWeights spends
+ * `workUs` of host time per tensor (busy, as a model's weight loader copying and
+ * converting would), returns the update's wall time in ms.
+ */
+export async function receiveWithWork(
+  _ctx: RankContext,
+  args: { update: Record<string, unknown>; workUs: number },
+): Promise<number> {
+  const t0 = performance.now();
+  await engine!.receiveWeights(args.update, (batch) => {
+    for (const [, t] of batch) {
+      const until = performance.now() + args.workUs / 1000;
+      while (performance.now() < until);
+      t.dispose();
+    }
+  });
+  return performance.now() - t0;
+}
+
 /** The receiving side of the reference: `warmup + iters` broadcasts of `bytes` from the trainer. */
 export async function refBroadcast(
   ctx: RankContext,

@@ -247,10 +247,20 @@ export class NcclWeightTransferEngine extends WeightTransferEngine<
         loadWeights,
       );
     } else {
-      for (let i = 0; i < info.names.length; i++) {
+      // Tensor i+1's broadcast is issued before loadWeights gets tensor i: the worker's
+      // own host work on a tensor overlaps the next tensor's transfer.
+      const issue = (i: number): { w: Tensor; received: Promise<unknown> } => {
         const w = Tensor.empty(info.shapes[i], { dtype: info.dtypeNames[i], device: comm.device });
         // Empty tensors are never sent (as in vLLM); the trainer skips them too.
-        if (w.numel > 0) await comm.broadcast(w, 0);
+        const received = w.numel > 0 ? comm.broadcast(w, 0) : Promise.resolve();
+        received.catch(() => undefined); // awaited below; a failure also breaks the group
+        return { w, received };
+      };
+      let next = info.names.length > 0 ? issue(0) : null;
+      for (let i = 0; next !== null; i++) {
+        const { w, received } = next;
+        await received;
+        next = i + 1 < info.names.length ? issue(i + 1) : null;
         await loadWeights([[info.names[i], w]]);
       }
     }

@@ -4,9 +4,10 @@
  * buffer and unpacks it into fresh tensors (copies, independent of the buffer).
  *
  * On a device the buffers travel in segments, pipelined on two streams per side
- * (./segmented.ts). On the CPU backend there are no streams: `numBuffers` slots rotate,
- * up to that many broadcasts are in flight as promises and a slot waits for its
- * previous one.
+ * (./segmented.ts). On the CPU backend there are no streams: the producer's
+ * `numBuffers` slots rotate, up to that many broadcasts in flight as promises, a slot
+ * waiting for its previous one; the consumer issues the next buffer's broadcast before
+ * it unpacks the current one (two buffers or more).
  *
  * Both sides skip a buffer of zero bytes (only empty tensors): nothing to move, and
  * vLLM never sends empty tensors either.
@@ -142,15 +143,29 @@ export async function packedBroadcastConsumer(
     );
     return plans;
   }
-  await rotate(plans, opts.numBuffers, async (plan) => {
+  // With two buffers or more, buffer k+1's broadcast is issued before buffer k is
+  // unpacked and handed to onBuffer: that host work overlaps the next transfer.
+  const ahead = opts.numBuffers >= 2;
+  const issue = (plan: PackedBufferPlan): { plan: PackedBufferPlan; buffer: Tensor; received: Promise<unknown> } => {
     const buffer = Tensor.empty([plan.bytes], { dtype: 'uint8', device });
-    if (plan.bytes > 0) await comm.broadcast(buffer, opts.src);
+    const received = plan.bytes > 0 ? comm.broadcast(buffer, opts.src) : Promise.resolve();
+    received.catch(() => undefined); // awaited in turn; the first failure is rethrown
+    return { plan, buffer, received };
+  };
+  let next = plans.length > 0 ? issue(plans[0]) : null;
+  // After a failure, a broadcast issued ahead is left to finish or fail on its own (handled).
+  for (let k = 0; next !== null; k++) {
+    const { plan, buffer, received } = next;
+    next = null;
+    await received;
+    if (ahead && k + 1 < plans.length) next = issue(plans[k + 1]);
     const batch: NamedTensors = plan.slices.map((s) => {
       const t = Tensor.empty(s.shape, { dtype: s.dtype, device });
       copyBytes(t, 0, buffer, s.offset, s.bytes);
       return [s.name, t];
     });
     await onBuffer(batch);
-  });
+    if (!ahead && k + 1 < plans.length) next = issue(plans[k + 1]);
+  }
   return plans;
 }
