@@ -22,6 +22,7 @@ import { NcclDataType, NcclRedOp, cudaDeviceCount, nccl } from '../native/index.
 import { NcclCommunicator, type ReduceOp } from '../src/comm/index.ts';
 import { StatelessProcessGroup } from '../src/store/index.ts';
 import { Tensor, currentStream, setDevice } from '../src/tensor/index.ts';
+import { countNativeCalls, formatPerOp } from './native-calls.ts';
 import type { BenchOptions } from './options.ts';
 import { median } from './workers/collectives.ts';
 
@@ -59,10 +60,47 @@ export async function run(opts: BenchOptions): Promise<void> {
     }
     const overhead = results.allReduce - results.raw;
     opts.log(`  allReduce - raw = ${overhead.toFixed(3)} µs of gpugroup host work per call`);
+    opts.log('native calls per public call (libcudart, libnccl; the watchdog timer included):');
+    for (const [name, perOp] of await callsPerOp(comm)) {
+      opts.log(`  ${name.padEnd(22)} ${formatPerOp(perOp, CALL_COUNT_OPS)}`);
+      opts.json({ impl: 'gpugroup', op: 'native_calls', part: name, world: 1, calls: Object.fromEntries(perOp) });
+    }
   } finally {
     comm.destroy();
     await group.close();
   }
+}
+
+const CALL_COUNT_OPS = 1024;
+
+/** Native calls of CALL_COUNT_OPS calls of each op variant (totals; divide by CALL_COUNT_OPS). */
+async function callsPerOp(comm: NcclCommunicator): Promise<[string, Map<string, number>][]> {
+  const device = 'cuda:0';
+  const x = Tensor.full([2], 1, { dtype: 'float32', device });
+  const m = Tensor.full([2, 2], 1, { dtype: 'float32', device });
+  const variants: [string, () => Promise<unknown>][] = [
+    ['allReduce [2]', async () => (await comm.allReduce(x)).dispose()],
+    ['broadcast [2]', () => comm.broadcast(x, 0)],
+    ['allGather [2] dim 0', async () => (await comm.allGather(x, 0)).dispose()],
+    ['allGather [2,2] dim 0', async () => (await comm.allGather(m, 0)).dispose()],
+    ['allGather [2,2] dim -1', async () => (await comm.allGather(m, -1)).dispose()],
+    ['reduceScatter [2] dim 0', async () => (await comm.reduceScatter(x, 0)).dispose()],
+    ['reduceScatter [2,2] dim 0', async () => (await comm.reduceScatter(m, 0)).dispose()],
+    ['reduceScatter [2,2] dim -1', async () => (await comm.reduceScatter(m, -1)).dispose()],
+  ];
+  const out: [string, Map<string, number>][] = [];
+  for (const [name, call] of variants) {
+    await call(); // first-use work (cache fill) is not per op
+    await comm.synchronize();
+    const counts = await countNativeCalls(async () => {
+      for (let i = 0; i < CALL_COUNT_OPS; i++) await call();
+    });
+    await comm.synchronize();
+    out.push([name, counts]);
+  }
+  x.dispose();
+  m.dispose();
+  return out;
 }
 
 async function measureParts(comm: NcclCommunicator, iters: number): Promise<Record<string, number>> {
