@@ -1,6 +1,6 @@
 // An operation's deadline is its own timeout or its call's deadline, whichever comes first.
 import { describe, expect, it } from 'vitest';
-import { FlightRecorder, withCallDeadline } from '../../src/comm/index.ts';
+import { FlightRecorder, callDeadline, withCallDeadline } from '../../src/comm/index.ts';
 import { CollectiveTimeoutError } from '../../src/errors.ts';
 import { destroyAll, input, makeComms, useStore } from './cpu-helpers.ts';
 
@@ -19,6 +19,29 @@ describe('call deadlines', () => {
     expect(rec.overdue(10_000, t0 + 20_000)?.record.op).toBe('broadcast'); // its deadline passed first
     rec.finishThrough(1);
     expect(rec.overdue(10_000, t0 + 20_000)).toBeNull();
+  });
+
+  it('a call holds its deadline until what it returns settles; overlapping calls take the latest', async () => {
+    expect(callDeadline()).toBe(Number.POSITIVE_INFINITY);
+    let endA!: () => void;
+    let endB!: (e: Error) => void;
+    const a = withCallDeadline(1_000, () => new Promise<void>((resolve) => (endA = resolve)));
+    expect(callDeadline()).toBe(1_000);
+    const b = withCallDeadline(2_000, () => new Promise<void>((_, reject) => (endB = reject)));
+    expect(callDeadline()).toBe(2_000); // never earlier than the deadline of the call that issued it
+    endB(new Error('b failed'));
+    await expect(b).rejects.toThrow('b failed');
+    expect(callDeadline()).toBe(1_000);
+    endA();
+    await a;
+    expect(callDeadline()).toBe(Number.POSITIVE_INFINITY);
+    expect(withCallDeadline(500, () => callDeadline())).toBe(500);
+    expect(() =>
+      withCallDeadline(600, () => {
+        throw new Error('sync failure');
+      }),
+    ).toThrow('sync failure');
+    expect(callDeadline()).toBe(Number.POSITIVE_INFINITY);
   });
 
   it.each(['sab', 'shm'] as const)(
