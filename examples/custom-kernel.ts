@@ -11,9 +11,9 @@
  * relative). On the CPU backend the kernel's host implementation runs instead. Default
  * backend: nccl when 2 GPUs are visible, else cpu. Exits 0 when every rank matched.
  */
-import { parseArgs } from 'node:util';
 import { cudaDeviceCount, launchGroup, ncclAvailable } from 'gpugroup';
 import { rankInput, rmsNormReference, weights, type normalize } from './workers/custom-kernel-worker.ts';
+import { commandLine } from './util/command-line.ts';
 
 const USAGE = `usage: npx tsx examples/custom-kernel.ts [--backend cpu|nccl]
 
@@ -23,21 +23,7 @@ all-reduced over 2 ranks and checked against a float64 reference.
   --backend cpu|nccl  default: nccl when 2 GPUs are visible, else cpu (the kernel's host implementation)
   -h, --help          show this text`;
 
-/** The command line, or usage and exit: 0 for --help, 2 for an option this example does not take. */
-function commandLine() {
-  try {
-    const { values } = parseArgs({ options: { backend: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
-    if (values.help) {
-      console.log(USAGE);
-      process.exit(0);
-    }
-    return values;
-  } catch (err) {
-    console.error(`custom-kernel: ${(err as Error).message}\n\n${USAGE}`);
-    return process.exit(2);
-  }
-}
-const values = commandLine();
+const values = commandLine('custom-kernel', USAGE, { backend: { type: 'string' } });
 const gpus = cudaDeviceCount();
 const worldSize = 2;
 const backend = (values.backend ?? (gpus >= worldSize && ncclAvailable() ? 'nccl' : 'cpu')) as 'cpu' | 'nccl';

@@ -8,9 +8,9 @@
  * Default backend: nccl when 2 GPUs are visible, else 2 CPU ranks. Exits 0 when every
  * tensor arrived intact and in order.
  */
-import { parseArgs } from 'node:util';
 import { cudaDeviceCount, freePort, launchGroup, ncclAvailable } from 'gpugroup';
 import type { run } from './workers/disagg-prefill-worker.ts';
+import { commandLine } from './util/command-line.ts';
 
 const USAGE = `usage: npx tsx examples/disagg-prefill.ts [--backend cpu|nccl] [--requests N]
 
@@ -21,27 +21,10 @@ and checks every value on arrival.
   --requests N        requests to send (default 8)
   -h, --help          show this text`;
 
-/** The command line, or usage and exit: 0 for --help, 2 for an option this example does not take. */
-function commandLine() {
-  try {
-    const { values } = parseArgs({
-      options: {
-        backend: { type: 'string' },
-        requests: { type: 'string', default: '8' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    });
-    if (values.help) {
-      console.log(USAGE);
-      process.exit(0);
-    }
-    return values;
-  } catch (err) {
-    console.error(`disagg-prefill: ${(err as Error).message}\n\n${USAGE}`);
-    return process.exit(2);
-  }
-}
-const values = commandLine();
+const values = commandLine('disagg-prefill', USAGE, {
+  backend: { type: 'string' },
+  requests: { type: 'string', default: '8' },
+});
 const gpus = cudaDeviceCount();
 const backend = (values.backend ?? (gpus >= 2 && ncclAvailable() ? 'nccl' : 'cpu')) as 'cpu' | 'nccl';
 const requests = Number(values.requests);

@@ -10,9 +10,9 @@
  * backend: nccl when 2 or more GPUs are visible (up to 4 ranks), else 4 CPU ranks.
  * Exits 0 when every rank saw every step's inputs exactly.
  */
-import { parseArgs } from 'node:util';
 import { cudaDeviceCount, launchGroup, ncclAvailable } from 'gpugroup';
 import { expectedChecksum, type loop } from './workers/driver-loop-worker.ts';
+import { commandLine } from './util/command-line.ts';
 
 const USAGE = `usage: npx tsx examples/driver-loop.ts [--backend cpu|nccl] [--steps N]
 
@@ -23,27 +23,10 @@ which check them against the driver's checksum.
   --steps N           steps to run (default 50)
   -h, --help          show this text`;
 
-/** The command line, or usage and exit: 0 for --help, 2 for an option this example does not take. */
-function commandLine() {
-  try {
-    const { values } = parseArgs({
-      options: {
-        backend: { type: 'string' },
-        steps: { type: 'string', default: '50' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    });
-    if (values.help) {
-      console.log(USAGE);
-      process.exit(0);
-    }
-    return values;
-  } catch (err) {
-    console.error(`driver-loop: ${(err as Error).message}\n\n${USAGE}`);
-    return process.exit(2);
-  }
-}
-const values = commandLine();
+const values = commandLine('driver-loop', USAGE, {
+  backend: { type: 'string' },
+  steps: { type: 'string', default: '50' },
+});
 const gpus = cudaDeviceCount();
 const backend = (values.backend ?? (gpus >= 2 && ncclAvailable() ? 'nccl' : 'cpu')) as 'cpu' | 'nccl';
 const steps = Number(values.steps);

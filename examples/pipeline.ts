@@ -10,9 +10,9 @@
  * the whole model run in one place. Default backend: nccl when 4 GPUs are visible,
  * else cpu. Exits 0 when every output matched.
  */
-import { parseArgs } from 'node:util';
 import { cudaDeviceCount, launchGroup, ncclAvailable } from 'gpugroup';
 import { reference, type PipelineJob, type run } from './workers/pipeline-worker.ts';
+import { commandLine } from './util/command-line.ts';
 
 const USAGE = `usage: npx tsx examples/pipeline.ts [--backend cpu|nccl] [--microbatches N]
 
@@ -23,27 +23,10 @@ the outputs are checked against the whole model run in one place.
   --microbatches N    microbatches to push through (default 4)
   -h, --help          show this text`;
 
-/** The command line, or usage and exit: 0 for --help, 2 for an option this example does not take. */
-function commandLine() {
-  try {
-    const { values } = parseArgs({
-      options: {
-        backend: { type: 'string' },
-        microbatches: { type: 'string', default: '4' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    });
-    if (values.help) {
-      console.log(USAGE);
-      process.exit(0);
-    }
-    return values;
-  } catch (err) {
-    console.error(`pipeline: ${(err as Error).message}\n\n${USAGE}`);
-    return process.exit(2);
-  }
-}
-const values = commandLine();
+const values = commandLine('pipeline', USAGE, {
+  backend: { type: 'string' },
+  microbatches: { type: 'string', default: '4' },
+});
 const gpus = cudaDeviceCount();
 const backend = (values.backend ?? (gpus >= 4 && ncclAvailable() ? 'nccl' : 'cpu')) as 'cpu' | 'nccl';
 const microbatches = Number(values.microbatches);

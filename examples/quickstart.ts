@@ -10,9 +10,9 @@
  * one rank, whose collectives return their input as vLLM's do; the demo then shows NCCL
  * on that GPU through a one-rank NCCL communicator. Exits 0 when every check passed.
  */
-import { parseArgs } from 'node:util';
 import { cudaDeviceCount, cudaDeviceName, launchGroup, nccl, ncclAvailable, type Group } from 'gpugroup';
 import type { Check, ncclOneRank } from './workers/quickstart-worker.ts';
+import { commandLine } from './util/command-line.ts';
 
 const USAGE = `usage: npm run demo [-- --backend cpu|nccl]
        npx tsx examples/quickstart.ts [--backend cpu|nccl]
@@ -23,21 +23,7 @@ and (on GPUs) a CUDA-graph-captured all-reduce, checks every result and prints a
   --backend cpu|nccl  default: nccl when a GPU and libnccl are found (one rank per GPU), else 4 CPU ranks
   -h, --help          show this text`;
 
-/** The command line, or usage and exit: 0 for --help, 2 for an option this example does not take. */
-function commandLine() {
-  try {
-    const { values } = parseArgs({ options: { backend: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
-    if (values.help) {
-      console.log(USAGE);
-      process.exit(0);
-    }
-    return values;
-  } catch (err) {
-    console.error(`quickstart: ${(err as Error).message}\n\n${USAGE}`);
-    return process.exit(2);
-  }
-}
-const values = commandLine();
+const values = commandLine('quickstart', USAGE, { backend: { type: 'string' } });
 const gpus = cudaDeviceCount();
 const backend = (values.backend ?? (gpus >= 1 && ncclAvailable() ? 'nccl' : 'cpu')) as 'cpu' | 'nccl';
 if (backend !== 'cpu' && backend !== 'nccl') {

@@ -9,9 +9,9 @@
  * every rank checks both against the unsplit block. Default backend: nccl when 4 GPUs
  * are visible (or as many as --tp), else cpu. Exits 0 when every rank matched.
  */
-import { parseArgs } from 'node:util';
 import { cudaDeviceCount, launchGroup, ncclAvailable } from 'gpugroup';
 import type { forward } from './workers/tensor-parallel-worker.ts';
+import { commandLine } from './util/command-line.ts';
 
 const USAGE = `usage: npx tsx examples/tensor-parallel.ts [--backend cpu|nccl] [--tp 2|4]
 
@@ -21,27 +21,10 @@ An MLP block split Megatron-style over the TP group, checked against the unsplit
   --tp 2|4            tensor-parallel size (default 2)
   -h, --help          show this text`;
 
-/** The command line, or usage and exit: 0 for --help, 2 for an option this example does not take. */
-function commandLine() {
-  try {
-    const { values } = parseArgs({
-      options: {
-        backend: { type: 'string' },
-        tp: { type: 'string', default: '2' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    });
-    if (values.help) {
-      console.log(USAGE);
-      process.exit(0);
-    }
-    return values;
-  } catch (err) {
-    console.error(`tensor-parallel: ${(err as Error).message}\n\n${USAGE}`);
-    return process.exit(2);
-  }
-}
-const values = commandLine();
+const values = commandLine('tensor-parallel', USAGE, {
+  backend: { type: 'string' },
+  tp: { type: 'string', default: '2' },
+});
 const gpus = cudaDeviceCount();
 const tp = Number(values.tp);
 const backend = (values.backend ?? (gpus >= tp && gpus >= 2 && ncclAvailable() ? 'nccl' : 'cpu')) as 'cpu' | 'nccl';

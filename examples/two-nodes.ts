@@ -18,8 +18,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { constants } from 'node:os';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { cudaDeviceCount, freePort, ncclAvailable } from 'gpugroup';
+import { commandLine } from './util/command-line.ts';
 
 const USAGE = `usage: npx tsx examples/two-nodes.ts [--backend cpu|nccl]
 
@@ -28,21 +28,7 @@ Rehearses a two-node job on this machine: two "gpugroup run" launchers of 2 rank
   --backend cpu|nccl  default: nccl when 4 GPUs are visible, else cpu
   -h, --help          show this text`;
 
-/** The command line, or usage and exit: 0 for --help, 2 for an option this example does not take. */
-function commandLine() {
-  try {
-    const { values } = parseArgs({ options: { backend: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
-    if (values.help) {
-      console.log(USAGE);
-      process.exit(0);
-    }
-    return values;
-  } catch (err) {
-    console.error(`two-nodes: ${(err as Error).message}\n\n${USAGE}`);
-    return process.exit(2);
-  }
-}
-const values = commandLine();
+const values = commandLine('two-nodes', USAGE, { backend: { type: 'string' } });
 const gpus = cudaDeviceCount();
 const backend = (values.backend ?? (gpus >= 4 && ncclAvailable() ? 'nccl' : 'cpu')) as 'cpu' | 'nccl';
 const usage =

@@ -13,10 +13,10 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { cudaDeviceCount, freePort, launchGroup, ncclAvailable, setDevice, Tensor, type DType } from 'gpugroup';
 import { NcclWeightTransferEngine, type NamedTensors } from 'gpugroup';
 import { loadSafetensors, saveSafetensors } from 'gpugroup';
+import { commandLine } from './util/command-line.ts';
 
 const USAGE = `usage: npx tsx examples/weight-sync.ts [--backend cpu|nccl] [--steps N]
 
@@ -27,27 +27,10 @@ workers every step; each worker checks every tensor.
   --steps N           weight updates to send (default 3)
   -h, --help          show this text`;
 
-/** The command line, or usage and exit: 0 for --help, 2 for an option this example does not take. */
-function commandLine() {
-  try {
-    const { values } = parseArgs({
-      options: {
-        backend: { type: 'string' },
-        steps: { type: 'string', default: '3' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    });
-    if (values.help) {
-      console.log(USAGE);
-      process.exit(0);
-    }
-    return values;
-  } catch (err) {
-    console.error(`weight-sync: ${(err as Error).message}\n\n${USAGE}`);
-    return process.exit(2);
-  }
-}
-const values = commandLine();
+const values = commandLine('weight-sync', USAGE, {
+  backend: { type: 'string' },
+  steps: { type: 'string', default: '3' },
+});
 const gpus = cudaDeviceCount();
 const backend = (values.backend ?? (gpus >= 2 && ncclAvailable() ? 'nccl' : 'cpu')) as 'cpu' | 'nccl';
 const steps = Number(values.steps);
