@@ -14,7 +14,7 @@
 
 typedef struct { char internal[128]; } ncclUniqueId;
 typedef struct { char reserved[64]; } cudaIpcMemHandle_t;
-typedef struct { int nranks, rank, device; } Comm;
+typedef struct { int nranks, rank, device, dead; } Comm;
 
 static __thread int current_device = 0;
 /* Test hooks (test/stub-native.ts): while `stub_busy` is set, streams and events report
@@ -96,40 +96,44 @@ int ncclGetUniqueId(ncclUniqueId *id) { memset(id, 7, sizeof *id); return 0; }
 static int inits = 0;
 int gpugroupStubInits(void) { return __atomic_load_n(&inits, __ATOMIC_RELAXED); }
 static int init(void *out, int nranks, int rank) {
-  Comm *c = malloc(sizeof *c); c->nranks = nranks; c->rank = rank; c->device = current_device;
+  Comm *c = malloc(sizeof *c); c->nranks = nranks; c->rank = rank; c->device = current_device; c->dead = 0;
   put_ptr(out, c); return 0;
 }
 int ncclCommInitRank(void *out, int nranks, ncclUniqueId id, int rank) { (void)id; __atomic_add_fetch(&inits, 1, __ATOMIC_RELAXED); return init(out, nranks, rank); }
 int ncclCommInitRankConfig(void *out, int nranks, ncclUniqueId id, int rank, void *cfg) { (void)id; (void)cfg; __atomic_add_fetch(&inits, 1, __ATOMIC_RELAXED); return init(out, nranks, rank); }
+/* A communicator after ncclCommDestroy or ncclCommAbort is never freed here, so that a
+ * later use of its handle (NCCL: undefined behaviour, often a crash) is caught: every call
+ * on it, a second abort or a split from it answer ncclInvalidArgument (4), as does a NULL comm. */
+#define LIVE(c) do { if (!(c) || ((Comm *)(c))->dead) return 4; } while (0)
 int ncclCommSplit(void *comm, int color, int key, void *out, void *cfg) {
-  (void)cfg; Comm *c = comm;
+  (void)cfg; Comm *c = comm; LIVE(c);
   if (color == -1) { put_ptr(out, NULL); return 0; } /* NCCL_SPLIT_NOCOLOR */
   return init(out, c->nranks, key);
 }
-int ncclCommFinalize(void *c) { (void)c; return 0; }
-int ncclCommDestroy(void *c) { (void)c; return 0; }
-int ncclCommAbort(void *c) { (void)c; return 0; }
-int ncclCommGetAsyncError(void *c, int *e) { (void)c; *e = stub_async_error; return 0; }
-int ncclCommCount(void *c, int *n) { *n = ((Comm *)c)->nranks; return 0; }
-int ncclCommCuDevice(void *c, int *d) { *d = ((Comm *)c)->device; return 0; }
-int ncclCommUserRank(void *c, int *r) { *r = ((Comm *)c)->rank; return 0; }
+int ncclCommFinalize(void *c) { LIVE(c); return 0; }
+int ncclCommDestroy(void *c) { LIVE(c); ((Comm *)c)->dead = 1; return 0; }
+int ncclCommAbort(void *c) { LIVE(c); ((Comm *)c)->dead = 1; return 0; }
+int ncclCommGetAsyncError(void *c, int *e) { LIVE(c); *e = stub_async_error; return 0; }
+int ncclCommCount(void *c, int *n) { LIVE(c); *n = ((Comm *)c)->nranks; return 0; }
+int ncclCommCuDevice(void *c, int *d) { LIVE(c); *d = ((Comm *)c)->device; return 0; }
+int ncclCommUserRank(void *c, int *r) { LIVE(c); *r = ((Comm *)c)->rank; return 0; }
 /* Bytes per element of each ncclDataType_t. */
 static size_t type_bytes(int t) { static const size_t b[] = {1, 1, 4, 4, 8, 8, 2, 4, 8, 2, 1, 1}; return t >= 0 && t < 12 ? b[t] : 1; }
 /* One rank: the result is the input (sum, max, ... of one value; avg of one value). */
 static void one_rank_copy(const void *s, void *r, size_t n, int t, void *c) {
   if (((Comm *)c)->nranks == 1 && s && r && s != r) memmove(r, s, n * type_bytes(t));
 }
-int ncclAllReduce(const void *s, void *r, size_t n, int t, int op, void *c, void *st) { (void)op; (void)st; one_rank_copy(s, r, n, t, c); return 0; }
-int ncclReduce(const void *s, void *r, size_t n, int t, int op, int root, void *c, void *st) { (void)op; (void)root; (void)st; one_rank_copy(s, r, n, t, c); return 0; }
-int ncclAllGather(const void *s, void *r, size_t n, int t, void *c, void *st) { (void)st; one_rank_copy(s, r, n, t, c); return 0; }
-int ncclReduceScatter(const void *s, void *r, size_t n, int t, int op, void *c, void *st) { (void)op; (void)st; one_rank_copy(s, r, n, t, c); return 0; }
-int ncclBroadcast(const void *s, void *r, size_t n, int t, int root, void *c, void *st) { (void)root; (void)st; one_rank_copy(s, r, n, t, c); return 0; }
-int ncclSend(const void *s, size_t n, int t, int peer, void *c, void *st) { (void)s; (void)n; (void)t; (void)peer; (void)c; (void)st; return 0; }
-int ncclRecv(void *r, size_t n, int t, int peer, void *c, void *st) { (void)r; (void)n; (void)t; (void)peer; (void)c; (void)st; return 0; }
+int ncclAllReduce(const void *s, void *r, size_t n, int t, int op, void *c, void *st) { LIVE(c); (void)op; (void)st; one_rank_copy(s, r, n, t, c); return 0; }
+int ncclReduce(const void *s, void *r, size_t n, int t, int op, int root, void *c, void *st) { LIVE(c); (void)op; (void)root; (void)st; one_rank_copy(s, r, n, t, c); return 0; }
+int ncclAllGather(const void *s, void *r, size_t n, int t, void *c, void *st) { LIVE(c); (void)st; one_rank_copy(s, r, n, t, c); return 0; }
+int ncclReduceScatter(const void *s, void *r, size_t n, int t, int op, void *c, void *st) { LIVE(c); (void)op; (void)st; one_rank_copy(s, r, n, t, c); return 0; }
+int ncclBroadcast(const void *s, void *r, size_t n, int t, int root, void *c, void *st) { LIVE(c); (void)root; (void)st; one_rank_copy(s, r, n, t, c); return 0; }
+int ncclSend(const void *s, size_t n, int t, int peer, void *c, void *st) { LIVE(c); (void)s; (void)n; (void)t; (void)peer; (void)c; (void)st; return 0; }
+int ncclRecv(void *r, size_t n, int t, int peer, void *c, void *st) { LIVE(c); (void)r; (void)n; (void)t; (void)peer; (void)c; (void)st; return 0; }
 int ncclGroupStart(void) { return 0; }
 int ncclGroupEnd(void) { return 0; }
-int ncclCommWindowRegister(void *c, void *b, size_t n, void *out, int f) { (void)c; (void)b; (void)n; (void)f; put_handle(out); return 0; }
-int ncclCommWindowDeregister(void *c, void *w) { (void)c; (void)w; return 0; }
+int ncclCommWindowRegister(void *c, void *b, size_t n, void *out, int f) { LIVE(c); (void)c; (void)b; (void)n; (void)f; put_handle(out); return 0; }
+int ncclCommWindowDeregister(void *c, void *w) { LIVE(c); (void)c; (void)w; return 0; }
 int cuMemcpyBatchAsync_v2(uint64_t *dsts, uint64_t *srcs, size_t *sizes, size_t count, void *attrs, size_t *idx, size_t n, void *s) {
   (void)attrs; (void)idx; (void)n; (void)s;
   for (size_t i = 0; i < count; i++) memmove((void *)(uintptr_t)dsts[i], (const void *)(uintptr_t)srcs[i], sizes[i]);

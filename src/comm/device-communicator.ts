@@ -92,8 +92,22 @@ export abstract class DeviceCommunicator {
   protected abstract _send(tensor: Tensor, dst: number): Promise<void> | void;
   protected abstract _recv(tensor: Tensor, src: number): Promise<void> | void;
 
-  /** Releases the backend's resources; idempotent. */
+  /**
+   * Releases the backend's resources at once; idempotent. Operations still running end
+   * with it (their results never arrive); see {@link close} for a graceful close.
+   */
   abstract destroy(): Promise<void> | void;
+
+  /**
+   * Closes after the operations issued so far have completed, within `timeoutMs`
+   * (default: the communicator's deadline); past it, destroys as {@link destroy} does.
+   * What a group's destroy uses: results the caller has not waited for still arrive
+   * (torch's ProcessGroupNCCL::shutdown flushes with ncclCommFinalize before
+   * ncclCommDestroy). Backends whose operations finish before they resolve just destroy.
+   */
+  async close(_timeoutMs?: number): Promise<void> {
+    await this.destroy();
+  }
 
   /**
    * Resolves when this communicator's operations so far have completed; rejects with

@@ -210,7 +210,13 @@ export class NcclCommunicator extends DeviceCommunicator {
       ncclConfig({ blocking: 1 }),
     );
     // As in blockingChild: the split runs on the parent's helper thread; both are polled.
-    await waitInitialized(this.lib, this.splitParent, opts.groupName, initTimeoutMs, opts.abortSignal);
+    try {
+      await waitInitialized(this.lib, this.splitParent, opts.groupName, initTimeoutMs, opts.abortSignal);
+    } catch (err) {
+      // waitInitialized aborted the parent: nothing splits from it any more.
+      this.splitParent = 0n;
+      throw err;
+    }
     if (child[0] === 0n) return null;
     await waitInitialized(this.lib, child[0], opts.groupName, initTimeoutMs, opts.abortSignal);
     const comm = new NcclCommunicator(
@@ -274,13 +280,27 @@ export class NcclCommunicator extends DeviceCommunicator {
     out.dispose();
   }
 
-  /** Aborts the communicator (idempotent). Pending and later operations fail. */
+  /**
+   * Aborts the communicator (idempotent). Later operations fail; operations still
+   * running end without their results, and their stream is marked failed.
+   */
   override destroy(): void {
     if (this.comm === 0n) return;
     this.watchdog.close(new GroupClosedError(`NCCL communicator of group '${this.groupName}' was destroyed`));
     if (this.splitParent !== 0n && this.splitParent !== this.comm) this.lib.ncclCommAbort(this.splitParent);
     this.splitParent = 0n;
     this.comm = 0n;
+  }
+
+  /**
+   * Waits (polling, within `timeoutMs`) for the operations issued so far to complete,
+   * then destroys: the caller's outputs arrive even when it has not synchronized. Work
+   * that never completes (a peer that never joins) is ended at the deadline, as destroy().
+   */
+  override async close(timeoutMs?: number): Promise<void> {
+    if (this.comm === 0n) return;
+    await this.watchdog.drain(timeoutMs);
+    this.destroy();
   }
 
   protected override _allReduce(input: Tensor, output: Tensor, op: ReduceOp): void {

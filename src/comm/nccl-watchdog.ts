@@ -113,6 +113,38 @@ export class NcclWatchdog {
   }
 
   /**
+   * Resolves once the work issued so far has completed, so that a close that follows
+   * ends nothing: the flush of ncclCommFinalize, which torch's ProcessGroupNCCL::shutdown
+   * runs before ncclCommDestroy. Resolves at once when the communicator failed, NCCL
+   * reports an asynchronous error or the stream is being captured, and at the deadline
+   * with the work still unfinished (close() then ends it and fails its stream). Never rejects.
+   */
+  async drain(timeoutMs = this.timeoutMs): Promise<void> {
+    const deadline = performance.now() + timeoutMs;
+    let delayMs = 0;
+    while (!this.failure && this.lastIssuedSeq > this.finishedSeq && this.lastStream !== 0n) {
+      if (streamDisposed(this.lastStream)) return;
+      try {
+        this.opts.lib.ncclCommGetAsyncError(this.opts.comm, this.i32);
+        if (this.i32[0] !== NcclResult.ncclSuccess && this.i32[0] !== NcclResult.ncclInProgress) return;
+        if (this.capturing()) return;
+        const state = cuda().cudaStreamQuery(this.lastStream);
+        if (state === 0) {
+          this.finishedSeq = this.lastIssuedSeq;
+          this.opts.recorder.finishThrough(this.finishedSeq);
+          return;
+        }
+        if (state !== cudaErrorNotReady) return;
+      } catch {
+        return;
+      }
+      if (performance.now() > deadline) return;
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+      delayMs = Math.min(10, delayMs + 1);
+    }
+  }
+
+  /**
    * Ends the watchdog and releases the communicator (idempotent), for destroy(). With
    * its work completed nothing else changes; work still in flight is aborted with it,
    * and its stream fails with `reason`, saying so.

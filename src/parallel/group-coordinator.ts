@@ -382,7 +382,12 @@ export class GroupCoordinator {
     return captureGraph(this.backend, fn, context);
   }
 
-  /** Releases the communicators and the control plane; idempotent. */
+  /**
+   * Releases the communicators and the control plane; idempotent. Collectives issued
+   * before it complete first (within the group's deadline), so their outputs stay
+   * readable without a synchronize (GroupCoordinator.destroy in vLLM hands the device
+   * group to torch.distributed.destroy_process_group, whose NCCL shutdown flushes).
+   */
   async destroy(): Promise<void> {
     const queues = [...this.queues.values()];
     this.queues.clear();
@@ -394,8 +399,8 @@ export class GroupCoordinator {
         ),
       ),
     );
-    await this.deviceCommunicator?.destroy();
-    if (this.cpuCommunicator) await (await this.cpuCommunicator).destroy();
+    await this.deviceCommunicator?.close();
+    if (this.cpuCommunicator) await (await this.cpuCommunicator).close();
     await this.cpuGroup.close();
   }
 

@@ -5,7 +5,7 @@
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { NcclResult } from '../../native/index.ts';
 import { NcclCommunicator } from '../../src/comm/index.ts';
-import { GroupClosedError, NcclError } from '../../src/errors.ts';
+import { GroupClosedError, InvalidArgumentError, NcclError } from '../../src/errors.ts';
 import { StatelessProcessGroup } from '../../src/store/index.ts';
 import { Stream, Tensor, currentStream, setDevice, withStream } from '../../src/tensor/index.ts';
 import { NcclWeightTransferEngine } from '../../src/weights/index.ts';
@@ -83,6 +83,58 @@ describe.skipIf(!stub)('closing an NCCL communicator (stand-in library)', () => 
     // The caller's current stream had no work of the communicator: untouched.
     expect(Array.from((await kept.toArray()) as Float32Array)).toEqual([7, 7]);
     stream.dispose();
+  });
+
+  it('close() waits for the work still running, then destroys: its output reads back on its stream', async () => {
+    const comm = await communicator();
+    const stream = new Stream();
+    hooks!.setBusy(true); // the all-reduce has not finished
+    const y = await withStream(stream, () =>
+      comm.allReduce(Tensor.fromArray(new Float32Array([1, 2, 3]), { device: 'cuda:0' })),
+    );
+    let closed = false;
+    const closing = comm.close(5_000).then(() => {
+      closed = true;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(closed).toBe(false);
+    hooks!.setBusy(false);
+    await closing;
+    await expect(comm.allReduce(y)).rejects.toBeInstanceOf(GroupClosedError);
+    expect(Array.from((await withStream(stream, () => y.toArray())) as Float32Array)).toEqual([1, 2, 3]);
+    await stream.synchronize(1_000);
+    stream.dispose();
+  });
+
+  it('close() past its deadline ends the unfinished work as destroy() does', async () => {
+    const comm = await communicator();
+    const stream = new Stream();
+    hooks!.setBusy(true);
+    await withStream(stream, () => comm.allReduce(Tensor.full([2], 1, { dtype: 'float32', device: 'cuda:0' })));
+    await comm.close(100);
+    hooks!.setBusy(false);
+    const err = await stream.synchronize(1_000).catch((e) => e);
+    expect(err).toBeInstanceOf(GroupClosedError);
+    expect((err as Error).message).toMatch(/with work in flight/);
+    stream.dispose();
+  });
+
+  it('a split that fails (the parent aborted) refuses later splits instead of using the aborted parent', async () => {
+    const group = await StatelessProcessGroup.create({ host: '127.0.0.1', port: 0, rank: 0, worldSize: 1 });
+    const comm = await NcclCommunicator.create({
+      group,
+      device: 'cuda:0',
+      groupName: 'split-parent',
+      splittable: true,
+    });
+    open.push({ comm, group });
+    const sub = { group, groupName: 'split-child', color: 0, key: 0 };
+    hooks!.setAsyncError(NcclResult.ncclRemoteError);
+    await expect(comm.split(sub)).rejects.toBeInstanceOf(NcclError);
+    hooks!.setAsyncError(0);
+    const err = await comm.split(sub).catch((e) => e);
+    expect(err).toBeInstanceOf(InvalidArgumentError);
+    expect((err as Error).message).toMatch(/was not created splittable \(or was destroyed\)/);
   });
 
   it('an NCCL asynchronous error fails the stream of unfinished work even when the stream looks idle', async () => {
