@@ -17,6 +17,16 @@ const closeWorker = new URL('./fixtures/close-reopen-worker.ts', import.meta.url
 const weightsWorker = new URL('../weights/worker.ts', import.meta.url);
 const values = async (t: Tensor): Promise<number[]> => Array.from((await t.toArray()) as Float32Array);
 
+/** callAllReported, each rank's error also logged at once: a run cut at its time limit prints no summary. */
+async function callAll<T>(g: Group, fn: string, ...args: unknown[]): Promise<T[]> {
+  try {
+    return await callAllReported<T>(g, fn, ...args);
+  } catch (err) {
+    console.error(`close-reopen: ${(err as Error).message}`);
+    throw err;
+  }
+}
+
 describe.skipIf(gpus < 1)('closing an NCCL communicator in this process (one GPU)', () => {
   it('all-reduce, destroy, a new communicator, all-reduce, destroy: every tensor reads back on the same stream', async () => {
     setDevice(0);
@@ -89,7 +99,7 @@ describe.skipIf(world < 2)('closing and reopening across ranks on NCCL', () => {
       timeoutMs: 60_000,
       ...placement(2),
     });
-    const out = await callAllReported<number[][]>(group, 'communicatorTwice');
+    const out = await callAll<number[][]>(group, 'communicatorTwice');
     expect(out).toEqual([
       [
         [3, 3, 3, 3],
@@ -113,7 +123,7 @@ describe.skipIf(world < 2)('closing and reopening across ranks on NCCL', () => {
       timeoutMs: 60_000,
       ...placement(2),
     });
-    const out = await callAllReported(group, 'modelParallelTwice');
+    const out = await callAll(group, 'modelParallelTwice');
     expect(out).toEqual(
       [1, 2].map((own) => ({
         afterDestroy: [
@@ -136,7 +146,7 @@ describe.skipIf(world < 2)('closing and reopening across ranks on NCCL', () => {
     });
     const ports = [await freePort(), await freePort()];
     while (ports[1] === ports[0]) ports[1] = await freePort();
-    const out = await callAllReported(group, 'pipeTwice', ports);
+    const out = await callAll(group, 'pipeTwice', ports);
     const moved = [
       [1, 2, 3],
       [2, 3, 4],
