@@ -153,10 +153,7 @@ export abstract class DeviceCommunicator {
     const d = normalizeDim(dim, input.shape);
     if (this.passThrough) return input;
     const moved = frontDim(input, d);
-    const output = Tensor.empty([this.worldSize * moved.shape[0], ...moved.shape.slice(1)], {
-      dtype: input.dtype,
-      device: input.device,
-    });
+    const output = emptyRows(moved, this.worldSize * moved.shape[0]);
     this.calling = { op: 'allGather', dtype: input.dtype, shape: input.shape };
     await this._allGather(moved, output);
     disposeCopy(moved, input);
@@ -179,7 +176,7 @@ export abstract class DeviceCommunicator {
     }
     const moved = frontDim(input, d);
     const total = sizes.reduce((a, b) => a + b, 0);
-    const output = Tensor.empty([total, ...moved.shape.slice(1)], { dtype: input.dtype, device: input.device });
+    const output = emptyRows(moved, total);
     this.calling = { op: 'allGatherv', dtype: input.dtype, shape: input.shape };
     await this._allGatherv(moved, output, sizes);
     disposeCopy(moved, input);
@@ -203,10 +200,7 @@ export abstract class DeviceCommunicator {
       );
     }
     const moved = frontDim(input, d);
-    const output = Tensor.empty([moved.shape[0] / this.worldSize, ...moved.shape.slice(1)], {
-      dtype: input.dtype,
-      device: input.device,
-    });
+    const output = emptyRows(moved, moved.shape[0] / this.worldSize);
     this.calling = { op: 'reduceScatter', dtype: input.dtype, shape: input.shape, reduce: op };
     await this._reduceScatter(moved, output, op);
     disposeCopy(moved, input);
@@ -227,10 +221,7 @@ export abstract class DeviceCommunicator {
       );
     }
     const moved = frontDim(input, d);
-    const output = Tensor.empty([sizes[this.rankInGroup], ...moved.shape.slice(1)], {
-      dtype: input.dtype,
-      device: input.device,
-    });
+    const output = emptyRows(moved, sizes[this.rankInGroup]);
     this.calling = { op: 'reduceScatterv', dtype: input.dtype, shape: input.shape, reduce: op };
     await this._reduceScatterv(moved, output, sizes, op);
     disposeCopy(moved, input);
@@ -244,13 +235,7 @@ export abstract class DeviceCommunicator {
     const d = normalizeDim(dim, input.shape);
     if (this.passThrough) return input;
     const moved = frontDim(input, d);
-    const output =
-      this.rankInGroup === dst
-        ? Tensor.empty([this.worldSize * moved.shape[0], ...moved.shape.slice(1)], {
-            dtype: input.dtype,
-            device: input.device,
-          })
-        : null;
+    const output = this.rankInGroup === dst ? emptyRows(moved, this.worldSize * moved.shape[0]) : null;
     this.calling = { op: 'gather', dtype: input.dtype, shape: input.shape, root: dst };
     await this._gather(moved, output, dst);
     disposeCopy(moved, input);
@@ -338,9 +323,24 @@ export abstract class DeviceCommunicator {
  * without validating again what `t` already holds (every all-reduce allocates one).
  */
 function emptyLike(t: Tensor): Tensor {
+  return new Tensor(allocateLike(t, t.nbytes), t.dtype, t.shape, t.strides);
+}
+
+/**
+ * A new contiguous tensor like the contiguous `t` with `rows` slices along dim 0 (the
+ * output of a gather or scatter), likewise without validating `t` again.
+ */
+function emptyRows(t: Tensor, rows: number): Tensor {
+  const shape = t.shape.slice();
+  shape[0] = rows;
+  let numel = 1;
+  for (const d of shape) numel *= d;
+  return new Tensor(allocateLike(t, numel * t.itemsize), t.dtype, shape);
+}
+
+function allocateLike(t: Tensor, bytes: number): DeviceStorage | HostStorage {
   const s = t.storage;
-  const storage = s.kind === 'device' ? DeviceStorage.allocate(s.ordinal, t.nbytes) : HostStorage.allocate(t.nbytes);
-  return new Tensor(storage, t.dtype, t.shape, t.strides);
+  return s.kind === 'device' ? DeviceStorage.allocate(s.ordinal, bytes) : HostStorage.allocate(bytes);
 }
 
 /**
