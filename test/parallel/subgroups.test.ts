@@ -32,6 +32,8 @@ describe.skipIf(!stub).each(['split', 'init'] as const)('NCCL subgroup communica
       const brief = seen.map((r) =>
         Object.fromEntries(Object.entries(r).map(([k, c]) => [k, c && [c.rankInGroup, c.worldSize]])),
       );
+      // One init per rank for the world; by init, one more per rank for each of tp, dp, ep.
+      expect(inits() - initsBefore).toBe(how === 'split' ? 4 : 16);
       expect(brief).toEqual([
         { world: [0, 4], tp: [0, 2], pp: null, dp: [0, 2], ep: [0, 4] },
         { world: [1, 4], tp: [1, 2], pp: null, dp: [0, 2], ep: [1, 4] },
