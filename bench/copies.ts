@@ -19,6 +19,7 @@
  */
 import { MemcpyKind, cuda, cudaDeviceCount, nccl } from '../native/index.ts';
 import { Tensor, currentStream, setDevice } from '../src/tensor/index.ts';
+import { copyHelpersReady } from '../src/tensor/host-copy.ts';
 import { configureStaging, stagingConfig } from '../src/tensor/staging.ts';
 import { runPacking } from './copies-packing.ts';
 import type { BenchOptions } from './options.ts';
@@ -93,6 +94,9 @@ export async function run(opts: BenchOptions): Promise<void> {
     opts.json({ impl, op, world: 1, bytes, us: +t.best.toFixed(2), p50_us: +t.p50.toFixed(2), GBps });
   };
   const staged = stagingConfig();
+  // The copy helper threads start on the first large copy; timing starts once they run.
+  const helpers = await copyHelpersReady();
+  opts.log(`copies: ${helpers + 1} threads copy host memory (GPUGROUP_COPY_THREADS)`);
   for (const bytes of SIZES.filter((b) => b <= (opts.maxBytes ?? Number.POSITIVE_INFINITY))) {
     const n = bytes / 4;
     const iters = itersFor(bytes);

@@ -2,7 +2,8 @@
  * `npm run bench -- orchestrator [--world N] [--backend nccl|cpu] [--mode thread|process]
  * [--share-devices]`: launch to ready (launchGroup's promise resolved: ranks spawned,
  * store connected, device set, world group and TP/PP/DP/EP groups built with their
- * communicators), median and best of 5 launches per mode, then the call round trip.
+ * communicators), median and best of 5 launches per mode (3 with --share-devices), then
+ * the call round trip.
  * Default: 4 ranks on the CPU backend, both modes (--mode picks one).
  *
  * On NCCL with more than one rank it times both ways of making the subgroup
@@ -17,7 +18,8 @@ import type { BenchOptions } from './options.ts';
 import { percentiles } from './stats.ts';
 
 const worker = new URL('../test/fixtures/basic-worker.ts', import.meta.url);
-const LAUNCHES = 5;
+/** Launches per variant (a one-GPU rehearsal of several ranks takes seconds each: 3). */
+const launchesFor = (shared: boolean): number => (shared ? 3 : 5);
 
 export async function run(opts: BenchOptions): Promise<void> {
   const world = opts.world ?? 4;
@@ -28,7 +30,8 @@ export async function run(opts: BenchOptions): Promise<void> {
     : opts.modeGiven
       ? [opts.mode ?? 'process']
       : ['thread', 'process'];
-  const variants: ('split' | 'init')[] = backend === 'nccl' && world > 1 ? ['init', 'split'] : ['split'];
+  // The default (split) first: a rehearsal cut at its time limit still has it.
+  const variants: ('split' | 'init')[] = backend === 'nccl' && world > 1 ? ['split', 'init'] : ['split'];
   const before = process.env.GPUGROUP_NCCL_SUBGROUPS;
   try {
     for (const mode of modes) {
@@ -55,7 +58,8 @@ async function launches(
   },
 ): Promise<void> {
   const times: number[] = [];
-  for (let i = 0; i < LAUNCHES; i++) {
+  const count = launchesFor(c.shared);
+  for (let i = 0; i < count; i++) {
     const t0 = performance.now();
     const group = await launchGroup({
       worldSize: c.world,
@@ -66,7 +70,7 @@ async function launches(
       ...(c.shared ? { devices: Array<number>(c.world).fill(0), shareDevices: true } : {}),
     });
     times.push(performance.now() - t0);
-    if (c.roundTrip && i === LAUNCHES - 1) {
+    if (c.roundTrip && i === count - 1) {
       const samples: number[] = [];
       for (let j = 0; j < 2000; j++) {
         const c0 = performance.now();
@@ -88,12 +92,12 @@ async function launches(
     await group.shutdown();
   }
   const sorted = times.sort((a, b) => a - b);
-  const median = sorted[Math.floor(LAUNCHES / 2)] / 1000;
+  const median = sorted[Math.floor(count / 2)] / 1000;
   const best = sorted[0] / 1000;
   const how = c.backend === 'nccl' && c.world > 1 ? `, subgroups by ${c.subgroups}` : '';
   opts.log(
     `${c.mode}: launch to ready (${c.world} ranks, ${c.backend}${c.shared ? ', sharing GPU 0' : ''}${how}) ` +
-      `median of ${LAUNCHES}: ${median.toFixed(3)} s, best ${best.toFixed(3)} s`,
+      `median of ${count}: ${median.toFixed(3)} s, best ${best.toFixed(3)} s`,
   );
   opts.json({
     impl: 'gpugroup',

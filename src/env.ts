@@ -146,7 +146,7 @@ export const SETTINGS = {
   GPUGROUP_COPY_THREADS: {
     type: 'int',
     default: 4,
-    doc: 'Threads copying a large piece between JS memory and a staging chunk in async copies (toArray, toAsync); 1: this thread only.',
+    doc: 'Threads that copy host memory in large host↔device copies, the caller included (helpers start at the first large copy); 1: the caller alone.',
   },
   GPUGROUP_PP_LAYER_PARTITION: {
     type: 'string',

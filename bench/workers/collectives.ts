@@ -78,7 +78,9 @@ async function measure(
     else if (ctx.rank === 0) for (let i = 0; i < k; i++) await comm.send(x, 1);
     else if (ctx.rank === 1) for (let i = 0; i < k; i++) (await comm.recv(x.shape, 'float32', 0)).dispose();
   };
-  await loop(Math.min(50, iters)); // JIT and pool warm-up (nccl-tests: -w 5 of C calls)
+  // Warm-up as long as the timed loop (nccl-tests: -w 5 of C calls; JS reaches its
+  // optimized code only after some hundreds of calls of each op) and the pool's blocks.
+  await loop(Math.min(1000, iters));
   await comm.synchronize();
   await ctx.processGroup.barrier();
   const us = await timed(ctx, comm, () => loop(iters));

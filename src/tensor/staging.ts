@@ -19,7 +19,7 @@
 import { CaptureStatus, MemcpyKind, cuda, cudaErrorNotReady } from '../../native/index.ts';
 import { settingAtFirstUse } from '../env.ts';
 import { CollectiveTimeoutError } from '../errors.ts';
-import { MIN_SLICE_BYTES, copyBytes, copyBytesParallel } from './host-copy.ts';
+import { type CopyJob, beginCopy, copyBytes } from './host-copy.ts';
 import { mapPinned } from './pinned.ts';
 import { CudaEvent, currentDevice, currentStream, pollUntil, throwIfStreamFailed } from './stream.ts';
 
@@ -190,6 +190,11 @@ function spinUntilFree(slot: Slot, deadline: number, op: string, timeoutMs: numb
   }
 }
 
+/** True when the chunk's last copy has completed (or it never had one). */
+function isFree(slot: Slot): boolean {
+  return slot.event === null || slot.event.query();
+}
+
 function awaitFree(slot: Slot, timeoutMs: number, op: string): Promise<void> | null {
   const ev = slot.event;
   if (!ev || ev.query()) return null;
@@ -208,45 +213,41 @@ function recordOn(slot: Slot, stream: bigint): void {
 /**
  * The host side of an upload: a function that writes the source's bytes [offset,
  * offset + out.length) into `out` (a pinned chunk), or the source bytes themselves, which
- * are copied by memcpy (in the async form, a large piece in parallel slices: ./host-copy.ts).
+ * are copied by memcpy (a large piece in parallel slices: ./host-copy.ts).
  */
 export type Fill = ((offset: number, out: Uint8Array) => void) | Uint8Array;
 /**
  * The host side of a download: a function that reads the bytes [offset, offset +
  * data.length) of the copy out of `data` (a pinned chunk), or the destination bytes
- * themselves (memcpy; parallel slices in the async form).
+ * themselves (memcpy, a large piece in parallel slices).
  */
 export type Drain = ((offset: number, data: Uint8Array) => void) | Uint8Array;
 
-/** Pieces at least this large are copied in parallel slices by the async forms. */
-const PARALLEL_MIN_BYTES = 2 * MIN_SLICE_BYTES;
-
-function fillNow(fill: Fill, offset: number, out: Uint8Array): void {
-  if (fill instanceof Uint8Array) copyBytes(out, fill.subarray(offset, offset + out.byteLength));
-  else fill(offset, out);
+/**
+ * Starts filling `out` with the source's bytes from `offset`: bytes are copied by the
+ * helper threads while the caller goes on (the job is waited for before the chunk is
+ * used); a fill function runs here.
+ */
+function beginFill(fill: Fill, offset: number, out: Uint8Array): CopyJob {
+  if (fill instanceof Uint8Array) return beginCopy(out, fill.subarray(offset, offset + out.byteLength));
+  fill(offset, out);
+  return DONE;
 }
 
-function drainNow(drain: Drain, offset: number, data: Uint8Array): void {
-  if (drain instanceof Uint8Array) copyBytes(drain.subarray(offset, offset + data.byteLength), data);
+const DONE: CopyJob = { wait: () => {} };
+
+function drainNow(drain: Drain, offset: number, data: Uint8Array, deadline: number): void {
+  if (drain instanceof Uint8Array) copyBytes(drain.subarray(offset, offset + data.byteLength), data, deadline);
   else drain(offset, data);
 }
 
-/** {@link fillNow}, in parallel slices for a large piece of bytes (null when done already). */
-function fillParallel(fill: Fill, offset: number, out: Uint8Array): Promise<void> | null {
-  if (!(fill instanceof Uint8Array) || out.byteLength < PARALLEL_MIN_BYTES) {
-    fillNow(fill, offset, out);
-    return null;
+/** Waits for a fill still in flight when a copy ends early (its helpers read the caller's memory). */
+function settleFill(job: CopyJob | null): void {
+  try {
+    job?.wait();
+  } catch {
+    // The copy is failing already; its own error is the one the caller gets.
   }
-  return copyBytesParallel(out, fill.subarray(offset, offset + out.byteLength));
-}
-
-/** {@link drainNow}, in parallel slices for a large piece of bytes (null when done already). */
-function drainParallel(drain: Drain, offset: number, data: Uint8Array): Promise<void> | null {
-  if (!(drain instanceof Uint8Array) || data.byteLength < PARALLEL_MIN_BYTES) {
-    drainNow(drain, offset, data);
-    return null;
-  }
-  return copyBytesParallel(drain.subarray(offset, offset + data.byteLength), data);
 }
 
 /**
@@ -283,15 +284,29 @@ export function uploadSync(dst: bigint, bytes: number, fill: Fill, timeoutMs = 1
   }
   const deadline = performance.now() + timeoutMs;
   const rt = cuda();
+  const start = (p: Piece): CopyJob => {
+    const slot = slots[p.slot];
+    spinUntilFree(slot, deadline, 'upload', timeoutMs);
+    return beginFill(fill, p.offset, slot.view.subarray(0, p.bytes));
+  };
+  let filling: CopyJob | null = start(pieces[0]);
   try {
-    for (const p of pieces) {
+    for (let i = 0; i < pieces.length; i++) {
+      const p = pieces[i];
       const slot = slots[p.slot];
-      spinUntilFree(slot, deadline, 'upload', timeoutMs);
-      fillNow(fill, p.offset, slot.view.subarray(0, p.bytes));
+      const job = filling;
+      filling = null;
+      job?.wait(deadline);
+      // The next piece fills (on the helper threads) while this one is enqueued, unless
+      // it goes through this same chunk.
+      const next = pieces[i + 1];
+      if (next && next.slot !== p.slot) filling = start(next);
       rt.cudaMemcpyAsync(dst + BigInt(p.offset), slot.ptr, p.bytes, MemcpyKind.HostToDevice, stream);
       recordOn(slot, stream);
+      if (next && !filling) filling = start(next);
     }
   } finally {
+    settleFill(filling);
     unlease(slots);
   }
 }
@@ -310,27 +325,40 @@ export async function uploadAsync(dst: bigint, bytes: number, fill: Fill, timeou
     return;
   }
   const rt = cuda();
+  const deadline = () => performance.now() + timeoutMs;
   let since = performance.now();
+  /** Waits for `p`'s chunk without blocking (yielding every ~1 ms), then starts its fill. */
+  const start = async (p: Piece): Promise<CopyJob> => {
+    const slot = slots[p.slot];
+    const busy = awaitFree(slot, timeoutMs, 'upload');
+    if (busy) {
+      await busy;
+      since = performance.now();
+    } else if (performance.now() - since > YIELD_EVERY_MS) {
+      await yieldNow();
+      since = performance.now();
+    }
+    return beginFill(fill, p.offset, slot.view.subarray(0, p.bytes));
+  };
+  let filling: CopyJob | null = await start(pieces[0]);
   try {
-    for (const p of pieces) {
+    for (let i = 0; i < pieces.length; i++) {
+      const p = pieces[i];
       const slot = slots[p.slot];
-      const busy = awaitFree(slot, timeoutMs, 'upload');
-      if (busy) {
-        await busy;
-        since = performance.now();
-      } else if (performance.now() - since > YIELD_EVERY_MS) {
-        await yieldNow();
-        since = performance.now();
-      }
-      const filling = fillParallel(fill, p.offset, slot.view.subarray(0, p.bytes));
-      if (filling) {
-        await filling;
-        since = performance.now();
+      const job = filling;
+      filling = null;
+      job?.wait(deadline());
+      const next = pieces[i + 1];
+      // As in uploadSync: the next fill overlaps this enqueue when its chunk is free now.
+      if (next && next.slot !== p.slot && isFree(slots[next.slot])) {
+        filling = beginFill(fill, next.offset, slots[next.slot].view.subarray(0, next.bytes));
       }
       rt.cudaMemcpyAsync(dst + BigInt(p.offset), slot.ptr, p.bytes, MemcpyKind.HostToDevice, stream);
       recordOn(slot, stream);
+      if (next && !filling) filling = await start(next);
     }
   } finally {
+    settleFill(filling);
     unlease(slots);
   }
 }
@@ -351,7 +379,7 @@ export function downloadSync(src: bigint, bytes: number, drain: Drain, timeoutMs
     rt.cudaMemcpyAsync(tmp, src, bytes, MemcpyKind.DeviceToHost, stream);
     rt.cudaStreamSynchronize(stream);
     throwIfStreamFailed(stream);
-    drainNow(drain, 0, tmp);
+    drainNow(drain, 0, tmp, performance.now() + timeoutMs);
     return;
   }
   const deadline = performance.now() + timeoutMs;
@@ -370,7 +398,7 @@ export function downloadSync(src: bigint, bytes: number, drain: Drain, timeoutMs
       const slot = slots[p.slot];
       spinUntilFree(slot, deadline, 'download', timeoutMs);
       throwIfStreamFailed(stream);
-      drainNow(drain, p.offset, slot.view.subarray(0, p.bytes));
+      drainNow(drain, p.offset, slot.view.subarray(0, p.bytes), deadline);
       if (i + slots.length < pieces.length) enqueue(pieces[i + slots.length]);
     }
   } finally {
@@ -396,7 +424,7 @@ export async function downloadAsync(src: bigint, bytes: number, drain: Drain, ti
     const tmp = new Uint8Array(bytes);
     rt.cudaMemcpyAsync(tmp, src, bytes, MemcpyKind.DeviceToHost, stream.handle);
     rt.cudaStreamSynchronize(stream.handle);
-    drainNow(drain, 0, tmp);
+    drainNow(drain, 0, tmp, performance.now() + timeoutMs);
     return;
   }
   const enqueue = (p: Piece): void => {
@@ -423,11 +451,8 @@ export async function downloadAsync(src: bigint, bytes: number, drain: Drain, ti
         since = performance.now();
       }
       throwIfStreamFailed(stream.handle);
-      const draining = drainParallel(drain, p.offset, slot.view.subarray(0, p.bytes));
-      if (draining) {
-        await draining;
-        since = performance.now();
-      }
+      // One piece's drain (at most a chunk, ~0.1 ms on the helper threads) runs here.
+      drainNow(drain, p.offset, slot.view.subarray(0, p.bytes), performance.now() + timeoutMs);
       if (i + slots.length < pieces.length) enqueue(pieces[i + slots.length]);
     }
   } finally {

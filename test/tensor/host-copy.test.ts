@@ -1,8 +1,17 @@
-// Host copies by address (libc memcpy through koffi) and the parallel form that splits a
-// large copy between this thread and libuv's thread pool: every byte lands where it
-// belongs, for plain and SharedArrayBuffer-backed arrays, at odd offsets and lengths.
-import { describe, expect, it } from 'vitest';
-import { MIN_SLICE_BYTES, addressOf, copyBytes, copyBytesParallel, sliceCount } from '../../src/tensor/host-copy.ts';
+// Host copies by address (libc memcpy through koffi), split between this thread and its
+// copy helper threads: every byte lands where it belongs, for plain and
+// SharedArrayBuffer-backed arrays, at odd offsets and lengths, before and after the
+// helpers are up, and a begun copy is complete once waited for.
+import { afterAll, describe, expect, it } from 'vitest';
+import {
+  MIN_SLICE_BYTES,
+  addressOf,
+  beginCopy,
+  copyBytes,
+  copyHelpersReady,
+  sliceCount,
+  stopCopyHelpers,
+} from '../../src/tensor/host-copy.ts';
 
 const MiB = 1 << 20;
 
@@ -49,22 +58,63 @@ describe('host copies', () => {
     }
   });
 
-  it('copyBytesParallel moves every byte of large copies, into fresh and shared memory, at odd sizes', async () => {
-    for (const bytes of [MIN_SLICE_BYTES * 2, 4 * MiB + 4097, 33 * MiB - 1]) {
+  it('the helper threads start on the first large copy and report ready', async () => {
+    copyBytes(new Uint8Array(4 * MiB), pattern(4 * MiB, 1)); // starts them; copies alone meanwhile
+    expect(await copyHelpersReady()).toBe(3); // GPUGROUP_COPY_THREADS 4: three helpers and the caller
+  });
+
+  it('copyBytes moves every byte of large copies in slices, into fresh and shared memory, at odd sizes', async () => {
+    await copyHelpersReady();
+    for (const bytes of [MIN_SLICE_BYTES * 2, MIN_SLICE_BYTES * 2 + 1, 4 * MiB + 4097, 33 * MiB - 1]) {
       const src = pattern(bytes + 3, 11).subarray(3);
       const fresh = new Uint8Array(bytes);
-      await copyBytesParallel(fresh, src);
+      copyBytes(fresh, src);
       expect(firstMismatch(fresh, src)).toBe(-1);
       const shared = new Uint8Array(new SharedArrayBuffer(bytes + 1)).subarray(1);
-      await copyBytesParallel(shared, fresh);
+      copyBytes(shared, fresh);
       expect(firstMismatch(shared, src)).toBe(-1);
     }
   });
 
-  it('copies in flight together on the thread pool each complete', async () => {
-    const srcs = [1, 2, 3].map((s) => pattern(3 * MiB, s));
-    const dsts = srcs.map((s) => new Uint8Array(s.byteLength));
-    await Promise.all(srcs.map((s, i) => copyBytesParallel(dsts[i], s)));
-    for (const [i, s] of srcs.entries()) expect(firstMismatch(dsts[i], s)).toBe(-1);
+  it('beginCopy runs on the helpers alone: complete once waited for, also back to back', async () => {
+    await copyHelpersReady();
+    for (const bytes of [1000, MIN_SLICE_BYTES, 3 * MiB + 5, 17 * MiB]) {
+      const srcs = [1, 2, 3].map((s) => pattern(bytes, s));
+      const dsts = srcs.map(() => new Uint8Array(new SharedArrayBuffer(bytes)));
+      for (const [i, s] of srcs.entries()) {
+        const job = beginCopy(dsts[i], s);
+        job.wait();
+      }
+      for (const [i, s] of srcs.entries()) expect(firstMismatch(dsts[i], s)).toBe(-1);
+    }
   });
+
+  it('a wait past its deadline is a TimeoutError naming the copy', async () => {
+    await copyHelpersReady();
+    const bytes = 64 * MiB;
+    const job = beginCopy(new Uint8Array(bytes), pattern(bytes, 5));
+    let err: unknown;
+    try {
+      job.wait(performance.now() - 1);
+    } catch (e) {
+      err = e;
+    }
+    job.wait(); // the helpers finish the copy either way
+    // The copy may have finished before the first check: only a late one throws.
+    if (err) expect((err as Error).message).toMatch(/host copy helper thread did not finish its slice/);
+  });
+
+  it('copies after the helpers were stopped start them again', async () => {
+    await stopCopyHelpers();
+    const src = pattern(8 * MiB, 9);
+    const dst = new Uint8Array(8 * MiB);
+    copyBytes(dst, src);
+    expect(firstMismatch(dst, src)).toBe(-1);
+    expect(await copyHelpersReady()).toBe(3);
+    const again = new Uint8Array(8 * MiB);
+    copyBytes(again, src);
+    expect(firstMismatch(again, src)).toBe(-1);
+  });
+
+  afterAll(() => stopCopyHelpers());
 });
