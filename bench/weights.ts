@@ -6,6 +6,9 @@
  * 1 GiB broadcast in the same topology. Compare that reference with nccl-tests'
  * broadcast_perf at 1 GiB from the same machine.
  * With --backend cpu: a 64 MiB state dict, 16 MiB × 2 buffers, 2 workers.
+ * --share-devices: trainer and workers all on GPU 0 (launchGroup's shareDevices; this
+ * process poses as one more host for NCCL): the host time per tensor only, since
+ * device timings mean nothing there.
  */
 import { cudaDeviceCount } from '../native/index.ts';
 import { type Group, launchGroup } from '../src/orchestrator/index.ts';
@@ -29,12 +32,13 @@ const gbps = (bytes: number, s: number): number => +(bytes / s / 1e9).toFixed(2)
 export async function run(opts: BenchOptions): Promise<void> {
   const gpus = cudaDeviceCount();
   const backend = opts.backend ?? 'nccl';
-  const world = opts.world ?? (backend === 'nccl' ? gpus : 3);
+  const shared = backend === 'nccl' && (opts.shareDevices ?? false);
+  const world = opts.world ?? (shared ? 2 : backend === 'nccl' ? gpus : 3);
   if (world < 2) {
     opts.log(`weights: needs a trainer and at least one worker (--world >= 2), got ${world}`);
     return;
   }
-  if (backend === 'nccl' && gpus < world) {
+  if (backend === 'nccl' && gpus < (shared ? 1 : world)) {
     opts.log(
       `weights: NCCL needs ${world} GPUs (trainer + ${world - 1} workers), ${gpus} visible; skipped (try --backend cpu)`,
     );
@@ -46,13 +50,20 @@ export async function run(opts: BenchOptions): Promise<void> {
   const refBytes = bufferBytes;
   const workers = world - 1;
   if (backend === 'nccl') setDevice(0);
+  if (shared) {
+    // What launchGroup's shareDevices gives each rank, for the trainer in this process.
+    process.env.NCCL_HOSTID = `gpugroup-trainer-${process.pid}`;
+    process.env.NCCL_SOCKET_IFNAME ??= 'lo';
+    process.env.NCCL_IB_DISABLE ??= '1';
+  }
   const group = await launchGroup({
     worldSize: workers,
     worker,
     backend,
     mode: 'process',
     timeoutMs: 300_000,
-    devices: backend === 'nccl' ? Array.from({ length: workers }, (_, i) => i + 1) : undefined,
+    devices: backend === 'nccl' ? Array.from({ length: workers }, (_, i) => (shared ? 0 : i + 1)) : undefined,
+    shareDevices: shared,
   });
   let trainer: WeightTransferGroup | null = null;
   let ref: WeightTransferGroup | null = null;
@@ -75,7 +86,7 @@ export async function run(opts: BenchOptions): Promise<void> {
       `weights: ${backend}, trainer on ${device} + ${workers} workers; state dict ${totalBytes / 2 ** 20} MiB in ${TENSORS} bf16 tensors`,
     );
     await hostPerTensor(opts, trainer, group, device);
-    if (process.env.GPUGROUP_BENCH_WEIGHTS_HOST_ONLY === '1') return;
+    if (shared || process.env.GPUGROUP_BENCH_WEIGHTS_HOST_ONLY === '1') return;
     opts.log('#        bytes  tensors  packed     time(s)  GB/s');
     for (const packed of [true, false]) {
       const update = {
