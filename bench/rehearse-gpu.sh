@@ -11,6 +11,7 @@ export NO_COLOR=1 GPUGROUP_TEST_SHARED_RANKS=$n
 # The libnccl the baselines load (2.28.9, in the python packages).
 GPUGROUP_NCCL_SO_PATH=$(python3 -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "lib", "libnccl.so.2"))')
 export GPUGROUP_NCCL_SO_PATH
+mkdir -p "$out"
 log="$out/rehearsal-$n.log"
 runner=(); [ -f .device/gpu-run.sh ] && runner=(bash .device/gpu-run.sh)
 timeout "$limit" "${runner[@]}" npx vitest run --project gpu "$@" > "$log" 2>&1

@@ -289,18 +289,21 @@ export function uploadSync(dst: bigint, bytes: number, fill: Fill, timeoutMs = 1
     spinUntilFree(slot, deadline, 'upload', timeoutMs);
     return beginFill(fill, p.offset, slot.view.subarray(0, p.bytes));
   };
-  let filling: CopyJob | null = start(pieces[0]);
+  let filling: CopyJob | null = null;
   try {
+    filling = start(pieces[0]);
     for (let i = 0; i < pieces.length; i++) {
       const p = pieces[i];
       const slot = slots[p.slot];
       const job = filling;
       filling = null;
       job?.wait(deadline);
-      // The next piece fills (on the helper threads) while this one is enqueued, unless
-      // it goes through this same chunk.
+      // The next piece fills (on the helper threads) while this one is enqueued, when
+      // its chunk is free already; otherwise after, so the copy engine never waits.
       const next = pieces[i + 1];
-      if (next && next.slot !== p.slot) filling = start(next);
+      if (next && next.slot !== p.slot && isFree(slots[next.slot])) {
+        filling = beginFill(fill, next.offset, slots[next.slot].view.subarray(0, next.bytes));
+      }
       rt.cudaMemcpyAsync(dst + BigInt(p.offset), slot.ptr, p.bytes, MemcpyKind.HostToDevice, stream);
       recordOn(slot, stream);
       if (next && !filling) filling = start(next);
@@ -340,8 +343,9 @@ export async function uploadAsync(dst: bigint, bytes: number, fill: Fill, timeou
     }
     return beginFill(fill, p.offset, slot.view.subarray(0, p.bytes));
   };
-  let filling: CopyJob | null = await start(pieces[0]);
+  let filling: CopyJob | null = null;
   try {
+    filling = await start(pieces[0]);
     for (let i = 0; i < pieces.length; i++) {
       const p = pieces[i];
       const slot = slots[p.slot];

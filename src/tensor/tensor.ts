@@ -566,11 +566,7 @@ export class Tensor {
    */
   copyFrom(src: Tensor): this {
     if (!(src instanceof Tensor)) throw new InvalidArgumentError('src', 'expected a Tensor');
-    if (
-      src.dtype !== this.dtype ||
-      src.shape.length !== this.shape.length ||
-      src.shape.some((d, i) => d !== this.shape[i])
-    )
+    if (src.dtype !== this.dtype || !sameShape(src.shape, this.shape))
       throw new InvalidArgumentError(
         'src',
         `expected ${this.dtype} [${this.shape.join(', ')}], got ${src.dtype} [${src.shape.join(', ')}]`,
@@ -625,6 +621,12 @@ export class Tensor {
   }
 }
 
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 /** Bytes of a contiguous host tensor. */
 function hostBytes(t: Tensor): Uint8Array {
   const v = t.hostView();
@@ -650,7 +652,8 @@ function copyAcross(dst: Tensor, src: Tensor, async: boolean, timeoutMs: number)
     if (dst.isCuda) {
       const host = from.storage as HostStorage;
       if (host instanceof PinnedHostStorage) {
-        const at = host.ptr + BigInt(host.byteOffset + from.offset * from.itemsize);
+        const skip = host.byteOffset + from.offset * from.itemsize;
+        const at = skip === 0 ? host.ptr : host.ptr + BigInt(skip);
         cuda().cudaMemcpyAsync(dst.dataPtr, at, from.nbytes, MemcpyKind.HostToDevice, stream);
         return Promise.resolve();
       }
