@@ -1,6 +1,6 @@
 // Rank side of the NCCL collectives sweep, timed as nccl-tests times it: warm-up calls,
-// a barrier, then a host clock around `iters` operations enqueued back to back and one
-// wait for the stream, divided by `iters`. The calls go through gpugroup's public,
+// a barrier, then a host clock around 50 operations enqueued back to back and one wait
+// for the stream, divided by 50 (the median of several such loops). The calls go through gpugroup's public,
 // out-of-place operations, so the host cost of each call is in the figure. At world
 // size 1 the operations run on a one-rank communicator (singleRankOps): the whole op
 // path on one GPU, where vLLM's GroupCoordinator would return the input.
@@ -62,6 +62,7 @@ async function measure(
   op: SweepOp,
   bytes: number,
   iters: number,
+  reps: number,
 ): Promise<number> {
   const n = ctx.worldSize;
   const piece = Math.max(1, Math.floor(bytes / 4 / n)); // per-rank elements of all-gather / reduce-scatter
@@ -78,14 +79,21 @@ async function measure(
     else if (ctx.rank === 0) for (let i = 0; i < k; i++) await comm.send(x, 1);
     else if (ctx.rank === 1) for (let i = 0; i < k; i++) (await comm.recv(x.shape, 'float32', 0)).dispose();
   };
-  // Warm-up as long as the timed loop (nccl-tests: -w 5 of C calls; JS reaches its
-  // optimized code only after some hundreds of calls of each op) and the pool's blocks.
-  await loop(Math.min(1000, iters));
+  // Warm-up: nccl-tests runs -w 5 C calls; JS reaches its optimized code only after some
+  // hundreds of calls of each op, and the pool's blocks are made then too.
+  await loop(reps > 5 ? 1000 : iters);
   await comm.synchronize();
   await ctx.processGroup.barrier();
-  const us = await timed(ctx, comm, () => loop(iters));
+  // nccl-tests' method (-n iters): `iters` calls enqueued back to back, one wait for the
+  // stream, the host time divided by `iters`; here `reps` such loops (the stream drained
+  // between them, untimed), and their median.
+  const per: number[] = [];
+  for (let r = 0; r < reps; r++) {
+    per.push((await timed(ctx, comm, () => loop(iters))) / iters);
+    if (reps > 1) await ctx.processGroup.barrier();
+  }
   x.dispose();
-  return us / iters;
+  return median(per);
 }
 
 /** The sweep of nccl-tests sizes (8 B × 4^k) for `ops`; records come from rank 0 (send_recv: rank 1). */
@@ -95,10 +103,11 @@ export async function sweep(ctx: RankContext, args: { ops: SweepOp[]; minBytes: 
   for (const op of args.ops) {
     if (op === 'send_recv' && ctx.worldSize < 2) continue;
     for (let bytes = args.minBytes; bytes <= args.maxBytes; bytes *= 4) {
-      // Small sizes are host-bound: 1000 back-to-back calls average out a minor GC.
-      const iters =
-        ctx.backend === 'nccl' ? (bytes >= 1 << 26 ? 20 : bytes > 1 << 16 ? 200 : 1000) : bytes >= 1 << 22 ? 5 : 50;
-      const us = await measure(ctx, comm, op, bytes, iters);
+      // NCCL: nccl-tests' -n 50 per loop (the baselines' setting), 20 loops up to 64 KiB
+      // (host-bound sizes, where one loop is ~0.5 ms and noisy), 5 above.
+      const iters = ctx.backend === 'nccl' ? 50 : bytes >= 1 << 22 ? 5 : 50;
+      const reps = ctx.backend === 'nccl' ? (bytes <= 1 << 16 ? 20 : 5) : 1;
+      const us = await measure(ctx, comm, op, bytes, iters, reps);
       const reporter = op === 'send_recv' ? 1 : 0;
       if (ctx.rank === reporter) {
         const busbw = +((bytes / us / 1e3) * busFactor(op, ctx.worldSize)).toFixed(2);
