@@ -316,7 +316,29 @@ export function uploadSync(dst: bigint, bytes: number, fill: Fill, timeoutMs = 1
 
 /** How long an async copy works before it yields to the event loop. */
 const YIELD_EVERY_MS = 1;
-const yieldNow = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/**
+ * The turns of an async copy: before each piece, the wait for its chunk without blocking,
+ * or, when the chunk is free, a yield to the event loop once about a millisecond of host
+ * work has gone by since the last one.
+ */
+class Turns {
+  private since = performance.now();
+  constructor(
+    private readonly timeoutMs: number,
+    private readonly op: string,
+  ) {}
+
+  /** What to await before using `slot`; null when nothing is due (no await, no microtask). */
+  next(slot: Slot): Promise<void> | null {
+    const busy = awaitFree(slot, this.timeoutMs, this.op);
+    if (!busy && performance.now() - this.since <= YIELD_EVERY_MS) return null;
+    const wait = busy ?? new Promise<void>((resolve) => setImmediate(resolve));
+    return wait.then(() => {
+      this.since = performance.now();
+    });
+  }
+}
 
 /** {@link uploadSync} that yields to the event loop between pieces instead of spinning. */
 export async function uploadAsync(dst: bigint, bytes: number, fill: Fill, timeoutMs = 120_000): Promise<void> {
@@ -329,18 +351,12 @@ export async function uploadAsync(dst: bigint, bytes: number, fill: Fill, timeou
   }
   const rt = cuda();
   const deadline = () => performance.now() + timeoutMs;
-  let since = performance.now();
+  const turns = new Turns(timeoutMs, 'upload');
   /** Waits for `p`'s chunk without blocking (yielding every ~1 ms), then starts its fill. */
   const start = async (p: Piece): Promise<CopyJob> => {
     const slot = slots[p.slot];
-    const busy = awaitFree(slot, timeoutMs, 'upload');
-    if (busy) {
-      await busy;
-      since = performance.now();
-    } else if (performance.now() - since > YIELD_EVERY_MS) {
-      await yieldNow();
-      since = performance.now();
-    }
+    const turn = turns.next(slot);
+    if (turn) await turn;
     return beginFill(fill, p.offset, slot.view.subarray(0, p.bytes));
   };
   let filling: CopyJob | null = null;
@@ -442,18 +458,12 @@ export async function downloadAsync(src: bigint, bytes: number, drain: Drain, ti
       if (busy) await busy;
       enqueue(pieces[i]);
     }
-    let since = performance.now();
+    const turns = new Turns(timeoutMs, 'download');
     for (let i = 0; i < pieces.length; i++) {
       const p = pieces[i];
       const slot = slots[p.slot];
-      const busy = awaitFree(slot, timeoutMs, 'download');
-      if (busy) {
-        await busy;
-        since = performance.now();
-      } else if (performance.now() - since > YIELD_EVERY_MS) {
-        await yieldNow();
-        since = performance.now();
-      }
+      const turn = turns.next(slot);
+      if (turn) await turn;
       throwIfStreamFailed(stream.handle);
       // One piece's drain (at most a chunk, ~0.1 ms on the helper threads) runs here.
       drainNow(drain, p.offset, slot.view.subarray(0, p.bytes), performance.now() + timeoutMs);
