@@ -96,7 +96,9 @@ export async function run(opts: BenchOptions): Promise<void> {
   const staged = stagingConfig();
   // The copy helper threads start on the first large copy; timing starts once they run.
   const helpers = await copyHelpersReady();
-  opts.log(`copies: ${helpers + 1} threads copy host memory (GPUGROUP_COPY_THREADS)`);
+  const tunables =
+    process.env.GLIBC_TUNABLES ?? 'unset (rank processes gpugroup starts get the non-temporal threshold)';
+  opts.log(`copies: ${helpers + 1} threads copy host memory (GPUGROUP_COPY_THREADS); GLIBC_TUNABLES ${tunables}`);
   for (const bytes of SIZES.filter((b) => b <= (opts.maxBytes ?? Number.POSITIVE_INFINITY))) {
     const n = bytes / 4;
     const iters = itersFor(bytes);

@@ -46,7 +46,9 @@ stage() {
 [ -n "${GPU_ONE_TESTS:-}" ] && stage 200 gpu-tests $node_run npx vitest run --project gpu $GPU_ONE_TESTS
 # One line per suite: seconds, name, command. JSON lines land in OUTDIR/*.jsonl.
 stage 90  torch-copies bash -c "python3 bench/baselines/torch_copies.py > '$out/torch-copies.jsonl'"
-stage 120 copies       $node_run npm run bench -- copies --json "$out/gpugroup.jsonl"
+# The copies run with the glibc setting gpugroup gives the rank processes it starts
+# (non-temporal memcpy into the staging chunks: see src/tensor/host-copy.ts).
+stage 120 copies       env GLIBC_TUNABLES=${GLIBC_TUNABLES-glibc.cpu.x86_non_temporal_threshold=65536} $node_run npm run bench -- copies --json "$out/gpugroup.jsonl"
 stage 270 baselines    bash .device/baselines/run.sh 1 "$out" "$maxb"
 stage 100 collectives   $node_run npm run bench -- collectives --world 1 --backend nccl --max-bytes "$maxb" --json "$out/gpugroup.jsonl"
 stage 40  collectives-host $node_run npm run bench -- collectives-host --json "$out/gpugroup.jsonl"

@@ -124,7 +124,7 @@ export const SETTINGS = {
   GPUGROUP_CACHE_MAX_BYTES: {
     type: 'bytes',
     default: 256 << 20,
-    doc: 'Bytes of freed device blocks (up to 1 MiB each) a rank keeps for reuse; 0 turns the cache off.',
+    doc: 'Bytes of freed device blocks (up to 64 MiB each) a rank keeps for reuse; 0 turns the cache off.',
   },
   GPUGROUP_STAGING_CHUNK_BYTES: {
     type: 'bytes',
@@ -145,7 +145,7 @@ export const SETTINGS = {
   },
   GPUGROUP_COPY_THREADS: {
     type: 'int',
-    default: 4,
+    default: 6,
     doc: 'Threads that copy host memory in large host↔device copies, the caller included (helpers start at the first large copy); 1: the caller alone.',
   },
   GPUGROUP_PP_LAYER_PARTITION: {

@@ -17,6 +17,7 @@ import { removeSegmentsOf } from '../comm/shm.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import { loaderFor } from '../loader.ts';
 import { TcpStoreClient, freePort } from '../store/index.ts';
+import { copyTunablesEnv } from '../tensor/index.ts';
 import type { RunOptions } from './args.ts';
 
 /** A run with everything resolved: what each rank gets. */
@@ -271,7 +272,7 @@ export function runRanks(plan: RunPlan, log: Log): Promise<RunResult> {
     const loader = loaderFor(plan.script, 'script');
     const execArgv = loader ? ['--import', loader.loader] : [];
     const child = spawn(process.execPath, [...execArgv, plan.script, ...plan.scriptArgs], {
-      env: { ...process.env, ...rankEnv(plan, localRank) },
+      env: { ...process.env, ...copyTunablesEnv(process.env), ...rankEnv(plan, localRank) },
       stdio: 'inherit',
     });
     const entry: (typeof children)[number] = { child, exit: null, rank, localRank };

@@ -6,6 +6,7 @@
  */
 import { CallTimeoutError, RankFailedError } from '../errors.ts';
 import { TcpStoreServer } from '../store/index.ts';
+import { copyTunablesEnv } from '../tensor/index.ts';
 import { resolveBackend } from './backend.ts';
 import { Group, stopActors, type Actor } from './group.ts';
 import { resolveOptions, type LaunchOptions, type ResolvedOptions } from './options.ts';
@@ -37,6 +38,8 @@ function rankEnv(
     MASTER_ADDR: opts.masterAddr,
     MASTER_PORT: String(storePort),
     ...(opts.shareDevices ? sharedDeviceEnv(opts, localRank) : {}),
+    // Host↔device copies at the link's speed (non-temporal memcpy into pinned staging).
+    ...copyTunablesEnv({ GLIBC_TUNABLES: process.env.GLIBC_TUNABLES, ...opts.env }),
   };
 }
 

@@ -12,18 +12,25 @@ import { settingAtFirstUse } from '../env.ts';
  * and it is reused only by an allocation on S,
  * which the stream orders after every earlier use, exactly as cudaFreeAsync(ptr, S)
  * would have. cudaMallocAsync costs µs per call, a hot loop of small tensors (a
- * broadcastTensorDict per step) pays it per tensor otherwise. Blocks up to 1 MiB;
+ * broadcastTensorDict per step) pays it per tensor otherwise. Blocks up to 64 MiB;
  * GPUGROUP_CACHE_MAX_BYTES (default 256 MiB per rank, 0 turns it off) bounds the total.
  * Never used while a graph capture allocates (the graph owns those).
  */
-const CACHE_BLOCK_MAX = 1 << 20;
+const CACHE_BLOCK_MAX = 64 << 20;
 const CACHE_ROUND = 512;
+/** Blocks above this round up to whole multiples of LARGE_ROUND (torch's caching allocator: 2 MiB). */
+const SMALL_MAX = 1 << 20;
+const LARGE_ROUND = 2 << 20;
 const cache = new Map<bigint, Map<number, bigint[]>>();
 let cachedBytes = 0;
 
-/** The size class of a request: rounded up to 512 B when small enough to cache, else exact. */
+/**
+ * The size class of a request: rounded up to 512 B up to 1 MiB, to 2 MiB up to 64 MiB
+ * (cached sizes), else exact.
+ */
 export function sizeClass(bytes: number): number {
-  const rounded = Math.ceil(bytes / CACHE_ROUND) * CACHE_ROUND;
+  if (bytes <= SMALL_MAX) return Math.ceil(bytes / CACHE_ROUND) * CACHE_ROUND;
+  const rounded = Math.ceil(bytes / LARGE_ROUND) * LARGE_ROUND;
   return rounded <= CACHE_BLOCK_MAX ? rounded : bytes;
 }
 

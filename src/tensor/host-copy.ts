@@ -266,3 +266,25 @@ export function beginCopy(dst: Uint8Array, src: Uint8Array): CopyJob {
   const used = dispatch(h, ready.slice(0, slices), addressOf(dst), addressOf(src), 0, bytes);
   return { wait: (deadlineMs = performance.now() + DEFAULT_DEADLINE_MS) => join(h, used, deadlineMs) };
 }
+
+/**
+ * glibc's memcpy writes with non-temporal (cache-bypassing) stores above this size when
+ * its tunable `glibc.cpu.x86_non_temporal_threshold` says so. A pinned chunk filled with
+ * ordinary stores sits dirty in the copying cores' caches, and the copy engine's read of
+ * it then runs at about half the link's speed (an H200 host: a 1 MiB DMA 29 µs from an
+ * untouched chunk, 45–60 µs right after a memcpy into it, 29 µs after a non-temporal
+ * one). glibc reads its tunables once, at process start: gpugroup sets this one in the
+ * environment of the rank processes it starts (see {@link copyTunablesEnv}).
+ */
+export const NON_TEMPORAL_COPY_BYTES = 64 << 10;
+const NON_TEMPORAL_TUNABLE = `glibc.cpu.x86_non_temporal_threshold=${NON_TEMPORAL_COPY_BYTES}`;
+
+/**
+ * The environment for a process that will run host↔device copies: GLIBC_TUNABLES with
+ * the non-temporal memcpy threshold added, unless `env` (the child's environment as it
+ * stands) sets GLIBC_TUNABLES already, the user's choice; x86-64 Linux only.
+ */
+export function copyTunablesEnv(env: Record<string, string | undefined>): Record<string, string> {
+  if (process.platform !== 'linux' || process.arch !== 'x64' || env.GLIBC_TUNABLES !== undefined) return {};
+  return { GLIBC_TUNABLES: NON_TEMPORAL_TUNABLE };
+}

@@ -45,3 +45,4 @@ export type { LoadSafetensorsOptions, SafetensorsInfo, NamedTensorsInput } from 
 export { MAX_HEADER_BYTES as SAFETENSORS_MAX_HEADER_BYTES } from './safetensors-header.ts';
 export { CudaGraph, captureCudaGraph } from './graph.ts';
 export type { GraphCaptureContext } from './graph.ts';
+export { copyTunablesEnv } from './host-copy.ts';

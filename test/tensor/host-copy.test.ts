@@ -9,6 +9,8 @@ import {
   beginCopy,
   copyBytes,
   copyHelpersReady,
+  copyTunablesEnv,
+  NON_TEMPORAL_COPY_BYTES,
   sliceCount,
   stopCopyHelpers,
 } from '../../src/tensor/host-copy.ts';
@@ -60,7 +62,7 @@ describe('host copies', () => {
 
   it('the helper threads start on the first large copy and report ready', async () => {
     copyBytes(new Uint8Array(4 * MiB), pattern(4 * MiB, 1)); // starts them; copies alone meanwhile
-    expect(await copyHelpersReady()).toBe(3); // GPUGROUP_COPY_THREADS 4: three helpers and the caller
+    expect(await copyHelpersReady()).toBe(5); // GPUGROUP_COPY_THREADS 6: five helpers and the caller
   });
 
   it('copyBytes moves every byte of large copies in slices, into fresh and shared memory, at odd sizes', async () => {
@@ -110,10 +112,19 @@ describe('host copies', () => {
     const dst = new Uint8Array(8 * MiB);
     copyBytes(dst, src);
     expect(firstMismatch(dst, src)).toBe(-1);
-    expect(await copyHelpersReady()).toBe(3);
+    expect(await copyHelpersReady()).toBe(5);
     const again = new Uint8Array(8 * MiB);
     copyBytes(again, src);
     expect(firstMismatch(again, src)).toBe(-1);
+  });
+
+  it('child processes get the non-temporal memcpy tunable unless GLIBC_TUNABLES is set already', () => {
+    const expected = process.platform === 'linux' && process.arch === 'x64';
+    expect(copyTunablesEnv({})).toEqual(
+      expected ? { GLIBC_TUNABLES: `glibc.cpu.x86_non_temporal_threshold=${NON_TEMPORAL_COPY_BYTES}` } : {},
+    );
+    expect(copyTunablesEnv({ GLIBC_TUNABLES: '' })).toEqual({});
+    expect(copyTunablesEnv({ GLIBC_TUNABLES: 'glibc.malloc.arena_max=2' })).toEqual({});
   });
 
   afterAll(() => stopCopyHelpers());
