@@ -81,7 +81,10 @@ async function measure(
   };
   // Warm-up: nccl-tests runs -w 5 C calls; JS reaches its optimized code only after some
   // hundreds of calls of each op, and the pool's blocks are made then too.
+  // At small sizes: 1000 calls and at least 50 ms (the first size of each op meets its code cold).
+  const warmUntil = performance.now() + (reps > 5 ? 50 : 0);
   await loop(reps > 5 ? 1000 : iters);
+  while (performance.now() < warmUntil) await loop(100);
   await comm.synchronize();
   await ctx.processGroup.barrier();
   // nccl-tests' method (-n iters): `iters` calls enqueued back to back, one wait for the
