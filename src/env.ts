@@ -140,7 +140,7 @@ export const SETTINGS = {
   GPUGROUP_STAGING_MIN_PIECE_BYTES: {
     type: 'bytes',
     min: 65536,
-    default: 256 << 10,
+    default: 1 << 20,
     doc: 'Host↔device copies up to this size move as one piece; larger ones in pieces of at least this size.',
   },
   GPUGROUP_COPY_THREADS: {

@@ -15,7 +15,8 @@ export async function open(ctx: RankContext, port: number): Promise<void> {
     kvParallelSize: 2,
     kvIp: '127.0.0.1',
     kvPort: port,
-    device: ctx.device === 'cpu' ? 'cpu' : 'cuda',
+    // The rank's own device ('cuda' would mean cuda:<local rank>, wrong where ranks share one GPU).
+    device: ctx.device,
     bufferSizeBytes: 4 * 2 ** 30,
     storeTimeoutMs: 60_000,
     abortSignal: ctx.abortSignal,

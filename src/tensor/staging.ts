@@ -47,8 +47,10 @@ const PIECE_ALIGN = 64 << 10;
  * Cuts a copy of `bytes` bytes into pieces moved through `slots` chunks in turn (pure; the
  * copy paths and the tests share it). A copy up to `minPieceBytes` is one piece; a larger
  * one is spread over the chunks (ceil(bytes / slots), rounded up to 64 KiB), each piece at
- * least `minPieceBytes` and at most `chunkBytes`, so that a 1 MiB copy is four pieces that
- * overlap and a 256 MiB copy is chunk-sized pieces. Every piece but the last is a multiple
+ * least `minPieceBytes` and at most `chunkBytes`: with the defaults (1 MiB, 4 × 4 MiB) a
+ * copy up to 1 MiB is one piece (on an H200 host one 1 MiB piece beat four of 256 KiB:
+ * each piece costs a copy call and an event), 16 MiB four overlapping pieces, and 256 MiB
+ * chunk-sized ones. Every piece but the last is a multiple
  * of 64 KiB (element boundaries hold for every dtype).
  */
 export function planPieces(bytes: number, slots: number, config: StagingConfig): Piece[] {
