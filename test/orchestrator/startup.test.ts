@@ -137,6 +137,34 @@ describe('shareDevices (a multi-GPU rehearsal on fewer GPUs)', () => {
   });
 });
 
+describe('copy settings of rank processes', () => {
+  const x64Linux = process.platform === 'linux' && process.arch === 'x64';
+  it.runIf(x64Linux)(
+    "process ranks get glibc's non-temporal memcpy threshold unless GLIBC_TUNABLES is given",
+    async () => {
+      const plain = await launchGroup({ worldSize: 2, mode: 'process', backend: 'cpu', worker: basicWorker });
+      try {
+        const want = process.env.GLIBC_TUNABLES ?? 'glibc.cpu.x86_non_temporal_threshold=65536';
+        expect(await plain.callAll('glibcTunables')).toEqual([want, want]);
+      } finally {
+        await plain.shutdown();
+      }
+      const own = await launchGroup({
+        worldSize: 1,
+        mode: 'process',
+        backend: 'cpu',
+        worker: basicWorker,
+        env: { GLIBC_TUNABLES: 'glibc.malloc.arena_max=2' },
+      });
+      try {
+        expect(await own.callAll('glibcTunables')).toEqual(['glibc.malloc.arena_max=2']);
+      } finally {
+        await own.shutdown();
+      }
+    },
+  );
+});
+
 describe('invalid options', () => {
   it('a duplicate device is rejected before any process, thread or port exists', async () => {
     await settle();

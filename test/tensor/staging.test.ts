@@ -219,6 +219,27 @@ describe.skipIf(!stub)('staged copies through the stand-in CUDA library', () => 
     }
   });
 
+  it('back-to-back copies smaller than a chunk take its bytes in turn, wrapping, and every byte lands', async () => {
+    const saved = stagingConfig();
+    // 1 MiB chunks, 64 KiB pieces: a copy of 100 KiB + 3 elements is two pieces, and the
+    // pieces move through each chunk (page-aligned) until they wrap to its start.
+    configureStaging({ chunkBytes: MiB, chunks: 2, minPieceBytes: 64 * KiB });
+    try {
+      const n = (100 * KiB) / 4 + 3;
+      for (let k = 0; k < 24; k++) {
+        const values = Float32Array.from({ length: n }, (_, i) => k * 1000 + (i % 997));
+        const dev = Tensor.fromArray(values, { device: 'cuda:0' });
+        expectValues((await dev.toArray()) as Float32Array, values);
+        expectValues(dev.to('cpu').hostView() as Float32Array, values);
+        const back = await dev.to('cpu').toAsync('cuda:0');
+        expectValues((await back.toArray()) as Float32Array, values);
+        for (const t of [dev, back]) t.dispose();
+      }
+    } finally {
+      configureStaging(saved);
+    }
+  });
+
   it('a large async copy lets the event loop run between pieces', async () => {
     const saved = stagingConfig();
     configureStaging({ chunkBytes: MiB, chunks: 2, minPieceBytes: MiB });
