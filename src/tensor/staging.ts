@@ -126,10 +126,15 @@ function placeIn(slot: Slot, bytes: number): Uint8Array {
   slot.at = at;
   // Pieces start on whole pages (every dtype's alignment, and whole lines for the DMA).
   slot.cursor = Math.ceil((at + bytes) / PLACE_ALIGN) * PLACE_ALIGN;
-  return slot.view.subarray(at, at + bytes);
+  return placedView(slot, bytes);
 }
 
 const PLACE_ALIGN = 4096;
+
+/** The bytes of the piece now in `slot`. */
+function placedView(slot: Slot, bytes: number): Uint8Array {
+  return slot.view.subarray(slot.at, slot.at + bytes);
+}
 
 /** The host address of the piece now in `slot`. */
 function placedPtr(slot: Slot): bigint {
@@ -288,6 +293,35 @@ function settleFill(job: CopyJob | null): void {
 }
 
 /**
+ * Enqueues the upload of piece `p` (filled already) from its chunk. The fill of `next`
+ * starts first, on the helper threads, when it goes through another chunk that is free
+ * now, so that the host copy overlaps this enqueue (otherwise the caller starts it after,
+ * and the copy engine never waits on it). Returns that early fill, or null.
+ */
+function sendPiece(
+  dst: bigint,
+  p: Piece,
+  next: Piece | undefined,
+  slots: Slot[],
+  fill: Fill,
+  stream: bigint,
+): CopyJob | null {
+  const slot = slots[p.slot];
+  const early =
+    next && next.slot !== p.slot && isFree(slots[next.slot])
+      ? beginFill(fill, next.offset, placeIn(slots[next.slot], next.bytes))
+      : null;
+  try {
+    cuda().cudaMemcpyAsync(dst + BigInt(p.offset), placedPtr(slot), p.bytes, MemcpyKind.HostToDevice, stream);
+    recordOn(slot, stream);
+  } catch (err) {
+    settleFill(early); // its helpers read the caller's memory: done before the error leaves
+    throw err;
+  }
+  return early;
+}
+
+/**
  * Uploads up to this size go straight from pageable memory: the driver copies so little
  * into its own staging before returning without waiting on the stream, and skipping the
  * chunk's event record and query made a 4 KiB upload ~4 µs faster on an H200 (15.3 µs
@@ -320,7 +354,6 @@ export function uploadSync(dst: bigint, bytes: number, fill: Fill, timeoutMs = 1
     return;
   }
   const deadline = performance.now() + timeoutMs;
-  const rt = cuda();
   const start = (p: Piece): CopyJob => {
     const slot = slots[p.slot];
     spinUntilFree(slot, deadline, 'upload', timeoutMs);
@@ -331,18 +364,11 @@ export function uploadSync(dst: bigint, bytes: number, fill: Fill, timeoutMs = 1
     filling = start(pieces[0]);
     for (let i = 0; i < pieces.length; i++) {
       const p = pieces[i];
-      const slot = slots[p.slot];
       const job = filling;
       filling = null;
       job?.wait(deadline);
-      // The next piece fills (on the helper threads) while this one is enqueued, when
-      // its chunk is free already; otherwise after, so the copy engine never waits.
       const next = pieces[i + 1];
-      if (next && next.slot !== p.slot && isFree(slots[next.slot])) {
-        filling = beginFill(fill, next.offset, placeIn(slots[next.slot], next.bytes));
-      }
-      rt.cudaMemcpyAsync(dst + BigInt(p.offset), placedPtr(slot), p.bytes, MemcpyKind.HostToDevice, stream);
-      recordOn(slot, stream);
+      filling = sendPiece(dst, p, next, slots, fill, stream);
       if (next && !filling) filling = start(next);
     }
   } finally {
@@ -386,7 +412,6 @@ export async function uploadAsync(dst: bigint, bytes: number, fill: Fill, timeou
     uploadPageable(dst, bytes, fill, stream);
     return;
   }
-  const rt = cuda();
   const deadline = () => performance.now() + timeoutMs;
   const turns = new Turns(timeoutMs, 'upload');
   /** Waits for `p`'s chunk without blocking (yielding every ~1 ms), then starts its fill. */
@@ -401,17 +426,11 @@ export async function uploadAsync(dst: bigint, bytes: number, fill: Fill, timeou
     filling = await start(pieces[0]);
     for (let i = 0; i < pieces.length; i++) {
       const p = pieces[i];
-      const slot = slots[p.slot];
       const job = filling;
       filling = null;
       job?.wait(deadline());
       const next = pieces[i + 1];
-      // As in uploadSync: the next fill overlaps this enqueue when its chunk is free now.
-      if (next && next.slot !== p.slot && isFree(slots[next.slot])) {
-        filling = beginFill(fill, next.offset, placeIn(slots[next.slot], next.bytes));
-      }
-      rt.cudaMemcpyAsync(dst + BigInt(p.offset), placedPtr(slot), p.bytes, MemcpyKind.HostToDevice, stream);
-      recordOn(slot, stream);
+      filling = sendPiece(dst, p, next, slots, fill, stream);
       if (next && !filling) filling = await start(next);
     }
   } finally {
@@ -456,7 +475,7 @@ export function downloadSync(src: bigint, bytes: number, drain: Drain, timeoutMs
       const slot = slots[p.slot];
       spinUntilFree(slot, deadline, 'download', timeoutMs);
       throwIfStreamFailed(stream);
-      drainNow(drain, p.offset, slot.view.subarray(slot.at, slot.at + p.bytes), deadline);
+      drainNow(drain, p.offset, placedView(slot, p.bytes), deadline);
       if (i + slots.length < pieces.length) enqueue(pieces[i + slots.length]);
     }
   } finally {
@@ -505,7 +524,7 @@ export async function downloadAsync(src: bigint, bytes: number, drain: Drain, ti
       if (turn) await turn;
       throwIfStreamFailed(stream.handle);
       // One piece's drain (at most a chunk, ~0.1 ms on the helper threads) runs here.
-      drainNow(drain, p.offset, slot.view.subarray(slot.at, slot.at + p.bytes), performance.now() + timeoutMs);
+      drainNow(drain, p.offset, placedView(slot, p.bytes), performance.now() + timeoutMs);
       if (i + slots.length < pieces.length) enqueue(pieces[i + slots.length]);
     }
   } finally {
