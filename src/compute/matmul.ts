@@ -18,7 +18,7 @@ import {
   cuda,
 } from '../../native/index.ts';
 import { InvalidArgumentError } from '../errors.ts';
-import { type DType, Tensor, currentDevice, currentStream } from '../tensor/index.ts';
+import { type DType, Tensor, currentDevice, currentStream, sameShape } from '../tensor/index.ts';
 import { outsideCapture } from './device.ts';
 import { checkTensor } from './elementwise.ts';
 import { asNumbers, readHost, writeHost } from './host.ts';
@@ -101,7 +101,7 @@ function plan(a: Tensor, b: Tensor): Plan {
   const aBatch = a.shape.slice(0, -2);
   const bBatch = b.shape.slice(0, -2);
   const sharedB = bBatch.length === 0;
-  if (!sharedB && (aBatch.length !== bBatch.length || aBatch.some((d, i) => d !== bBatch[i])))
+  if (!sharedB && !sameShape(aBatch, bBatch))
     throw new InvalidArgumentError(
       'b',
       `batch dims [${aBatch.join(', ')}] and [${bBatch.join(', ')}] differ; b may also be 2-D (shared by every batch)`,

@@ -1,5 +1,5 @@
 /** src/tensor/: Tensor, the dtype table and conversions, devices, streams and events. */
-export { Tensor, parseDevice } from './tensor.ts';
+export { Tensor, parseDevice, sameShape } from './tensor.ts';
 export type { TensorOptions, ValueArray, ForeignOptions } from './tensor.ts';
 export { IPC_HANDLE_BYTES } from './foreign.ts';
 export type { IpcHandle } from './foreign.ts';

@@ -621,7 +621,8 @@ export class Tensor {
   }
 }
 
-function sameShape(a: readonly number[], b: readonly number[]): boolean {
+/** True when two shapes have the same dims. */
+export function sameShape(a: readonly number[], b: readonly number[]): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
