@@ -49,8 +49,11 @@ stage 90  torch-copies bash -c "python3 bench/baselines/torch_copies.py > '$out/
 # The copies run with the glibc setting gpugroup gives the rank processes it starts
 # (non-temporal memcpy into the staging chunks: see src/tensor/host-copy.ts).
 stage 120 copies       env GLIBC_TUNABLES=${GLIBC_TUNABLES-glibc.cpu.x86_non_temporal_threshold=65536} $node_run npm run bench -- copies --json "$out/gpugroup.jsonl"
-stage 270 baselines    bash .device/baselines/run.sh 1 "$out" "$maxb"
+# gpugroup's sweep runs before the baselines stage (nccl-tests, built there with make -j16
+# on a fresh machine, then torch): its host-bound per-op figures came out 8.3–9.5 µs when
+# run after that stage and 5.0–6.0 µs alone on the same kind of machine (cause not found).
 stage 100 collectives   $node_run npm run bench -- collectives --world 1 --backend nccl --max-bytes "$maxb" --json "$out/gpugroup.jsonl"
+stage 270 baselines    bash .device/baselines/run.sh 1 "$out" "$maxb"
 stage 40  collectives-host $node_run npm run bench -- collectives-host --json "$out/gpugroup.jsonl"
 stage 60  orchestrator $node_run npm run bench -- orchestrator --world 1 --backend nccl --json "$out/gpugroup.jsonl"
 

@@ -141,7 +141,7 @@ export const SETTINGS = {
     type: 'bytes',
     min: 65536,
     default: 1 << 20,
-    doc: 'Host↔device copies up to this size move as one piece; larger ones in pieces of at least this size.',
+    doc: 'Host→device copies up to this size move as one piece, larger ones in pieces of at least this size; device→host copies use half of it.',
   },
   GPUGROUP_COPY_THREADS: {
     type: 'int',

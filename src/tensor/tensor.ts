@@ -16,7 +16,7 @@ import {
   openIpc,
 } from './foreign.ts';
 import { PinnedHostStorage } from './pinned.ts';
-import { downloadAsync, downloadSync, uploadAsync, uploadSync } from './staging.ts';
+import { type DeferredDrain, type Drain, downloadAsync, downloadSync, uploadAsync, uploadSync } from './staging.ts';
 import { DeviceStorage, HostStorage, type Storage } from './storage.ts';
 import { currentStream } from './stream.ts';
 import { allocValues, readValues, storageView, writeValues } from './values.ts';
@@ -420,23 +420,24 @@ export class Tensor {
     if (this.storage.kind === 'host') {
       bits = this.isContiguous ? this.hostView().slice() : (this.contiguous().hostView() as StorageArray);
     } else {
-      // Through pinned staging, piece by piece as the pieces arrive, decoding on the way.
+      // Through pinned staging, piece by piece as the pieces arrive, decoding on the way;
+      // the array is allocated while the first piece is in flight.
       const src = this.contiguous();
-      const out = allocValues(this.dtype, this.numel);
+      let out = null as StorageArray | null;
+      const make = (): Drain => {
+        const values = allocValues(this.dtype, this.numel);
+        out = values;
+        // Plain dtypes land as bytes (memcpy, large pieces in parallel slices); encoded ones decode.
+        return this.info.encoded
+          ? (offset, data) => readValues(this.dtype, data, values, offset / this.info.bytes)
+          : new Uint8Array(values.buffer, values.byteOffset, src.nbytes);
+      };
       try {
-        await downloadAsync(
-          src.dataPtr,
-          src.nbytes,
-          // Plain dtypes land as bytes (memcpy, large pieces in parallel slices); encoded ones decode.
-          this.info.encoded
-            ? (offset, data) => readValues(this.dtype, data, out, offset / this.info.bytes)
-            : new Uint8Array(out.buffer, out.byteOffset, src.nbytes),
-          timeoutMs,
-        );
+        await downloadAsync(src.dataPtr, src.nbytes, { make }, timeoutMs);
       } finally {
         if (src !== this) src.dispose();
       }
-      return out as ValueArray;
+      return (out ?? allocValues(this.dtype, 0)) as ValueArray;
     }
     return this.info.encoded ? decodeValues(this.dtype, bits as Uint16Array | Uint8Array) : (bits as ValueArray);
   }
@@ -528,7 +529,15 @@ export class Tensor {
   to(device: string): Tensor {
     parseDevice(device);
     if (device === this.device) return this.clone();
-    return Tensor.empty(this.shape, { dtype: this.dtype, device }).copyFrom(this);
+    if (device !== 'cpu') return Tensor.empty(this.shape, { dtype: this.dtype, device }).copyFrom(this);
+    const src = this.contiguous();
+    const dst = new HostDestination(this);
+    try {
+      downloadSync(src.dataPtr, src.nbytes, dst, 120_000);
+    } finally {
+      if (src !== this) src.dispose();
+    }
+    return dst.tensor();
   }
 
   /**
@@ -538,6 +547,16 @@ export class Tensor {
   async toAsync(device: string, timeoutMs = 120_000): Promise<Tensor> {
     parseDevice(device);
     if (device === this.device) return this.clone();
+    if (device === 'cpu') {
+      const src = this.contiguous();
+      const dst = new HostDestination(this);
+      try {
+        await downloadAsync(src.dataPtr, src.nbytes, dst, timeoutMs);
+      } finally {
+        if (src !== this) src.dispose(); // stream-ordered: after the copies that read it
+      }
+      return dst.tensor();
+    }
     const out = Tensor.empty(this.shape, { dtype: this.dtype, device });
     await copyAcross(out, this, true, timeoutMs);
     return out;
@@ -628,6 +647,25 @@ export function sameShape(a: readonly number[], b: readonly number[]): boolean {
   return true;
 }
 
+/**
+ * The host tensor a download from a device tensor lands in, allocated (a SharedArrayBuffer:
+ * its fresh pages are slow to touch) while the first piece of the copy is in flight.
+ */
+class HostDestination implements DeferredDrain {
+  private made: Tensor | null = null;
+  constructor(private readonly like: Tensor) {}
+
+  readonly make = (): Drain => {
+    this.made = Tensor.empty(this.like.shape, { dtype: this.like.dtype });
+    return hostBytes(this.made);
+  };
+
+  /** The host tensor (made now when the copy had no bytes). */
+  tensor(): Tensor {
+    return this.made ?? Tensor.empty(this.like.shape, { dtype: this.like.dtype });
+  }
+}
+
 /** Bytes of a contiguous host tensor. */
 function hostBytes(t: Tensor): Uint8Array {
   const v = t.hostView();
@@ -637,7 +675,7 @@ function hostBytes(t: Tensor): Uint8Array {
 /**
  * Host ↔ device copy of `src` into the contiguous `dst` (same shape and dtype). Pinned
  * host memory: one stream-ordered cudaMemcpyAsync. Pageable: through pinned staging,
- * synchronously or (`async`) yielding between pieces. Resolves once the copy may be
+ * synchronously or (`async`, uploads) yielding between pieces. Resolves once the copy may be
  * relied on by the host (pageable) or is enqueued (pinned, device destinations).
  */
 function copyAcross(dst: Tensor, src: Tensor, async: boolean, timeoutMs: number): Promise<void> {
@@ -646,7 +684,7 @@ function copyAcross(dst: Tensor, src: Tensor, async: boolean, timeoutMs: number)
       'device',
       `cannot copy ${src.device} → ${dst.device} here: one rank owns one device`,
     );
-  let from = src.contiguous();
+  const from = src.contiguous();
   try {
     if (from.nbytes === 0) return Promise.resolve();
     const stream = currentStream().handle;
@@ -665,17 +703,13 @@ function copyAcross(dst: Tensor, src: Tensor, async: boolean, timeoutMs: number)
     }
     const host = dst.storage as HostStorage;
     if (host instanceof PinnedHostStorage) {
-      const at = host.ptr + BigInt(host.byteOffset + dst.offset * dst.itemsize);
+      const skip = host.byteOffset + dst.offset * dst.itemsize;
+      const at = skip === 0 ? host.ptr : host.ptr + BigInt(skip);
       cuda().cudaMemcpyAsync(at, from.dataPtr, from.nbytes, MemcpyKind.DeviceToHost, stream);
       return Promise.resolve();
     }
-    const drain = hostBytes(dst);
-    if (async) {
-      const temp = from !== src ? from : null;
-      from = src; // the async download frees its contiguous copy itself, once done
-      return downloadAsync(temp?.dataPtr ?? src.dataPtr, src.nbytes, drain, timeoutMs).finally(() => temp?.dispose());
-    }
-    downloadSync(from.dataPtr, from.nbytes, drain, timeoutMs);
+    // Device → host here is copyFrom's (toAsync and toArray download on their own).
+    downloadSync(from.dataPtr, from.nbytes, hostBytes(dst), timeoutMs);
     return Promise.resolve();
   } finally {
     // A contiguous device copy made here is freed stream-ordered, after the copies that read it.

@@ -124,6 +124,9 @@ describe.skipIf(!stub)('staged copies through the stand-in CUDA library', () => 
     const want = (await t.to('cpu').movedim(0, 1).contiguous().toArray()) as Float32Array;
     expectValues((await moved.toArray()) as Float32Array, Array.from(want));
     expectValues((await moved.to('cpu').toArray()) as Float32Array, Array.from(want));
+    const host = await moved.toAsync('cpu');
+    expect(host.shape).toEqual(moved.shape);
+    expectValues(host.hostView() as Float32Array, Array.from(want));
   });
 
   it('pinned host tensors: created, written, copied both ways as single copies, disposed', async () => {
