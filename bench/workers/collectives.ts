@@ -79,11 +79,13 @@ async function measure(
     else if (ctx.rank === 0) for (let i = 0; i < k; i++) await comm.send(x, 1);
     else if (ctx.rank === 1) for (let i = 0; i < k; i++) (await comm.recv(x.shape, 'float32', 0)).dispose();
   };
-  // Warm-up: nccl-tests runs -w 5 C calls; JS reaches its optimized code only after some
-  // hundreds of calls of each op, and the pool's blocks are made then too.
-  // At small sizes: 1000 calls and at least 50 ms (the first size of each op meets its code cold).
-  const warmUntil = performance.now() + (reps > 5 ? 50 : 0);
-  await loop(reps > 5 ? 1000 : iters);
+  // Warm-up: nccl-tests runs -w 5 C calls; JS reaches its optimized code only after
+  // thousands of calls of each op (on the stand-in library, per-op time settles after
+  // ~8,000 calls, with compile pauses before), and the pool's blocks are made then too.
+  // At small sizes: 2,000 calls and at least 150 ms (the first size of each op meets its
+  // code cold: ~20,000 calls at a few µs each).
+  const warmUntil = performance.now() + (reps > 5 ? 150 : 0);
+  await loop(reps > 5 ? 2000 : iters);
   while (performance.now() < warmUntil) await loop(100);
   await comm.synchronize();
   await ctx.processGroup.barrier();
