@@ -50,8 +50,9 @@ stage 90  torch-copies bash -c "python3 bench/baselines/torch_copies.py > '$out/
 # (non-temporal memcpy into the staging chunks: see src/tensor/host-copy.ts).
 stage 120 copies       env GLIBC_TUNABLES=${GLIBC_TUNABLES-glibc.cpu.x86_non_temporal_threshold=65536} $node_run npm run bench -- copies --json "$out/gpugroup.jsonl"
 # gpugroup's sweep runs before the baselines stage (nccl-tests, built there with make -j16
-# on a fresh machine, then torch): its host-bound per-op figures came out 8.3–9.5 µs when
-# run after that stage and 5.0–6.0 µs alone on the same kind of machine (cause not found).
+# on a fresh machine, then torch): in one device call the same sweep gave all-reduce
+# 5.0–6.8 µs per op (8 B–32 KiB) before that stage and 6.3–8.2 µs after it, the host cost
+# of a call unchanged (5.42 / 5.55 µs); the cause was not found.
 stage 100 collectives   $node_run npm run bench -- collectives --world 1 --backend nccl --max-bytes "$maxb" --json "$out/gpugroup.jsonl"
 stage 270 baselines    bash .device/baselines/run.sh 1 "$out" "$maxb"
 stage 40  collectives-host $node_run npm run bench -- collectives-host --json "$out/gpugroup.jsonl"
