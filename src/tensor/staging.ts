@@ -199,8 +199,9 @@ function leaseFor(bytes: number, stream: bigint, direction: 'upload' | 'download
 /**
  * Downloads are cut at half the minimum piece (not below 64 KiB): the drain of a
  * download's last piece is host work that no transfer overlaps, and halving it paid on an
- * H200 host (toArray of 1 MiB, best of 200: 41.4 µs in two 512 KiB pieces, 49.2 µs in
- * one), where uploads went the other way (one 1 MiB piece 47.7 µs, two 55.1 µs).
+ * H200 host (toArray of 1 MiB, best of 80, two runs each in one device call: 49.5–50.0 µs
+ * in two 512 KiB pieces, 61.4–67.5 µs in one), where uploads went the other way (best of
+ * 300: one 1 MiB piece 47.7 µs, two 55.1 µs).
  */
 function downloadPlan(config: StagingConfig): StagingConfig {
   return {
