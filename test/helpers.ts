@@ -67,3 +67,18 @@ export function portFree(port: number): Promise<boolean> {
 export function shmLeftovers(): string[] {
   return readdirSync('/dev/shm').filter((f) => f.startsWith('gpugroup-'));
 }
+
+/**
+ * What each of two ranks returns from test/gpu/fixtures/close-reopen-worker.ts's
+ * modelParallelTwice (one TP group of both, rank r holding r + 1): the TP all-reduce and
+ * the input read back after the destroy, then the rebuilt TP group's and the world's
+ * all-reduce.
+ */
+export const MODEL_PARALLEL_TWICE = [1, 2].map((own) => ({
+  afterDestroy: [
+    [3, 3, 3, 3],
+    [own, own, own, own],
+  ],
+  second: [3, 3, 3, 3],
+  world: [3, 3, 3, 3],
+}));
