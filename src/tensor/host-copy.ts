@@ -125,16 +125,21 @@ function startHelpers(count: number): Helpers {
   return { words, jobs, workers, seq: new Array<number>(count).fill(0) };
 }
 
+/** The helpers of `h` in `state` (READY or GONE). */
+function helpersIn(h: Helpers, state: number): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < h.workers.length; i++) {
+    if (Atomics.load(h.words, i * LINE_WORDS + STATE) === state) out.push(i);
+  }
+  return out;
+}
+
 /** This thread's helpers that are ready for jobs (starting them on first use). */
 function readyHelpers(): number[] {
   const count = settingAtFirstUse('GPUGROUP_COPY_THREADS') - 1;
   if (count <= 0) return [];
   helpers ??= startHelpers(count);
-  const ready: number[] = [];
-  for (let i = 0; i < helpers.workers.length; i++) {
-    if (Atomics.load(helpers.words, i * LINE_WORDS + STATE) === READY) ready.push(i);
-  }
-  return ready;
+  return helpersIn(helpers, READY);
 }
 
 /**
@@ -147,9 +152,7 @@ export async function copyHelpersReady(timeoutMs = 10_000): Promise<number> {
   const deadline = performance.now() + timeoutMs;
   for (;;) {
     const ready = readyHelpers().length;
-    const gone = helpers
-      ? helpers.workers.filter((_, i) => Atomics.load(helpers!.words, i * LINE_WORDS + STATE) === GONE).length
-      : 0;
+    const gone = helpers ? helpersIn(helpers, GONE).length : 0;
     if (ready + gone >= want || performance.now() > deadline) return ready;
     await new Promise((resolve) => setTimeout(resolve, 1));
   }

@@ -351,6 +351,14 @@ function sendPiece(
   return early;
 }
 
+/** Enqueues the download of piece `p` into its chunk (free already), its event after it. */
+function receivePiece(src: bigint, p: Piece, slots: Slot[], stream: bigint): void {
+  const slot = slots[p.slot];
+  placeIn(slot, p.bytes);
+  cuda().cudaMemcpyAsync(placedPtr(slot), src + BigInt(p.offset), p.bytes, MemcpyKind.DeviceToHost, stream);
+  recordOn(slot, stream);
+}
+
 /**
  * Uploads up to this size go straight from pageable memory: the driver copies so little
  * into its own staging before returning without waiting on the stream, and skipping the
@@ -489,16 +497,10 @@ export function downloadSync(src: bigint, bytes: number, drain: Drain | Deferred
     return;
   }
   const deadline = performance.now() + timeoutMs;
-  const enqueue = (p: Piece): void => {
-    const slot = slots[p.slot];
-    placeIn(slot, p.bytes);
-    rt.cudaMemcpyAsync(placedPtr(slot), src + BigInt(p.offset), p.bytes, MemcpyKind.DeviceToHost, stream);
-    recordOn(slot, stream);
-  };
   try {
     for (let i = 0; i < Math.min(slots.length, pieces.length); i++) {
       spinUntilFree(slots[pieces[i].slot], deadline, 'download', timeoutMs);
-      enqueue(pieces[i]);
+      receivePiece(src, pieces[i], slots, stream);
     }
     const sink = madeNow(drain);
     for (let i = 0; i < pieces.length; i++) {
@@ -507,7 +509,7 @@ export function downloadSync(src: bigint, bytes: number, drain: Drain | Deferred
       spinUntilFree(slot, deadline, 'download', timeoutMs);
       throwIfStreamFailed(stream);
       drainNow(sink, p.offset, placedView(slot, p.bytes), deadline);
-      if (i + slots.length < pieces.length) enqueue(pieces[i + slots.length]);
+      if (i + slots.length < pieces.length) receivePiece(src, pieces[i + slots.length], slots, stream);
     }
   } finally {
     unlease(slots);
@@ -540,17 +542,11 @@ export async function downloadAsync(
     drainNow(madeNow(drain), 0, tmp, performance.now() + timeoutMs);
     return;
   }
-  const enqueue = (p: Piece): void => {
-    const slot = slots[p.slot];
-    placeIn(slot, p.bytes);
-    rt.cudaMemcpyAsync(placedPtr(slot), src + BigInt(p.offset), p.bytes, MemcpyKind.DeviceToHost, stream.handle);
-    recordOn(slot, stream.handle);
-  };
   try {
     for (let i = 0; i < Math.min(slots.length, pieces.length); i++) {
       const busy = awaitFree(slots[pieces[i].slot], timeoutMs, 'download');
       if (busy) await busy;
-      enqueue(pieces[i]);
+      receivePiece(src, pieces[i], slots, stream.handle);
     }
     const sink = madeNow(drain);
     const turns = new Turns(timeoutMs, 'download');
@@ -562,7 +558,7 @@ export async function downloadAsync(
       throwIfStreamFailed(stream.handle);
       // One piece's drain (at most a chunk, ~0.1 ms on the helper threads) runs here.
       drainNow(sink, p.offset, placedView(slot, p.bytes), performance.now() + timeoutMs);
-      if (i + slots.length < pieces.length) enqueue(pieces[i + slots.length]);
+      if (i + slots.length < pieces.length) receivePiece(src, pieces[i + slots.length], slots, stream.handle);
     }
   } finally {
     unlease(slots);

@@ -691,9 +691,7 @@ function copyAcross(dst: Tensor, src: Tensor, async: boolean, timeoutMs: number)
     if (dst.isCuda) {
       const host = from.storage as HostStorage;
       if (host instanceof PinnedHostStorage) {
-        const skip = host.byteOffset + from.offset * from.itemsize;
-        const at = skip === 0 ? host.ptr : host.ptr + BigInt(skip);
-        cuda().cudaMemcpyAsync(dst.dataPtr, at, from.nbytes, MemcpyKind.HostToDevice, stream);
+        cuda().cudaMemcpyAsync(dst.dataPtr, pinnedAddress(host, from), from.nbytes, MemcpyKind.HostToDevice, stream);
         return Promise.resolve();
       }
       const bytes = hostBytes(from);
@@ -703,9 +701,7 @@ function copyAcross(dst: Tensor, src: Tensor, async: boolean, timeoutMs: number)
     }
     const host = dst.storage as HostStorage;
     if (host instanceof PinnedHostStorage) {
-      const skip = host.byteOffset + dst.offset * dst.itemsize;
-      const at = skip === 0 ? host.ptr : host.ptr + BigInt(skip);
-      cuda().cudaMemcpyAsync(at, from.dataPtr, from.nbytes, MemcpyKind.DeviceToHost, stream);
+      cuda().cudaMemcpyAsync(pinnedAddress(host, dst), from.dataPtr, from.nbytes, MemcpyKind.DeviceToHost, stream);
       return Promise.resolve();
     }
     // Device → host here is copyFrom's (toAsync and toArray download on their own).
@@ -715,6 +711,12 @@ function copyAcross(dst: Tensor, src: Tensor, async: boolean, timeoutMs: number)
     // A contiguous device copy made here is freed stream-ordered, after the copies that read it.
     if (from !== src) from.dispose();
   }
+}
+
+/** The host address of the first element of `t`, a tensor over the pinned `host`. */
+function pinnedAddress(host: PinnedHostStorage, t: Tensor): bigint {
+  const skip = host.byteOffset + t.offset * t.itemsize;
+  return skip === 0 ? host.ptr : host.ptr + BigInt(skip);
 }
 
 function inferDtype(data: unknown): DType {
