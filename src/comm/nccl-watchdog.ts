@@ -120,27 +120,30 @@ export class NcclWatchdog {
    * with the work still unfinished (close() then ends it and fails its stream). Never rejects.
    */
   async drain(timeoutMs = this.timeoutMs): Promise<void> {
-    const deadline = performance.now() + timeoutMs;
-    let delayMs = 0;
-    while (!this.failure && this.lastIssuedSeq > this.finishedSeq && this.lastStream !== 0n) {
-      if (streamDisposed(this.lastStream)) return;
-      try {
-        this.opts.lib.ncclCommGetAsyncError(this.opts.comm, this.i32);
-        if (this.i32[0] !== NcclResult.ncclSuccess && this.i32[0] !== NcclResult.ncclInProgress) return;
-        if (this.capturing()) return;
-        const state = cuda().cudaStreamQuery(this.lastStream);
-        if (state === 0) {
-          this.finishedSeq = this.lastIssuedSeq;
-          this.opts.recorder.finishThrough(this.finishedSeq);
-          return;
-        }
-        if (state !== cudaErrorNotReady) return;
-      } catch {
-        return;
+    // Past the deadline the work is left to close(): no error of drain's own.
+    await pollUntil(
+      () => this.drained(),
+      timeoutMs,
+      () => new Error('drain deadline'),
+    ).catch(() => {});
+  }
+
+  /** drain's test: true once nothing is left that waiting could still deliver. */
+  private drained(): boolean {
+    if (this.failure || this.lastIssuedSeq <= this.finishedSeq || this.lastStream === 0n) return true;
+    if (streamDisposed(this.lastStream)) return true;
+    try {
+      this.opts.lib.ncclCommGetAsyncError(this.opts.comm, this.i32);
+      if (this.i32[0] !== NcclResult.ncclSuccess && this.i32[0] !== NcclResult.ncclInProgress) return true;
+      if (this.capturing()) return true;
+      const state = cuda().cudaStreamQuery(this.lastStream);
+      if (state === 0) {
+        this.finishedSeq = this.lastIssuedSeq;
+        this.opts.recorder.finishThrough(this.finishedSeq);
       }
-      if (performance.now() > deadline) return;
-      await new Promise((resolve) => setTimeout(resolve, delayMs));
-      delayMs = Math.min(10, delayMs + 1);
+      return state !== cudaErrorNotReady;
+    } catch {
+      return true;
     }
   }
 
