@@ -155,7 +155,8 @@ export abstract class DeviceCommunicator {
     const moved = frontDim(input, d);
     const output = emptyRows(moved, this.worldSize * moved.shape[0]);
     this.calling = { op: 'allGather', dtype: input.dtype, shape: input.shape };
-    await this._allGather(moved, output);
+    const pending = this._allGather(moved, output);
+    if (pending) await pending;
     disposeCopy(moved, input);
     return backDim(output, d);
   }
@@ -178,7 +179,8 @@ export abstract class DeviceCommunicator {
     const total = sizes.reduce((a, b) => a + b, 0);
     const output = emptyRows(moved, total);
     this.calling = { op: 'allGatherv', dtype: input.dtype, shape: input.shape };
-    await this._allGatherv(moved, output, sizes);
+    const pending = this._allGatherv(moved, output, sizes);
+    if (pending) await pending;
     disposeCopy(moved, input);
     return backDim(output, d);
   }
@@ -202,7 +204,8 @@ export abstract class DeviceCommunicator {
     const moved = frontDim(input, d);
     const output = emptyRows(moved, moved.shape[0] / this.worldSize);
     this.calling = { op: 'reduceScatter', dtype: input.dtype, shape: input.shape, reduce: op };
-    await this._reduceScatter(moved, output, op);
+    const pending = this._reduceScatter(moved, output, op);
+    if (pending) await pending;
     disposeCopy(moved, input);
     return backDim(output, d);
   }
@@ -223,7 +226,8 @@ export abstract class DeviceCommunicator {
     const moved = frontDim(input, d);
     const output = emptyRows(moved, sizes[this.rankInGroup]);
     this.calling = { op: 'reduceScatterv', dtype: input.dtype, shape: input.shape, reduce: op };
-    await this._reduceScatterv(moved, output, sizes, op);
+    const pending = this._reduceScatterv(moved, output, sizes, op);
+    if (pending) await pending;
     disposeCopy(moved, input);
     return backDim(output, d);
   }
