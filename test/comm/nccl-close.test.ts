@@ -28,15 +28,17 @@ describe.skipIf(!stub)('closing an NCCL communicator (stand-in library)', () => 
     }
   });
 
-  /** A one-rank communicator whose collectives go through NCCL (singleRankOps). */
-  async function communicator(abortSignal?: AbortSignal): Promise<NcclCommunicator> {
+  /** A one-rank communicator whose collectives go through NCCL (singleRankOps), unless `options` say otherwise. */
+  async function communicator(
+    options: Partial<Parameters<typeof NcclCommunicator.create>[0]> = {},
+  ): Promise<NcclCommunicator> {
     const group = await StatelessProcessGroup.create({ host: '127.0.0.1', port: 0, rank: 0, worldSize: 1 });
     const comm = await NcclCommunicator.create({
       group,
       device: 'cuda:0',
       groupName: 'close-test',
       singleRankOps: true,
-      abortSignal,
+      ...options,
     });
     open.push({ comm, group });
     return comm;
@@ -59,7 +61,7 @@ describe.skipIf(!stub)('closing an NCCL communicator (stand-in library)', () => 
 
   it('an abort by its signal after the work completed (a peer gone, a pipe closing) leaves the stream usable', async () => {
     const controller = new AbortController();
-    const comm = await communicator(controller.signal);
+    const comm = await communicator({ abortSignal: controller.signal });
     const y = await comm.allReduce(Tensor.full([3], 5, { dtype: 'float32', device: 'cuda:0' }));
     await currentStream().synchronize(1_000);
     controller.abort(new Error('the peer is gone'));
@@ -120,14 +122,8 @@ describe.skipIf(!stub)('closing an NCCL communicator (stand-in library)', () => 
   });
 
   it('a split that fails (the parent aborted) refuses later splits instead of using the aborted parent', async () => {
-    const group = await StatelessProcessGroup.create({ host: '127.0.0.1', port: 0, rank: 0, worldSize: 1 });
-    const comm = await NcclCommunicator.create({
-      group,
-      device: 'cuda:0',
-      groupName: 'split-parent',
-      splittable: true,
-    });
-    open.push({ comm, group });
+    const comm = await communicator({ groupName: 'split-parent', splittable: true, singleRankOps: false });
+    const { group } = open[open.length - 1];
     const sub = { group, groupName: 'split-child', color: 0, key: 0 };
     hooks!.setAsyncError(NcclResult.ncclRemoteError);
     await expect(comm.split(sub)).rejects.toBeInstanceOf(NcclError);

@@ -14,6 +14,7 @@ import {
   sliceCount,
   stopCopyHelpers,
 } from '../../src/tensor/host-copy.ts';
+import { TimeoutError } from '../../src/errors.ts';
 
 const MiB = 1 << 20;
 
@@ -102,8 +103,11 @@ describe('host copies', () => {
       err = e;
     }
     job.wait(); // the helpers finish the copy either way
-    // The copy may have finished before the first check: only a late one throws.
-    if (err) expect((err as Error).message).toMatch(/host copy helper thread did not finish its slice/);
+    // 64 MiB into fresh memory takes milliseconds; the first deadline check comes after
+    // 1,024 spins (microseconds), so the copy is always still running then.
+    expect(err).toBeInstanceOf(TimeoutError);
+    expect((err as TimeoutError).code).toBe('GPUGROUP_COPY_TIMEOUT');
+    expect((err as Error).message).toMatch(/host copy helper thread did not finish its slice/);
   });
 
   it('copies after the helpers were stopped start them again', async () => {
