@@ -12,6 +12,7 @@
  */
 import { cudaDeviceCount } from '../native/index.ts';
 import { type Group, launchGroup } from '../src/orchestrator/index.ts';
+import { sharedDeviceEnv } from '../src/orchestrator/launch.ts';
 import { freePort } from '../src/store/index.ts';
 import { CudaEvent, Tensor, setDevice } from '../src/tensor/index.ts';
 import {
@@ -52,9 +53,10 @@ export async function run(opts: BenchOptions): Promise<void> {
   if (backend === 'nccl') setDevice(0);
   if (shared) {
     // What launchGroup's shareDevices gives each rank, for the trainer in this process.
-    process.env.NCCL_HOSTID = `gpugroup-trainer-${process.pid}`;
-    process.env.NCCL_SOCKET_IFNAME ??= 'lo';
-    process.env.NCCL_IB_DISABLE ??= '1';
+    Object.assign(
+      process.env,
+      sharedDeviceEnv(`gpugroup-trainer-${process.pid}`, (name) => process.env[name]),
+    );
   }
   const group = await launchGroup({
     worldSize: workers,

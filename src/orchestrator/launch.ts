@@ -37,7 +37,12 @@ function rankEnv(
     GROUP_RANK: String(opts.nodeRank),
     MASTER_ADDR: opts.masterAddr,
     MASTER_PORT: String(storePort),
-    ...(opts.shareDevices ? sharedDeviceEnv(opts, localRank) : {}),
+    ...(opts.shareDevices
+      ? sharedDeviceEnv(
+          `gpugroup-${process.pid}-${opts.nodeRank}-${localRank}`,
+          (name) => opts.env[name] ?? process.env[name],
+        )
+      : {}),
     // Host↔device copies at the link's speed (non-temporal memcpy into pinned staging).
     ...copyTunablesEnv({ GLIBC_TUNABLES: process.env.GLIBC_TUNABLES, ...opts.env }),
   };
@@ -45,13 +50,12 @@ function rankEnv(
 
 /**
  * NCCL refuses two ranks of one host on one GPU ("Duplicate GPU detected"). A host id
- * of its own per rank process makes each rank a host of its own, reached through the
- * socket transport on loopback; the user's own NCCL settings win.
+ * of its own per rank process (`hostId`) makes each rank a host of its own, reached
+ * through the socket transport on loopback; the user's own NCCL settings (`given`) win.
  */
-function sharedDeviceEnv(opts: ResolvedOptions, localRank: number): Record<string, string> {
-  const given = (name: string) => opts.env[name] ?? process.env[name];
+export function sharedDeviceEnv(hostId: string, given: (name: string) => string | undefined): Record<string, string> {
   return {
-    NCCL_HOSTID: `gpugroup-${process.pid}-${opts.nodeRank}-${localRank}`,
+    NCCL_HOSTID: hostId,
     NCCL_SOCKET_IFNAME: given('NCCL_SOCKET_IFNAME') ?? 'lo',
     NCCL_IB_DISABLE: given('NCCL_IB_DISABLE') ?? '1',
   };
