@@ -308,15 +308,6 @@ function beginFill(fill: Fill, offset: number, out: Uint8Array): CopyJob {
 
 const DONE: CopyJob = { wait: () => {} };
 
-/**
- * Fills `out` with the source's bytes from `offset` before returning: a copy nothing
- * else can overlap (an upload's first piece), so this thread copies beside the helpers.
- */
-function fillNow(fill: Fill, offset: number, out: Uint8Array, deadline: number): void {
-  if (fill instanceof Uint8Array) copyBytes(out, fill.subarray(offset, offset + out.byteLength), deadline);
-  else fill(offset, out);
-}
-
 function drainNow(drain: Drain, offset: number, data: Uint8Array, deadline: number): void {
   if (drain instanceof Uint8Array) copyBytes(drain.subarray(offset, offset + data.byteLength), data, deadline);
   else drain(offset, data);
@@ -408,9 +399,7 @@ export function uploadSync(dst: bigint, bytes: number, fill: Fill, timeoutMs = 1
   };
   let filling: CopyJob | null = null;
   try {
-    const first = pieces[0];
-    spinUntilFree(slots[first.slot], deadline, 'upload', timeoutMs);
-    fillNow(fill, first.offset, placeIn(slots[first.slot], first.bytes), deadline);
+    filling = start(pieces[0]);
     for (let i = 0; i < pieces.length; i++) {
       const p = pieces[i];
       const job = filling;
@@ -472,10 +461,7 @@ export async function uploadAsync(dst: bigint, bytes: number, fill: Fill, timeou
   };
   let filling: CopyJob | null = null;
   try {
-    const first = pieces[0];
-    const turn = turns.next(slots[first.slot]);
-    if (turn) await turn;
-    fillNow(fill, first.offset, placeIn(slots[first.slot], first.bytes), deadline());
+    filling = await start(pieces[0]);
     for (let i = 0; i < pieces.length; i++) {
       const p = pieces[i];
       const job = filling;
