@@ -1,6 +1,6 @@
 /**
  * Where a tensor's bytes live. Host storage is a SharedArrayBuffer (thread ranks can
- * share it); device storage is a pointer from the stream-ordered allocator (small
+ * share it) or, for a download's result and pinned memory, an ArrayBuffer; device storage is a pointer from the stream-ordered allocator (small
  * blocks through a per-stream cache), freed stream-ordered by dispose() or, as a
  * safety net, when every view is garbage.
  */
@@ -10,7 +10,8 @@ import { cacheOrFree, sizeClass, takeCached } from './block-cache.ts';
 import { currentDevice, currentStream } from './stream.ts';
 
 /**
- * Bytes on the host: a SharedArrayBuffer, or page-locked memory mapped as an ArrayBuffer
+ * Bytes on the host: a SharedArrayBuffer, an ArrayBuffer that a download filled
+ * ({@link HostStorage.forOverwrite}), or page-locked memory mapped as an ArrayBuffer
  * (PinnedHostStorage in ./pinned.ts).
  */
 export class HostStorage {
@@ -24,6 +25,15 @@ export class HostStorage {
 
   static allocate(bytes: number): HostStorage {
     return new HostStorage(new SharedArrayBuffer(Math.max(bytes, 0)), 0, bytes);
+  }
+
+  /**
+   * Uninitialised bytes in a plain ArrayBuffer, for a download that writes every one of
+   * them (`to('cpu')`). malloc hands back the warm memory of dropped buffers, where each
+   * new SharedArrayBuffer's pages fault on first touch: at 16 MiB, several times the copy.
+   */
+  static forOverwrite(bytes: number): HostStorage {
+    return new HostStorage(Buffer.allocUnsafeSlow(bytes).buffer, 0, bytes);
   }
 
   /** True for page-locked memory. */

@@ -648,15 +648,17 @@ export function sameShape(a: readonly number[], b: readonly number[]): boolean {
 }
 
 /**
- * The host tensor a download from a device tensor lands in, allocated (a SharedArrayBuffer:
- * its fresh pages are slow to touch) while the first piece of the copy is in flight.
+ * The host tensor a download from a device tensor lands in, allocated while the first
+ * piece of the copy is in flight, over memory that the copy overwrites whole
+ * ({@link HostStorage.forOverwrite}).
  */
 class HostDestination implements DeferredDrain {
   private made: Tensor | null = null;
   constructor(private readonly like: Tensor) {}
 
   readonly make = (): Drain => {
-    this.made = Tensor.empty(this.like.shape, { dtype: this.like.dtype });
+    const { shape, dtype, nbytes } = this.like;
+    this.made = new Tensor(HostStorage.forOverwrite(nbytes), dtype, [...shape]);
     return hostBytes(this.made);
   };
 

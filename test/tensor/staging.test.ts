@@ -184,6 +184,29 @@ describe.skipIf(!stub)('staged copies through the stand-in CUDA library', () => 
     expectValues((await (rc as Tensor).toArray()) as Float32Array, a);
   });
 
+  it('downloads land in host tensors of their own, which later downloads never share', async () => {
+    // to('cpu') allocates without zeroing (the copy writes every byte): results must not
+    // alias one another, and must behave as any host tensor (views, copies, uploads).
+    const n = MiB / 4 + 5;
+    const kept: { host: Tensor; k: number }[] = [];
+    for (let k = 0; k < 6; k++) {
+      const values = Float32Array.from({ length: n }, (_, i) => k * 10_000 + (i % 9973));
+      const dev = Tensor.fromArray(values, { device: 'cuda:0' });
+      const host = k % 2 === 0 ? dev.to('cpu') : await dev.toAsync('cpu');
+      expect(host.device).toBe('cpu');
+      expect(host.isPinned).toBe(false);
+      expect(host.shape).toEqual([n]);
+      kept.push({ host, k });
+      dev.dispose();
+    }
+    for (const { host, k } of kept) {
+      const want = Float32Array.from({ length: n }, (_, i) => k * 10_000 + (i % 9973));
+      expectValues(host.hostView() as Float32Array, want);
+      expectValues((await host.narrow(0, 3, 4).contiguous().toArray()) as Float32Array, want.subarray(3, 7));
+      expectValues((await (await host.toAsync('cuda:0')).toArray()) as Float32Array, want);
+    }
+  });
+
   it('with staging off (0 chunks) the pageable path gives the same values', async () => {
     const saved = stagingConfig();
     configureStaging({ chunks: 0 });
