@@ -6,12 +6,14 @@
  *                      d2h: toArray(); h2d_to / d2h_to: a host tensor's to('cuda:0') + sync
  *                      and a device tensor's to('cpu'); h2d_async / d2h_async: the same
  *                      through toAsync (host memcpy in parallel slices); h2d_pinned / d2h_pinned: copyFrom
- *                      between a pinned host tensor and a device tensor + sync
+ *                      between a pinned host tensor and a device tensor + stream sync
  *   gpugroup-pageable  h2d, d2h with staging off (GPUGROUP_STAGING_CHUNKS=0: the driver's
  *                      pageable path, what gpugroup did before staging)
  *   cuda               the raw calls through koffi in this process: cudaMemcpyAsync from
- *                      and to pinned memory (h2d_pinned, d2h_pinned) and from and to a
- *                      pageable Float32Array (h2d, d2h), then cudaStreamSynchronize
+ *                      and to pinned memory (h2d_pinned, d2h_pinned), timed in rounds
+ *                      alternating with gpugroup's and followed by the same stream sync,
+ *                      and from and to a pageable Float32Array (h2d, d2h), then
+ *                      cudaStreamSynchronize
  * JSON lines: { impl, op, world: 1, bytes, us (best), p50_us, GBps (at best) }, the
  * fields of bench/baselines/torch_copies.py, which times torch the same way. Every
  * path's bytes are checked once before timing. Then the packing measurements of
@@ -30,17 +32,55 @@ const SIZES = [4 << 10, 1 << 20, 16 << 20, 256 << 20];
 const itersFor = (bytes: number): number =>
   bytes <= 64 << 10 ? 300 : bytes <= 1 << 20 ? 80 : bytes <= 16 << 20 ? 20 : 6;
 
-async function timeIt(iters: number, body: () => unknown): Promise<{ best: number; p50: number }> {
-  const warm = Math.max(2, Math.min(20, iters >> 3));
+interface Timing {
+  best: number;
+  p50: number;
+}
+
+/** Untimed calls before the timed ones: at least 2, and until 50 ms have passed (at most 5,000). */
+const WARM_MS = 50;
+const WARM_MIN = 2;
+const WARM_MAX = 5000;
+
+/**
+ * `iters` timings of `body` in µs, after the warm-up: small copies run thousands of calls
+ * first, so that each path is timed compiled rather than in the interpreter.
+ */
+async function samples(iters: number, body: () => unknown): Promise<number[]> {
+  const start = performance.now();
+  for (let i = 0; i < WARM_MAX && (i < WARM_MIN || performance.now() - start < WARM_MS); i++) await body();
   const xs: number[] = [];
-  for (let i = 0; i < warm + iters; i++) {
+  for (let i = 0; i < iters; i++) {
     const t0 = performance.now();
     await body();
-    const us = (performance.now() - t0) * 1000;
-    if (i >= warm) xs.push(us);
+    xs.push((performance.now() - t0) * 1000);
   }
+  return xs;
+}
+
+function summary(xs: number[]): Timing {
   xs.sort((a, b) => a - b);
   return { best: xs[0], p50: xs[xs.length >> 1] };
+}
+
+async function timeIt(iters: number, body: () => unknown): Promise<Timing> {
+  return summary(await samples(iters, body));
+}
+
+/**
+ * Two bodies timed in alternating rounds (`iters` each in all), so that neither gains
+ * from the host or the GPU warming up in between: for two figures compared as a ratio.
+ */
+async function timePair(iters: number, a: () => unknown, b: () => unknown): Promise<[Timing, Timing]> {
+  const rounds = 3;
+  const per = Math.ceil(iters / rounds);
+  const xa: number[] = [];
+  const xb: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    xa.push(...(await samples(per, a)));
+    xb.push(...(await samples(per, b)));
+  }
+  return [summary(xa), summary(xb)];
 }
 
 function same(a: ArrayLike<number>, b: ArrayLike<number>): boolean {
@@ -147,16 +187,39 @@ export async function run(opts: BenchOptions): Promise<void> {
         t.dispose();
       },
       d2h_async: () => dev.toAsync('cpu'),
-      h2d_pinned: async () => {
-        devDst.copyFrom(pinnedSrc);
-        await sync();
-      },
-      d2h_pinned: async () => {
-        pinnedDst.copyFrom(dev);
-        await sync();
-      },
     };
     for (const [op, body] of Object.entries(ours)) emit('gpugroup', op, bytes, await timeIt(iters, body));
+
+    // Pinned: copyFrom against the raw cudaMemcpyAsync, alternating, each followed by the
+    // same awaited stream.synchronize(), so that the pair compares the copies.
+    const pinnedPtr = (t: Tensor) => (t.storage as unknown as { ptr: bigint }).ptr;
+    const pinnedPairs: Record<string, [() => unknown, () => unknown]> = {
+      h2d_pinned: [
+        async () => {
+          devDst.copyFrom(pinnedSrc);
+          await sync();
+        },
+        async () => {
+          rt.cudaMemcpyAsync(devDst.dataPtr, pinnedPtr(pinnedSrc), bytes, MemcpyKind.HostToDevice, stream.handle);
+          await sync();
+        },
+      ],
+      d2h_pinned: [
+        async () => {
+          pinnedDst.copyFrom(dev);
+          await sync();
+        },
+        async () => {
+          rt.cudaMemcpyAsync(pinnedPtr(pinnedDst), dev.dataPtr, bytes, MemcpyKind.DeviceToHost, stream.handle);
+          await sync();
+        },
+      ],
+    };
+    for (const [op, [mine, raw]] of Object.entries(pinnedPairs)) {
+      const [a, b] = await timePair(iters, mine, raw);
+      emit('gpugroup', op, bytes, a);
+      emit('cuda', op, bytes, b);
+    }
 
     configureStaging({ chunks: 0 });
     try {
@@ -166,16 +229,7 @@ export async function run(opts: BenchOptions): Promise<void> {
       configureStaging({ chunks: staged.chunks });
     }
 
-    const pinnedPtr = (t: Tensor) => (t.storage as unknown as { ptr: bigint }).ptr;
     const raw: Record<string, () => void> = {
-      h2d_pinned: () => {
-        rt.cudaMemcpyAsync(devDst.dataPtr, pinnedPtr(pinnedSrc), bytes, MemcpyKind.HostToDevice, stream.handle);
-        rt.cudaStreamSynchronize(stream.handle);
-      },
-      d2h_pinned: () => {
-        rt.cudaMemcpyAsync(pinnedPtr(pinnedDst), dev.dataPtr, bytes, MemcpyKind.DeviceToHost, stream.handle);
-        rt.cudaStreamSynchronize(stream.handle);
-      },
       h2d: () => {
         rt.cudaMemcpyAsync(devDst.dataPtr, src, bytes, MemcpyKind.HostToDevice, stream.handle);
         rt.cudaStreamSynchronize(stream.handle);
