@@ -13,10 +13,10 @@
  *
  * With the stand-in library (bench/stub-native) the NCCL and CUDA calls cost nothing, so
  * every figure is gpugroup's own host overhead; on a GPU host the same parts include the
- * real driver and NCCL work. µs per call: calls in batches of 64 with the stream drained
- * between batches (untimed), 5 rounds of GPUGROUP_BENCH_ITERS calls (default 20 000)
- * per part; the median over batches of the mean per call (a preempted batch does not
- * move it).
+ * real driver and NCCL work. µs per call: each part warmed up, then 5 rounds of
+ * GPUGROUP_BENCH_ITERS calls (default 20 000) per part in batches of 64 with the stream
+ * drained between batches (untimed); the median over batches of the mean per call
+ * (./workers/collectives.ts timePhases).
  */
 import { NcclDataType, NcclRedOp, cudaDeviceCount, nccl } from '../native/index.ts';
 import { NcclCommunicator, type ReduceOp } from '../src/comm/index.ts';
@@ -24,7 +24,7 @@ import { StatelessProcessGroup } from '../src/store/index.ts';
 import { Tensor, currentStream, setDevice } from '../src/tensor/index.ts';
 import { countNativeCalls, formatPerOp } from './native-calls.ts';
 import type { BenchOptions } from './options.ts';
-import { median } from './workers/collectives.ts';
+import { timePhases } from './workers/collectives.ts';
 
 /** The protected parts of the op path, reached for measurement only. */
 interface OpPathParts {
@@ -148,22 +148,9 @@ async function measureParts(comm: NcclCommunicator, iters: number): Promise<Reco
       for (let i = 0; i < n; i++) (await comm.reduceScatter(big, 0)).dispose();
     },
   };
-  const samples: Record<string, number[]> = {};
-  for (let round = 0; round < ROUNDS; round++) {
-    for (const [name, phase] of Object.entries(phases)) {
-      samples[name] ??= [];
-      const list = samples[name];
-      for (let done = 0; done < iters; done += BATCH) {
-        const n = Math.min(BATCH, iters - done);
-        const t0 = performance.now();
-        await phase(n);
-        list.push(((performance.now() - t0) * 1000) / n);
-        await comm.synchronize();
-      }
-    }
-  }
+  const results = await timePhases(phases, { iters, batch: BATCH, rounds: ROUNDS, drain: () => comm.synchronize() });
   x.dispose();
   out.dispose();
   big.dispose();
-  return Object.fromEntries(Object.entries(samples).map(([name, list]) => [name, median(list)]));
+  return results;
 }

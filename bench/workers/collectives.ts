@@ -179,10 +179,7 @@ export async function graphSweep(ctx: RankContext, args: { perGraph?: number; la
  * Host cost of one call: all-reduces of 8 bytes enqueued back to back, timed on the
  * host, through gpugroup's allReduce and through the raw koffi ncclAllReduce with
  * preallocated buffers (both include NCCL's own enqueue work), plus gpugroup's output
- * allocation and free alone. Calls go in batches of `batch` with the stream drained
- * between batches, untimed, so that a slow device (a one-GPU rehearsal) never backs
- * the host up; the figure is the median over batches of the mean per call (a batch
- * the OS preempted does not move it).
+ * allocation and free alone, each warmed up first and timed in batches (see timePhases).
  */
 export async function hostCost(ctx: RankContext, args: { iters: number; batch?: number; rounds?: number }) {
   const comm = (await communicatorOf(ctx)) as NcclCommunicator;
@@ -205,25 +202,57 @@ export async function hostCost(ctx: RankContext, args: { iters: number; batch?: 
       for (let i = 0; i < n; i++) Tensor.empty([2], { dtype: 'float32', device: ctx.device }).dispose();
     },
   };
+  const results = await timePhases(phases, {
+    iters: args.iters,
+    batch,
+    rounds: args.rounds ?? 3,
+    drain: () => comm.synchronize(),
+    beforePhase: () => ctx.processGroup.barrier(),
+  });
+  x.dispose();
+  out.dispose();
+  return ctx.rank === 0 ? results : null;
+}
+
+/** Untimed calls of each phase before its first timed batch: at least this many, and WARM_PHASE_MS. */
+const WARM_PHASE_CALLS = 8000;
+const WARM_PHASE_MS = 150;
+
+/**
+ * Host µs per call of each phase (a body making `n` calls): `rounds` rounds over the
+ * phases, `iters` calls each, in batches of `batch` with `drain()` between batches
+ * (untimed), so that a slow device never backs the host up; the median over batches of
+ * the mean per call (a batch the OS preempted does not move it). Each phase first runs
+ * untimed, as the sweep's ops do, until its code is compiled (JS reaches optimized code
+ * only after thousands of calls: timed cold, an allReduce's host cost reads ~3× high).
+ */
+export async function timePhases(
+  phases: Record<string, (n: number) => Promise<void> | void>,
+  opts: { iters: number; batch: number; rounds: number; drain: () => Promise<void>; beforePhase?: () => Promise<void> },
+): Promise<Record<string, number>> {
+  for (const phase of Object.values(phases)) {
+    const until = performance.now() + WARM_PHASE_MS;
+    for (let done = 0; done < WARM_PHASE_CALLS || performance.now() < until; done += opts.batch) {
+      await phase(opts.batch);
+      await opts.drain();
+    }
+  }
   const samples: Record<string, number[]> = {};
-  for (let round = 0; round < (args.rounds ?? 3); round++) {
+  for (let round = 0; round < opts.rounds; round++) {
     for (const [name, phase] of Object.entries(phases)) {
-      await ctx.processGroup.barrier();
+      await opts.beforePhase?.();
       samples[name] ??= [];
       const list = samples[name];
-      for (let done = 0; done < args.iters; done += batch) {
-        const n = Math.min(batch, args.iters - done);
+      for (let done = 0; done < opts.iters; done += opts.batch) {
+        const n = Math.min(opts.batch, opts.iters - done);
         const t0 = performance.now();
         await phase(n);
         list.push(((performance.now() - t0) * 1000) / n);
-        await comm.synchronize();
+        await opts.drain();
       }
     }
   }
-  x.dispose();
-  out.dispose();
-  const results = Object.fromEntries(Object.entries(samples).map(([name, list]) => [name, median(list)]));
-  return ctx.rank === 0 ? results : null;
+  return Object.fromEntries(Object.entries(samples).map(([name, list]) => [name, median(list)]));
 }
 
 /** Median of a list of numbers. */
