@@ -39,13 +39,19 @@ let hooksLib: ReturnType<typeof koffi.load> | null = null;
 
 /**
  * The stub's test hooks, after useStubNative(): `setBusy(true)` makes every stream and
- * event report work still pending; `setAsyncError(r)` is what ncclCommGetAsyncError
- * reports from then on (0: none).
+ * event report work still pending; `setEventLag(k)` makes the next k event queries after
+ * each record report it (work that ends a moment later; 0: none); `setAsyncError(r)` is
+ * what ncclCommGetAsyncError reports from then on (0: none).
  */
-export function stubHooks(): { setBusy(busy: boolean): void; setAsyncError(result: number): void } {
+export function stubHooks(): {
+  setBusy(busy: boolean): void;
+  setEventLag(queries: number): void;
+  setAsyncError(result: number): void;
+} {
   // Kept for the life of the process: koffi would unload the library with its handle.
   hooksLib ??= koffi.load(process.env.GPUGROUP_CUDART_SO_PATH ?? '');
   const busy = hooksLib.func('void gpugroupStubSetBusy(int busy)');
+  const lag = hooksLib.func('void gpugroupStubSetEventLag(int queries)');
   const asyncError = hooksLib.func('void gpugroupStubSetAsyncError(int result)');
-  return { setBusy: (b) => busy(b ? 1 : 0), setAsyncError: (r) => asyncError(r) };
+  return { setBusy: (b) => busy(b ? 1 : 0), setEventLag: (k) => lag(k), setAsyncError: (r) => asyncError(r) };
 }

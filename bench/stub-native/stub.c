@@ -18,10 +18,15 @@ typedef struct { int nranks, rank, device, dead; } Comm;
 
 static __thread int current_device = 0;
 /* Test hooks (test/stub-native.ts): while `stub_busy` is set, streams and events report
- * cudaErrorNotReady (work in flight); `stub_async_error` is what ncclCommGetAsyncError reports. */
+ * cudaErrorNotReady (work in flight); after each event record, the next `stub_event_lag`
+ * event queries report it too (work that ends a moment later); `stub_async_error` is what
+ * ncclCommGetAsyncError reports. */
 static int stub_busy = 0;
+static int stub_event_lag = 0;
+static int stub_lag_left = 0;
 static int stub_async_error = 0;
 void gpugroupStubSetBusy(int busy) { stub_busy = busy; }
+void gpugroupStubSetEventLag(int queries) { stub_event_lag = queries; stub_lag_left = 0; }
 void gpugroupStubSetAsyncError(int result) { stub_async_error = result; }
 static uint64_t next_handle = 0x1000;
 static void put_ptr(void *out, void *value) { memcpy(out, &value, sizeof value); }
@@ -60,8 +65,12 @@ int cudaStreamSynchronize(void *s) { (void)s; return 0; }
 int cudaStreamDestroy(void *s) { (void)s; return 0; }
 int cudaStreamWaitEvent(void *s, void *e, unsigned f) { (void)s; (void)e; (void)f; return 0; }
 int cudaEventCreateWithFlags(void *out, unsigned f) { (void)f; put_handle(out); return 0; }
-int cudaEventRecord(void *e, void *s) { (void)e; (void)s; return 0; }
-int cudaEventQuery(void *e) { (void)e; return stub_busy ? 600 : 0; }
+int cudaEventRecord(void *e, void *s) { (void)e; (void)s; stub_lag_left = stub_event_lag; return 0; }
+int cudaEventQuery(void *e) {
+  (void)e;
+  if (stub_lag_left > 0) { stub_lag_left--; return 600; }
+  return stub_busy ? 600 : 0;
+}
 int cudaEventSynchronize(void *e) { (void)e; return 0; }
 int cudaEventElapsedTime(float *ms, void *a, void *b) { (void)a; (void)b; *ms = 0.001f; return 0; }
 int cudaEventDestroy(void *e) { (void)e; return 0; }

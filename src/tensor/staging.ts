@@ -420,11 +420,18 @@ const YIELD_EVERY_MS = 1;
 
 /**
  * The turns of an async copy: before each piece, the wait for its chunk without blocking,
- * or, when the chunk is free, a yield to the event loop once about a millisecond of host
- * work has gone by since the last one.
+ * then a yield to the event loop once about a millisecond of host work has gone by since
+ * the last one. The wait alone is no yield: a chunk that frees up within the wait's short
+ * spin resolves it without an event-loop turn, and a copy whose every chunk did so would
+ * hold the loop from start to end.
  */
 class Turns {
   private since = performance.now();
+  private readonly yielded = (): Promise<void> =>
+    new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
+      this.since = performance.now();
+    });
+
   constructor(
     private readonly timeoutMs: number,
     private readonly op: string,
@@ -433,11 +440,8 @@ class Turns {
   /** What to await before using `slot`; null when nothing is due (no await, no microtask). */
   next(slot: Slot): Promise<void> | null {
     const busy = awaitFree(slot, this.timeoutMs, this.op);
-    if (!busy && performance.now() - this.since <= YIELD_EVERY_MS) return null;
-    const wait = busy ?? new Promise<void>((resolve) => setImmediate(resolve));
-    return wait.then(() => {
-      this.since = performance.now();
-    });
+    if (performance.now() - this.since <= YIELD_EVERY_MS) return busy;
+    return busy ? busy.then(this.yielded) : this.yielded();
   }
 }
 

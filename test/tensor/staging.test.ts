@@ -6,7 +6,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from '../../src/errors.ts';
 import { DTYPES, Tensor, dtypeInfo, setDevice } from '../../src/tensor/index.ts';
 import { configureStaging, planPieces, stagingConfig, type StagingConfig } from '../../src/tensor/staging.ts';
-import { useStubNative } from '../stub-native.ts';
+import { stubHooks, useStubNative } from '../stub-native.ts';
 import { exactValues } from './copy-cases.ts';
 
 const MiB = 1 << 20;
@@ -284,6 +284,39 @@ describe.skipIf(!stub)('staged copies through the stand-in CUDA library', () => 
       expect(back[back.length - 1]).toBe(3);
       expect(turns).toBeGreaterThan(2);
     } finally {
+      configureStaging(saved);
+    }
+  });
+
+  it('an async copy whose chunks free up a moment after it looks still yields to the event loop', async () => {
+    // Each chunk's event reads busy once, then done within the wait's short spin: a wait
+    // that ends in its spin is no event-loop turn, so the copy must still yield on time.
+    const saved = stagingConfig();
+    configureStaging({ chunkBytes: MiB, chunks: 2, minPieceBytes: MiB });
+    stubHooks().setEventLag(1);
+    try {
+      const host = Tensor.fromArray(new Float32Array(16 * MiB).fill(4));
+      const turnsIn = { upload: 0, download: 0 };
+      let phase: keyof typeof turnsIn | null = 'upload';
+      const tick = (): void => {
+        if (!phase) return;
+        turnsIn[phase]++;
+        setImmediate(tick);
+      };
+      setImmediate(tick);
+      const started = performance.now();
+      const dev = await host.toAsync('cuda:0');
+      const uploadMs = performance.now() - started;
+      phase = 'download';
+      const back = (await dev.toArray()) as Float32Array;
+      phase = null;
+      expect(back[back.length - 1]).toBe(4);
+      // 64 pieces of 1 MiB each way, about a turn per millisecond of work.
+      expect(turnsIn.upload, `turns in a ${uploadMs.toFixed(1)} ms upload`).toBeGreaterThan(Math.min(8, uploadMs / 4));
+      expect(turnsIn.download).toBeGreaterThan(2);
+      dev.dispose();
+    } finally {
+      stubHooks().setEventLag(0);
       configureStaging(saved);
     }
   });
