@@ -1,8 +1,9 @@
 /**
  * Where a tensor's bytes live. Host storage is a SharedArrayBuffer (thread ranks can
- * share it) or, for a download's result and pinned memory, an ArrayBuffer; device storage is a pointer from the stream-ordered allocator (small
- * blocks through a per-stream cache), freed stream-ordered by dispose() or, as a
- * safety net, when every view is garbage.
+ * share it) or, for a download's result and pinned memory, an ArrayBuffer; device
+ * storage is a pointer from the stream-ordered allocator (small blocks through a
+ * per-stream cache), freed stream-ordered by dispose() or, as a safety net, when every
+ * view is garbage.
  */
 import { cuda } from '../../native/index.ts';
 import { InvalidArgumentError } from '../errors.ts';
