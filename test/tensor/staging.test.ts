@@ -196,6 +196,8 @@ describe.skipIf(!stub)('staged copies through the stand-in CUDA library', () => 
       expect(host.device).toBe('cpu');
       expect(host.isPinned).toBe(false);
       expect(host.shape).toEqual([n]);
+      // docs/api.md: an ArrayBuffer, unlike Tensor.empty's SharedArrayBuffer.
+      expect(host.hostView().buffer).toBeInstanceOf(ArrayBuffer);
       kept.push({ host, k });
       dev.dispose();
     }
