@@ -4,8 +4,9 @@
  * launchGroup of --world ranks (default: every visible GPU), timed as nccl-tests times
  * it, plus the host cost of one allReduce call beside the raw koffi call. `--world 1`
  * runs the op path on a one-rank NCCL communicator (where vLLM's GroupCoordinator
- * would return the input), adds graph-captured all-reduce (nccl-tests -G's method),
- * and compares with `all_reduce_perf -t 1 -g 1` and torch at world 1. Compare with the
+ * would return the input), adds graph-captured all-reduce (nccl-tests -G's method) and,
+ * up to 64 KiB, the same loops of raw koffi NCCL calls in the same rank (impl
+ * `raw-koffi`), and compares with `all_reduce_perf -t 1 -g 1` and torch at world 1. Compare with the
  * baselines from the same run: both write JSON lines joined on op, world and bytes.
  */
 import { cudaDeviceCount, nccl } from '../native/index.ts';
@@ -43,19 +44,26 @@ export async function run(opts: BenchOptions): Promise<void> {
       minBytes: opts.minBytes ?? 8,
       maxBytes: opts.maxBytes ?? 1 << 30,
     });
-    opts.log(tableHeader());
-    for (const rec of (results as { op: string; bytes: number; us: number; busbw: number }[][]).flat()) {
-      opts.log(
-        tableLine({
-          op: rec.op,
-          bytes: rec.bytes,
-          count: Math.max(1, Math.floor(rec.bytes / 4)),
-          dtype: 'float',
-          us: rec.us,
-          busbw: rec.busbw,
-        }),
-      );
-      opts.json({ ...rec, mode: opts.mode ?? 'process' });
+    const records = (results as { impl: string; op: string; bytes: number; us: number; busbw: number }[][]).flat();
+    // gpugroup's ops, then (world 1) the same loops of raw koffi NCCL calls in the same rank.
+    for (const impl of ['gpugroup', 'raw-koffi']) {
+      const mine = records.filter((rec) => rec.impl === impl);
+      if (mine.length === 0) continue;
+      if (impl !== 'gpugroup') opts.log('# the same loops of raw koffi NCCL calls on preallocated buffers, same rank');
+      opts.log(tableHeader());
+      for (const rec of mine) {
+        opts.log(
+          tableLine({
+            op: rec.op,
+            bytes: rec.bytes,
+            count: Math.max(1, Math.floor(rec.bytes / 4)),
+            dtype: 'float',
+            us: rec.us,
+            busbw: rec.busbw,
+          }),
+        );
+        opts.json({ ...rec, mode: opts.mode ?? 'process' });
+      }
     }
     if (world === 1) {
       // The graphs suite covers world >= 2 (through the world group, which has no

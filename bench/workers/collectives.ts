@@ -54,7 +54,9 @@ async function timed(ctx: RankContext, comm: DeviceCommunicator, body: () => Pro
 
 /**
  * One op at one size. `bytes` follows nccl-tests: the whole buffer (all-gather: the
- * output; reduce-scatter: the input). Returns microseconds per op on this rank.
+ * output; reduce-scatter: the input). Returns microseconds per op on this rank. `raw`
+ * (NCCL, one rank): the koffi NCCL call alone on preallocated buffers, as nccl-tests
+ * calls it, instead of gpugroup's op.
  */
 async function measure(
   ctx: RankContext,
@@ -63,22 +65,27 @@ async function measure(
   bytes: number,
   iters: number,
   reps: number,
+  raw = false,
 ): Promise<number> {
   const n = ctx.worldSize;
   const piece = Math.max(1, Math.floor(bytes / 4 / n)); // per-rank elements of all-gather / reduce-scatter
   const whole = Math.max(1, Math.floor(bytes / 4));
   const length = op === 'all_gather' ? piece : op === 'reduce_scatter' ? piece * n : whole;
   const x = Tensor.full([length], 1, { dtype: 'float32', device: ctx.device });
+  const outLength = op === 'all_gather' ? piece * n : op === 'reduce_scatter' ? piece : whole;
+  const out = raw ? Tensor.empty([outLength], { dtype: 'float32', device: ctx.device }) : null;
   // One loop per op, each call awaited as a user would, outputs disposed at once: freed
   // stream-ordered, they come back from the cache on the next call.
-  const loop = async (k: number): Promise<void> => {
-    if (op === 'all_reduce') for (let i = 0; i < k; i++) (await comm.allReduce(x)).dispose();
-    else if (op === 'broadcast') for (let i = 0; i < k; i++) await comm.broadcast(x, 0);
-    else if (op === 'all_gather') for (let i = 0; i < k; i++) (await comm.allGather(x, 0)).dispose();
-    else if (op === 'reduce_scatter') for (let i = 0; i < k; i++) (await comm.reduceScatter(x, 0)).dispose();
-    else if (ctx.rank === 0) for (let i = 0; i < k; i++) await comm.send(x, 1);
-    else if (ctx.rank === 1) for (let i = 0; i < k; i++) (await comm.recv(x.shape, 'float32', 0)).dispose();
-  };
+  const loop = out
+    ? rawLoop(comm as NcclCommunicator, op, x, out, piece)
+    : async (k: number): Promise<void> => {
+        if (op === 'all_reduce') for (let i = 0; i < k; i++) (await comm.allReduce(x)).dispose();
+        else if (op === 'broadcast') for (let i = 0; i < k; i++) await comm.broadcast(x, 0);
+        else if (op === 'all_gather') for (let i = 0; i < k; i++) (await comm.allGather(x, 0)).dispose();
+        else if (op === 'reduce_scatter') for (let i = 0; i < k; i++) (await comm.reduceScatter(x, 0)).dispose();
+        else if (ctx.rank === 0) for (let i = 0; i < k; i++) await comm.send(x, 1);
+        else if (ctx.rank === 1) for (let i = 0; i < k; i++) (await comm.recv(x.shape, 'float32', 0)).dispose();
+      };
   // Warm-up: nccl-tests runs -w 5 C calls; JS reaches its optimized code only after
   // thousands of calls of each op (on the stand-in library, per-op time settles after
   // ~8,000 calls, with compile pauses before), and the pool's blocks are made then too.
@@ -98,7 +105,30 @@ async function measure(
     if (reps > 1) await ctx.processGroup.barrier();
   }
   x.dispose();
+  out?.dispose();
   return median(per);
+}
+
+/** `k` raw koffi NCCL calls of `op` from `x` into `out` on a one-rank communicator (float32, sum). */
+function rawLoop(
+  comm: NcclCommunicator,
+  op: SweepOp,
+  x: Tensor,
+  out: Tensor,
+  piece: number,
+): (k: number) => Promise<void> {
+  const lib = nccl();
+  const stream = currentStream().handle;
+  const [send, recv, c, f, sum] = [x.dataPtr, out.dataPtr, comm.comm, NcclDataType.ncclFloat32, NcclRedOp.sum];
+  const call =
+    op === 'all_reduce'
+      ? () => lib.ncclAllReduce(send, recv, x.numel, f, sum, c, stream)
+      : op === 'all_gather'
+        ? () => lib.ncclAllGather(send, recv, piece, f, c, stream)
+        : () => lib.ncclReduceScatter(send, recv, piece, f, sum, c, stream);
+  return async (k) => {
+    for (let i = 0; i < k; i++) call();
+  };
 }
 
 /** The sweep of nccl-tests sizes (8 B × 4^k) for `ops`; records come from rank 0 (send_recv: rank 1). */
@@ -114,22 +144,24 @@ export async function sweep(ctx: RankContext, args: { ops: SweepOp[]; minBytes: 
       const reps = ctx.backend === 'nccl' ? (bytes <= 1 << 16 ? 20 : 5) : 1;
       const us = await measure(ctx, comm, op, bytes, iters, reps);
       const reporter = op === 'send_recv' ? 1 : 0;
-      if (ctx.rank === reporter) {
-        const busbw = +((bytes / us / 1e3) * busFactor(op, ctx.worldSize)).toFixed(2);
-        records.push({
-          impl: 'gpugroup',
-          backend: ctx.backend,
-          op,
-          world: ctx.worldSize,
-          graph: false,
-          bytes,
-          us: +us.toFixed(2),
-          busbw,
-        });
-      }
+      if (ctx.rank === reporter) records.push(sweepRecord('gpugroup', ctx, op, bytes, us));
+      // Beside it, at one rank, the same loop of raw koffi NCCL calls: what this machine's
+      // NCCL costs per op right now, so that gpugroup's own cost reads apart from the
+      // drift between machines and stages.
+      if (comm instanceof NcclCommunicator && RAW_OPS.has(op) && ctx.worldSize === 1 && bytes <= RAW_MAX_BYTES)
+        records.push(sweepRecord('raw-koffi', ctx, op, bytes, await measure(ctx, comm, op, bytes, iters, reps, true)));
     }
   }
   return records;
+}
+
+/** The ops and sizes of the raw koffi loops at world 1: the host-bound ones that gpugroup's goal covers. */
+const RAW_OPS = new Set<SweepOp>(['all_reduce', 'all_gather', 'reduce_scatter']);
+const RAW_MAX_BYTES = 1 << 16;
+
+function sweepRecord(impl: string, ctx: RankContext, op: SweepOp, bytes: number, us: number): Record<string, unknown> {
+  const busbw = +((bytes / us / 1e3) * busFactor(op, ctx.worldSize)).toFixed(2);
+  return { impl, backend: ctx.backend, op, world: ctx.worldSize, graph: false, bytes, us: +us.toFixed(2), busbw };
 }
 
 /** Graph-captured all-reduce sizes: nccl-tests' -b 8 -e 1M -f 4 and the torch baseline's. */
