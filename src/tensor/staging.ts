@@ -427,21 +427,31 @@ const YIELD_EVERY_MS = 1;
  */
 class Turns {
   private since = performance.now();
-  private readonly yielded = (): Promise<void> =>
-    new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
-      this.since = performance.now();
-    });
-
   constructor(
     private readonly timeoutMs: number,
     private readonly op: string,
   ) {}
 
+  /** True once about a millisecond of host work has gone by since the last turn. */
+  get due(): boolean {
+    return performance.now() - this.since > YIELD_EVERY_MS;
+  }
+
+  /**
+   * One turn of the event loop. Never with a host copy job of this copy in flight: the
+   * helper threads take one job at a time, and another copy may start during the turn.
+   */
+  turn(): Promise<void> {
+    return new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
+      this.since = performance.now();
+    });
+  }
+
   /** What to await before using `slot`; null when nothing is due (no await, no microtask). */
   next(slot: Slot): Promise<void> | null {
     const busy = awaitFree(slot, this.timeoutMs, this.op);
-    if (performance.now() - this.since <= YIELD_EVERY_MS) return busy;
-    return busy ? busy.then(this.yielded) : this.yielded();
+    if (!this.due) return busy;
+    return busy ? busy.then(() => this.turn()) : this.turn();
   }
 }
 
@@ -474,6 +484,13 @@ export async function uploadAsync(dst: bigint, bytes: number, fill: Fill, timeou
       const next = pieces[i + 1];
       filling = sendPiece(dst, p, next, slots, fill, stream);
       if (next && !filling) filling = await start(next);
+      else if (filling && turns.due) {
+        // The next piece's fill started early (its chunk was free), so start() and its
+        // turn are skipped: the fill ends first, then the turn, while the copy engine works.
+        filling.wait(deadline());
+        filling = DONE;
+        await turns.turn();
+      }
     }
   } finally {
     settleFill(filling);

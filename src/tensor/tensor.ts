@@ -657,14 +657,18 @@ class HostDestination implements DeferredDrain {
   constructor(private readonly like: Tensor) {}
 
   readonly make = (): Drain => {
-    const { shape, dtype, nbytes } = this.like;
-    this.made = new Tensor(HostStorage.forOverwrite(nbytes), dtype, [...shape]);
+    this.made = this.build();
     return hostBytes(this.made);
   };
 
   /** The host tensor (made now when the copy had no bytes). */
   tensor(): Tensor {
-    return this.made ?? Tensor.empty(this.like.shape, { dtype: this.like.dtype });
+    return this.made ?? this.build();
+  }
+
+  private build(): Tensor {
+    const { shape, dtype, nbytes } = this.like;
+    return new Tensor(HostStorage.forOverwrite(nbytes), dtype, [...shape]);
   }
 }
 

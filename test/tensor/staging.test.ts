@@ -201,6 +201,11 @@ describe.skipIf(!stub)('staged copies through the stand-in CUDA library', () => 
       kept.push({ host, k });
       dev.dispose();
     }
+    const none = Tensor.empty([0, 3], { device: 'cuda:0' });
+    for (const host of [none.to('cpu'), await none.toAsync('cpu')]) {
+      expect(host.shape).toEqual([0, 3]);
+      expect(host.hostView().buffer).toBeInstanceOf(ArrayBuffer);
+    }
     for (const { host, k } of kept) {
       const want = Float32Array.from({ length: n }, (_, i) => k * 10_000 + (i % 9973));
       expectValues(host.hostView() as Float32Array, want);
@@ -290,35 +295,63 @@ describe.skipIf(!stub)('staged copies through the stand-in CUDA library', () => 
     }
   });
 
-  it('an async copy whose chunks free up a moment after it looks still yields to the event loop', async () => {
-    // Each chunk's event reads busy once, then done within the wait's short spin: a wait
-    // that ends in its spin is no event-loop turn, so the copy must still yield on time.
+  it('an async copy yields to the event loop about every millisecond, whether its chunks are free or free up a moment later', async () => {
+    // Lag 0: every chunk is free when the upload looks, so the next piece's fill starts
+    // early and the upload never waits. Lag 1: each chunk's event reads busy once, then
+    // done within the wait's short spin, which resolves without an event-loop turn. In
+    // both, the copy must still yield on time.
     const saved = stagingConfig();
     configureStaging({ chunkBytes: MiB, chunks: 2, minPieceBytes: MiB });
-    stubHooks().setEventLag(1);
     try {
-      const host = Tensor.fromArray(new Float32Array(16 * MiB).fill(4));
-      const turnsIn = { upload: 0, download: 0 };
-      let phase: keyof typeof turnsIn | null = 'upload';
-      const tick = (): void => {
-        if (!phase) return;
-        turnsIn[phase]++;
+      for (const lag of [0, 1]) {
+        stubHooks().setEventLag(lag);
+        const host = Tensor.fromArray(new Float32Array(16 * MiB).fill(lag + 4));
+        const turnsIn = { upload: 0, download: 0 };
+        let phase: keyof typeof turnsIn | null = 'upload';
+        const tick = (): void => {
+          if (!phase) return;
+          turnsIn[phase]++;
+          setImmediate(tick);
+        };
         setImmediate(tick);
-      };
-      setImmediate(tick);
-      const started = performance.now();
-      const dev = await host.toAsync('cuda:0');
-      const uploadMs = performance.now() - started;
-      phase = 'download';
-      const back = (await dev.toArray()) as Float32Array;
-      phase = null;
-      expect(back[back.length - 1]).toBe(4);
-      // 64 pieces of 1 MiB each way, about a turn per millisecond of work.
-      expect(turnsIn.upload, `turns in a ${uploadMs.toFixed(1)} ms upload`).toBeGreaterThan(Math.min(8, uploadMs / 4));
-      expect(turnsIn.download).toBeGreaterThan(2);
-      dev.dispose();
+        const started = performance.now();
+        const dev = await host.toAsync('cuda:0');
+        const uploadMs = performance.now() - started;
+        phase = 'download';
+        const back = (await dev.toArray()) as Float32Array;
+        phase = null;
+        expect(back[0]).toBe(lag + 4);
+        expect(back[back.length - 1]).toBe(lag + 4);
+        // 64 pieces of 1 MiB each way, about a turn per millisecond of work.
+        expect(turnsIn.upload, `lag ${lag}: turns in a ${uploadMs.toFixed(1)} ms upload`).toBeGreaterThan(
+          Math.min(8, uploadMs / 4),
+        );
+        expect(turnsIn.download, `lag ${lag}: turns in the download`).toBeGreaterThan(2);
+        dev.dispose();
+      }
     } finally {
       stubHooks().setEventLag(0);
+      configureStaging(saved);
+    }
+  });
+
+  it('async uploads in flight together, their turns interleaved, land every byte', async () => {
+    // Each turn comes with no fill job of its copy on the helper threads (which take one
+    // job at a time), so the other upload may dispatch its own during it.
+    const saved = stagingConfig();
+    configureStaging({ chunkBytes: MiB, chunks: 4, minPieceBytes: MiB });
+    try {
+      const n = 6 * MiB + 3;
+      const a = Float32Array.from({ length: n }, (_, i) => i % 65521);
+      const b = Float32Array.from({ length: n }, (_, i) => -(i % 65519));
+      const [da, db] = await Promise.all([
+        Tensor.fromArray(a).toAsync('cuda:0'),
+        Tensor.fromArray(b).toAsync('cuda:0'),
+      ]);
+      expectValues((await da.toArray()) as Float32Array, a);
+      expectValues((await db.toArray()) as Float32Array, b);
+      for (const t of [da, db]) t.dispose();
+    } finally {
       configureStaging(saved);
     }
   });
