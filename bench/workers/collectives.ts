@@ -90,9 +90,11 @@ async function measure(
   // thousands of calls of each op (on the stand-in library, per-op time settles after
   // ~8,000 calls, with compile pauses before), and the pool's blocks are made then too.
   // At small sizes: 2,000 calls and at least 150 ms (the first size of each op meets its
-  // code cold: ~20,000 calls at a few µs each).
-  const warmUntil = performance.now() + (reps > 5 ? 150 : 0);
-  await loop(reps > 5 ? 2000 : iters);
+  // code cold: ~20,000 calls at a few µs each). With peers, every rank must make the same
+  // number of calls (a collective one rank issues more often never completes): 8,000.
+  const alone = ctx.worldSize === 1;
+  const warmUntil = performance.now() + (reps > 5 && alone ? 150 : 0);
+  await loop(reps > 5 ? (alone ? 2000 : 8000) : iters);
   while (performance.now() < warmUntil) await loop(100);
   await comm.synchronize();
   await ctx.processGroup.barrier();
@@ -240,13 +242,17 @@ export async function hostCost(ctx: RankContext, args: { iters: number; batch?: 
     rounds: args.rounds ?? 3,
     drain: () => comm.synchronize(),
     beforePhase: () => ctx.processGroup.barrier(),
+    sameCallsEverywhere: ctx.worldSize > 1,
   });
   x.dispose();
   out.dispose();
   return ctx.rank === 0 ? results : null;
 }
 
-/** Untimed calls of each phase before its first timed batch: at least this many, and WARM_PHASE_MS. */
+/**
+ * Untimed calls of each phase before its first timed batch: at least this many and, at
+ * one rank, WARM_PHASE_MS.
+ */
 const WARM_PHASE_CALLS = 8000;
 const WARM_PHASE_MS = 150;
 
@@ -257,13 +263,22 @@ const WARM_PHASE_MS = 150;
  * the mean per call (a batch the OS preempted does not move it). Each phase first runs
  * untimed, as the sweep's ops do, until its code is compiled (JS reaches optimized code
  * only after thousands of calls: timed cold, an allReduce's host cost reads ~3× high).
+ * `sameCallsEverywhere` (phases of collectives, with peers): the warm-up is a count
+ * alone, the same on every rank, not also a time that each rank reads on its own clock.
  */
 export async function timePhases(
   phases: Record<string, (n: number) => Promise<void> | void>,
-  opts: { iters: number; batch: number; rounds: number; drain: () => Promise<void>; beforePhase?: () => Promise<void> },
+  opts: {
+    iters: number;
+    batch: number;
+    rounds: number;
+    drain: () => Promise<void>;
+    beforePhase?: () => Promise<void>;
+    sameCallsEverywhere?: boolean;
+  },
 ): Promise<Record<string, number>> {
   for (const phase of Object.values(phases)) {
-    const until = performance.now() + WARM_PHASE_MS;
+    const until = performance.now() + (opts.sameCallsEverywhere ? 0 : WARM_PHASE_MS);
     for (let done = 0; done < WARM_PHASE_CALLS || performance.now() < until; done += opts.batch) {
       await phase(opts.batch);
       await opts.drain();
