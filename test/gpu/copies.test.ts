@@ -126,10 +126,13 @@ describe.skipIf(gpus === 0)('host↔device copies on a GPU', () => {
     setImmediate(tick);
     const dev = await host.toAsync('cuda:0');
     phase = 'download';
+    const uploadTurns = turns;
     const back = (await dev.toArray()) as Float32Array;
     ticking = false;
     expect(back[n - 1]).toBe(2.5);
     expect(turns).toBeGreaterThan(20);
+    // The upload (several ms) yields too, even when each next chunk is free at once.
+    expect(uploadTurns, 'turns during the upload').toBeGreaterThan(2);
     // A piece's host copy (4 MiB) takes well under 10 ms even on a busy host.
     expect(longest, `the longest turn (${longestIn} of ${turns})`).toBeLessThan(25);
     dev.dispose();
