@@ -44,54 +44,46 @@ export async function run(opts: BenchOptions): Promise<void> {
       minBytes: opts.minBytes ?? 8,
       maxBytes: opts.maxBytes ?? 1 << 30,
     });
-    const records = (results as { impl: string; op: string; bytes: number; us: number; busbw: number }[][]).flat();
+    const records = (results as SweepRecord[][]).flat();
     // gpugroup's ops, then (world 1) the same loops of raw koffi NCCL calls in the same rank.
-    for (const impl of ['gpugroup', 'raw-koffi']) {
-      const mine = records.filter((rec) => rec.impl === impl);
-      if (mine.length === 0) continue;
-      if (impl !== 'gpugroup') opts.log('# the same loops of raw koffi NCCL calls on preallocated buffers, same rank');
-      opts.log(tableHeader());
-      for (const rec of mine) {
-        opts.log(
-          tableLine({
-            op: rec.op,
-            bytes: rec.bytes,
-            count: Math.max(1, Math.floor(rec.bytes / 4)),
-            dtype: 'float',
-            us: rec.us,
-            busbw: rec.busbw,
-          }),
-        );
-        opts.json({ ...rec, mode: opts.mode ?? 'process' });
-      }
+    logTable(
+      opts,
+      records.filter((rec) => rec.impl === 'gpugroup'),
+    );
+    const raw = records.filter((rec) => rec.impl === 'raw-koffi');
+    if (raw.length > 0) {
+      opts.log('# the same loops of raw koffi NCCL calls on preallocated buffers, same rank');
+      logTable(opts, raw);
     }
     if (world === 1) {
       // The graphs suite covers world >= 2 (through the world group, which has no
       // communicator at world size 1).
-      const [graphRecords] = (await group.callAll('graphSweep', { maxBytes: opts.maxBytes })) as {
-        bytes: number;
-        us: number;
-        busbw: number;
-      }[][];
+      const [graphRecords] = (await group.callAll('graphSweep', { maxBytes: opts.maxBytes })) as SweepRecord[][];
       opts.log('# graph-captured all_reduce (100 per graph, 20 launches)');
-      opts.log(tableHeader());
-      for (const rec of graphRecords) {
-        opts.log(
-          tableLine({
-            op: 'all_reduce',
-            bytes: rec.bytes,
-            count: Math.max(1, Math.floor(rec.bytes / 4)),
-            dtype: 'float',
-            us: rec.us,
-            busbw: rec.busbw,
-          }),
-        );
-        opts.json({ ...rec, mode: opts.mode ?? 'process' });
-      }
+      logTable(opts, graphRecords);
     }
     await reportHostCost(opts, world, group.callAll('hostCost', { iters: 6400, batch: 64, rounds: 3 }), {});
   } finally {
     await group.shutdown();
+  }
+}
+
+/** A rank's record of one op at one size (bench/workers/collectives.ts). */
+interface SweepRecord {
+  impl: string;
+  op: string;
+  bytes: number;
+  us: number;
+  busbw: number;
+}
+
+/** `records` as an nccl-tests table on the log, and each as a JSON line. */
+function logTable(opts: BenchOptions, records: SweepRecord[]): void {
+  opts.log(tableHeader());
+  for (const rec of records) {
+    const count = Math.max(1, Math.floor(rec.bytes / 4));
+    opts.log(tableLine({ op: rec.op, bytes: rec.bytes, count, dtype: 'float', us: rec.us, busbw: rec.busbw }));
+    opts.json({ ...rec, mode: opts.mode ?? 'process' });
   }
 }
 
