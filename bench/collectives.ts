@@ -6,8 +6,9 @@
  * runs the op path on a one-rank NCCL communicator (where vLLM's GroupCoordinator
  * would return the input), adds graph-captured all-reduce (nccl-tests -G's method) and,
  * up to 64 KiB, the same loops of raw koffi NCCL calls in the same rank (impl
- * `raw-koffi`), and compares with `all_reduce_perf -t 1 -g 1` and torch at world 1. Compare with the
- * baselines from the same run: both write JSON lines joined on op, world and bytes.
+ * `raw-koffi`), and compares with `all_reduce_perf -t 1 -g 1` and torch at world 1.
+ * Compare with the baselines from the same run: both write JSON lines joined on op,
+ * world and bytes.
  */
 import { cudaDeviceCount, nccl } from '../native/index.ts';
 import { launchGroup } from '../src/orchestrator/index.ts';
