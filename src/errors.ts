@@ -120,7 +120,13 @@ export interface FlightRecord {
   dtype: string;
   count: number;
   peer: number | null;
+  /**
+   * When it started (performance.now() time). NCCL operations: when the communicator's
+   * watchdog first found it in flight, at most one poll (≤ 50 ms) after it was issued;
+   * NaN for one that finished or was reported before that.
+   */
   startMs: number;
+  /** When it was found finished; null while it is not. */
   endMs: number | null;
 }
 
@@ -259,7 +265,8 @@ export function formatFlightRecords(recent: FlightRecord[]): string {
   if (recent.length === 0) return '  (none)';
   return recent
     .map((r) => {
-      const took = r.endMs === null ? 'pending' : `${(r.endMs - r.startMs).toFixed(1)} ms`;
+      const took =
+        r.endMs === null ? 'pending' : Number.isNaN(r.startMs) ? 'done' : `${(r.endMs - r.startMs).toFixed(1)} ms`;
       const peer = r.peer === null ? '' : ` peer=${r.peer}`;
       return `  #${r.seq} ${r.op} ${r.dtype}×${r.count}${peer} ${took}`;
     })

@@ -385,10 +385,10 @@ export class CpuCommunicator extends DeviceCommunicator {
     body: (s: OpState) => Promise<void>,
   ): Promise<void> {
     this.channel.throwIfFailed();
-    const seq = this.recorder.start(op, t.dtype, t.numel, peer);
+    const now = performance.now();
+    const seq = this.recorder.start(op, t.dtype, t.numel, peer, now);
     this.pending.add(seq);
     // Its own timeout, or the deadline of the call that issued it when that comes first.
-    const now = performance.now();
     const deadline = opDeadline(this.timeoutMs, now);
     await body({ op, seq, deadline, timeoutMs: Math.max(0, Math.round(deadline - now)), call });
     // Operations on different queues finish out of order: mark finished only below the oldest pending.

@@ -221,6 +221,7 @@ export class NcclWatchdog {
     if (this.failure) return;
     const rt = cuda();
     const now = performance.now();
+    this.opts.recorder.stamp(now);
     // Completed work: an event recorded behind the last issued op tells how far the stream got.
     if (this.event !== 0n && this.eventSeq > this.finishedSeq && rt.cudaEventQuery(this.event) !== cudaErrorNotReady) {
       this.finishedSeq = this.eventSeq;

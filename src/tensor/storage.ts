@@ -8,7 +8,7 @@
 import { cuda } from '../../native/index.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import { cacheOrFree, sizeClass, takeCached } from './block-cache.ts';
-import { currentDevice, currentStream } from './stream.ts';
+import { type Stream, currentDevice, currentStream } from './stream.ts';
 
 /**
  * Bytes on the host: a SharedArrayBuffer, an ArrayBuffer that a download filled
@@ -50,12 +50,14 @@ export class HostStorage {
   dispose(): void {}
 }
 
+/**
+ * What the GC safety net frees: made when a storage is registered with it (trackLater),
+ * so that a storage disposed soon after it was made (the hot loop's pattern) costs no
+ * second object.
+ */
 interface DeviceHeld {
   ptr: bigint;
-  /** Set for memory the pool does not own (foreign, IPC, cudaMalloc): how it goes back. */
   release?: () => void;
-  /** Owned by a CUDA graph: the graph frees it, never the safety net. */
-  graphOwned: boolean;
 }
 
 /**
@@ -81,7 +83,6 @@ export function endGraphAllocations(): DeviceStorage[] {
 // Safety net only (dispose() is the plan): storages dropped without dispose() are freed on the
 // thread's current stream when the GC finds them.
 const registry = new FinalizationRegistry<DeviceHeld>((held) => {
-  if (held.ptr === 0n || held.graphOwned) return;
   try {
     if (held.release) held.release();
     else cuda().cudaFreeAsync(held.ptr, currentStream().handle);
@@ -141,21 +142,28 @@ export class DeviceStorage {
   readonly kind = 'device';
   readonly device: string;
   readonly ordinal: number;
-  private readonly held: DeviceHeld;
-  /** With the FinalizationRegistry (see trackLater). */
-  private registered = false;
+  /** The device pointer; 0n once freed. */
+  private address: bigint;
+  /** Set for memory the pool does not own (foreign, IPC, cudaMalloc): how it goes back. */
+  private readonly release: (() => void) | undefined;
+  /** Owned by a CUDA graph: the graph frees it, never dispose() or the safety net. */
+  private graphOwned = false;
+  /** Registered with the GC safety net (see trackLater): what it would free. */
+  private held: DeviceHeld | null = null;
 
   private constructor(
     ordinal: number,
     ptr: bigint,
     readonly bytes: number,
-    private readonly allocStream: bigint,
+    /** The stream whose allocation made it (pool memory only): its blocks may take it back. */
+    private readonly allocStream: Stream | null,
     readonly origin: DeviceOrigin = 'pool',
     release?: () => void,
   ) {
     this.ordinal = ordinal;
     this.device = deviceName(ordinal);
-    this.held = { ptr, release, graphOwned: false };
+    this.address = ptr;
+    this.release = release;
     if (ptr !== 0n) trackLater(this);
   }
 
@@ -170,7 +178,7 @@ export class DeviceStorage {
       done = true;
       release();
     };
-    return new DeviceStorage(ordinal, ptr, bytes, 0n, origin, once);
+    return new DeviceStorage(ordinal, ptr, bytes, null, origin, once);
   }
 
   /** Allocates `bytes` on the current stream of the current device, which must be `ordinal`. */
@@ -182,13 +190,13 @@ export class DeviceStorage {
         `cuda:${ordinal} is not this thread's current device (cuda:${current}); one rank owns one device`,
       );
     }
-    if (bytes === 0) return new DeviceStorage(ordinal, 0n, 0, 0n);
-    const stream = currentStream().handle;
+    if (bytes === 0) return new DeviceStorage(ordinal, 0n, 0, null);
+    const stream = currentStream();
     const size = sizeClass(bytes);
     let ptr = capturing ? null : takeCached(stream, size);
     if (ptr === null) {
       const out = new BigUint64Array(1);
-      cuda().cudaMallocAsync(out, size, stream);
+      cuda().cudaMallocAsync(out, size, stream.handle);
       ptr = out[0];
     }
     const storage = new DeviceStorage(ordinal, ptr, bytes, stream);
@@ -198,54 +206,58 @@ export class DeviceStorage {
 
   /** @internal the graph that allocated this storage owns it now. */
   markGraphOwned(): void {
-    this.held.graphOwned = true;
-    if (this.registered) registry.unregister(this);
-    this.registered = false;
+    this.graphOwned = true;
+    this.unregister();
   }
 
   /** @internal registers the GC safety net unless already freed or owned by a graph (see trackLater). */
   registerIfLive(): void {
-    if (this.held.ptr === 0n || this.held.graphOwned || this.registered) return;
+    if (this.address === 0n || this.graphOwned || this.held !== null) return;
+    this.held = { ptr: this.address, release: this.release };
     registry.register(this, this.held, this);
-    this.registered = true;
+  }
+
+  private unregister(): void {
+    if (this.held === null) return;
+    registry.unregister(this);
+    this.held = null;
   }
 
   /** @internal frees a graph-owned storage when its graph is disposed. */
   releaseFromGraph(stream: bigint): void {
-    if (this.held.ptr === 0n) return;
-    const ptr = this.held.ptr;
-    this.held.ptr = 0n;
+    if (this.address === 0n) return;
+    const ptr = this.address;
+    this.address = 0n;
     cuda().cudaFreeAsync(ptr, stream);
   }
 
   /** The device pointer; throws after dispose. */
   get ptr(): bigint {
-    if (this.held.ptr === 0n && this.bytes > 0) throw new InvalidArgumentError('tensor', 'the tensor was disposed');
-    return this.held.ptr;
+    if (this.address === 0n && this.bytes > 0) throw new InvalidArgumentError('tensor', 'the tensor was disposed');
+    return this.address;
   }
 
   get disposed(): boolean {
-    return this.held.ptr === 0n && this.bytes > 0;
+    return this.address === 0n && this.bytes > 0;
   }
 
   /** Frees the memory stream-ordered on the current stream; idempotent. */
   dispose(): void {
-    if (this.held.ptr === 0n || this.held.graphOwned) return;
+    if (this.address === 0n || this.graphOwned) return;
     capturing?.delete(this); // freed inside the capture: a free node of the graph
-    if (this.registered) registry.unregister(this);
-    this.registered = false;
-    const ptr = this.held.ptr;
-    this.held.ptr = 0n;
-    if (this.held.release) {
-      this.held.release();
+    this.unregister();
+    const ptr = this.address;
+    this.address = 0n;
+    if (this.release) {
+      this.release();
       return;
     }
-    const stream = currentStream().handle;
+    const stream = currentStream();
     // A block made on another stream (a pipe's receive, freed by its user) goes back to
     // the pool: cached here it would serve only this stream, and the stream that
     // allocates such blocks would grow the pool on every allocation.
     if (stream === this.allocStream) cacheOrFree(ptr, sizeClass(this.bytes), stream, capturing !== null);
-    else cuda().cudaFreeAsync(ptr, stream);
+    else cuda().cudaFreeAsync(ptr, stream.handle);
   }
 }
 

@@ -127,6 +127,8 @@ export class Stream {
   private disposed = false;
   /** The event other streams wait on (see waitStream), made on first use. */
   private marker: CudaEvent | null = null;
+  /** @internal device blocks freed on this stream, kept for its next allocations, by size class (./block-cache.ts). */
+  readonly blocks = new Map<number, bigint[]>();
 
   constructor(handle?: bigint) {
     this.device = currentDevice();
@@ -180,7 +182,7 @@ export class Stream {
     if (current === this) current = null;
     // Blocks cached for this stream go back to the pool first: a later stream could get
     // the same handle while this one's work is still pending.
-    releaseCachedBlocks(this.handle);
+    releaseCachedBlocks(this);
     this.marker?.dispose();
     cuda().cudaStreamDestroy(this.handle);
     streamFailures.delete(this.handle);

@@ -1,7 +1,7 @@
 // An operation's deadline is its own timeout or its call's deadline, whichever comes first.
 import { describe, expect, it } from 'vitest';
 import { FlightRecorder, callDeadline, withCallDeadline } from '../../src/comm/index.ts';
-import { CollectiveTimeoutError } from '../../src/errors.ts';
+import { CollectiveTimeoutError, formatFlightRecords } from '../../src/errors.ts';
 import { destroyAll, input, makeComms, useStore } from './cpu-helpers.ts';
 
 useStore();
@@ -19,6 +19,29 @@ describe('call deadlines', () => {
     expect(rec.overdue(10_000, t0 + 20_000)?.record.op).toBe('broadcast'); // its deadline passed first
     rec.finishThrough(1);
     expect(rec.overdue(10_000, t0 + 20_000)).toBeNull();
+  });
+
+  it('a record without a start time is stamped by the watchdog and counts from then', () => {
+    const rec = new FlightRecorder();
+    const t0 = performance.now();
+    rec.start('all_reduce', 'float32', 4); // NCCL's hot path reads no clock
+    rec.start('all_gather', 'float32', 8, null, t0 - 5_000); // the CPU backend gives the time
+    expect(rec.recent().map((r) => r.startMs)).toEqual([Number.NaN, t0 - 5_000]);
+    // Not stamped yet: it counts from the time the question is asked, so it is not overdue.
+    expect(rec.overdue(1_000, t0)?.record).toMatchObject({ op: 'all_gather', startMs: t0 - 5_000 });
+    rec.finishThrough(1);
+    expect(rec.overdue(1_000, t0)).toBeNull();
+    rec.start('broadcast', 'float32', 2, 0);
+    rec.stamp(t0 + 10);
+    const [ar, ag, bc] = rec.recent();
+    expect(ar.startMs).toBeNaN(); // finished before any poll: its start stays unknown
+    expect(ag.startMs).toBe(t0 - 5_000);
+    expect(bc.startMs).toBe(t0 + 10);
+    expect(rec.overdue(1_000, t0 + 1_009)).toBeNull();
+    expect(rec.overdue(1_000, t0 + 1_010)).toMatchObject({ record: { op: 'broadcast' }, timeoutMs: 1_000 });
+    expect(formatFlightRecords(rec.recent())).toMatch(
+      /#0 all_reduce float32×4 done\n\s+#1 all_gather float32×8 \d+\.\d ms\n\s+#2 broadcast float32×2 peer=0 pending/,
+    );
   });
 
   it('a call holds its deadline until what it returns settles; overlapping calls take the latest', async () => {
