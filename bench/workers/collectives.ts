@@ -54,9 +54,10 @@ async function timed(ctx: RankContext, comm: DeviceCommunicator, body: () => Pro
 
 /**
  * One op at one size. `bytes` follows nccl-tests: the whole buffer (all-gather: the
- * output; reduce-scatter: the input). Returns microseconds per op on this rank. `raw`
- * (NCCL, one rank): the koffi NCCL call alone on preallocated buffers, as nccl-tests
- * calls it, instead of gpugroup's op.
+ * output; reduce-scatter: the input). Returns microseconds per op on this rank, and with
+ * `raw` (NCCL, one rank) also the same loop of koffi NCCL calls on preallocated buffers,
+ * as nccl-tests calls them. The two loops take turns rep by rep, so that both sample the
+ * same moments of the host, whose own NCCL cost drifts by µs over seconds.
  */
 async function measure(
   ctx: RankContext,
@@ -66,7 +67,7 @@ async function measure(
   iters: number,
   reps: number,
   raw = false,
-): Promise<number> {
+): Promise<{ us: number; rawUs: number | null }> {
   const n = ctx.worldSize;
   const piece = Math.max(1, Math.floor(bytes / 4 / n)); // per-rank elements of all-gather / reduce-scatter
   const whole = Math.max(1, Math.floor(bytes / 4));
@@ -76,16 +77,15 @@ async function measure(
   const out = raw ? Tensor.empty([outLength], { dtype: 'float32', device: ctx.device }) : null;
   // One loop per op, each call awaited as a user would, outputs disposed at once: freed
   // stream-ordered, they come back from the cache on the next call.
-  const loop = out
-    ? rawLoop(comm as NcclCommunicator, op, x, out, piece)
-    : async (k: number): Promise<void> => {
-        if (op === 'all_reduce') for (let i = 0; i < k; i++) (await comm.allReduce(x)).dispose();
-        else if (op === 'broadcast') for (let i = 0; i < k; i++) await comm.broadcast(x, 0);
-        else if (op === 'all_gather') for (let i = 0; i < k; i++) (await comm.allGather(x, 0)).dispose();
-        else if (op === 'reduce_scatter') for (let i = 0; i < k; i++) (await comm.reduceScatter(x, 0)).dispose();
-        else if (ctx.rank === 0) for (let i = 0; i < k; i++) await comm.send(x, 1);
-        else if (ctx.rank === 1) for (let i = 0; i < k; i++) (await comm.recv(x.shape, 'float32', 0)).dispose();
-      };
+  const loop = async (k: number): Promise<void> => {
+    if (op === 'all_reduce') for (let i = 0; i < k; i++) (await comm.allReduce(x)).dispose();
+    else if (op === 'broadcast') for (let i = 0; i < k; i++) await comm.broadcast(x, 0);
+    else if (op === 'all_gather') for (let i = 0; i < k; i++) (await comm.allGather(x, 0)).dispose();
+    else if (op === 'reduce_scatter') for (let i = 0; i < k; i++) (await comm.reduceScatter(x, 0)).dispose();
+    else if (ctx.rank === 0) for (let i = 0; i < k; i++) await comm.send(x, 1);
+    else if (ctx.rank === 1) for (let i = 0; i < k; i++) (await comm.recv(x.shape, 'float32', 0)).dispose();
+  };
+  const loops = out ? [loop, rawLoop(comm as NcclCommunicator, op, x, out, piece)] : [loop];
   // Warm-up: nccl-tests runs -w 5 C calls; JS reaches its optimized code only after
   // thousands of calls of each op (on the stand-in library, per-op time settles after
   // ~8,000 calls, with compile pauses before), and the pool's blocks are made then too.
@@ -93,22 +93,27 @@ async function measure(
   // code cold: ~20,000 calls at a few µs each). With peers, every rank must make the same
   // number of calls (a collective one rank issues more often never completes): 8,000.
   const alone = ctx.worldSize === 1;
-  const warmUntil = performance.now() + (reps > 5 && alone ? 150 : 0);
-  await loop(reps > 5 ? (alone ? 2000 : 8000) : iters);
-  while (performance.now() < warmUntil) await loop(100);
-  await comm.synchronize();
+  for (const body of loops) {
+    const warmUntil = performance.now() + (reps > 5 && alone ? 150 : 0);
+    await body(reps > 5 ? (alone ? 2000 : 8000) : iters);
+    while (performance.now() < warmUntil) await body(100);
+    await comm.synchronize();
+  }
   await ctx.processGroup.barrier();
   // nccl-tests' method (-n iters): `iters` calls enqueued back to back, one wait for the
   // stream, the host time divided by `iters`; here `reps` such loops (the stream drained
   // between them, untimed), and their median.
-  const per: number[] = [];
+  const per: number[][] = loops.map(() => []);
   for (let r = 0; r < reps; r++) {
-    per.push((await timed(ctx, comm, () => loop(iters))) / iters);
+    for (let k = 0; k < loops.length; k++) {
+      const which = (r + k) % loops.length; // neither loop always runs first
+      per[which].push((await timed(ctx, comm, () => loops[which](iters))) / iters);
+    }
     if (reps > 1) await ctx.processGroup.barrier();
   }
   x.dispose();
   out?.dispose();
-  return median(per);
+  return { us: median(per[0]), rawUs: out ? median(per[1]) : null };
 }
 
 /** `k` raw koffi NCCL calls of `op` from `x` into `out` on a one-rank communicator (float32, sum). */
@@ -144,14 +149,14 @@ export async function sweep(ctx: RankContext, args: { ops: SweepOp[]; minBytes: 
       // (host-bound sizes, where one loop is ~0.5 ms and noisy), 5 above.
       const iters = ctx.backend === 'nccl' ? 50 : bytes >= 1 << 22 ? 5 : 50;
       const reps = ctx.backend === 'nccl' ? (bytes <= 1 << 16 ? 20 : 5) : 1;
-      const us = await measure(ctx, comm, op, bytes, iters, reps);
-      const reporter = op === 'send_recv' ? 1 : 0;
-      if (ctx.rank === reporter) records.push(sweepRecord('gpugroup', ctx, op, bytes, us));
       // Beside it, at one rank, the same loop of raw koffi NCCL calls: what this machine's
       // NCCL costs per op right now, so that gpugroup's own cost reads apart from the
       // drift between machines and stages.
-      if (comm instanceof NcclCommunicator && RAW_OPS.has(op) && ctx.worldSize === 1 && bytes <= RAW_MAX_BYTES)
-        records.push(sweepRecord('raw-koffi', ctx, op, bytes, await measure(ctx, comm, op, bytes, iters, reps, true)));
+      const raw = comm instanceof NcclCommunicator && RAW_OPS.has(op) && ctx.worldSize === 1 && bytes <= RAW_MAX_BYTES;
+      const { us, rawUs } = await measure(ctx, comm, op, bytes, iters, reps, raw);
+      const reporter = op === 'send_recv' ? 1 : 0;
+      if (ctx.rank === reporter) records.push(sweepRecord('gpugroup', ctx, op, bytes, us));
+      if (rawUs !== null) records.push(sweepRecord('raw-koffi', ctx, op, bytes, rawUs));
     }
   }
   return records;
@@ -241,7 +246,7 @@ export async function hostCost(ctx: RankContext, args: { iters: number; batch?: 
     batch,
     rounds: args.rounds ?? 3,
     drain: () => comm.synchronize(),
-    beforePhase: () => ctx.processGroup.barrier(),
+    beforeRound: () => ctx.processGroup.barrier(),
     sameCallsEverywhere: ctx.worldSize > 1,
   });
   x.dispose();
@@ -257,10 +262,13 @@ const WARM_PHASE_CALLS = 8000;
 const WARM_PHASE_MS = 150;
 
 /**
- * Host µs per call of each phase (a body making `n` calls): `rounds` rounds over the
- * phases, `iters` calls each, in batches of `batch` with `drain()` between batches
- * (untimed), so that a slow device never backs the host up; the median over batches of
- * the mean per call (a batch the OS preempted does not move it). Each phase first runs
+ * Host µs per call of each phase (a body making `n` calls): `rounds` rounds of `iters`
+ * calls per phase, in batches of `batch` with `drain()` between batches (untimed), so
+ * that a slow device never backs the host up; the median over batches of the mean per
+ * call (a batch the OS preempted does not move it). The phases take turns batch by
+ * batch, so that they sample the same moments: the host's own NCCL cost drifts by µs
+ * over seconds, and phases timed one after the other would carry that drift into their
+ * difference. Each phase first runs
  * untimed, as the sweep's ops do, until its code is compiled (JS reaches optimized code
  * only after thousands of calls: timed cold, an allReduce's host cost reads ~3× high).
  * `sameCallsEverywhere` (phases of collectives, with peers): the warm-up is a count
@@ -273,7 +281,7 @@ export async function timePhases(
     batch: number;
     rounds: number;
     drain: () => Promise<void>;
-    beforePhase?: () => Promise<void>;
+    beforeRound?: () => Promise<void>;
     sameCallsEverywhere?: boolean;
   },
 ): Promise<Record<string, number>> {
@@ -284,17 +292,18 @@ export async function timePhases(
       await opts.drain();
     }
   }
-  const samples: Record<string, number[]> = {};
+  const entries = Object.entries(phases);
+  const samples: Record<string, number[]> = Object.fromEntries(entries.map(([name]) => [name, []]));
   for (let round = 0; round < opts.rounds; round++) {
-    for (const [name, phase] of Object.entries(phases)) {
-      await opts.beforePhase?.();
-      samples[name] ??= [];
-      const list = samples[name];
-      for (let done = 0; done < opts.iters; done += opts.batch) {
-        const n = Math.min(opts.batch, opts.iters - done);
+    await opts.beforeRound?.();
+    for (let done = 0, turn = 0; done < opts.iters; done += opts.batch, turn++) {
+      const n = Math.min(opts.batch, opts.iters - done);
+      // Each batch starts with the next phase in turn: none always runs first.
+      for (let k = 0; k < entries.length; k++) {
+        const [name, phase] = entries[(turn + k) % entries.length];
         const t0 = performance.now();
         await phase(n);
-        list.push(((performance.now() - t0) * 1000) / n);
+        samples[name].push(((performance.now() - t0) * 1000) / n);
         await opts.drain();
       }
     }
