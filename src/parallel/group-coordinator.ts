@@ -188,31 +188,37 @@ export class GroupCoordinator {
     return this.ranks[(((this.rankInGroup - 1) % this.worldSize) + this.worldSize) % this.worldSize];
   }
 
+  // The operations that forward to the device communicator are not async functions: an
+  // async function returning another promise costs two more microtask turns per call
+  // (~0.15 µs, more beside NCCL). Their own checks still end in a rejection, not a throw.
+
   /** Out-of-place all-reduce; world size 1 returns `t` itself. */
-  async allReduce(t: Tensor): Promise<Tensor> {
-    if (this.worldSize === 1) return t;
-    return this.comm().allReduce(t);
+  allReduce(t: Tensor): Promise<Tensor> {
+    if (this.worldSize === 1) return Promise.resolve(t);
+    return this.deviceCommunicator?.allReduce(t) ?? this.noCommunicator();
   }
 
-  async allGather(t: Tensor, dim = -1): Promise<Tensor> {
-    this.checkDim(t, dim);
-    if (this.worldSize === 1) return t;
-    return this.comm().allGather(t, dim);
+  allGather(t: Tensor, dim = -1): Promise<Tensor> {
+    const bad = this.dimError(t, dim);
+    if (bad) return Promise.reject(bad);
+    if (this.worldSize === 1) return Promise.resolve(t);
+    return this.deviceCommunicator?.allGather(t, dim) ?? this.noCommunicator();
   }
 
   /** No world-size-1 short cut: raises without a communicator, as vLLM's GroupCoordinator.send does. */
-  async allGatherv(t: Tensor, sizes: readonly number[], dim = 0): Promise<Tensor> {
-    return this.comm().allGatherv(t, sizes, dim);
+  allGatherv(t: Tensor, sizes: readonly number[], dim = 0): Promise<Tensor> {
+    return this.deviceCommunicator?.allGatherv(t, sizes, dim) ?? this.noCommunicator();
   }
 
-  async reduceScatter(t: Tensor, dim = -1): Promise<Tensor> {
-    this.checkDim(t, dim);
-    if (this.worldSize === 1) return t;
-    return this.comm().reduceScatter(t, dim);
+  reduceScatter(t: Tensor, dim = -1): Promise<Tensor> {
+    const bad = this.dimError(t, dim);
+    if (bad) return Promise.reject(bad);
+    if (this.worldSize === 1) return Promise.resolve(t);
+    return this.deviceCommunicator?.reduceScatter(t, dim) ?? this.noCommunicator();
   }
 
-  async reduceScatterv(t: Tensor, sizes: readonly number[], dim = 0): Promise<Tensor> {
-    return this.comm().reduceScatterv(t, sizes, dim);
+  reduceScatterv(t: Tensor, sizes: readonly number[], dim = 0): Promise<Tensor> {
+    return this.deviceCommunicator?.reduceScatterv(t, sizes, dim) ?? this.noCommunicator();
   }
 
   async gather(t: Tensor, dst = 0, dim = -1): Promise<Tensor | null> {
@@ -227,12 +233,15 @@ export class GroupCoordinator {
     return this.dataPlaneFor(t).then((c) => c.broadcast(t, src));
   }
 
-  async send(t: Tensor, dst?: number): Promise<void> {
-    return this.comm().send(t, dst ?? (this.rankInGroup + 1) % this.worldSize);
+  send(t: Tensor, dst?: number): Promise<void> {
+    return this.deviceCommunicator?.send(t, dst ?? (this.rankInGroup + 1) % this.worldSize) ?? this.noCommunicator();
   }
 
-  async recv(shape: readonly number[], dtype: DType, src?: number): Promise<Tensor> {
-    return this.comm().recv(shape, dtype, src ?? (this.rankInGroup - 1 + this.worldSize) % this.worldSize);
+  recv(shape: readonly number[], dtype: DType, src?: number): Promise<Tensor> {
+    return (
+      this.deviceCommunicator?.recv(shape, dtype, src ?? (this.rankInGroup - 1 + this.worldSize) % this.worldSize) ??
+      this.noCommunicator()
+    );
   }
 
   /**
@@ -485,16 +494,30 @@ export class GroupCoordinator {
   }
 
   private comm(): DeviceCommunicator {
-    if (!this.deviceCommunicator)
-      throw new InvalidArgumentError(
-        'group',
-        `${NO_COMMUNICATOR} (group '${this.uniqueName}' of world size ${this.worldSize})`,
-      );
+    if (!this.deviceCommunicator) throw this.missingCommunicatorError();
     return this.deviceCommunicator;
   }
 
-  private checkDim(t: Tensor, dim: number): void {
-    normalizeDim(dim, t.shape);
+  private missingCommunicatorError(): InvalidArgumentError {
+    return new InvalidArgumentError(
+      'group',
+      `${NO_COMMUNICATOR} (group '${this.uniqueName}' of world size ${this.worldSize})`,
+    );
+  }
+
+  /** The rejection of an operation on a group without a device communicator. */
+  private noCommunicator(): Promise<never> {
+    return Promise.reject(this.missingCommunicatorError());
+  }
+
+  /** The error for a bad `dim` of `t`, or null (for the operations that reject rather than throw). */
+  private dimError(t: Tensor, dim: number): Error | null {
+    try {
+      normalizeDim(dim, t.shape);
+      return null;
+    } catch (err) {
+      return err as Error;
+    }
   }
 
   private checkPeer(argument: string, peer: number): void {
