@@ -154,4 +154,20 @@ if (pageable.length > 0) {
   console.log('\n# staging off (gpugroup-pageable), for reference:');
   for (const r of pageable) console.log(`  ${r.op} ${size(r.bytes)}: ${fmt(r.us)} us (${r.GBps} GB/s)`);
 }
+// gpugroup's own cost per op: each eager world-1 collective minus the raw koffi loop of
+// the same size, timed in the same rank with the two loops taking turns.
+const own = ours
+  .filter((r) => COLLECTIVES.has(r.op) && r.world === 1 && !r.graph && r.us !== undefined)
+  .flatMap((r) => {
+    const raw = byImpl.get('raw-koffi')?.get(key(r))?.us;
+    return raw === undefined ? [] : [(r.us as number) - raw];
+  })
+  .sort((a, b) => a - b);
+if (own.length > 0) {
+  const signed = (v: number) => `${v >= 0 ? '+' : ''}${v.toFixed(2)}`;
+  console.log(
+    `\n# gpugroup's own cost per eager op over the raw koffi loop (same rank, loops in turns), ${own.length} sizes: ` +
+      `median ${signed(own[own.length >> 1])} us, from ${signed(own[0])} to ${signed(own[own.length - 1])}`,
+  );
+}
 console.log(`\nratios: baseline time / gpugroup time (> 1: gpugroup faster). goals met: ${met}, missed: ${missed}`);
