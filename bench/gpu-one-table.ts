@@ -165,9 +165,11 @@ const own = ours
   .sort((a, b) => a - b);
 if (own.length > 0) {
   const signed = (v: number) => `${v >= 0 ? '+' : ''}${v.toFixed(2)}`;
+  const mid = own.length >> 1;
+  const median = own.length % 2 === 1 ? own[mid] : (own[mid - 1] + own[mid]) / 2;
   console.log(
     `\n# gpugroup's own cost per eager op over the raw koffi loop (same rank, loops in turns), ${own.length} sizes: ` +
-      `median ${signed(own[own.length >> 1])} us, from ${signed(own[0])} to ${signed(own[own.length - 1])}`,
+      `median ${signed(median)} us, from ${signed(own[0])} to ${signed(own[own.length - 1])}`,
   );
 }
 console.log(`\nratios: baseline time / gpugroup time (> 1: gpugroup faster). goals met: ${met}, missed: ${missed}`);

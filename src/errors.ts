@@ -122,11 +122,12 @@ export interface FlightRecord {
   peer: number | null;
   /**
    * When it started (performance.now() time). NCCL operations: when the communicator's
-   * watchdog first found it in flight, at most one poll (≤ 50 ms) after it was issued;
-   * NaN for one that finished or was reported before that.
+   * watchdog first found it in flight, at its first poll after the operation was issued
+   * (≤ 50 ms later while the event loop is free); NaN for one that finished, or was
+   * reported, before that.
    */
   startMs: number;
-  /** When it was found finished; null while it is not. */
+  /** When it was found finished (NCCL: at a poll of the watchdog); null while it is not. */
   endMs: number | null;
 }
 

@@ -3,10 +3,11 @@
  * that a hang names what every rank was doing (the role of torch's NCCL flight recorder).
  * Recording is a few field writes into preallocated slots: it stays on the hot path.
  * It reads no clock unless the caller gives the time: a clock read (~50 ns, more on some
- * hosts) is a tenth of a collective's own host cost. A record without one is stamped by
- * {@link FlightRecorder.stamp}, which the NCCL watchdog calls on each of its polls: its
- * start is then when the watchdog first found it in flight, at most one poll (≤ 50 ms)
- * after it was issued, and its deadline counts from there.
+ * hosts) is a tenth of a collective's own host cost. A record without one gets its start
+ * from the first {@link FlightRecorder.overdue} that finds it unfinished: for NCCL, the
+ * watchdog's first poll after it was issued (≤ 50 ms later while the event loop is free;
+ * a timeout can come late by as long as the loop is blocked, never early), and its
+ * deadline counts from there. One that finished before anybody asked keeps a NaN start.
  */
 import type { FlightRecord } from '../errors.ts';
 import { callDeadline } from './call-deadline.ts';
@@ -44,7 +45,7 @@ export class FlightRecorder {
 
   /**
    * Records the start of an operation and returns its sequence number. `startMs` (a
-   * performance.now() time) defaults to NaN, "not known yet": see {@link stamp}.
+   * performance.now() time) defaults to NaN, "not known yet": see {@link overdue}.
    */
   start(op: string, dtype: string, count: number, peer: number | null = null, startMs = Number.NaN): number {
     const slot = this.slots[this.next];
@@ -60,15 +61,6 @@ export class FlightRecorder {
     return this.seq++;
   }
 
-  /**
-   * Gives `now` as the start of every unfinished record that has none: the watchdog
-   * calls it when it polls, before it looks for overdue operations.
-   */
-  stamp(now: number): void {
-    for (const slot of this.slots)
-      if (slot.seq >= 0 && slot.endMs === null && Number.isNaN(slot.startMs)) slot.startMs = now;
-  }
-
   /** Marks every recorded operation up to and including `seq` as finished. */
   finishThrough(seq: number): void {
     const now = performance.now();
@@ -78,7 +70,7 @@ export class FlightRecorder {
   /**
    * The unfinished operation whose deadline (its start + `timeoutMs`, or the deadline
    * of the call that issued it if earlier) passed first, by `now`; null when none did.
-   * A record not stamped yet counts from `now`.
+   * An unfinished record without a start gets `now` as its start here.
    */
   overdue(timeoutMs: number, now = performance.now()): Overdue | null {
     let worst: Overdue | null = null;
@@ -86,11 +78,11 @@ export class FlightRecorder {
     for (let i = 0; i < this.capacity; i++) {
       const slot = this.slots[i];
       if (slot.seq < 0 || slot.endMs !== null) continue;
-      const start = Number.isNaN(slot.startMs) ? now : slot.startMs;
-      const deadline = Math.min(start + timeoutMs, this.callDeadlines[i]);
+      if (Number.isNaN(slot.startMs)) slot.startMs = now;
+      const deadline = Math.min(slot.startMs + timeoutMs, this.callDeadlines[i]);
       if (deadline <= now && deadline < worstDeadline) {
         worstDeadline = deadline;
-        worst = { record: { ...slot, startMs: start }, timeoutMs: Math.max(0, Math.round(deadline - start)) };
+        worst = { record: { ...slot }, timeoutMs: Math.max(0, Math.round(deadline - slot.startMs)) };
       }
     }
     return worst;

@@ -221,7 +221,6 @@ export class NcclWatchdog {
     if (this.failure) return;
     const rt = cuda();
     const now = performance.now();
-    this.opts.recorder.stamp(now);
     // Completed work: an event recorded behind the last issued op tells how far the stream got.
     if (this.event !== 0n && this.eventSeq > this.finishedSeq && rt.cudaEventQuery(this.event) !== cudaErrorNotReady) {
       this.finishedSeq = this.eventSeq;
@@ -242,7 +241,8 @@ export class NcclWatchdog {
       return;
     }
     // Each operation's deadline is its start + timeoutMs, or the deadline of the call
-    // that issued it when that comes first (call-deadline.ts).
+    // that issued it when that comes first (call-deadline.ts). Asked after the completed
+    // work is marked: an operation still unfinished here gets this poll as its start.
     let overdue = this.lastIssuedSeq > this.finishedSeq ? this.opts.recorder.overdue(this.timeoutMs, now) : null;
     // A call's deadline can be near an operation's start: look at the stream once more
     // before calling work that has in fact completed overdue.

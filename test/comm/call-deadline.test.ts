@@ -21,24 +21,23 @@ describe('call deadlines', () => {
     expect(rec.overdue(10_000, t0 + 20_000)).toBeNull();
   });
 
-  it('a record without a start time is stamped by the watchdog and counts from then', () => {
+  it('a record without a start time gets one from the first question about it, and counts from then', () => {
     const rec = new FlightRecorder();
     const t0 = performance.now();
     rec.start('all_reduce', 'float32', 4); // NCCL's hot path reads no clock
+    rec.finishThrough(0); // finished before anybody asked: its start stays unknown
     rec.start('all_gather', 'float32', 8, null, t0 - 5_000); // the CPU backend gives the time
-    expect(rec.recent().map((r) => r.startMs)).toEqual([Number.NaN, t0 - 5_000]);
-    // Not stamped yet: it counts from the time the question is asked, so it is not overdue.
-    expect(rec.overdue(1_000, t0)?.record).toMatchObject({ op: 'all_gather', startMs: t0 - 5_000 });
-    rec.finishThrough(1);
-    expect(rec.overdue(1_000, t0)).toBeNull();
     rec.start('broadcast', 'float32', 2, 0);
-    rec.stamp(t0 + 10);
-    const [ar, ag, bc] = rec.recent();
-    expect(ar.startMs).toBeNaN(); // finished before any poll: its start stays unknown
-    expect(ag.startMs).toBe(t0 - 5_000);
-    expect(bc.startMs).toBe(t0 + 10);
+    expect(rec.recent().map((r) => r.startMs)).toEqual([Number.NaN, t0 - 5_000, Number.NaN]);
+    // The watchdog's poll: the unfinished record without a start gets this one.
+    expect(rec.overdue(1_000, t0 + 10)?.record).toMatchObject({ op: 'all_gather', startMs: t0 - 5_000 });
+    expect(rec.recent().map((r) => r.startMs)).toEqual([Number.NaN, t0 - 5_000, t0 + 10]);
+    rec.finishThrough(1);
     expect(rec.overdue(1_000, t0 + 1_009)).toBeNull();
-    expect(rec.overdue(1_000, t0 + 1_010)).toMatchObject({ record: { op: 'broadcast' }, timeoutMs: 1_000 });
+    expect(rec.overdue(1_000, t0 + 1_010)).toMatchObject({
+      record: { op: 'broadcast', startMs: t0 + 10 },
+      timeoutMs: 1_000,
+    });
     expect(formatFlightRecords(rec.recent())).toMatch(
       /#0 all_reduce float32×4 done\n\s+#1 all_gather float32×8 \d+\.\d ms\n\s+#2 broadcast float32×2 peer=0 pending/,
     );
