@@ -199,10 +199,7 @@ export class GroupCoordinator {
   }
 
   allGather(t: Tensor, dim = -1): Promise<Tensor> {
-    const bad = this.dimError(t, dim);
-    if (bad) return Promise.reject(bad);
-    if (this.worldSize === 1) return Promise.resolve(t);
-    return this.deviceCommunicator?.allGather(t, dim) ?? this.noCommunicator();
+    return this.dimShortCut(t, dim) ?? this.deviceCommunicator?.allGather(t, dim) ?? this.noCommunicator();
   }
 
   /** No world-size-1 short cut: raises without a communicator, as vLLM's GroupCoordinator.send does. */
@@ -211,10 +208,7 @@ export class GroupCoordinator {
   }
 
   reduceScatter(t: Tensor, dim = -1): Promise<Tensor> {
-    const bad = this.dimError(t, dim);
-    if (bad) return Promise.reject(bad);
-    if (this.worldSize === 1) return Promise.resolve(t);
-    return this.deviceCommunicator?.reduceScatter(t, dim) ?? this.noCommunicator();
+    return this.dimShortCut(t, dim) ?? this.deviceCommunicator?.reduceScatter(t, dim) ?? this.noCommunicator();
   }
 
   reduceScatterv(t: Tensor, sizes: readonly number[], dim = 0): Promise<Tensor> {
@@ -510,14 +504,17 @@ export class GroupCoordinator {
     return Promise.reject(this.missingCommunicatorError());
   }
 
-  /** The error for a bad `dim` of `t`, or null (for the operations that reject rather than throw). */
-  private dimError(t: Tensor, dim: number): Error | null {
+  /**
+   * What an operation along `dim` of `t` answers before the communicator: the rejection
+   * for a bad `dim`, `t` itself at world size 1, or null when the communicator runs it.
+   */
+  private dimShortCut(t: Tensor, dim: number): Promise<Tensor> | null {
     try {
       normalizeDim(dim, t.shape);
-      return null;
     } catch (err) {
-      return err as Error;
+      return Promise.reject(err);
     }
+    return this.worldSize === 1 ? Promise.resolve(t) : null;
   }
 
   private checkPeer(argument: string, peer: number): void {

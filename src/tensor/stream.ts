@@ -180,8 +180,8 @@ export class Stream {
     if (this.disposed) return;
     this.disposed = true;
     if (current === this) current = null;
-    // Blocks cached for this stream go back to the pool first: a later stream could get
-    // the same handle while this one's work is still pending.
+    // Blocks cached for this stream go back to the pool first, ordered after its work:
+    // no later allocation can take them from a destroyed stream.
     releaseCachedBlocks(this);
     this.marker?.dispose();
     cuda().cudaStreamDestroy(this.handle);
