@@ -9,6 +9,8 @@
 #   bash bench/gpu-one.sh OUTDIR
 # GPU_ONE_TESTS="test/gpu/copies.test.ts ..." runs those GPU test files first (they share the budget);
 # GPU_ONE_MAX_BYTES caps the collective sweeps (default 256 MiB).
+# GPU_ONE_CPU: the one CPU that the host-bound comparisons run on (default: the last one
+# this shell may use; "none" leaves them unpinned).
 set -uo pipefail
 out=${1:?usage: bash bench/gpu-one.sh OUTDIR}
 mkdir -p "$out" && out=$(cd "$out" && pwd)
@@ -43,6 +45,15 @@ stage() {
   tail -n "+$from" "$log" | grep -E "Test Files|Tests |failed|Error" | head -5
 }
 
+# The host-bound comparisons (gpugroup's collectives and host cost, nccl-tests, torch's
+# world-1 ops, launch) run pinned to one CPU, both sides alike: at 8 B–32 KiB NCCL's own
+# cost per call is the host's, and a process the scheduler moves between CPUs pays 1–3 µs
+# more per call, by run and by moment (on a 16-CPU H200 machine, nccl-tests all-gather
+# unpinned: 5.6–7.9 µs per op over six runs; pinned to one CPU: 4.2–5.2 in calm moments).
+# The copies stay unpinned: they use the host's copy threads.
+cpu=${GPU_ONE_CPU:-$(taskset -pc $$ | sed 's/.*: //' | tr ',' '\n' | tail -1 | sed 's/.*-//')}
+pin=(taskset -c "$cpu"); [ "$cpu" = none ] && pin=()
+
 [ -n "${GPU_ONE_TESTS:-}" ] && stage 200 gpu-tests $node_run npx vitest run --project gpu $GPU_ONE_TESTS
 # One line per suite: seconds, name, command. JSON lines land in OUTDIR/*.jsonl.
 stage 90  torch-copies bash -c "python3 bench/baselines/torch_copies.py > '$out/torch-copies.jsonl'"
@@ -53,9 +64,13 @@ stage 120 copies       env GLIBC_TUNABLES=${GLIBC_TUNABLES-glibc.cpu.x86_non_tem
 # on a fresh machine, then torch): in one device call the same sweep gave all-reduce
 # 5.0–6.8 µs per op (8 B–32 KiB) before that stage and 6.3–8.2 µs after it, the host cost
 # of a call unchanged (5.42 / 5.55 µs); the cause was not found.
-stage 100 collectives   $node_run npm run bench -- collectives --world 1 --backend nccl --max-bytes "$maxb" --json "$out/gpugroup.jsonl"
-stage 270 baselines    bash .device/baselines/run.sh 1 "$out" "$maxb"
-stage 40  collectives-host $node_run npm run bench -- collectives-host --json "$out/gpugroup.jsonl"
-stage 60  orchestrator $node_run npm run bench -- orchestrator --world 1 --backend nccl --json "$out/gpugroup.jsonl"
+stage 100 collectives   "${pin[@]}" $node_run npm run bench -- collectives --world 1 --backend nccl --max-bytes "$maxb" --json "$out/gpugroup.jsonl"
+# nccl-tests is built (make -j16) on a machine's first run: not on the one pinned CPU.
+[ -x /tmp/nt/all_reduce_perf ] || stage 200 nccl-tests-build bash .device/baselines/run.sh 1 "$out/logs/build" 8
+rm -rf "$out/logs/build"
+stage 270 baselines    "${pin[@]}" bash .device/baselines/run.sh 1 "$out" "$maxb"
+stage 40  collectives-host "${pin[@]}" $node_run npm run bench -- collectives-host --json "$out/gpugroup.jsonl"
+stage 60  orchestrator "${pin[@]}" $node_run npm run bench -- orchestrator --world 1 --backend nccl --json "$out/gpugroup.jsonl"
 
-$node_run npx tsx bench/gpu-one-table.ts "$out" 2>&1 | grep -v '^node v' | tee "$out/table.txt"
+echo "# collectives, host cost, nccl-tests, torch at world 1 and launch pinned to CPU: $cpu" | tee "$out/table.txt"
+$node_run npx tsx bench/gpu-one-table.ts "$out" 2>&1 | grep -v '^node v' | tee -a "$out/table.txt"
