@@ -1,6 +1,7 @@
 /**
  * The libc calls gpugroup makes: dlopen/dlerror (pinning loaded libraries), mmap/munmap
- * (shared-memory segments), futex through syscall(2), sched_yield, memcpy (host copies
+ * (shared-memory segments), futex through syscall(2), sched_yield, sched_setaffinity (a
+ * rank's CPUs), memcpy (host copies
  * by address, also on the thread pool), and the two koffi
  * helpers that go with raw memory (a view of mapped bytes, the calling thread's errno).
  * Bound on first use, like the CUDA and NCCL tables: importing gpugroup does not load
@@ -28,6 +29,8 @@ const table: readonly ProtoRow[] = [
     returns: 'value',
   },
   { proto: 'int sched_yield(void)', returns: 'value' },
+  // pid 0: the calling thread (Linux), so that a thread rank pins itself alone.
+  { proto: 'int sched_setaffinity(int pid, size_t size, const uint8_t *mask)', returns: 'value' },
   // Host copies between JS memory and page-locked staging chunks, by address, so that
   // they can also run on the libuv thread pool (.async) in parallel slices.
   { proto: 'uintptr_t memcpy(uintptr_t dst, uintptr_t src, size_t n)', returns: 'value' },
@@ -52,6 +55,7 @@ export interface Libc {
     number
   >;
   sched_yield(): number;
+  sched_setaffinity(pid: 0, size: number, mask: Uint8Array): number;
   memcpy: AsyncCallable<[dst: number, src: number, n: number], number>;
   memmove(dst: ArrayBufferView, src: ArrayBufferView, n: number): number;
 }

@@ -123,6 +123,7 @@ export async function launchGroup(options: LaunchOptions): Promise<Group> {
         startupTimeoutMs: opts.startupTimeoutMs,
         tensorParallelSize: opts.tensorParallelSize,
         pipelineParallelSize: opts.pipelineParallelSize,
+        cpus: opts.cpus?.[localRank] ?? null,
       };
       channel.send({ kind: 'init', init });
     }

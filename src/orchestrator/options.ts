@@ -1,6 +1,7 @@
 /** launchGroup's options: defaults and validation, before anything starts. */
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { existsSync } from 'node:fs';
+import { cpus as hostCpus } from 'node:os';
 import { InvalidArgumentError } from '../errors.ts';
 import { loaderFor } from '../loader.ts';
 import { describeValue, nonNegativeInt, positiveInt } from '../validate.ts';
@@ -41,6 +42,14 @@ export interface LaunchOptions {
    * collective takes milliseconds. Never for production or for timings. Default false.
    */
   shareDevices?: boolean;
+  /**
+   * The CPUs each local rank's thread may run on, by local rank (`[[2], [3]]`): the rank
+   * pins its own thread (`sched_setaffinity`) before it sets up its device and
+   * communicators, so threads it starts afterwards, NCCL's included, inherit the set.
+   * Small collectives cost the host most of their time, and a rank that the scheduler
+   * moves between CPUs pays more per call. Linux only. Default: the scheduler's choice.
+   */
+  cpus?: number[][];
 }
 
 /** Options after defaults, validated. */
@@ -61,6 +70,8 @@ export interface ResolvedOptions {
   masterPort: number;
   nprocPerNode: number;
   shareDevices: boolean;
+  /** Per local rank, or null: the scheduler's choice. */
+  cpus: number[][] | null;
 }
 
 /** Every option launchGroup knows; the compiler checks the list against {@link LaunchOptions}. */
@@ -81,6 +92,7 @@ const KNOWN = [
   'masterPort',
   'nprocPerNode',
   'shareDevices',
+  'cpus',
 ] as const satisfies readonly (keyof LaunchOptions)[];
 type Missing = Exclude<keyof LaunchOptions, (typeof KNOWN)[number]>;
 const allListed: [Missing] extends [never] ? true : Missing = true;
@@ -177,6 +189,7 @@ export function resolveOptions(opts: LaunchOptions): ResolvedOptions {
         `rehearses on fewer GPUs)`,
     );
   }
+  const cpus = opts.cpus === undefined ? null : checkCpus(opts.cpus, nprocPerNode);
   const timeoutMs = positiveInt('timeoutMs', opts.timeoutMs ?? 120_000);
   const startupTimeoutMs = positiveInt('startupTimeoutMs', opts.startupTimeoutMs ?? Math.max(timeoutMs, 120_000));
   const tensorParallelSize = positiveInt('tensorParallelSize', opts.tensorParallelSize ?? 1);
@@ -233,5 +246,30 @@ export function resolveOptions(opts: LaunchOptions): ResolvedOptions {
     masterPort,
     nprocPerNode,
     shareDevices,
+    cpus,
   };
+}
+
+/** `cpus`: one non-empty list of this host's CPU numbers per local rank (Linux only). */
+function checkCpus(cpus: unknown, nprocPerNode: number): number[][] {
+  if (process.platform !== 'linux')
+    throw new InvalidArgumentError(
+      'cpus',
+      `pins threads through Linux's sched_setaffinity; this is ${process.platform}`,
+    );
+  const count = Math.max(1, hostCpus().length); // online CPUs, numbered from 0
+  const lists = Array.isArray(cpus) ? cpus : [];
+  const valid =
+    Array.isArray(cpus) &&
+    lists.length === nprocPerNode &&
+    lists.every(
+      (list) => Array.isArray(list) && list.length > 0 && list.every((c) => Number.isInteger(c) && c >= 0 && c < count),
+    );
+  if (!valid) {
+    throw new InvalidArgumentError(
+      'cpus',
+      `expected ${nprocPerNode} non-empty list(s) of CPU numbers in [0, ${count}) (one per local rank), got ${describeValue(cpus)}`,
+    );
+  }
+  return (lists as number[][]).map((list) => [...list]);
 }

@@ -27,6 +27,8 @@ export interface RankInit {
   startupTimeoutMs: number;
   tensorParallelSize: number;
   pipelineParallelSize: number;
+  /** CPUs the rank's thread pins itself to, or null: the scheduler's choice. */
+  cpus: number[] | null;
 }
 
 /** Every message of the protocol; `kind` says which, and who sends it. */

@@ -11,10 +11,24 @@ import {
   initDistributedEnvironment,
   initializeModelParallel,
 } from '../parallel/index.ts';
+import { lastErrno, libc } from '../../native/index.ts';
+import { InvalidArgumentError } from '../errors.ts';
 import { TcpStoreClient } from '../store/index.ts';
 import { currentStream, parseDevice } from '../tensor/index.ts';
 import type { RankContext } from './context.ts';
 import type { RankInit } from './protocol.ts';
+
+/** Pins the calling thread (the rank's) to `cpus`; InvalidArgumentError naming `cpus` where Linux refuses. */
+function pinThread(cpus: number[]): void {
+  const mask = new Uint8Array(128); // cpu_set_t: CPU_SETSIZE 1024 bits
+  for (const c of cpus) mask[c >> 3] |= 1 << (c & 7);
+  if (libc().sched_setaffinity(0, mask.byteLength, mask) !== 0) {
+    throw new InvalidArgumentError(
+      'cpus',
+      `sched_setaffinity to CPUs ${cpus.join(',')} failed (errno ${lastErrno()}: EINVAL when none of them is allowed to this process)`,
+    );
+  }
+}
 
 /**
  * Runs inside each rank before it reports ready; everything a worker function may
@@ -22,6 +36,8 @@ import type { RankInit } from './protocol.ts';
  * peer or a shutdown; communicators hook their abort (ncclCommAbort) into it.
  */
 export async function setupRank(init: RankInit, abortSignal: AbortSignal): Promise<RankContext> {
+  // First, so that every thread started from here on (NCCL's among them) inherits the set.
+  if (init.cpus) pinThread(init.cpus);
   const store = await TcpStoreClient.connect({
     host: init.storeHost,
     port: init.storePort,
