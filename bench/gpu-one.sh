@@ -46,10 +46,12 @@ stage() {
 }
 
 # The host-bound comparisons (gpugroup's collectives and host cost, nccl-tests, torch's
-# world-1 ops, launch) run pinned to one CPU, both sides alike: at 8 B–32 KiB NCCL's own
-# cost per call is the host's, and a process the scheduler moves between CPUs pays 1–3 µs
-# more per call, by run and by moment (on a 16-CPU H200 machine, nccl-tests all-gather
-# unpinned: 5.6–7.9 µs per op over six runs; pinned to one CPU: 4.2–5.2 in calm moments).
+# world-1 ops, launch) run pinned to one CPU, both sides alike, so that neither side gets
+# CPUs the other did not. At 8 B–32 KiB NCCL's own cost per call is the host's, and on a
+# 16-CPU H200 virtual machine it moved with the moment more than with the CPU: nccl-tests
+# all-gather in six unpinned runs in a row 5.6–7.9 µs per op; pinned to one CPU, 4.2–5.2
+# in one call and 5.1–8.2 in another. Hence the raw koffi loops in gpugroup's own rank,
+# taking turns with gpugroup's: the table's last line is gpugroup's own cost over them.
 # The copies stay unpinned: they use the host's copy threads.
 cpu=${GPU_ONE_CPU:-$(taskset -pc $$ | sed 's/.*: //' | tr ',' '\n' | tail -1 | sed 's/.*-//')}
 pin=(taskset -c "$cpu"); [ "$cpu" = none ] && pin=()

@@ -45,9 +45,9 @@ export interface LaunchOptions {
   /**
    * The CPUs each local rank's thread may run on, by local rank (`[[2], [3]]`): the rank
    * pins its own thread (`sched_setaffinity`) before it sets up its device and
-   * communicators, so threads it starts afterwards, NCCL's included, inherit the set.
-   * Small collectives cost the host most of their time, and a rank that the scheduler
-   * moves between CPUs pays more per call. Linux only. Default: the scheduler's choice.
+   * communicators, so threads it starts afterwards (NCCL's, the copy helpers of pageable
+   * host↔device copies) inherit the set: to keep a rank on its GPU's NUMA node, or off
+   * the CPUs of other ranks. Linux only. Default: the scheduler's choice.
    */
   cpus?: number[][];
 }
