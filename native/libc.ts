@@ -1,9 +1,8 @@
 /**
  * The libc calls gpugroup makes: dlopen/dlerror (pinning loaded libraries), mmap/munmap
  * (shared-memory segments), futex through syscall(2), sched_yield, sched_setaffinity (a
- * rank's CPUs), memcpy (host copies
- * by address, also on the thread pool), and the two koffi
- * helpers that go with raw memory (a view of mapped bytes, the calling thread's errno).
+ * rank's CPUs), memcpy (host copies by address, also on the thread pool), and the two
+ * koffi helpers that go with raw memory (a view of mapped bytes, the calling thread's errno).
  * Bound on first use, like the CUDA and NCCL tables: importing gpugroup does not load
  * libc through koffi, so a host where that fails still imports the package and fails
  * only when shared memory or a CUDA/NCCL library is actually used.
