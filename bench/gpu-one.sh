@@ -62,12 +62,13 @@ stage 90  torch-copies bash -c "python3 bench/baselines/torch_copies.py > '$out/
 # The copies run with the glibc setting gpugroup gives the rank processes it starts
 # (non-temporal memcpy into the staging chunks: see src/tensor/host-copy.ts).
 stage 120 copies       env GLIBC_TUNABLES=${GLIBC_TUNABLES-glibc.cpu.x86_non_temporal_threshold=65536} $node_run npm run bench -- copies --json "$out/gpugroup.jsonl"
-# gpugroup's sweep runs before the baselines stage (nccl-tests, built there with make -j16
-# on a fresh machine, then torch): in one device call the same sweep gave all-reduce
+# gpugroup's sweep runs before the nccl-tests build and the baselines stage (nccl-tests,
+# then torch): in one device call the same sweep gave all-reduce
 # 5.0–6.8 µs per op (8 B–32 KiB) before that stage and 6.3–8.2 µs after it, the host cost
 # of a call unchanged (5.42 / 5.55 µs); the cause was not found.
 stage 100 collectives   "${pin[@]}" $node_run npm run bench -- collectives --world 1 --backend nccl --max-bytes "$maxb" --json "$out/gpugroup.jsonl"
-# nccl-tests is built (make -j16) on a machine's first run: not on the one pinned CPU.
+# nccl-tests is built (make -j16) on a machine's first run, not on the one pinned CPU: by
+# the baselines script itself, at 8 bytes only, its output set aside.
 [ -x /tmp/nt/all_reduce_perf ] || stage 200 nccl-tests-build bash .device/baselines/run.sh 1 "$out/logs/build" 8
 rm -rf "$out/logs/build"
 stage 270 baselines    "${pin[@]}" bash .device/baselines/run.sh 1 "$out" "$maxb"

@@ -258,11 +258,10 @@ function checkCpus(cpus: unknown, nprocPerNode: number): number[][] {
       `pins threads through Linux's sched_setaffinity; this is ${process.platform}`,
     );
   const count = Math.max(1, hostCpus().length); // online CPUs, numbered from 0
-  const lists = Array.isArray(cpus) ? cpus : [];
   const valid =
     Array.isArray(cpus) &&
-    lists.length === nprocPerNode &&
-    lists.every(
+    cpus.length === nprocPerNode &&
+    cpus.every(
       (list) => Array.isArray(list) && list.length > 0 && list.every((c) => Number.isInteger(c) && c >= 0 && c < count),
     );
   if (!valid) {
@@ -271,5 +270,5 @@ function checkCpus(cpus: unknown, nprocPerNode: number): number[][] {
       `expected ${nprocPerNode} non-empty list(s) of CPU numbers in [0, ${count}) (one per local rank), got ${describeValue(cpus)}`,
     );
   }
-  return (lists as number[][]).map((list) => [...list]);
+  return (cpus as number[][]).map((list) => [...list]);
 }

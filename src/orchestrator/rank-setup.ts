@@ -20,7 +20,8 @@ import type { RankInit } from './protocol.ts';
 
 /** Pins the calling thread (the rank's) to `cpus`; InvalidArgumentError naming `cpus` where Linux refuses. */
 function pinThread(cpus: number[]): void {
-  const mask = new Uint8Array(128); // cpu_set_t: CPU_SETSIZE 1024 bits
+  // A cpu_set_t of at least CPU_SETSIZE (1024) bits, in whole 64-bit words, holding the highest CPU.
+  const mask = new Uint8Array(Math.max(128, Math.ceil((Math.max(...cpus) + 1) / 64) * 8));
   for (const c of cpus) mask[c >> 3] |= 1 << (c & 7);
   if (libc().sched_setaffinity(0, mask.byteLength, mask) !== 0) {
     throw new InvalidArgumentError(

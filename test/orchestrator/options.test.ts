@@ -56,6 +56,24 @@ describe('launchGroup options', () => {
     expect(err.message).toBe(message);
   });
 
+  it.each([
+    [{ cpus: [0] }, 'array [0]'],
+    [{ cpus: [[0], [0]] }, 'array'],
+    [{ cpus: [[]] }, 'array'],
+    [{ cpus: [[-1]] }, 'array'],
+    [{ cpus: [[0.5]] }, 'array'],
+    [{ cpus: [[100_000]] }, 'array'],
+    [{ cpus: '0' }, "string '0'"],
+  ])('cpus %j: one non-empty list of the host CPUs per local rank', (opts, got) => {
+    const err = refusal(opts);
+    expect(err).toBeInstanceOf(InvalidArgumentError);
+    expect(err.argument).toBe('cpus');
+    expect(err.message).toMatch(
+      /^cpus: expected 1 non-empty list\(s\) of CPU numbers in \[0, \d+\) \(one per local rank\), got /,
+    );
+    expect(err.message).toContain(`got ${got}`);
+  });
+
   it('worldSize defaults to 1 (nnodes × nprocPerNode when those are given)', () => {
     expect(resolveOptions({ worker: basicWorker })).toMatchObject({ worldSize: 1, nprocPerNode: 1 });
     expect(resolveOptions({ worker: basicWorker, nprocPerNode: 3 })).toMatchObject({ worldSize: 3, nprocPerNode: 3 });
